@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (see README.md):
+#   make run    install into .venv, then run the full analysis on built-in Old Faithful
+#   make test   install into .venv, then run the default test suite
+PYTHON ?= python3.12
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bayesmix-installed
+OUT    ?= bayesmix-report
+
+.PHONY: install run test test-slow lint bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/bayesmix fit --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m slow --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check bayesmix tests benchmarks
+	$(BIN)/ruff format --check bayesmix tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,313 @@
+r"""Prior objects shared by the EM (MAP) fit and the PyMC model builders.
+
+One :class:`GMMPrior` given to :func:`bayesmix.fit_em` and to
+:func:`bayesmix.build_gmm` defines one posterior: ``fit_em`` returns its mode
+(in the parameterisation weights / means / covariance matrices) and ``sample``
+explores it.
+
+Densities
+---------
+With :math:`K` components, :math:`D` features, and the prior's fields
+``weight_concentration`` :math:`=\alpha`, ``mean`` :math:`=m_0`,
+``mean_shrinkage`` :math:`=\kappa_0`, ``dof`` :math:`=\nu_0` and
+``scale`` :math:`=\Psi_0` (a :math:`D\times D` SPD matrix):
+
+* weights: :math:`\pi \sim \mathrm{Dirichlet}(\alpha, \dots, \alpha)` (density on
+  the simplex, as ``scipy.stats.dirichlet``).
+* ``covariance="full"``: :math:`\Sigma_k \sim \mathrm{InvWishart}(\nu_0, \Psi_0)`
+  (``scipy.stats.invwishart(df=nu0, scale=Psi0)``) and
+  :math:`\mu_k \mid \Sigma_k \sim N(m_0, \Sigma_k / \kappa_0)`:
+  the normal-inverse-Wishart prior.
+* ``covariance="tied"``: one :math:`\Sigma \sim \mathrm{InvWishart}(\nu_0, \Psi_0)`
+  shared by all components, :math:`\mu_k \mid \Sigma \sim N(m_0, \Sigma/\kappa_0)`.
+* ``covariance="diag"``: per feature :math:`\sigma^2_{kj} \sim
+  \mathrm{InvGamma}(\nu_0/2, \psi_j/2)` with :math:`\psi_j = (\Psi_0)_{jj}`
+  (``scipy.stats.invgamma(a=nu0/2, scale=psi_j/2)``) and
+  :math:`\mu_{kj} \mid \sigma^2_{kj} \sim N(m_{0j}, \sigma^2_{kj}/\kappa_0)`.
+* ``covariance="spherical"``: :math:`\sigma^2_k \sim \mathrm{InvGamma}(\nu_0/2,
+  \psi/2)` with :math:`\psi = \mathrm{tr}(\Psi_0)/D` and
+  :math:`\mu_k \mid \sigma^2_k \sim N(m_0, \sigma^2_k I / \kappa_0)`.
+
+All densities are normalised; :meth:`GMMPrior.log_prior` evaluates their sum with
+scipy.stats, independently of the EM and PyMC code.
+
+MAP updates (M-step with responsibilities :math:`r_{nk}`, :math:`N_k = \sum_n r_{nk}`,
+weighted mean :math:`\bar x_k` and scatter :math:`S_k = \sum_n r_{nk}(x_n-\bar x_k)(x_n-\bar x_k)^T`;
+Fraley & Raftery 2007):
+
+* :math:`\hat\pi_k = (N_k + \alpha - 1) / (N + K(\alpha - 1))` (needs :math:`\alpha \ge 1`).
+* :math:`\hat\mu_k = (N_k \bar x_k + \kappa_0 m_0)/(N_k + \kappa_0)`.
+* full: :math:`\hat\Sigma_k = [\Psi_0 + S_k + \tfrac{\kappa_0 N_k}{\kappa_0 + N_k}(\bar x_k - m_0)(\bar x_k - m_0)^T] / (\nu_0 + N_k + D + 2)`.
+* diag: :math:`\hat\sigma^2_{kj} = [\psi_j + (S_k)_{jj} + \tfrac{\kappa_0 N_k}{\kappa_0+N_k}(\bar x_{kj}-m_{0j})^2] / (\nu_0 + N_k + 3)`.
+* spherical: :math:`\hat\sigma^2_k = [\psi + \mathrm{tr} S_k + \tfrac{\kappa_0 N_k}{\kappa_0+N_k}\lVert\bar x_k-m_0\rVert^2] / (\nu_0 + 2 + D(N_k + 1))`.
+* tied: :math:`\hat\Sigma = [\Psi_0 + \sum_k (S_k + \tfrac{\kappa_0 N_k}{\kappa_0 + N_k}(\bar x_k - m_0)(\bar x_k - m_0)^T)] / (\nu_0 + N + D + 1 + K)`.
+
+Defaults (:meth:`GMMPrior.from_data`, after mclust's ``priorControl``):
+:math:`m_0` = data mean, :math:`\kappa_0 = 0.01`, :math:`\nu_0 = D + 2`,
+:math:`\Psi_0 = \mathrm{cov}(X) / K^{2/D}`, :math:`\alpha = 1`. For the Dirichlet-process
+model the concentration gets a Gamma(shape=1, rate=1) prior.
+
+``covariance_prior="lkj"`` replaces the inverse-Wishart by PyMC's
+``LKJCholeskyCov`` (correlation matrix ~ LKJ(``lkj_eta``), standard deviations
+~ HalfNormal(``2 * sqrt(diag(Psi_0) * K^{2/D})``), i.e. twice the data's standard
+deviations) with :math:`\mu_k \sim N(m_0, \mathrm{diag}(\Psi_0)/\kappa_0)`. It is
+available in the PyMC builders only: it has no closed-form MAP, so ``fit_em``
+rejects it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+from scipy import stats
+
+from bayesmix._validation import check_covariance_type, check_data, check_positive
+
+__all__ = ["GMMPrior", "default_prior"]
+
+_COVARIANCE_PRIORS = ("conjugate", "lkj")
+
+
+@dataclass(frozen=True, eq=False)
+class GMMPrior:
+    """Prior on the parameters of a Gaussian mixture (see the module docstring).
+
+    Parameters
+    ----------
+    mean : ndarray, shape (D,)
+        Prior mean of the component means, :math:`m_0`.
+    scale : ndarray, shape (D, D)
+        Inverse-Wishart scale :math:`\\Psi_0` (SPD). Diagonal and spherical models use
+        its diagonal and its mean diagonal.
+    dof : float
+        Degrees of freedom :math:`\\nu_0`; must exceed ``D - 1``.
+    mean_shrinkage : float
+        :math:`\\kappa_0 > 0`: the prior on a mean is worth this many observations.
+    weight_concentration : float
+        Symmetric Dirichlet parameter :math:`\\alpha > 0` (``fit_em`` needs ``>= 1``).
+    covariance_prior : {"conjugate", "lkj"}
+        ``"conjugate"`` (default) gives the normal-inverse-Wishart family above;
+        ``"lkj"`` is for the PyMC builders only.
+    lkj_eta : float
+        LKJ shape when ``covariance_prior="lkj"``.
+    dp_concentration : tuple of float
+        (shape, rate) of the Gamma prior on the Dirichlet-process concentration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(100, 2))
+    >>> prior = GMMPrior.from_data(X, n_components=2)
+    >>> prior.dof
+    4.0
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    dof: float
+    mean_shrinkage: float = 0.01
+    weight_concentration: float = 1.0
+    covariance_prior: str = "conjugate"
+    lkj_eta: float = 2.0
+    dp_concentration: tuple = field(default=(1.0, 1.0))
+
+    def __post_init__(self):
+        mean = np.atleast_1d(np.asarray(self.mean, dtype=float))
+        if mean.ndim != 1 or not np.all(np.isfinite(mean)):
+            raise ValueError(f"prior mean must be a finite 1-D array; got {self.mean!r}.")
+        D = mean.size
+        scale = np.asarray(self.scale, dtype=float)
+        if scale.ndim == 0:
+            scale = scale * np.eye(D)
+        elif scale.ndim == 1:
+            scale = np.diag(scale)
+        if scale.shape != (D, D):
+            raise ValueError(
+                f"prior scale must have shape (D, D)=({D}, {D}) matching the mean; got "
+                f"{scale.shape}."
+            )
+        if not np.allclose(scale, scale.T) or np.any(np.linalg.eigvalsh(scale) <= 0):
+            raise ValueError("prior scale must be symmetric positive definite.")
+        dof = check_positive(self.dof, "dof")
+        if dof <= D - 1:
+            raise ValueError(f"prior dof must be > D - 1 = {D - 1}; got {dof}.")
+        if self.covariance_prior not in _COVARIANCE_PRIORS:
+            raise ValueError(
+                f"covariance_prior must be one of {list(_COVARIANCE_PRIORS)}; got "
+                f"{self.covariance_prior!r}."
+            )
+        a, b = self.dp_concentration
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "dof", dof)
+        object.__setattr__(
+            self, "mean_shrinkage", check_positive(self.mean_shrinkage, "mean_shrinkage")
+        )
+        object.__setattr__(
+            self,
+            "weight_concentration",
+            check_positive(self.weight_concentration, "weight_concentration"),
+        )
+        object.__setattr__(self, "lkj_eta", check_positive(self.lkj_eta, "lkj_eta"))
+        object.__setattr__(
+            self,
+            "dp_concentration",
+            (check_positive(a, "dp_concentration[0]"), check_positive(b, "dp_concentration[1]")),
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_data(cls, X, n_components, **overrides):
+        """Data-scaled default prior (after mclust's ``priorControl``).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        n_components : int
+            K; the covariance scale is ``cov(X) / K**(2/D)``.
+        **overrides
+            Any field of :class:`GMMPrior` to set explicitly.
+
+        Returns
+        -------
+        GMMPrior
+        """
+        X = check_data(X)
+        N, D = X.shape
+        K = int(n_components)
+        if N > 1:
+            cov = np.atleast_2d(np.cov(X, rowvar=False))
+        else:
+            cov = np.eye(D)
+        # guard constant features: the prior scale must be SPD
+        var = np.diag(cov).copy()
+        floor = 1e-6 * max(float(var.max()), 1.0) if var.size else 1e-6
+        cov = cov + np.eye(D) * np.where(var <= floor, floor, 0.0)
+        if np.any(np.linalg.eigvalsh(cov) <= 0):
+            cov = cov + np.eye(D) * floor
+        params = dict(mean=X.mean(axis=0), scale=cov / K ** (2.0 / D), dof=D + 2.0)
+        params.update(overrides)
+        return cls(**params)
+
+    def with_(self, **changes):
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
+
+    @property
+    def n_features(self):
+        return self.mean.size
+
+    # ------------------------------------------------------------------ per type
+    def covariance_scale(self, covariance):
+        """The scale parameter used by a covariance type.
+
+        Returns
+        -------
+        ndarray (D, D) for ``full``/``tied``, ndarray (D,) for ``diag`` (the
+        inverse-gamma parameters :math:`\\psi_j`), float for ``spherical``.
+        """
+        covariance = check_covariance_type(covariance)
+        if covariance in ("full", "tied"):
+            return self.scale
+        if covariance == "diag":
+            return np.diag(self.scale).copy()
+        return float(np.trace(self.scale) / self.n_features)
+
+    def log_prior(self, weights, means, covariances, covariance="full"):
+        """Log prior density of a parameter point, computed with scipy.stats.
+
+        Parameters
+        ----------
+        weights : ndarray, shape (K,)
+        means : ndarray, shape (K, D)
+        covariances : ndarray, shape (K, D, D)
+            Full matrices; for ``diag`` only the diagonals are used, for
+            ``spherical`` the (common) diagonal value, for ``tied`` the first matrix.
+        covariance : str
+
+        Returns
+        -------
+        float
+        """
+        covariance = check_covariance_type(covariance)
+        if self.covariance_prior != "conjugate":
+            raise ValueError(
+                "log_prior is defined for covariance_prior='conjugate' only; got "
+                f"{self.covariance_prior!r}."
+            )
+        weights = np.asarray(weights, dtype=float)
+        means = np.asarray(means, dtype=float)
+        covariances = np.asarray(covariances, dtype=float)
+        K, D = means.shape
+        lp = 0.0
+        if K > 1:
+            w = np.clip(weights, 1e-300, None)
+            w = w / w.sum()
+            lp += stats.dirichlet(np.full(K, self.weight_concentration)).logpdf(w)
+        m0, k0, nu = self.mean, self.mean_shrinkage, self.dof
+        if covariance in ("full", "tied"):
+            iw = stats.invwishart(df=nu, scale=self.scale)
+            mats = covariances[:1] if covariance == "tied" else covariances
+            for S in mats:
+                lp += iw.logpdf(S) if D > 1 else stats.invgamma(
+                    a=nu / 2, scale=self.scale[0, 0] / 2
+                ).logpdf(S[0, 0])
+            for k in range(K):
+                S = covariances[0] if covariance == "tied" else covariances[k]
+                lp += stats.multivariate_normal(m0, S / k0).logpdf(means[k])
+        elif covariance == "diag":
+            psi = self.covariance_scale("diag")
+            var = np.diagonal(covariances, axis1=1, axis2=2)
+            lp += stats.invgamma(a=nu / 2, scale=psi / 2).logpdf(var).sum()
+            lp += stats.norm(m0, np.sqrt(var / k0)).logpdf(means).sum()
+        else:
+            psi = self.covariance_scale("spherical")
+            var = covariances[:, 0, 0]
+            lp += stats.invgamma(a=nu / 2, scale=psi / 2).logpdf(var).sum()
+            lp += stats.norm(m0, np.sqrt(var[:, None] / k0)).logpdf(means).sum()
+        return float(lp)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self):
+        """Plain-JSON representation (stored in fitted results' attrs)."""
+        d = asdict(self)
+        d["mean"] = self.mean.tolist()
+        d["scale"] = self.scale.tolist()
+        d["dp_concentration"] = list(self.dp_concentration)
+        return d
+
+    def to_json(self):
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["dp_concentration"] = tuple(d.get("dp_concentration", (1.0, 1.0)))
+        return cls(**d)
+
+    def __eq__(self, other):
+        if not isinstance(other, GMMPrior):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return (
+            f"GMMPrior(D={self.n_features}, mean_shrinkage={self.mean_shrinkage}, dof={self.dof}, "
+            f"weight_concentration={self.weight_concentration}, "
+            f"covariance_prior={self.covariance_prior!r})"
+        )
+
+
+def default_prior(X, n_components, **overrides):
+    """Shortcut for :meth:`GMMPrior.from_data`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prior = default_prior(np.eye(3) * 2.0, n_components=1)
+    >>> prior.mean.shape
+    (3,)
+    """
+    return GMMPrior.from_data(X, n_components, **overrides)
