@@ -23,7 +23,8 @@ _LAZY = {
     "KMeansResult": "bayesmix.kmeans",
     "fit_em": "bayesmix.em",
     "EMResult": "bayesmix.em",
-    "em_kmeans_limit": "bayesmix.em",
+    "em_kmeans_limit": "bayesmix.kmeans",
+    "soft_kmeans": "bayesmix.kmeans",
     "ConvergenceWarning": "bayesmix._validation",
     "DegenerateDataWarning": "bayesmix._validation",
     "BayesmixWarning": "bayesmix._validation",
@@ -32,6 +33,8 @@ _LAZY = {
     "build_dpgmm": "bayesmix.models",
     "sample": "bayesmix.sampling",
     "from_arrays": "bayesmix._trace",
+    "save_fit": "bayesmix.io",
+    "load_fit": "bayesmix.io",
     # ArviZ analysis layer
     "relabel": "bayesmix.relabel",
     "membership": "bayesmix.membership",
