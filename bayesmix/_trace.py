@@ -115,15 +115,19 @@ def from_arrays(
     extra_dims = extra_dims or {}
     for name, arr in (extra or {}).items():
         arr = np.asarray(arr)
-        dims = ("chain", "draw", *extra_dims.get(name, [f"{name}_dim_{i}" for i in range(arr.ndim - 2)]))
+        dims = (
+            "chain",
+            "draw",
+            *extra_dims.get(name, [f"{name}_dim_{i}" for i in range(arr.ndim - 2)]),
+        )
         post[name] = (dims, arr)
     groups = {}
-    groups["posterior"] = xr.Dataset(
-        post, coords={k: v for k, v in coords.items() if k != "obs"}
-    )
+    groups["posterior"] = xr.Dataset(post, coords={k: v for k, v in coords.items() if k != "obs"})
     if log_likelihood:
         ll = log_mixture_density(
-            X, weights.reshape(C * S, K), means.reshape(C * S, K, D),
+            X,
+            weights.reshape(C * S, K),
+            means.reshape(C * S, K, D),
             covariances.reshape(C * S, K, D, D),
         ).reshape(C, S, N)
         groups["log_likelihood"] = xr.Dataset(
@@ -135,8 +139,13 @@ def from_arrays(
     )
     if sample_stats:
         groups["sample_stats"] = xr.Dataset(
-            {k: (("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)]), np.asarray(v))
-             for k, v in sample_stats.items()},
+            {
+                k: (
+                    ("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)]),
+                    np.asarray(v),
+                )
+                for k, v in sample_stats.items()
+            },
             coords={"chain": coords["chain"], "draw": coords["draw"]},
         )
     root_attrs = {"bayesmix_version": _version()}

@@ -251,9 +251,11 @@ class GMMPrior:
             iw = stats.invwishart(df=nu, scale=self.scale)
             mats = covariances[:1] if covariance == "tied" else covariances
             for S in mats:
-                lp += iw.logpdf(S) if D > 1 else stats.invgamma(
-                    a=nu / 2, scale=self.scale[0, 0] / 2
-                ).logpdf(S[0, 0])
+                lp += (
+                    iw.logpdf(S)
+                    if D > 1
+                    else stats.invgamma(a=nu / 2, scale=self.scale[0, 0] / 2).logpdf(S[0, 0])
+                )
             for k in range(K):
                 S = covariances[0] if covariance == "tied" else covariances[k]
                 lp += stats.multivariate_normal(m0, S / k0).logpdf(means[k])

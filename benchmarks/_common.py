@@ -31,7 +31,9 @@ def _version(pkg):
         return "not installed"
 
 
-def machine_info(packages=("numpy", "scipy", "scikit-learn", "numba", "pymc", "pytensor", "nutpie")):
+def machine_info(
+    packages=("numpy", "scipy", "scikit-learn", "numba", "pymc", "pytensor", "nutpie"),
+):
     """One markdown paragraph: CPU, cores, memory, OS, Python, package versions, date."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -60,7 +62,11 @@ def write_section(name, markdown):
     text = RESULTS.read_text() if RESULTS.exists() else _HEADER
     block = f"{begin}\n{markdown.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     RESULTS.write_text(text)
 
 
