@@ -24,7 +24,7 @@ def _random_params(rng, S, K, D):
 def test_component_densities_match_scipy():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 3))
-    w, mu, cov = _random_params(rng, 1, 4, 3)
+    _, mu, cov = _random_params(rng, 1, 4, 3)
     out = log_component_densities(X, mu[0], cov[0])
     for k in range(4):
         ref = stats.multivariate_normal(mu[0, k], cov[0, k]).logpdf(X)
@@ -103,6 +103,7 @@ def test_from_arrays_schema_and_loglik():
     np.testing.assert_allclose(dt["log_likelihood"]["X"].values, ref)
     w2, mu2, cov2 = get_params(dt)
     np.testing.assert_array_equal(w2, w.reshape(C, S, K))
+    np.testing.assert_array_equal(mu2, mu.reshape(C, S, K, D))
     np.testing.assert_array_equal(cov2, cov.reshape(C, S, K, D, D))
     np.testing.assert_array_equal(get_observed(dt), X)
 
