@@ -1,0 +1,724 @@
+"""k-means (greedy k-means++ seeding and Lloyd iterations) and its link to EM.
+
+k-means is the zero-variance limit of EM for a Gaussian mixture with equal weights
+and a shared isotropic covariance ``eps * I``: the E-step responsibilities
+``softmax(-||x - c_k||^2 / (2 eps))`` become the one-hot nearest-centre assignment
+as ``eps -> 0``, and the M-step means become Lloyd's centroid update.
+:func:`soft_kmeans` runs that EM at a fixed ``beta = 1 / eps`` (in log space, so it
+is stable for huge ``beta``), and :func:`em_kmeans_limit` runs it over a decreasing
+sequence of ``eps`` from the same starting centres to show the soft assignments
+hardening into the k-means partition.
+
+The k-means engine follows scikit-learn's ``KMeans(algorithm="lloyd")`` step for
+step, so that both give the same labels, centres and iteration counts from the same
+initial centres:
+
+* seeding: greedy k-means++ with ``2 + int(log K)`` local trials per centre, keeping
+  the candidate that minimises the potential (sum of squared distances);
+* stopping: after an iteration whose labels did not change ("strict" convergence),
+  or when the sum over centres of the squared centre shift is at most
+  ``tol * mean(var(X, axis=0))``;
+* an empty cluster is re-seeded with the point farthest from its assigned centre;
+* a final assignment step makes ``labels`` match ``centers``.
+
+Squared distances are computed directly as ``sum_j (x_j - c_j)^2`` (not by the
+``||x||^2 - 2 x.c + ||c||^2`` expansion), in a numba kernel that works on chunks of
+rows in parallel and reduces the per-chunk sums in a fixed order, so results do not
+depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from bayesmix._validation import (
+    ConvergenceWarning,
+    DegenerateDataWarning,
+    check_data,
+    check_n_components,
+    check_positive,
+    check_random_state,
+    warn,
+)
+
+__all__ = [
+    "KMeansLimitResult",
+    "KMeansResult",
+    "SoftKMeansResult",
+    "em_kmeans_limit",
+    "kmeans",
+    "soft_kmeans",
+]
+
+_CHUNK = 256  # rows per parallel work item
+
+# --------------------------------------------------------------------------------------
+# numba kernels
+# --------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
+def _assign_kernel(X, centers, labels, min_dist, sums, counts, update):  # pragma: no cover
+    """Nearest centre of each row; with ``update`` also per-centre sums and counts.
+
+    X (N, D), centers (K, D); writes labels (N,) int64, min_dist (N,) float64 and,
+    if update, sums (K, D) and counts (K,) (overwritten). Ties go to the lowest index.
+    """
+    n, d = X.shape
+    k = centers.shape[0]
+    ct = np.ascontiguousarray(centers.T)  # (D, K): the inner loop runs over K
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    n_acc = n_chunks if update else 1
+    local_sums = np.zeros((n_acc, k, d))
+    local_counts = np.zeros((n_acc, k))
+    for c in numba.prange(n_chunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        dist = np.empty(k)
+        for i in range(start, stop):
+            for m in range(k):
+                dist[m] = 0.0
+            for j in range(d):
+                xij = X[i, j]
+                for m in range(k):
+                    t = xij - ct[j, m]
+                    dist[m] += t * t
+            best = 0
+            best_d = dist[0]
+            for m in range(1, k):
+                if dist[m] < best_d:
+                    best_d = dist[m]
+                    best = m
+            labels[i] = best
+            min_dist[i] = best_d
+            if update:
+                local_counts[c, best] += 1.0
+                for j in range(d):
+                    local_sums[c, best, j] += X[i, j]
+    if update:
+        sums[:, :] = 0.0
+        counts[:] = 0.0
+        for c in range(n_chunks):  # fixed order: reproducible whatever the thread count
+            for m in range(k):
+                counts[m] += local_counts[c, m]
+                for j in range(d):
+                    sums[m, j] += local_sums[c, m, j]
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
+def _sq_dist_kernel(X, centers, out):  # pragma: no cover
+    """out[i, m] = sum_j (X[i, j] - centers[m, j])^2, computed directly."""
+    n, d = X.shape
+    k = centers.shape[0]
+    ct = np.ascontiguousarray(centers.T)
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(n_chunks):
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n)
+        for i in range(start, stop):
+            for m in range(k):
+                out[i, m] = 0.0
+            for j in range(d):
+                xij = X[i, j]
+                for m in range(k):
+                    t = xij - ct[j, m]
+                    out[i, m] += t * t
+
+
+def _sq_dists(X, centers):
+    """Squared Euclidean distances, shape (N, K), computed directly (no expansion)."""
+    out = np.empty((X.shape[0], centers.shape[0]))
+    _sq_dist_kernel(X, np.ascontiguousarray(centers, dtype=np.float64), out)
+    return out
+
+
+def _assign(X, centers):
+    """Labels (N,) and squared distance to the assigned centre (N,)."""
+    n = X.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    min_dist = np.empty(n)
+    dummy_s = np.empty((0, 0))
+    dummy_c = np.empty(0)
+    _assign_kernel(X, centers, labels, min_dist, dummy_s, dummy_c, False)
+    return labels, min_dist
+
+
+# --------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class KMeansResult:
+    """Result of :func:`kmeans`.
+
+    Attributes
+    ----------
+    centers : ndarray, shape (n_components, n_features)
+        Cluster centres.
+    labels : ndarray of int, shape (n_obs,)
+        Index of the nearest centre of each observation (consistent with ``centers``).
+    inertia : float
+        Sum of squared distances of the observations to their centres.
+    n_iter : int
+        Lloyd iterations of the returned run.
+    converged : bool
+        Whether the returned run met its stopping rule before ``max_iter``.
+    n_init : int
+        Number of runs (restarts) made; the one with the lowest inertia is returned.
+    init_centers : ndarray, shape (n_components, n_features)
+        The initial centres of the returned run.
+    """
+
+    centers: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+    converged: bool
+    n_init: int = 1
+    init_centers: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_components(self):
+        """Number of clusters K."""
+        return self.centers.shape[0]
+
+    def predict(self, X):
+        """Index of the nearest centre of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_obs,)
+        """
+        X = check_data(X)
+        if X.shape[1] != self.centers.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}; "
+                "pass data with the same columns as used for fitting."
+            )
+        return _assign(X, self.centers)[0]
+
+    def transform(self, X):
+        """Squared Euclidean distances of each row of ``X`` to each centre, shape (n_obs, K)."""
+        X = check_data(X)
+        if X.shape[1] != self.centers.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}."
+            )
+        return _sq_dists(X, self.centers)
+
+
+# --------------------------------------------------------------------------------------
+# seeding and Lloyd
+# --------------------------------------------------------------------------------------
+
+
+def _kmeans_plusplus(X, n_components, rng, n_local_trials=None):
+    """Greedy k-means++ seeding, as scikit-learn's ``_kmeans_plusplus``.
+
+    Returns the centres (K, D), their row indices (K,) and whether the potential
+    reached zero before all centres were chosen (fewer distinct points than K).
+    """
+    n, d = X.shape
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_components))
+    centers = np.empty((n_components, d))
+    indices = np.full(n_components, -1, dtype=np.int64)
+    first = int(rng.integers(n))
+    centers[0] = X[first]
+    indices[0] = first
+    closest = _sq_dists(X, X[first : first + 1])[:, 0]
+    pot = closest.sum()
+    degenerate = False
+    for c in range(1, n_components):
+        if pot <= 0.0:
+            degenerate = True
+        rand_vals = rng.uniform(size=n_local_trials) * pot
+        cand = np.searchsorted(np.cumsum(closest), rand_vals)
+        np.clip(cand, None, n - 1, out=cand)
+        dist_cand = _sq_dists(X, X[cand])  # (N, trials)
+        np.minimum(closest[:, None], dist_cand, out=dist_cand)
+        cand_pot = dist_cand.sum(axis=0)
+        best = int(np.argmin(cand_pot))
+        pot = cand_pot[best]
+        closest = np.ascontiguousarray(dist_cand[:, best])
+        centers[c] = X[cand[best]]
+        indices[c] = cand[best]
+    return centers, indices, degenerate
+
+
+def _lloyd(X, centers_init, max_iter, tol_abs):
+    """Lloyd iterations from ``centers_init``, as scikit-learn's ``_kmeans_single_lloyd``.
+
+    Returns labels, inertia, centres, n_iter, converged, n_relocated.
+    """
+    n, d = X.shape
+    k = centers_init.shape[0]
+    centers = np.array(centers_init, dtype=np.float64, order="C", copy=True)
+    labels = np.empty(n, dtype=np.int64)
+    labels_old = np.full(n, -1, dtype=np.int64)
+    min_dist = np.empty(n)
+    sums = np.empty((k, d))
+    counts = np.empty(k)
+    converged = False
+    strict = False
+    n_relocated = 0
+    i = 0
+    for i in range(max_iter):  # noqa: B007 (i is used after the loop)
+        _assign_kernel(X, centers, labels, min_dist, sums, counts, True)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            n_relocated += _relocate_empty(X, labels, min_dist, sums, counts, empty)
+        new = centers.copy()
+        filled = counts > 0
+        new[filled] = sums[filled] / counts[filled, None]
+        shift_tot = float(((new - centers) ** 2).sum())
+        centers = new
+        if np.array_equal(labels, labels_old):
+            strict = converged = True
+            break
+        if shift_tot <= tol_abs:
+            converged = True
+            break
+        labels_old, labels = labels, labels_old
+    if strict:
+        # labels were computed with centres identical to the final ones
+        inertia = float(min_dist.sum())
+    else:
+        labels, min_dist = _assign(X, centers)
+        inertia = float(min_dist.sum())
+    return labels, inertia, centers, i + 1, converged, n_relocated
+
+
+def _relocate_empty(X, labels, min_dist, sums, counts, empty):
+    """Re-seed empty clusters with the points farthest from their assigned centres.
+
+    As scikit-learn: each empty cluster takes one of the farthest points (its sums
+    and count move from its old cluster to the empty one; labels are not changed
+    until the next assignment). Returns the number of clusters re-seeded.
+    """
+    n_empty = empty.size
+    if min_dist.max() == 0.0:
+        # more clusters than distinct points: nothing to gain; keep the old centres
+        return 0
+    far = np.argsort(-min_dist, kind="stable")[:n_empty]
+    for new_id, idx in zip(empty, far, strict=True):
+        old_id = labels[idx]
+        sums[old_id] -= X[idx]
+        counts[old_id] -= 1.0
+        sums[new_id] = X[idx]
+        counts[new_id] = 1.0
+    return n_empty
+
+
+def _check_init(init, n_components, n_features):
+    if isinstance(init, str):
+        if init != "k-means++":
+            raise ValueError(
+                f"init must be 'k-means++' or an array of initial centres with shape "
+                f"({n_components}, {n_features}); got {init!r}."
+            )
+        return None
+    arr = np.asarray(init, dtype=np.float64)
+    if arr.shape != (n_components, n_features):
+        raise ValueError(
+            f"init as an array must have shape (n_components, n_features) = "
+            f"({n_components}, {n_features}); got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("init contains NaN or infinite values; give finite initial centres.")
+    return np.ascontiguousarray(arr)
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+
+
+def kmeans(
+    X,
+    n_components,
+    *,
+    n_init=10,
+    max_iter=300,
+    tol=1e-4,
+    init="k-means++",
+    random_seed=None,
+    progress=False,
+):
+    """k-means clustering: greedy k-means++ seeding, Lloyd iterations, restarts.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (n_obs, n_features)
+        Data.
+    n_components : int
+        Number of clusters K, ``1 <= K <= n_obs``.
+    n_init : int, default 10
+        Number of runs from independent k-means++ seedings; the run with the lowest
+        inertia is returned. Must be 1 (or is ignored, with no effect) when ``init`` is
+        an array.
+    max_iter : int, default 300
+        Maximum Lloyd iterations per run.
+    tol : float, default 1e-4
+        A run stops when the sum over centres of the squared centre shift is at most
+        ``tol * mean(var(X, axis=0))`` (scikit-learn's rule), or when the labels stop
+        changing. ``tol=0`` runs until the labels are stable.
+    init : {"k-means++"} or array_like, shape (n_components, n_features)
+        Seeding method, or explicit initial centres (then a single run is made).
+    random_seed : int or numpy.random.Generator, optional
+        Seed. Restarts use independent child streams (``Generator.spawn``).
+    progress : bool, default False
+        Print one line per run to stderr.
+
+    Returns
+    -------
+    KMeansResult
+        ``centers`` (K, D), ``labels`` (N,), ``inertia``, ``n_iter``, ``converged``;
+        ``predict(X)`` assigns new data.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the returned run hit ``max_iter``.
+    DegenerateDataWarning
+        If the data have fewer distinct points than ``n_components`` (some centres
+        then coincide; the output is still finite).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    >>> res = kmeans(X, 2, random_seed=0)
+    >>> sorted(res.centers[:, 0].round(2).tolist())
+    [0.05, 5.05]
+    >>> bool(res.labels[0] == res.labels[1] != res.labels[2])
+    True
+    """
+    X = check_data(X)
+    n, d = X.shape
+    k = check_n_components(n_components, n)
+    n_init = _check_int(n_init, "n_init", 1)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    tol = check_positive(tol, "tol", strict=False)
+    init_centers = _check_init(init, k, d)
+    if init_centers is not None and n_init != 1:
+        # an explicit initialisation is deterministic: restarts would repeat it
+        n_init = 1
+    rng = check_random_state(random_seed)
+    tol_abs = float(np.mean(np.var(X, axis=0)) * tol) if tol > 0 else 0.0
+
+    degenerate = False
+    best = None
+    streams = rng.spawn(n_init) if init_centers is None else [rng]
+    for r, stream in enumerate(streams):
+        if init_centers is None:
+            start, _, deg = _kmeans_plusplus(X, k, stream)
+            degenerate |= deg
+        else:
+            start = init_centers
+        labels, inertia, centers, n_iter, conv, _ = _lloyd(X, start, max_iter, tol_abs)
+        if progress:
+            print(
+                f"kmeans: run {r + 1}/{len(streams)}: inertia {inertia:.6g}, "
+                f"{n_iter} iterations{'' if conv else ' (not converged)'}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if best is None or inertia < best[1]:
+            best = (labels, inertia, centers, n_iter, conv, start)
+    labels, inertia, centers, n_iter, conv, start = best
+
+    if not degenerate and k > 1:
+        # coinciding centres (e.g. from an explicit init) also signal degenerate data
+        dc = _sq_dists(centers, centers)
+        np.fill_diagonal(dc, np.inf)
+        degenerate = bool((dc == 0).any())
+    if degenerate:
+        warn(
+            f"X has fewer distinct points than n_components={k}; some centres coincide and "
+            "some clusters are empty. Use fewer components or remove duplicated points.",
+            DegenerateDataWarning,
+        )
+    if not conv:
+        warn(
+            f"kmeans did not converge in max_iter={max_iter} iterations (tol={tol}); "
+            "increase max_iter or tol.",
+            ConvergenceWarning,
+        )
+    return KMeansResult(
+        centers=centers,
+        labels=labels,
+        inertia=inertia,
+        n_iter=int(n_iter),
+        converged=bool(conv),
+        n_init=len(streams),
+        init_centers=np.array(start, copy=True),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the zero-variance limit of EM
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SoftKMeansResult:
+    """Result of :func:`soft_kmeans`.
+
+    Attributes
+    ----------
+    centers : ndarray, shape (K, D)
+        Responsibility-weighted means at the fixed point.
+    responsibilities : ndarray, shape (N, K)
+        ``softmax(-beta/2 * ||x - c_k||^2)`` at the returned centres.
+    n_iter : int
+        EM iterations run.
+    converged : bool
+        Whether the stopping rule was met before ``max_iter``.
+    beta : float
+        Inverse variance of the components.
+    """
+
+    centers: np.ndarray
+    responsibilities: np.ndarray
+    n_iter: int
+    converged: bool
+    beta: float
+
+    @property
+    def labels(self):
+        """Most responsible component of each observation, shape (N,)."""
+        return np.argmax(self.responsibilities, axis=1)
+
+
+def _soft_responsibilities(X, centers, beta):
+    """Log-space softmax of ``-beta/2 * ||x - c||^2`` over components."""
+    logits = _sq_dists(X, centers)
+    # subtract the row minimum first: the largest logit is exactly 0 and beta * 0 = 0,
+    # so nothing overflows to NaN even when beta * distance overflows to inf.
+    logits -= logits.min(axis=1, keepdims=True)
+    logits *= -0.5 * beta
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+def soft_kmeans(X, centers, *, beta, max_iter=1000, tol=1e-12):
+    """EM for equal-weight Gaussians with a fixed isotropic covariance ``(1/beta) I``.
+
+    Only the means are estimated: the E-step gives responsibilities
+    ``r_nk = softmax_k(-beta/2 * ||x_n - c_k||^2)`` (computed in log space, so any
+    ``beta`` up to ``inf``-like values is stable) and the M-step sets
+    ``c_k = sum_n r_nk x_n / sum_n r_nk``. As ``beta -> inf`` this is Lloyd's
+    algorithm (see :func:`em_kmeans_limit`).
+
+    Parameters
+    ----------
+    X : array_like, shape (n_obs, n_features)
+        Data.
+    centers : array_like, shape (n_components, n_features)
+        Initial centres.
+    beta : float
+        Inverse of the component variance (``eps = 1 / beta``), in 1 / (data units)^2.
+    max_iter : int, default 1000
+        Maximum EM iterations.
+    tol : float, default 1e-12
+        Stop when the sum of squared centre shifts is at most ``tol * mean(var(X, axis=0))``
+        (0 stops only when the centres no longer change).
+
+    Returns
+    -------
+    SoftKMeansResult
+        ``centers`` (K, D), ``responsibilities`` (N, K) at those centres, ``n_iter``,
+        ``converged``.
+
+    Notes
+    -----
+    A component whose total responsibility underflows to exactly 0 keeps its centre
+    (the M-step is undefined there); this can only happen for very large ``beta``,
+    where it is also what Lloyd's algorithm does with an empty cluster before
+    re-seeding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [10.0], [11.0]])
+    >>> res = soft_kmeans(X, [[0.0], [10.0]], beta=1e6)
+    >>> res.centers.ravel().tolist()
+    [0.5, 10.5]
+    """
+    X = check_data(X)
+    n, d = X.shape
+    c = np.array(centers, dtype=np.float64, order="C", copy=True)
+    if c.ndim != 2 or c.shape[1] != d:
+        raise ValueError(
+            f"centers must have shape (n_components, {d}) to match X; got shape {c.shape}."
+        )
+    check_n_components(c.shape[0], n, name="centers.shape[0]")
+    if not np.isfinite(c).all():
+        raise ValueError("centers contains NaN or infinite values; give finite centres.")
+    beta = check_positive(beta, "beta", allow_inf=False)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    tol = check_positive(tol, "tol", strict=False)
+    tol_abs = float(np.mean(np.var(X, axis=0)) * tol)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        resp = _soft_responsibilities(X, c, beta)
+        nk = resp.sum(axis=0)
+        new = c.copy()
+        ok = nk > 0
+        new[ok] = (resp.T @ X)[ok] / nk[ok, None]
+        shift = float(((new - c) ** 2).sum())
+        c = new
+        if shift <= tol_abs:
+            converged = True
+            break
+    if not converged:
+        warn(
+            f"soft_kmeans did not converge in max_iter={max_iter} iterations (beta={beta:g}); "
+            "increase max_iter or tol.",
+            ConvergenceWarning,
+        )
+    resp = _soft_responsibilities(X, c, beta)
+    return SoftKMeansResult(
+        centers=c, responsibilities=resp, n_iter=it, converged=converged, beta=beta
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class KMeansLimitResult:
+    """Result of :func:`em_kmeans_limit`: soft EM fixed points over a sequence of eps.
+
+    Attributes
+    ----------
+    epsilons : ndarray, shape (E,)
+        Component variances, in the order given.
+    responsibilities : ndarray, shape (E, N, K)
+        Soft-EM responsibilities at each eps.
+    centers : ndarray, shape (E, K, D)
+        Soft-EM centres at each eps.
+    n_iter : ndarray of int, shape (E,)
+        EM iterations at each eps.
+    max_abs_deviation : ndarray, shape (E,)
+        ``max |responsibilities - onehot(kmeans labels)|`` at each eps.
+    center_error : ndarray, shape (E,)
+        ``max |centers - kmeans centers|`` at each eps.
+    kmeans : KMeansResult
+        Lloyd's algorithm from the same initial centres.
+    init_centers : ndarray, shape (K, D)
+    """
+
+    epsilons: np.ndarray
+    responsibilities: np.ndarray
+    centers: np.ndarray
+    n_iter: np.ndarray
+    max_abs_deviation: np.ndarray
+    center_error: np.ndarray
+    kmeans: KMeansResult
+    init_centers: np.ndarray
+
+    def to_dataframe(self):
+        """One row per eps: ``eps``, ``beta``, ``max_abs_deviation``, ``center_error``,
+        ``n_iter`` and the mean assignment entropy (nats) -- ready to plot."""
+        import pandas as pd
+
+        r = self.responsibilities
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ent = -np.where(r > 0, r * np.log(r), 0.0).sum(axis=2).mean(axis=1)
+        return pd.DataFrame(
+            {
+                "eps": self.epsilons,
+                "beta": 1.0 / self.epsilons,
+                "max_abs_deviation": self.max_abs_deviation,
+                "center_error": self.center_error,
+                "mean_entropy": ent,
+                "n_iter": self.n_iter,
+            }
+        )
+
+
+def em_kmeans_limit(X, centers, epsilons=None, *, max_iter=1000, tol=1e-12):
+    """Soft assignments hardening into k-means as the component variance eps shrinks.
+
+    For each ``eps`` runs :func:`soft_kmeans` with ``beta = 1/eps`` from ``centers``,
+    and compares the fixed point with Lloyd's algorithm (:func:`kmeans` with
+    ``init=centers``, ``tol=0``) from the same centres.
+
+    Parameters
+    ----------
+    X : array_like, shape (n_obs, n_features)
+        Data.
+    centers : array_like, shape (n_components, n_features)
+        Common initial centres.
+    epsilons : array_like of float, shape (E,), optional
+        Component variances in data units squared. Default: ``mean(var(X, axis=0))``
+        times ``logspace(0, -6, 13)``.
+    max_iter, tol
+        Passed to :func:`soft_kmeans`.
+
+    Returns
+    -------
+    KMeansLimitResult
+        Arrays over eps (responsibilities (E, N, K), centres (E, K, D), deviations
+        from the k-means partition); ``to_dataframe()`` for plotting.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [4.0], [5.0]])
+    >>> lim = em_kmeans_limit(X, [[0.0], [5.0]], epsilons=[10.0, 1e-3])
+    >>> bool(lim.max_abs_deviation[0] > 0.1), bool(lim.max_abs_deviation[1] < 1e-12)
+    (True, True)
+    """
+    X = check_data(X)
+    c0 = np.array(centers, dtype=np.float64, order="C", copy=True)
+    if c0.ndim != 2 or c0.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"centers must have shape (n_components, {X.shape[1]}); got shape {c0.shape}."
+        )
+    if epsilons is None:
+        epsilons = float(np.mean(np.var(X, axis=0))) * np.logspace(0, -6, 13)
+    eps = np.atleast_1d(np.asarray(epsilons, dtype=np.float64))
+    if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps <= 0):
+        raise ValueError(
+            f"epsilons must be a non-empty 1-D sequence of finite positive variances; got {eps}."
+        )
+    km = kmeans(X, c0.shape[0], init=c0, n_init=1, tol=0.0, max_iter=max_iter)
+    onehot = np.zeros((X.shape[0], c0.shape[0]))
+    onehot[np.arange(X.shape[0]), km.labels] = 1.0
+    resp, cents, iters, dev, cerr = [], [], [], [], []
+    for e in eps:
+        res = soft_kmeans(X, c0, beta=1.0 / e, max_iter=max_iter, tol=tol)
+        resp.append(res.responsibilities)
+        cents.append(res.centers)
+        iters.append(res.n_iter)
+        dev.append(float(np.abs(res.responsibilities - onehot).max()))
+        cerr.append(float(np.abs(res.centers - km.centers).max()))
+    return KMeansLimitResult(
+        epsilons=eps,
+        responsibilities=np.stack(resp),
+        centers=np.stack(cents),
+        n_iter=np.asarray(iters, dtype=np.int64),
+        max_abs_deviation=np.asarray(dev),
+        center_error=np.asarray(cerr),
+        kmeans=km,
+        init_centers=c0,
+    )
