@@ -1,0 +1,153 @@
+"""Plots produce non-blank images with the artists they promise (synthetic posteriors)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
+from matplotlib.image import AxesImage
+
+import bayesmix as bm
+from bayesmix import plots
+from bayesmix._trace import from_arrays
+
+W = np.array([0.6, 0.4])
+M = np.array([[0.0, 0.0], [4.0, 3.0]])
+COV = np.array([[[1.0, 0.5], [0.5, 1.0]], [[1.0, -0.3], [-0.3, 0.5]]])
+
+
+@pytest.fixture(scope="module")
+def fit():
+    rng = np.random.default_rng(0)
+    X, z = bm.simulate(200, W, M, COV, random_seed=1)
+    C, S = 2, 40
+    w = rng.dirichlet(W * 200, size=(C, S))
+    m = M + 0.1 * rng.normal(size=(C, S, 2, 2))
+    c = np.broadcast_to(COV, (C, S, 2, 2, 2)) * rng.uniform(0.9, 1.1, size=(C, S, 2, 1, 1))
+    dt = from_arrays(w, m, c, X, feature_names=["a", "b"])
+    em = SimpleNamespace(weights=W, means=M, covariances=COV)
+    return X, z, em, dt
+
+
+def _pixels(fig):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3]
+
+
+def _assert_not_blank(fig, min_colors=20):
+    img = _pixels(fig)
+    # a blank figure is one colour; a drawn one has many distinct colours
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) >= min_colors
+    # and a sizeable share of non-white pixels
+    assert (img.min(axis=-1) < 200).mean() > 0.01
+
+
+def test_ellipses_draw_em_and_posterior(fit, tmp_path):
+    X, _, em, dt = fit
+    fig = plots.plot_ellipses(X, em, dt, n_draws=10)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    # 2 components x (1 sd + 2 sd + mean marker) for EM, plus 10 draws x 2 components
+    assert len(lines) == 2 * 3 + 10 * 2
+    assert ax.get_xlabel() == "a" and ax.get_ylabel() == "b"
+    # the 1-sd ellipse really is at Mahalanobis distance 1 from the EM mean
+    em_1sd = [ln for ln in lines if ln.get_linewidth() == 1.8 and ln.get_linestyle() == "-"]
+    xy = em_1sd[0].get_xydata()
+    d = xy - M[0]
+    maha = np.einsum("ni,ij,nj->n", d, np.linalg.inv(COV[0]), d)
+    np.testing.assert_allclose(maha, 1.0, rtol=1e-10)
+    _assert_not_blank(fig)
+    fig.savefig(tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 10_000
+
+
+def test_plot_fit_dimensions(fit):
+    X, _, em, dt = fit
+    assert len(plots.plot_fit(X, em, dt).axes) == 1
+    rng = np.random.default_rng(3)
+    X3 = rng.normal(size=(50, 3))
+    em3 = SimpleNamespace(weights=W, means=np.zeros((2, 3)), covariances=np.stack([np.eye(3)] * 2))
+    fig3 = plots.plot_fit(X3, em3)
+    assert len(fig3.axes) == 3  # lower triangle of a 2x2 grid
+    assert "3 features" in fig3.get_suptitle()
+    X6 = rng.normal(size=(50, 6))
+    em6 = SimpleNamespace(weights=W, means=np.zeros((2, 6)), covariances=np.stack([np.eye(6)] * 2))
+    fig6 = plots.plot_fit(X6, em6)
+    assert len(fig6.axes) == 1 and "first two of 6" in fig6.get_suptitle()
+    em1 = SimpleNamespace(weights=W, means=M[:, :1], covariances=COV[:, :1, :1])
+    fig1 = plots.plot_fit(X[:, :1], em1)
+    _assert_not_blank(fig1)
+
+
+def test_membership_summary_matches_em_and_tree(fit):
+    X, z, _, dt = fit
+    labels, u = plots.membership_summary(dt)
+    assert labels.shape == (200,) and np.all((u >= 0) & (u <= 0.5))
+    # well-separated simulated clusters: posterior labels recover the truth (up to naming)
+    agreement = max(np.mean(labels == z), np.mean(labels != z))
+    assert agreement > 0.95
+    em = SimpleNamespace(predict_proba=lambda X: np.tile([0.7, 0.3], (len(X), 1)))
+    lab_em, u_em = plots.membership_summary(em, X)
+    np.testing.assert_allclose(u_em, 0.3)
+    assert np.all(lab_em == 0)
+    with pytest.raises(ValueError, match="needs X"):
+        plots.membership_summary(em)
+
+
+def test_uncertainty_sizes_follow_uncertainty(fit):
+    X, z, _, _ = fit
+    u = np.linspace(0.0, 0.5, len(X))
+    fig = plots.plot_uncertainty(X, z, u)
+    coll = next(c for c in fig.axes[0].collections if isinstance(c, PathCollection))
+    sizes = coll.get_sizes()
+    assert np.all(np.diff(sizes) > 0)  # bigger marker for more uncertain points
+    _assert_not_blank(fig)
+    with pytest.raises(ValueError, match="labels and uncertainty"):
+        plots.plot_uncertainty(X, z[:5], u)
+
+
+def test_selection_panels():
+    t = pd.DataFrame(
+        {
+            "covariance": ["full"] * 3,
+            "K": [1, 2, 3],
+            "bic": [10.0, 8.0, 9.0],
+            "icl": [10.0, 8.5, 9.9],
+            "elpd_loo": [-5.0, -4.0, -4.2],
+            "elpd_loo_se": [0.3, 0.2, 0.25],
+        }
+    )
+    fig = plots.plot_selection(t, chosen=2)
+    assert len(fig.axes) == 2
+    # ELPD error bars carry the SEs
+    ax = fig.axes[1]
+    caps = [ln for ln in ax.get_lines() if ln.get_marker() == "_"]
+    assert caps, "error bar caps expected"
+    assert len(plots.plot_selection(t.drop(columns=["elpd_loo", "elpd_loo_se"])).axes) == 1
+    with pytest.raises(ValueError, match="'K' column"):
+        plots.plot_selection(t.drop(columns=["K"]))
+
+
+def test_rank_plot_rows_and_flat_histograms(fit):
+    _, _, _, dt = fit
+    fig = plots.plot_rank(dt, var_names=["weights", "means"], max_params=5)
+    assert len(fig.axes) == 10
+    assert fig.axes[0].get_ylabel() == "weights[0]"
+    _assert_not_blank(fig)
+    with pytest.raises(ValueError, match="var_names"):
+        plots.plot_rank(dt, var_names=["nothing"])
+
+
+def test_coclustering_ordering(fit):
+    _, z, _, _ = fit
+    P = (z[:, None] == z[None, :]).astype(float)
+    fig = plots.plot_coclustering(P, z)
+    img = next(a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)).get_array()
+    # ordered by cluster: block diagonal, the largest cluster first
+    n0 = np.bincount(z).max()
+    assert img[:n0, :n0].min() == 1.0 and img[:n0, n0:].max() == 0.0
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_coclustering(P[:, :3], z)
