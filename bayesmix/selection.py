@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from typing import ClassVar
@@ -34,7 +36,7 @@ from scipy.special import logsumexp
 
 from bayesmix._validation import BayesmixWarning
 
-__all__ = ["ELPDDataWAIC", "loo", "waic"]
+__all__ = ["ELPDDataWAIC", "SelectKFit", "loo", "select_k", "waic"]
 
 #: Pareto k above which the PSIS estimate of an observation is unreliable.
 PARETO_K_MAX = 0.7
@@ -242,3 +244,302 @@ def waic(idata, *, var_name="X"):
         p_waic_i=_wrap(p_i),
         n_high_variance=n_high,
     )
+
+
+# --------------------------------------------------------------------------- select_k
+
+_RULES = ("one-se", "best")
+
+
+class _Fits(dict):
+    """K -> SelectKFit; shared, not deep-copied, when pandas copies ``DataFrame.attrs``."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+@dataclass
+class SelectKFit:
+    """The fitted objects behind one row of the :func:`select_k` table."""
+
+    em: object
+    idata: xr.DataTree | None = None
+    loo: ELPDData | None = None
+    waic: ELPDData | None = None
+
+
+def _run_mcmc(X, K, *, covariance, prior, em, draws, tune, chains, random_seed, progress, **kw):
+    """Build the finite mixture and sample it from the EM fit (PyMC imported here only)."""
+    from bayesmix.models import build_gmm
+    from bayesmix.sampling import sample
+
+    model = build_gmm(X, K, covariance=covariance, prior=prior)
+    return sample(
+        model,
+        init=em,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=random_seed,
+        progressbar=progress,
+        **kw,
+    )
+
+
+def _elpd_choice(df, fits, crit, rule, N):
+    """Recommended K for an ELPD criterion and the difference columns."""
+    col = f"elpd_{crit}"
+    e = {k: np.asarray(getattr(fits[k], crit).elpd_i).ravel() for k in df["K"]}
+    best_k = int(df.loc[df[col].idxmax(), "K"])
+    diff = df[col] - df[col].max()
+    se = np.array(
+        [np.sqrt(N * np.var(e[k] - e[best_k], ddof=1)) if k != best_k else 0.0 for k in df["K"]]
+    )
+    df[f"{col}_diff"] = diff
+    df[f"{col}_diff_se"] = se
+    if rule == "best":
+        return best_k
+    within = df["K"][diff.values >= -se]
+    return int(within.min())
+
+
+def select_k(
+    X,
+    ks,
+    *,
+    covariance="full",
+    prior=None,
+    mcmc=True,
+    draws=500,
+    tune=500,
+    chains=2,
+    random_seed=None,
+    n_init=10,
+    progress=True,
+    rule="one-se",
+    **sample_kwargs,
+):
+    """Compare numbers of components: BIC/ICL from EM, ELPD-LOO/WAIC from MCMC.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (N, D)
+    ks : iterable of int
+        The K grid, e.g. ``range(1, 7)``.
+    covariance : {"full", "diag", "spherical", "tied"}
+    prior : None, GMMPrior or callable K -> GMMPrior
+        ``None``: EM is maximum likelihood and the PyMC model uses its default prior
+        (``GMMPrior.from_data(X, K)``). A prior (or a function giving one per K):
+        EM is the MAP of the same posterior MCMC samples.
+    mcmc : bool
+        ``False`` gives the EM-only table in seconds.
+    draws, tune, chains : int
+        Passed to :func:`bayesmix.sample` (initialised from the EM fit).
+    random_seed : int or numpy.random.Generator, optional
+        One generator; every EM and MCMC run gets a seed drawn from it.
+    n_init : int
+        EM restarts per K.
+    progress : bool
+        Print one line per K to stderr (and the sampler's progress bar).
+    rule : {"one-se", "best"}
+        For ELPD: ``"one-se"`` recommends the smallest K whose ELPD is within one
+        standard error of the best (the SE of the pointwise difference with the
+        best K, ``sqrt(N Var_i(elpd_i,K - elpd_i,best))``, as arviz ``compare``'s
+        ``dse``); ``"best"`` the highest ELPD.
+    **sample_kwargs
+        More keyword arguments for :func:`bayesmix.sample`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per K: ``K``, ``covariance``, ``estimate`` ("ML"/"MAP"),
+        ``log_likelihood``, ``log_posterior``, ``n_params``, ``bic``, ``icl`` (lower is
+        better, scikit-learn's convention ``-2 log L + p log N``; ICL adds twice the
+        classification entropy), ``converged``, ``collapsed`` (number of collapsed
+        EM components) and, with ``mcmc``: ``elpd_loo``, ``elpd_loo_se``, ``p_loo``,
+        ``pareto_k_max``, ``elpd_waic``, ``elpd_waic_se``, ``p_waic`` (higher is
+        better), ``elpd_loo_diff`` / ``elpd_loo_diff_se`` (and the WAIC pair) relative
+        to the best K, ``max_rhat``, ``min_ess_bulk`` (weights and means, after
+        relabelling to the EM fit), ``divergences``, ``label_switching`` (chains sat
+        in different labellings), ``mcmc_seconds``; finally ``recommended_by``
+        (criteria recommending that K).
+
+        ``attrs``: ``recommended`` (criterion -> K), ``rules`` (criterion -> the
+        rule in words), ``fits`` (K -> :class:`SelectKFit` with ``em``, ``idata``,
+        ``loo``, ``waic``). BIC/ICL recommendations skip fits with collapsed
+        components (reported in ``collapsed``) unless all collapsed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayesmix as bm
+    >>> X, _ = bm.simulate(300, [0.3, 0.3, 0.4], [[0, 0], [8, 0], [0, 8]],
+    ...                    [np.eye(2)] * 3, random_seed=0)
+    >>> table = select_k(X, range(1, 5), mcmc=False, n_init=2, random_seed=0, progress=False)
+    >>> table.attrs["recommended"]["bic"]
+    3
+    """
+    import pandas as pd
+
+    from bayesmix._validation import (
+        check_covariance_type,
+        check_data,
+        check_n_components,
+        check_random_state,
+    )
+    from bayesmix.em import fit_em
+    from bayesmix.relabel import LabelSwitchingWarning, diagnostics, relabel
+
+    X = check_data(X)
+    N = X.shape[0]
+    covariance = check_covariance_type(covariance)
+    if isinstance(ks, int | np.integer):
+        ks = [ks]
+    try:
+        ks = [check_n_components(k, N, name="ks") for k in ks]
+    except TypeError as exc:
+        raise TypeError(f"ks must be an iterable of integers such as range(1, 7); {exc}") from exc
+    if not ks:
+        raise ValueError("ks is empty; give at least one number of components, e.g. range(1, 7).")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated values {ks}; give each K once.")
+    if rule not in _RULES:
+        raise ValueError(f"rule must be one of {list(_RULES)}; got {rule!r}.")
+    rng = check_random_state(random_seed)
+    fits = _Fits()
+    rows = []
+    t_grid = time.perf_counter()
+    for i, K in enumerate(ks):
+        t0 = time.perf_counter()
+        p = prior(K) if callable(prior) else prior
+        em = fit_em(
+            X,
+            K,
+            covariance=covariance,
+            prior=p,
+            n_init=n_init,
+            random_seed=int(rng.integers(2**31)),
+        )
+        row = {
+            "K": K,
+            "covariance": covariance,
+            "estimate": "ML" if p is None else "MAP",
+            "log_likelihood": float(em.log_likelihood),
+            "log_posterior": np.nan if em.log_posterior is None else float(em.log_posterior),
+            "n_params": int(em.n_parameters),
+            "bic": float(em.bic(X)),
+            "icl": float(em.icl(X)),
+            "converged": bool(em.converged),
+            "collapsed": len(getattr(em, "collapsed", ()) or ()),
+        }
+        fit = SelectKFit(em=em)
+        msg = f"BIC {row['bic']:.1f}, ICL {row['icl']:.1f}"
+        if mcmc:
+            t1 = time.perf_counter()
+            idata = _run_mcmc(
+                X,
+                K,
+                covariance=covariance,
+                prior=p,
+                em=em,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                random_seed=int(rng.integers(2**31)),
+                progress=progress,
+                **sample_kwargs,
+            )
+            switched = False
+            if K > 1:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", LabelSwitchingWarning)
+                    idata = relabel(idata, reference=em)
+                for w in caught:
+                    if issubclass(w.category, LabelSwitchingWarning):
+                        switched = True
+                    else:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            fit.idata = idata
+            fit.loo = loo(idata)
+            fit.waic = waic(idata)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BayesmixWarning)
+                diag = diagnostics(idata, var_names=("weights", "means"))
+            ss = idata.children.get("sample_stats")
+            div = (
+                int(ss["diverging"].values.sum())
+                if ss is not None and "diverging" in ss.data_vars
+                else np.nan
+            )
+            pk = fit.loo.pareto_k
+            row.update(
+                {
+                    "elpd_loo": float(fit.loo.elpd),
+                    "elpd_loo_se": float(fit.loo.se),
+                    "p_loo": float(fit.loo.p),
+                    "pareto_k_max": float(np.max(pk)) if pk is not None else np.nan,
+                    "elpd_waic": float(fit.waic.elpd),
+                    "elpd_waic_se": float(fit.waic.se),
+                    "p_waic": float(fit.waic.p),
+                    "max_rhat": float(np.nanmax(diag["rhat"])) if len(diag) else np.nan,
+                    "min_ess_bulk": float(np.nanmin(diag["ess_bulk"])) if len(diag) else np.nan,
+                    "divergences": div,
+                    "label_switching": switched,
+                    "mcmc_seconds": time.perf_counter() - t1,
+                }
+            )
+            msg += (
+                f"; ELPD-LOO {row['elpd_loo']:.1f} ± {row['elpd_loo_se']:.1f}, "
+                f"max R-hat {row['max_rhat']:.3f}"
+            )
+        fits[K] = fit
+        rows.append(row)
+        if progress:
+            print(
+                f"select_k [{i + 1}/{len(ks)}] K={K} ({covariance}): {msg} "
+                f"({time.perf_counter() - t0:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    df = pd.DataFrame(rows)
+    ok = df[df["collapsed"] == 0]
+    if ok.empty:
+        ok = df
+    recommended = {
+        "bic": int(ok.loc[ok["bic"].idxmin(), "K"]),
+        "icl": int(ok.loc[ok["icl"].idxmin(), "K"]),
+    }
+    skip = " among fits without collapsed components" if len(ok) < len(df) else ""
+    rules = {
+        "bic": f"lowest BIC (-2 log L + p log N){skip}",
+        "icl": f"lowest ICL (BIC + 2 x classification entropy){skip}",
+    }
+    if mcmc:
+        for crit in ("loo", "waic"):
+            recommended[crit] = _elpd_choice(df, fits, crit, rule, N)
+            rules[crit] = (
+                f"smallest K with ELPD-{crit.upper()} within one SE (of the pointwise "
+                "difference) of the best"
+                if rule == "one-se"
+                else f"highest ELPD-{crit.upper()}"
+            )
+        bad = df[df["max_rhat"] > 1.01]
+        if len(bad):
+            warnings.warn(
+                f"select_k: K={bad['K'].tolist()} have max R-hat > 1.01 after relabelling; their "
+                "ELPD may be unreliable. Increase draws/tune or chains, or drop those K.",
+                BayesmixWarning,
+                stacklevel=2,
+            )
+    df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
+    df.attrs["recommended"] = recommended
+    df.attrs["rules"] = rules
+    df.attrs["fits"] = fits
+    if progress:
+        chosen = ", ".join(f"{c.upper()}: K={k}" for c, k in recommended.items())
+        print(
+            f"select_k: recommended {chosen} ({time.perf_counter() - t_grid:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return df

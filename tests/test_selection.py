@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import arviz_stats as azs
 import numpy as np
 import pytest
@@ -97,3 +99,118 @@ def test_missing_log_likelihood_is_a_clear_error(smooth_trace, fn):
         fn(dt)
     with pytest.raises(TypeError, match="DataTree"):
         fn(np.zeros((2, 3)))
+
+
+# ---------------------------------------------------------------------------- select_k
+
+import bayesmix as bm  # noqa: E402
+from bayesmix import selection  # noqa: E402
+
+THREE = dict(
+    weights=[0.3, 0.3, 0.4],
+    means=[[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]],
+    covariances=[np.eye(2)] * 3,
+)
+
+
+@pytest.fixture(scope="module")
+def three_clusters():
+    X, z = bm.simulate(300, **THREE, random_seed=0)
+    return X, z
+
+
+@pytest.mark.parametrize("covariance", ["diag", "spherical"])
+def test_select_k_em_only(three_clusters, covariance, capsys):
+    X, _ = three_clusters
+    df = bm.select_k(X, range(1, 6), covariance=covariance, mcmc=False, n_init=2, random_seed=0)
+    assert df["K"].tolist() == [1, 2, 3, 4, 5]
+    assert df.attrs["recommended"] == {"bic": 3, "icl": 3}
+    assert "lowest BIC" in df.attrs["rules"]["bic"]
+    assert df.loc[df.K == 3, "recommended_by"].item() == "bic,icl"
+    assert "elpd_loo" not in df
+    # the table's BIC is the EM fit's, computed independently from its log-likelihood
+    em3 = df.attrs["fits"][3].em
+    n_par = {"diag": 3 * 2 * 2 + 2, "spherical": 3 * 2 + 3 + 2}[covariance]
+    assert df.loc[df.K == 3, "n_params"].item() == n_par
+    assert df.loc[df.K == 3, "bic"].item() == pytest.approx(
+        -2 * em3.log_likelihood + n_par * np.log(300)
+    )
+    # progress: one line per K and a summary
+    err = capsys.readouterr().err
+    assert err.count("select_k [") == 5 and "recommended BIC: K=3" in err
+    # fits survive pandas copying attrs
+    assert df.copy().attrs["fits"][3].em is em3
+
+
+def _fake_mcmc(X, K, *, em, random_seed, chains, draws, **_):
+    """Draws scattered around the EM fit, one chain in another labelling (no MCMC)."""
+    rng = np.random.default_rng(random_seed)
+    w = em.weights * rng.uniform(0.95, 1.05, (chains, draws, K))
+    w /= w.sum(-1, keepdims=True)
+    mu = em.means + rng.normal(0, 0.05, (chains, draws, K, X.shape[1]))
+    cov = em.covariances * rng.uniform(0.95, 1.05, (chains, draws, K, 1, 1))
+    perm = np.roll(np.arange(K), 1)
+    w[-1], mu[-1], cov[-1] = w[-1][:, perm], mu[-1][:, perm], cov[-1][:, perm]
+    ss = {"diverging": np.zeros((chains, draws), dtype=bool)}
+    return from_arrays(w, mu, cov, X, attrs={"model": "gmm"}, sample_stats=ss)
+
+
+@pytest.mark.filterwarnings("ignore:select_k.*R-hat")  # independent fake draws: chance
+@pytest.mark.parametrize("rule", ["one-se", "best"])
+def test_select_k_mcmc_table_and_rule(three_clusters, monkeypatch, rule):
+    X, _ = three_clusters
+    monkeypatch.setattr(selection, "_run_mcmc", _fake_mcmc)
+    df = bm.select_k(
+        X, [1, 2, 3, 4], covariance="spherical", n_init=2, chains=2, draws=100,
+        random_seed=1, progress=False, rule=rule,
+    )  # fmt: skip
+    fits = df.attrs["fits"]
+    for col in ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max", "elpd_waic", "max_rhat"):
+        assert df[col].notna().all(), col
+    assert (df["divergences"] == 0).all()
+    # chain 1 was in another labelling for K > 1; relabelling against EM fixed it
+    assert df["label_switching"].tolist() == [False, True, True, True]
+    assert (df["max_rhat"] < 1.05).all()
+    np.testing.assert_allclose(df["elpd_loo"], [fits[k].loo.elpd for k in df.K])
+    np.testing.assert_allclose(df["elpd_waic"], [fits[k].waic.elpd for k in df.K])
+    # the rule, recomputed here from the pointwise ELPDs
+    e = {k: fits[k].loo.elpd_i.values for k in df.K}
+    best = max(e, key=lambda k: e[k].sum())
+    if rule == "best":
+        expected = best
+    else:
+        expected = min(
+            k for k in e
+            if e[k].sum() >= e[best].sum() - np.sqrt(300 * np.var(e[k] - e[best], ddof=1))
+        )  # fmt: skip
+    assert df.attrs["recommended"]["loo"] == expected
+    assert df.attrs["recommended"]["bic"] == 3
+    # well separated clusters: K=1 and K=2 are far below the best ELPD
+    assert df.loc[df.K <= 2, "elpd_loo_diff"].max() < -50
+
+
+def test_select_k_bad_input(three_clusters):
+    X, _ = three_clusters
+    with pytest.raises(ValueError, match="rule must be one of"):
+        bm.select_k(X, [1, 2], mcmc=False, rule="aic")
+    with pytest.raises(ValueError, match="repeated"):
+        bm.select_k(X, [2, 2], mcmc=False)
+    with pytest.raises(TypeError, match="ks must be an iterable of integers"):
+        bm.select_k(X, [1.5], mcmc=False)
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        bm.select_k(X, [1], covariance="banana", mcmc=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical", "tied"])
+def test_select_k_recovers_three_components(three_clusters, covariance):
+    """Real MCMC: both LOO and BIC choose K=3 on three well separated components."""
+    X, _ = three_clusters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesmixWarning)
+        df = bm.select_k(
+            X, range(1, 7), covariance=covariance, draws=300, tune=300, chains=2,
+            n_init=3, random_seed=0, progress=False,
+        )  # fmt: skip
+    assert df.attrs["recommended"]["bic"] == 3
+    assert df.attrs["recommended"]["loo"] == 3
