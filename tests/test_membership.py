@@ -193,3 +193,27 @@ def test_point_partition_bad_input():
         point_partition(np.ones((2, 3)))
     with pytest.raises(ValueError, match="symmetric"):
         point_partition(np.array([[1, 0.2], [0.4, 1]]))
+
+
+@pytest.mark.parametrize("loss", ["binder", "vi"])
+def test_point_partition_is_a_local_optimum(loss):
+    """No single-observation move lowers the loss (checks the incremental greedy deltas)."""
+    rng = np.random.default_rng(9)
+    N = 30
+    base = rng.integers(0, 4, size=N)
+    parts = [np.where(rng.random(N) < 0.2, rng.integers(0, 4, size=N), base) for _ in range(10)]
+    wts = rng.dirichlet(np.ones(10))
+    psm = sum(wt * (p[:, None] == p[None, :]) for wt, p in zip(wts, parts, strict=True))
+    fn = binder_loss if loss == "binder" else vi_lower_bound
+    res = point_partition(psm, loss=loss)
+    assert res.source.endswith("+greedy")  # this case needs the greedy step
+    assert fn(res.labels, psm) == pytest.approx(res.expected_loss, abs=1e-9)
+    assert res.expected_loss < fn(point_partition(psm, loss=loss, greedy=False).labels, psm)
+    lab = res.labels
+    for i in range(N):
+        for g in range(lab.max() + 2):
+            if g == lab[i]:
+                continue
+            moved = lab.copy()
+            moved[i] = g
+            assert fn(moved, psm) >= res.expected_loss - 1e-9
