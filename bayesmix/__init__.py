@@ -9,6 +9,8 @@ first attribute access.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -60,3 +62,25 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Keep ``bm.relabel`` / ``bm.membership`` functions, not their modules.
+
+    Importing a submodule (``from bayesmix.relabel import diagnostics``) makes Python
+    set the package attribute of the same name to the module object, which would
+    shadow the public function of that name depending on import order. Here a
+    submodule whose name is a lazy public name is replaced by that function.
+    """
+
+    def __setattr__(self, name, value):
+        if (
+            isinstance(value, types.ModuleType)
+            and _LAZY.get(name) == value.__name__
+            and callable(getattr(value, name, None))
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

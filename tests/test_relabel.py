@@ -202,3 +202,18 @@ def test_missing_posterior_variables(injected):
     dt["posterior"] = dt["posterior"].to_dataset().drop_vars("means")
     with pytest.raises(ValueError, match=r"lacks \['means'\]"):
         relabel(dt)
+
+
+def test_public_names_stay_functions_whatever_the_import_order():
+    """Importing a submodule must not replace bm.relabel / bm.membership by the module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import bayesmix as bm\n"
+        "from bayesmix.relabel import diagnostics\n"
+        "from bayesmix.membership import coclustering\n"
+        "assert callable(bm.relabel) and bm.relabel.__name__ == 'relabel', bm.relabel\n"
+        "assert callable(bm.membership) and bm.membership.__name__ == 'membership'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
