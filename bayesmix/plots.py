@@ -280,7 +280,7 @@ def membership_summary(fit, X=None):
     fit : EMResult, xarray.DataTree or xarray.Dataset
         An EM result (needs ``X``; uses ``predict_proba``), a posterior (membership
         probabilities averaged over draws; relabel first), or the output of
-        :func:`bayesmix.membership` (variables ``label`` and ``uncertainty``).
+        :func:`bayesmix.membership` (or a dict) with ``label`` and ``uncertainty``.
     X : array_like, shape (N, D), optional
 
     Returns
@@ -298,9 +298,10 @@ def membership_summary(fit, X=None):
     >>> membership_summary(dt)[1]
     array([0., 0., 0.])
     """
-    if hasattr(fit, "data_vars") and "uncertainty" in fit.data_vars:
-        labels = np.asarray(fit["label"].values, dtype=int)
-        return labels, np.asarray(fit["uncertainty"].values, dtype=float)
+    if isinstance(fit, dict) or (hasattr(fit, "data_vars") and "uncertainty" in fit.data_vars):
+        labels = np.asarray(getattr(fit["label"], "values", fit["label"]), dtype=int)
+        unc = np.asarray(getattr(fit["uncertainty"], "values", fit["uncertainty"]), dtype=float)
+        return labels, unc
     if _is_tree(fit):
         Xo = get_observed(fit) if X is None else check_data(X)
         w, m, c = _flat_draws(fit)

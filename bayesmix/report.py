@@ -1,0 +1,488 @@
+"""The report folder of an analysis: ``report.md``, ``report.html`` and PNG figures.
+
+:func:`write_report` renders an :class:`bayesmix.experiment.ExperimentResult`. The
+document is built once as a list of blocks (headings, paragraphs, tables, figures)
+and written both as Markdown and as self-contained plain HTML (no extra dependency).
+Figures are drawn with :mod:`bayesmix.plots` on the Agg canvas.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["df_to_markdown", "write_report"]
+
+FIG_DIR = "figures"
+
+
+# ---------------------------------------------------------------------------- formatting
+def _fmt(v, digits=4):
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return ""
+        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.1f}"
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_fmt(x, 3) for x in np.ravel(v)) + "]"
+    return str(v)
+
+
+def _rows(df):
+    cols = [str(c) for c in df.columns]
+    rows = [[_fmt(v) for v in r] for r in df.itertuples(index=False, name=None)]
+    return cols, rows
+
+
+def df_to_markdown(df):
+    """A pandas DataFrame as a GitHub-flavoured Markdown table (no index).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> print(df_to_markdown(pd.DataFrame({"K": [1], "bic": [2.5]})))
+    | K | bic |
+    |---|---|
+    | 1 | 2.5 |
+    """
+    cols, rows = _rows(df)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+class _Doc:
+    def __init__(self):
+        self.blocks = []
+
+    def h(self, level, text):
+        self.blocks.append(("h", level, text))
+
+    def p(self, text):
+        self.blocks.append(("p", text))
+
+    def ul(self, items):
+        self.blocks.append(("ul", list(items)))
+
+    def table(self, df):
+        self.blocks.append(("table", df))
+
+    def fig(self, rel, caption):
+        self.blocks.append(("fig", rel, caption))
+
+    def code(self, text):
+        self.blocks.append(("code", text))
+
+    def markdown(self):
+        parts = []
+        for b in self.blocks:
+            if b[0] == "h":
+                parts.append("#" * b[1] + " " + b[2])
+            elif b[0] == "p":
+                parts.append(b[1])
+            elif b[0] == "ul":
+                parts.append("\n".join(f"- {x}" for x in b[1]))
+            elif b[0] == "table":
+                parts.append(df_to_markdown(b[1]))
+            elif b[0] == "fig":
+                parts.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+            elif b[0] == "code":
+                parts.append("```\n" + b[1] + "\n```")
+        return "\n\n".join(parts) + "\n"
+
+    def html(self, title):
+        e = html.escape
+        parts = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8">',
+            f"<title>{e(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:90%;}"
+            "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right;}"
+            "th{background:#eee;}img{max-width:100%;}figcaption{font-style:italic;}"
+            "pre{background:#f4f4f4;padding:.5em;overflow-x:auto;}</style>",
+            "</head><body>",
+        ]
+        for b in self.blocks:
+            if b[0] == "h":
+                parts.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                parts.append(f"<p>{_inline(b[1])}</p>")
+            elif b[0] == "ul":
+                parts.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b[1]) + "</ul>")
+            elif b[0] == "table":
+                cols, rows = _rows(b[1])
+                head = "".join(f"<th>{e(c)}</th>" for c in cols)
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows
+                )
+                parts.append(f"<table><tr>{head}</tr>{body}</table>")
+            elif b[0] == "fig":
+                parts.append(
+                    f'<figure><img src="{e(b[1])}" alt="{e(b[2])}">'
+                    f"<figcaption>{e(b[2])}</figcaption></figure>"
+                )
+            elif b[0] == "code":
+                parts.append(f"<pre>{e(b[1])}</pre>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+
+def _inline(text):
+    """Escape, then render `code` and **bold** spans."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
+
+
+def _save(fig, out_dir, name):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    path = Path(out_dir) / FIG_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return f"{FIG_DIR}/{name}"
+
+
+def _comparison_blocks(doc, comparison):
+    import pandas as pd
+
+    if comparison is None:
+        return
+    if isinstance(comparison, pd.DataFrame):
+        doc.table(comparison.reset_index() if comparison.index.name else comparison)
+        return
+    for attr in ("table", "parameters", "to_frame", "to_dataframe"):
+        obj = getattr(comparison, attr, None)
+        if callable(obj):
+            try:
+                obj = obj()
+            except TypeError:
+                obj = None
+        if isinstance(obj, pd.DataFrame):
+            doc.table(obj.reset_index() if obj.index.name else obj)
+            break
+    else:
+        doc.code(str(comparison))
+        return
+    extras = []
+    for attr in ("agreement", "membership_agreement", "ari", "summary"):
+        v = getattr(comparison, attr, None)
+        if v is not None and not callable(v) and not isinstance(v, pd.DataFrame):
+            extras.append(f"{attr.replace('_', ' ')}: {_fmt(v)}")
+    if extras:
+        doc.ul(extras)
+
+
+# ---------------------------------------------------------------------------- the report
+def write_report(result, out_dir):
+    """Write ``report.md``, ``report.html`` and the figures of an analysis.
+
+    Parameters
+    ----------
+    result : bayesmix.experiment.ExperimentResult
+        From :func:`bayesmix.experiment.run_experiment` (with ``report=False`` when
+        calling this yourself).
+    out_dir : str or Path
+        Report folder (created if needed).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.md``.
+
+    Examples
+    --------
+    >>> from bayesmix.experiment import run_experiment, spec_from_dict
+    >>> res = run_experiment(spec_from_dict({"sampler": {"mcmc": False}}),
+    ...                      quiet=True, report=False)  # doctest: +SKIP
+    >>> write_report(res, "bayesmix-report")  # doctest: +SKIP
+    PosixPath('bayesmix-report/report.md')
+    """
+    import pandas as pd
+
+    import bayesmix as bm
+    from bayesmix import plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec, data = result.spec, result.data
+    X, names = data.X, data.feature_names
+    N, D = X.shape
+    rec = result.chosen_record
+    doc = _Doc()
+    title = f"bayesmix report: {spec.name}"
+    doc.h(1, title)
+    doc.p(
+        f"Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by bayesmix "
+        f"{bm.__version__}." + (f" {spec.description}" if spec.description else "")
+    )
+
+    # ---- summary
+    doc.h(2, "Summary")
+    summary = [f"**Chosen model**: {result.choice_reason}.", f"Rule: {_choice_rule()}"]
+    if result.dp is not None and result.dp.diagnostics.get("occupied"):
+        occ = result.dp.diagnostics["occupied"]
+        mode = max(occ, key=occ.get)
+        summary.append(
+            f"Dirichlet-process mixture: {mode} occupied components in {occ[mode]:.0%} of the "
+            "draws (the DP posterior on the number of clusters is not consistent; read it as "
+            "a description, not an estimate of K)."
+        )
+    if result.recovery is not None and "ari" in result.recovery:
+        summary.append(
+            f"Recovery of the simulated truth: ARI {result.recovery['ari']:.3f} "
+            f"(most probable component of the chosen model against the true labels)."
+        )
+    doc.ul(summary)
+
+    # ---- data and settings
+    doc.h(2, "Data and settings")
+    info = data.info
+    items = [
+        f"Data: {info['source']}.",
+        f"Used {N} observations x {D} features ({', '.join(names)})"
+        + (
+            f"; dropped {info['n_dropped']} of {info['n_read']} rows with missing values"
+            if info["n_dropped"]
+            else ""
+        )
+        + ".",
+        "Standardized (each feature centred and divided by its sample SD): "
+        + (
+            "yes; all estimates below are on the standardized scale."
+            if info["standardized"]
+            else "no."
+        ),
+        f"K grid {spec.k}; covariance {spec.covariance}; EM "
+        + (
+            "MAP under the prior below (the mode of the posterior MCMC samples)"
+            if spec.estimate == "map"
+            else "maximum likelihood"
+        )
+        + f", best of {spec.em_n_init} starts.",
+        "MCMC: "
+        + (
+            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps, "
+            f"K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
+            + (f", Dirichlet-process truncation {spec.truncation}" if spec.kind != "finite" else "")
+            + "; initialised from the EM fit, relabelled against it."
+            if spec.mcmc
+            else "not run (--no-mcmc)."
+        ),
+        f"Seed {spec.seed}. Prior: defaults of `GMMPrior.from_data(X, K)`"
+        + (f" with {json.dumps(spec.prior)}" if spec.prior else "")
+        + ".",
+    ]
+    if D > 2:
+        items.append(
+            "Plots of the data show "
+            + ("all pairs of features." if D <= 4 else f"the first two of the {D} features.")
+        )
+    doc.ul(items)
+
+    # ---- selection
+    doc.h(2, "Choosing K")
+    if result.kmeans_table is not None:
+        doc.p("k-means (the zero-variance limit of EM) within-cluster sum of squares:")
+        doc.table(result.kmeans_table)
+    t = result.table.copy()
+    show = [
+        c
+        for c in (
+            "covariance",
+            "K",
+            "n_params",
+            "log_likelihood",
+            "bic",
+            "icl",
+            "elpd_loo",
+            "elpd_loo_se",
+            "p_loo",
+            "elpd_waic",
+            "elpd_waic_se",
+            "max_rhat",
+            "divergences",
+            "collapsed",
+            "error",
+        )
+        if c in t.columns
+    ]
+    if "error" in t and t["error"].isna().all():
+        show.remove("error")
+    doc.p("BIC and ICL: lower is better (`-2 log L + p log n`). ELPD: higher is better.")
+    doc.table(t[show])
+    fig = plots.plot_selection(t[t["error"].isna()] if "error" in t else t, chosen=result.chosen[1])
+    doc.fig(
+        _save(fig, out_dir, "selection.png"), "BIC/ICL (EM) and ELPD-LOO/WAIC ± SE (MCMC) against K"
+    )
+
+    # ---- the chosen fit
+    cov, K = result.chosen
+    doc.h(2, f"The chosen fit: {cov} covariance, K={K}")
+    em = rec.em
+    rows = []
+    post = None
+    if rec.idata is not None:
+        from bayesmix._trace import get_params
+
+        w, m, _ = get_params(rec.idata)
+        post = (w.mean((0, 1)), w.std((0, 1)), m.mean((0, 1)), m.std((0, 1)))
+    for k in range(K):
+        row = {"component": k, "EM weight": em.weights[k]}
+        if post:
+            row["posterior weight"] = f"{post[0][k]:.3f} ± {post[1][k]:.3f}"
+        for j, f in enumerate(names[:6]):
+            row[f"EM mean {f}"] = em.means[k, j]
+            if post:
+                row[f"posterior mean {f}"] = f"{post[2][k, j]:.3g} ± {post[3][k, j]:.2g}"
+        rows.append(row)
+    doc.table(pd.DataFrame(rows))
+    if D > 6:
+        doc.p(f"(means of the first 6 of {D} features shown; all are in the saved fits)")
+    fig = plots.plot_fit(X, em, rec.idata, feature_names=names, random_seed=spec.seed)
+    doc.fig(
+        _save(fig, out_dir, "fit.png"),
+        "Data with EM ellipses (solid 1 sd, dashed 2 sd) and posterior ellipses "
+        "(1 sd) from 20 draws"
+        if rec.idata is not None
+        else "Data with EM ellipses (solid 1 sd, dashed 2 sd)",
+    )
+
+    # ---- membership
+    doc.h(2, "Membership uncertainty")
+    labels, unc = plots.membership_summary(result.membership, X)
+    fig = plots.plot_uncertainty(X, labels, unc, feature_names=names)
+    doc.fig(
+        _save(fig, out_dir, "uncertainty.png"),
+        f"Most probable component (colour) and uncertainty 1 - max probability (size), "
+        f"from the {result.membership_source}",
+    )
+    doc.p(
+        f"Membership from the {result.membership_source}. Uncertainty = 1 - max_k P(z=k): "
+        f"median {np.median(unc):.3f}, {int((unc > 0.1).sum())} of {N} observations above 0.1, "
+        f"{int((unc > 0.3).sum())} above 0.3. Component sizes (most probable label): "
+        f"{np.bincount(labels, minlength=K).tolist()}."
+    )
+    if result.partition is not None:
+        fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
+        doc.fig(
+            _save(fig, out_dir, "coclustering.png"),
+            "Posterior co-clustering probability, ordered by the point-estimate partition",
+        )
+        doc.p(
+            f"Point-estimate partition (minimum posterior expected {result.partition.loss} "
+            f"loss): {result.partition.n_clusters} clusters of sizes "
+            f"{np.bincount(result.partition.labels).tolist()}."
+        )
+
+    # ---- diagnostics
+    if rec.idata is not None:
+        doc.h(2, "MCMC diagnostics (after relabelling)")
+        d = rec.diagnostics
+        doc.ul(
+            [
+                f"max R-hat (weights, means): {_fmt(d.get('max_rhat'))}",
+                f"min bulk ESS: {_fmt(d.get('min_ess_bulk'))}",
+                f"divergences: {_fmt(d.get('divergences'))}",
+                f"Pareto k > 0.7 in LOO: {_n_bad_k(rec.loo)}",
+            ]
+        )
+        fig = plots.plot_rank(rec.idata)
+        doc.fig(_save(fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
+
+    if result.comparison is not None:
+        doc.h(2, "EM against MCMC")
+        _comparison_blocks(doc, result.comparison)
+
+    if result.dp is not None:
+        dp = result.dp
+        doc.h(2, f"Dirichlet-process mixture (truncation {dp.K})")
+        occ = dp.diagnostics.get("occupied", {})
+        doc.table(
+            pd.DataFrame(
+                {"occupied components": list(occ), "posterior probability": list(occ.values())}
+            )
+        )
+        doc.ul(
+            [
+                f"ELPD-LOO {dp.loo.elpd:.1f} ± {dp.loo.se:.1f}; ELPD-WAIC {dp.waic.elpd:.1f} ± "
+                f"{dp.waic.se:.1f}",
+                f"divergences: {_fmt(dp.diagnostics.get('divergences'))}",
+            ]
+        )
+        fig = plots.plot_fit(X, None, dp.idata, feature_names=names, random_seed=spec.seed)
+        doc.fig(
+            _save(fig, out_dir, "dp_fit.png"),
+            "Dirichlet-process mixture: 1-sd ellipses of components heavier than 1 % "
+            "from 20 draws (colours are stick indices, not matched across draws)",
+        )
+        if rec.idata is None:
+            fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
+            doc.fig(_save(fig, out_dir, "coclustering.png"), "DP co-clustering")
+
+    if result.recovery is not None:
+        doc.h(2, "Recovery of the simulated truth")
+        r = result.recovery
+        items = [f"ARI of the chosen model's most probable labels: {r['ari']:.3f}"]
+        if "ari_point_partition" in r:
+            items.append(f"ARI of the point-estimate partition: {r['ari_point_partition']:.3f}")
+        if "ari_dp_point_partition" in r:
+            items.append(
+                f"ARI of the DP point-estimate partition: {r['ari_dp_point_partition']:.3f}"
+            )
+        doc.ul(items)
+        if r["parameter_errors"]:
+            doc.p("Parameter errors after matching components to the truth by their means:")
+            doc.table(pd.DataFrame(r["parameter_errors"]))
+        else:
+            doc.p(
+                f"The chosen K={K} differs from the true K={len(result.data.truth['weights'])};"
+                " parameter errors need equal K."
+            )
+
+    if result.notes:
+        doc.h(2, "Warnings and notes")
+        doc.ul(sorted(set(result.notes)))
+
+    doc.h(2, "Saved fits")
+    saved = [f"`{Path(r.path).relative_to(out_dir)}`" for r in result.records.values() if r.path]
+    if result.dp is not None and result.dp.path:
+        saved.append(f"`{Path(result.dp.path).relative_to(out_dir)}`")
+    doc.p(
+        "Load with `bayesmix.load_fit(folder)` (EM result JSON, posterior Zarr, configuration): "
+        + ", ".join(saved)
+        + "."
+    )
+    doc.h(2, "Timings")
+    doc.ul([f"{k}: {v:.1f} s" for k, v in result.timings.items()])
+
+    md = out_dir / "report.md"
+    md.write_text(doc.markdown())
+    (out_dir / "report.html").write_text(doc.html(title))
+    return md
+
+
+def _choice_rule():
+    from bayesmix.experiment import CHOICE_RULE
+
+    return CHOICE_RULE
+
+
+def _n_bad_k(loo_res):
+    k = getattr(loo_res, "pareto_k", None)
+    if k is None:
+        return "n/a"
+    return str(int((np.asarray(getattr(k, "values", k)) > 0.7).sum()))
