@@ -308,6 +308,14 @@ def relabel(idata, reference=None, *, method="stephens", max_iter=100, chunk_siz
                 if perms is not None and np.array_equal(new, perms):
                     break
                 perms = new
+            else:
+                warnings.warn(
+                    f"relabel: the means algorithm did not settle within max_iter={max_iter} "
+                    "iterations; the last labelling is returned. Increase max_iter or pass an EM "
+                    "fit as reference.",
+                    LabelSwitchingWarning,
+                    stacklevel=2,
+                )
     perms = perms.reshape(C, S, K)
 
     majority = _majority_perms(perms)

@@ -119,3 +119,30 @@ def test_compare_fits_bad_input(setting):
     dp.attrs["model"] = "dpgmm"
     with pytest.raises(ValueError, match="coclustering"):
         compare_fits(em, dp)
+
+
+@pytest.mark.slow
+def test_end_to_end_old_faithful_em_against_mcmc():
+    """Real MCMC on Old Faithful, K=2, full covariance, MAP prior shared with EM.
+
+    The posterior (272 points, 11 parameters) is concentrated, so the MAP lies inside
+    the 94% HDI for nearly every parameter and partitions agree almost everywhere.
+    """
+    X = bm.load_old_faithful()
+    prior = bm.GMMPrior.from_data(X.to_numpy(), 2)
+    em = bm.fit_em(X, 2, prior=prior, n_init=5, random_seed=0)
+    model = bm.build_gmm(X, 2, prior=prior)
+    idata = bm.sample(model, init=em, draws=400, tune=400, chains=2, random_seed=1)
+    rel = bm.relabel(idata, reference=em)
+    from bayesmix.relabel import diagnostics
+
+    assert diagnostics(rel, rhat_max=1.05)["rhat"].max() < 1.05
+    cmp = compare_fits(em, idata)
+    # 2 of 12 outside by chance is the most a 94% interval allows here comfortably
+    assert cmp.fraction_inside >= 10 / 12
+    assert cmp.ari > 0.95
+    # plug-in at the mode vs posterior predictive: differ by about p/2 nats at most
+    assert abs(cmp.log_predictive["em"] - cmp.log_predictive["posterior"]) < 11
+    lo, wa = bm.loo(idata), bm.waic(idata)
+    assert abs(lo.elpd - wa.elpd) < 0.5 * lo.se
+    assert 8 < lo.p < 14  # 11 free parameters, weakly informative prior
