@@ -161,29 +161,37 @@ def _comparison_blocks(doc, comparison):
 
     if comparison is None:
         return
-    if isinstance(comparison, pd.DataFrame):
-        doc.table(comparison.reset_index() if comparison.index.name else comparison)
-        return
-    for attr in ("table", "parameters", "to_frame", "to_dataframe"):
-        obj = getattr(comparison, attr, None)
-        if callable(obj):
-            try:
-                obj = obj()
-            except TypeError:
-                obj = None
-        if isinstance(obj, pd.DataFrame):
-            doc.table(obj.reset_index() if obj.index.name else obj)
-            break
-    else:
+    table = (
+        comparison if isinstance(comparison, pd.DataFrame) else getattr(comparison, "table", None)
+    )
+    items = []
+    if hasattr(comparison, "fraction_inside"):
+        t = comparison.table
+        items.append(
+            f"EM value inside the posterior {comparison.prob:.0%} HDI for "
+            f"{int(t['inside'].sum())} of {len(t)} parameters"
+        )
+    if getattr(comparison, "ari", None) is not None:
+        items.append(
+            f"ARI between the EM partition and the posterior partition "
+            f"({getattr(comparison, 'partition', 'point estimate')}): {comparison.ari:.3f}"
+        )
+    if getattr(comparison, "label_agreement", None) is not None:
+        items.append(
+            f"EM label = posterior most probable label for {comparison.label_agreement:.1%}"
+        )
+    lp = getattr(comparison, "log_predictive", None)
+    if isinstance(lp, dict) and {"em", "posterior"} <= set(lp):
+        items.append(
+            f"log predictive density of the data: EM plug-in {lp['em']:.2f}, posterior "
+            f"predictive {lp['posterior']:.2f}"
+        )
+    if items:
+        doc.ul(items)
+    if isinstance(table, pd.DataFrame):
+        doc.table(table)
+    elif not items:
         doc.code(str(comparison))
-        return
-    extras = []
-    for attr in ("agreement", "membership_agreement", "ari", "summary"):
-        v = getattr(comparison, attr, None)
-        if v is not None and not callable(v) and not isinstance(v, pd.DataFrame):
-            extras.append(f"{attr.replace('_', ' ')}: {_fmt(v)}")
-    if extras:
-        doc.ul(extras)
 
 
 # ---------------------------------------------------------------------------- the report
