@@ -1,0 +1,414 @@
+r"""PyMC model builders: finite (:func:`build_gmm`) and Dirichlet-process
+(:func:`build_dpgmm`) Gaussian mixtures.
+
+Parameterisation
+----------------
+The value variables are the quantities :func:`bayesmix.fit_em` maximises over, each
+with a transform to unconstrained space, so ``model.logp(jacobian=False)`` is exactly
+the log posterior density EM maximises (log-likelihood + :meth:`GMMPrior.log_prior`,
+all normalising constants included) and ``pymc.find_MAP`` started at the EM MAP does
+not move; sampling uses ``jacobian=True`` and is correct in any case.
+
+===============  ===================================================================
+covariance       free variables (dims)
+===============  ===================================================================
+``full``         ``weights`` (component) ~ Dirichlet(alpha), simplex transform;
+                 ``covariances`` (component, feature, feature2) ~ InvWishart(nu0, Psi0)
+                 written on the matrix, log-Cholesky transform
+                 (:mod:`bayesmix._pt_dists`); ``means`` (component, feature) ~
+                 MvNormal(m0, covariances / kappa0)
+``tied``         ``covariance`` (feature, feature2) ~ InvWishart(nu0, Psi0); ``means``
+                 ~ MvNormal(m0, covariance / kappa0)
+``diag``         ``variances`` (component, feature) ~ InvGamma(nu0/2, psi_j/2);
+                 ``means`` ~ Normal(m0, sqrt(variances / kappa0))
+``spherical``    ``variances`` (component) ~ InvGamma(nu0/2, psi/2); ``means`` ~
+                 Normal(m0, sqrt(variances / kappa0)) for every feature
+``full`` + LKJ   ``chol_cov`` (component, chol_packed) ~ LKJCholeskyCov(lkj_eta,
+                 HalfNormal(2 sqrt(diag(Psi0) K^{2/D}))) per component; ``means`` ~
+                 Normal(m0, sqrt(diag(Psi0) / kappa0)). No EM-MAP equivalence.
+===============  ===================================================================
+
+The likelihood is one observed variable ``X`` (obs, feature) whose log density per
+observation sums the labels out with a single vectorised log-sum-exp over the
+component axis, on batched precision Cholesky factors (no list of component
+distributions, no loop over components).
+
+The Dirichlet-process model replaces the weights by a truncated stick-breaking
+construction: ``concentration`` ~ Gamma(shape, rate) (``prior.dp_concentration``),
+``sticks`` (stick) ~ Beta(1, concentration) for the first T-1 sticks, the last
+weight takes the remainder; ``weights`` is a deterministic (component).
+
+Each model carries its configuration as ``model.bayesmix_config`` (a
+:class:`ModelConfig`) for :func:`bayesmix.sample`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pymc.distributions.transforms import CholeskyCovPacked
+from pytensor.tensor.slinalg import solve_triangular
+
+from bayesmix._pt_dists import (
+    SPDTransform,
+    inv_wishart_logp,
+    inv_wishart_random,
+    lkj_chol_cov_logp,
+    lkj_chol_cov_random,
+    mixture_loglik,
+    mixture_random,
+)
+from bayesmix._validation import check_covariance_type, check_data, check_n_components
+from bayesmix.priors import GMMPrior
+
+__all__ = ["ModelConfig", "build_dpgmm", "build_gmm", "get_config"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelConfig:
+    """What :func:`bayesmix.sample` needs to know about a built model."""
+
+    model: str  # "gmm" or "dpgmm"
+    X: np.ndarray
+    n_components: int
+    covariance: str
+    prior: GMMPrior
+    feature_names: list = field(default_factory=list)
+    truncation: int | None = None
+
+    @property
+    def covariance_prior(self):
+        return self.prior.covariance_prior
+
+
+def get_config(model):
+    """Return the :class:`ModelConfig` of a model built by bayesmix.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` was not built by :func:`build_gmm` or :func:`build_dpgmm`.
+    """
+    cfg = getattr(model, "bayesmix_config", None)
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(
+            "model must be a pymc.Model built by bayesmix.build_gmm or bayesmix.build_dpgmm; got "
+            f"{type(model).__name__} without a bayesmix configuration. Build the model with "
+            "bm.build_gmm(X, n_components) first."
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_prior(prior, X, n_for_default, covariance):
+    if prior is None:
+        prior = GMMPrior.from_data(X, n_for_default)
+    elif not isinstance(prior, GMMPrior):
+        raise TypeError(
+            f"prior must be a bayesmix.GMMPrior or None; got {type(prior).__name__}. Build one "
+            "with bm.GMMPrior.from_data(X, n_components)."
+        )
+    D = X.shape[1]
+    if prior.n_features != D:
+        raise ValueError(
+            f"prior has {prior.n_features} features but X has {D}; build the prior from the "
+            "same data (bm.GMMPrior.from_data(X, n_components))."
+        )
+    if prior.covariance_prior == "lkj" and covariance != "full":
+        raise ValueError(
+            f"covariance_prior='lkj' is available for covariance='full' only; got "
+            f"covariance={covariance!r}. Use covariance='full' or covariance_prior='conjugate'."
+        )
+    return prior
+
+
+def _coords(K, feature_names, N):
+    return {
+        "component": np.arange(K),
+        "feature": list(feature_names),
+        "feature2": list(feature_names),
+        "obs": np.arange(N),
+    }
+
+
+def _inv_wishart(name, prior, dims, batch_shape):
+    """InvWishart(nu0, Psi0) on SPD matrices with shape (*batch_shape, D, D)."""
+    D = prior.n_features
+    scale_chol = pt.as_tensor_variable(np.linalg.cholesky(prior.scale))
+    nu = pt.as_tensor_variable(np.float64(prior.dof))
+    mode = prior.scale / (prior.dof + D + 1.0)
+
+    def support_point(rv, size, nu, scale_chol):
+        return pt.broadcast_to(pt.as_tensor_variable(mode), rv.shape)
+
+    return pm.CustomDist(
+        name,
+        nu,
+        scale_chol,
+        logp=inv_wishart_logp,
+        random=inv_wishart_random,
+        support_point=support_point,
+        signature="(),(d,d)->(d,d)",
+        transform=SPDTransform(D),
+        shape=(*batch_shape, D, D),
+        dims=dims,
+    )
+
+
+def _components_full(prior, K, D):
+    if prior.covariance_prior == "lkj":
+        return _components_lkj(prior, K, D)
+    cov = _inv_wishart("covariances", prior, ("component", "feature", "feature2"), (K,))
+    L = pt.linalg.cholesky(cov)
+    means = pm.MvNormal(
+        "means",
+        mu=prior.mean,
+        chol=L / np.sqrt(prior.mean_shrinkage),
+        dims=("component", "feature"),
+    )
+    return means, _prec_chol_from_chol(L, K, D)
+
+
+def _components_tied(prior, K, D):
+    cov = _inv_wishart("covariance", prior, ("feature", "feature2"), ())
+    L = pt.linalg.cholesky(cov)
+    means = pm.MvNormal(
+        "means",
+        mu=prior.mean,
+        chol=L / np.sqrt(prior.mean_shrinkage),
+        dims=("component", "feature"),
+    )
+    prec = solve_triangular(L, pt.eye(D), lower=True)
+    return means, pt.broadcast_to(prec, (K, D, D))
+
+
+def _components_diag(prior, K, D):
+    psi = prior.covariance_scale("diag")
+    var = pm.InverseGamma(
+        "variances", alpha=prior.dof / 2.0, beta=psi / 2.0, dims=("component", "feature")
+    )
+    means = pm.Normal(
+        "means",
+        mu=prior.mean,
+        sigma=pt.sqrt(var / prior.mean_shrinkage),
+        dims=("component", "feature"),
+    )
+    prec = pt.eye(D)[None, :, :] * (1.0 / pt.sqrt(var))[:, :, None]
+    return means, prec
+
+
+def _components_spherical(prior, K, D):
+    psi = prior.covariance_scale("spherical")
+    var = pm.InverseGamma("variances", alpha=prior.dof / 2.0, beta=psi / 2.0, dims="component")
+    means = pm.Normal(
+        "means",
+        mu=prior.mean,
+        sigma=pt.sqrt(var[:, None] / prior.mean_shrinkage),
+        dims=("component", "feature"),
+    )
+    prec = pt.eye(D)[None, :, :] * (1.0 / pt.sqrt(var))[:, None, None]
+    return means, prec
+
+
+def _components_lkj(prior, K, D):
+    sd_scale = 2.0 * np.sqrt(np.diag(prior.scale) * K ** (2.0 / D))
+    model = pm.modelcontext(None)
+    model.add_coord("chol_packed", np.arange(D * (D + 1) // 2))
+    # PyMC's LKJCholeskyCov logp handles one vector only: the same density, batched
+    packed = pm.CustomDist(
+        "chol_cov",
+        np.float64(prior.lkj_eta),
+        np.broadcast_to(sd_scale, (K, D)).copy(),
+        np.zeros(D * (D + 1) // 2),  # carries the support length for shape inference only
+        logp=lkj_chol_cov_logp,
+        random=lkj_chol_cov_random,
+        support_point=lambda rv, size, eta, sd, _: _lkj_support_point(sd, D),
+        signature="(),(d),(p)->(p)",
+        transform=CholeskyCovPacked(D),
+        dims=("component", "chol_packed"),
+    )
+    r, c = np.tril_indices(D)
+    L = pt.zeros((K, D, D))[:, r, c].set(packed)
+    means = pm.Normal(
+        "means",
+        mu=prior.mean,
+        sigma=np.sqrt(np.diag(prior.scale) / prior.mean_shrinkage),
+        dims=("component", "feature"),
+    )
+    return means, _prec_chol_from_chol(L, K, D)
+
+
+def _lkj_support_point(sd, D):
+    """Diagonal Cholesky factor with the HalfNormal scales as standard deviations."""
+    r, c = np.tril_indices(D)
+    out = pt.zeros((*sd.shape[:-1], D * (D + 1) // 2))
+    return out[..., np.flatnonzero(r == c)].set(sd)
+
+
+def _prec_chol_from_chol(L, K, D):
+    eye = pt.broadcast_to(pt.eye(D), (K, D, D))
+    return solve_triangular(L, eye, lower=True)
+
+
+#: one builder per covariance type, shared signature (prior, K, D) -> (means, prec_chol)
+_COMPONENTS = {
+    "full": _components_full,
+    "tied": _components_tied,
+    "diag": _components_diag,
+    "spherical": _components_spherical,
+}
+
+
+def _likelihood(X, log_weights, means, prec_chol):
+    return pm.CustomDist(
+        "X",
+        log_weights,
+        means,
+        prec_chol,
+        logp=mixture_loglik,
+        random=mixture_random,
+        signature="(k),(k,d),(k,d,d)->(d)",
+        observed=X,
+        dims=("obs", "feature"),
+    )
+
+
+# ---------------------------------------------------------------------------- builders
+def build_gmm(X, n_components, *, covariance="full", prior=None):
+    """Finite Bayesian Gaussian mixture as a PyMC model, labels summed out.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (N, D)
+        Data; DataFrame column names become the ``feature`` coordinate.
+    n_components : int
+        K, at least 1 and at most N.
+    covariance : {"full", "diag", "spherical", "tied"}
+        Covariance type (``"diagonal"`` is accepted for ``"diag"``).
+    prior : GMMPrior, optional
+        Default ``GMMPrior.from_data(X, n_components)`` (see :mod:`bayesmix.priors`).
+        The same prior given to :func:`bayesmix.fit_em` makes its MAP the mode of this
+        model's posterior in the weights / means / covariance parameterisation.
+
+    Returns
+    -------
+    pymc.Model
+        Coordinates ``component``, ``feature``, ``feature2``, ``obs``; free variables
+        as in the module docstring; observed ``X`` (obs, feature); the configuration in
+        ``model.bayesmix_config``.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.load_old_faithful()
+    >>> model = bm.build_gmm(X, 2)
+    >>> sorted(v.name for v in model.free_RVs)
+    ['covariances', 'means', 'weights']
+    """
+    X, names = check_data(X, return_names=True)
+    N, D = X.shape
+    K = check_n_components(n_components, N)
+    covariance = check_covariance_type(covariance)
+    prior = _check_prior(prior, X, K, covariance)
+    with pm.Model(coords=_coords(K, names, N)) as model:
+        if K > 1:
+            weights = pm.Dirichlet(
+                "weights", a=np.full(K, prior.weight_concentration), dims="component"
+            )
+        else:
+            weights = pm.Deterministic("weights", pt.ones(1), dims="component")
+        means, prec_chol = _COMPONENTS[covariance](prior, K, D)
+        _likelihood(X, pt.log(weights), means, prec_chol)
+    model.bayesmix_config = ModelConfig(
+        model="gmm",
+        X=X,
+        n_components=K,
+        covariance=covariance,
+        prior=prior,
+        feature_names=list(names),
+    )
+    return model
+
+
+def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
+    """Dirichlet-process Gaussian mixture by truncated stick-breaking.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (N, D)
+    truncation : int
+        Number of components T of the truncation, ``2 <= T <= N``. :func:`bayesmix.sample`
+        warns when the posterior puts more than 1% of the mass on the last component
+        (increase ``truncation`` then).
+    covariance : {"full", "diag", "spherical", "tied"}
+    prior : GMMPrior, optional
+        Default ``GMMPrior.from_data(X, 1)``: the component covariance scale is the data
+        covariance. (``from_data(X, T)`` would shrink it by ``T**(2/D)``, a prior belief
+        in T tiny clusters that is far too strong for a truncation level, which is not a
+        number of clusters.) The concentration gets Gamma(``prior.dp_concentration``),
+        default Gamma(shape=1, rate=1).
+
+    Returns
+    -------
+    pymc.Model
+        Free variables ``concentration``, ``sticks`` (stick, length T-1) and the
+        component parameters as in :func:`build_gmm`; ``weights`` (component) is a
+        deterministic.
+
+    Notes
+    -----
+    A DP mixture's posterior on the number of clusters is not consistent (Miller &
+    Harrison 2013): read ``n_occupied`` from the sampled result as a description of
+    the fit, not as an estimate of K.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> model = bm.build_dpgmm(bm.load_old_faithful(), truncation=10)
+    >>> model.coords["component"][-1]
+    np.int64(9)
+    """
+    X, names = check_data(X, return_names=True)
+    N, D = X.shape
+    if isinstance(truncation, bool) or not isinstance(truncation, numbers.Integral):
+        raise TypeError(
+            f"truncation must be an integer >= 2; got {type(truncation).__name__} {truncation!r}."
+        )
+    T = int(truncation)
+    if T < 2:
+        raise ValueError(
+            f"truncation must be >= 2 (the number of stick-breaking components); got {T}. "
+            "Use truncation=20 (the default) or bm.build_gmm for a one-component model."
+        )
+    if T > N:
+        raise ValueError(
+            f"truncation={T} is larger than the number of observations N={N}; use "
+            f"truncation <= {N}."
+        )
+    covariance = check_covariance_type(covariance)
+    prior = _check_prior(prior, X, 1, covariance)
+    coords = _coords(T, names, N)
+    coords["stick"] = np.arange(T - 1)
+    shape, rate = prior.dp_concentration
+    with pm.Model(coords=coords) as model:
+        alpha = pm.Gamma("concentration", alpha=shape, beta=rate)
+        v = pm.Beta("sticks", alpha=1.0, beta=alpha, dims="stick")
+        log_rest = pt.concatenate([pt.zeros(1), pt.cumsum(pt.log1p(-v))])  # (T,)
+        log_weights = pt.concatenate([pt.log(v), pt.zeros(1)]) + log_rest
+        pm.Deterministic("weights", pt.exp(log_weights), dims="component")
+        means, prec_chol = _COMPONENTS[covariance](prior, T, D)
+        _likelihood(X, log_weights, means, prec_chol)
+    model.bayesmix_config = ModelConfig(
+        model="dpgmm",
+        X=X,
+        n_components=T,
+        covariance=covariance,
+        prior=prior,
+        feature_names=list(names),
+        truncation=T,
+    )
+    return model

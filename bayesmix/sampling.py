@@ -1,0 +1,471 @@
+"""NUTS sampling of a bayesmix PyMC model, initialised from an EM fit.
+
+:func:`sample` runs ``pymc.sample`` from per-chain starting points near the EM MAP
+and returns an ``xarray.DataTree`` in the bayesmix schema (:mod:`bayesmix._trace`):
+``weights``, ``means`` and full ``covariances`` for every covariance type, the
+model-specific variables, ``sample_stats``, and the pointwise marginal
+log-likelihood (computed after sampling in numpy, never as a per-observation
+Deterministic in the model).
+
+Default sampler
+---------------
+``nuts_sampler=None`` uses PyMC's own NUTS (``"pymc"``). It starts each chain at its
+own jittered EM point and, on the 2-core machine this package was measured on
+(benchmarks/RESULTS.md, section "pymc"), it reaches the first draw sooner than
+nutpie's numba build for these small models. ``"nutpie"`` (and ``"numpyro"`` /
+``"blackjax"`` where installed) are passed through; nutpie accepts a single
+starting point, so all its chains start at the first chain's jittered EM point.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from bayesmix._trace import from_arrays
+from bayesmix._validation import ConvergenceWarning, check_random_state
+from bayesmix.models import get_config
+
+__all__ = ["TruncationWarning", "sample"]
+
+
+class TruncationWarning(ConvergenceWarning):
+    """A Dirichlet-process truncation kept too much mass on its last component."""
+
+
+#: sample statistics copied from PyMC / nutpie when present (chain, draw) only
+_STATS = (
+    "diverging",
+    "lp",
+    "energy",
+    "tree_depth",
+    "depth",
+    "n_steps",
+    "step_size",
+    "acceptance_rate",
+    "mean_tree_accept",
+    "max_energy_error",
+    "logp",
+)
+
+#: jitter scale in unconstrained space for the transformed variables
+_JITTER = 0.05
+
+
+def _check_count(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- init
+def _em_init(cfg, rng):
+    """Run fit_em on the model's data and prior (MAP of the same posterior)."""
+    from bayesmix.em import fit_em
+
+    prior = cfg.prior
+    if prior.covariance_prior != "conjugate":
+        prior = prior.with_(covariance_prior="conjugate")
+    if prior.weight_concentration < 1:
+        prior = prior.with_(weight_concentration=1.0)
+    K = cfg.n_components
+    if cfg.model == "dpgmm":
+        # a few components are enough to start a DP chain; the rest start near the prior
+        K = min(K, 10, max(1, cfg.X.shape[0] // 10))
+    return fit_em(cfg.X, K, covariance=cfg.covariance, prior=prior, random_seed=rng)
+
+
+def _check_init(init, K_fit, D):
+    try:
+        w = np.asarray(init.weights, dtype=float)
+        m = np.asarray(init.means, dtype=float)
+        c = np.asarray(init.covariances, dtype=float)
+    except AttributeError as exc:
+        raise TypeError(
+            "init must be an EMResult-like object with weights (K,), means (K, D) and "
+            f"covariances (K, D, D), e.g. bm.fit_em(X, K); got {type(init).__name__}."
+        ) from exc
+    K = w.shape[0]
+    if m.shape != (K, D) or c.shape != (K, D, D) or (K_fit is not None and K != K_fit):
+        raise ValueError(
+            f"init must have weights ({K_fit},), means ({K_fit}, {D}), covariances "
+            f"({K_fit}, {D}, {D}) to match the model; got {w.shape}, {m.shape}, {c.shape}. "
+            "Fit EM with the model's number of components and data."
+        )
+    return w, m, c
+
+
+def _pad_components(cfg, w, m, c):
+    """DP: order EM components by weight, pad to the truncation with prior-mode components."""
+    T = cfg.n_components
+    order = np.argsort(-w)
+    w, m, c = w[order], m[order], c[order]
+    k = w.size
+    if k < T:
+        prior = cfg.prior
+        D = m.shape[1]
+        pad_cov = prior.scale / (prior.dof + D + 2.0)
+        m = np.concatenate([m, np.repeat(prior.mean[None], T - k, axis=0)])
+        c = np.concatenate([c, np.repeat(pad_cov[None], T - k, axis=0)])
+        w = np.concatenate([w * (1 - 1e-3), np.full(T - k, 1e-3 / (T - k))])
+    return w / w.sum(), m, c
+
+
+def _init_values(cfg, w, m, c):
+    """Constrained starting values keyed by free-variable name."""
+    cov = cfg.covariance
+    vals = {"means": m}
+    if cfg.model == "dpgmm":
+        rest = 1.0 - np.concatenate([[0.0], np.cumsum(w[:-1])])
+        sticks = np.clip(w[:-1] / np.maximum(rest[:-1], 1e-12), 1e-6, 1 - 1e-6)
+        vals["sticks"] = sticks
+        a, b = cfg.prior.dp_concentration
+        vals["concentration"] = np.float64(a / b)
+    elif cfg.n_components > 1:
+        vals["weights"] = np.clip(w, 1e-10, None) / np.clip(w, 1e-10, None).sum()
+    if cov == "full" and cfg.covariance_prior == "lkj":
+        L = np.linalg.cholesky(c)
+        r, cc = np.tril_indices(c.shape[-1])
+        vals["chol_cov"] = L[:, r, cc]
+    elif cov == "full":
+        vals["covariances"] = c
+    elif cov == "tied":
+        vals["covariance"] = np.average(c, axis=0, weights=w)
+    elif cov == "diag":
+        vals["variances"] = np.diagonal(c, axis1=1, axis2=2).copy()
+    else:
+        vals["variances"] = np.trace(c, axis1=1, axis2=2) / c.shape[-1]
+    return vals
+
+
+def _jittered_points(model, values, chains, rng, w, c):
+    """Per-chain starting points: small Gaussian jitter in unconstrained space."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    N = model.bayesmix_config.X.shape[0]
+    names, fwd, bwd_in, bwd_out = [], [], [], []
+    for rv in model.free_RVs:
+        name = rv.name
+        tr = model.rvs_to_transforms.get(rv)
+        val = pt.as_tensor_variable(np.asarray(values[name], dtype=float))
+        names.append(name)
+        if tr is None:
+            fwd.append(val)
+            x = pt.tensor(shape=val.type.shape, dtype="float64")
+            bwd_in.append(x)
+            bwd_out.append(x)
+        else:
+            fwd.append(tr.forward(val, *rv.owner.inputs))
+            x = pt.tensor(shape=(None,) * fwd[-1].ndim, dtype="float64")
+            bwd_in.append(x)
+            bwd_out.append(tr.backward(x, *rv.owner.inputs))
+    mode = "FAST_COMPILE"
+    unconstrained = pytensor.function([], fwd, mode=mode, on_unused_input="ignore")()
+    back = pytensor.function(bwd_in, bwd_out, mode=mode, on_unused_input="ignore")
+    # means: jitter ~ 0.1 posterior sd (sd of the component / sqrt(its count))
+    sd_means = (
+        0.1 * np.sqrt(np.diagonal(c, axis1=1, axis2=2)) / np.sqrt(np.maximum(w * N, 1.0))[:, None]
+    )
+    points = []
+    for _ in range(chains):
+        u = []
+        for name, rv, val in zip(names, model.free_RVs, unconstrained, strict=True):
+            val = np.asarray(val, dtype=float)
+            if model.rvs_to_transforms.get(rv) is None and name == "means":
+                u.append(val + sd_means * rng.standard_normal(val.shape))
+            else:
+                u.append(val + _JITTER * rng.standard_normal(val.shape))
+        points.append({n: np.asarray(v) for n, v in zip(names, back(*u), strict=True)})
+    return points
+
+
+# ---------------------------------------------------------------------------- post
+def _full_covariances(cfg, post):
+    cov = cfg.covariance
+    D = len(cfg.feature_names)
+    if cov == "full" and cfg.covariance_prior == "lkj":
+        packed = post["chol_cov"]
+        r, c = np.tril_indices(D)
+        L = np.zeros((*packed.shape[:-1], D, D))
+        L[..., r, c] = packed
+        return L @ np.swapaxes(L, -1, -2)
+    if cov == "full":
+        return post["covariances"]
+    if cov == "tied":
+        S = post["covariance"]
+        return np.broadcast_to(
+            S[:, :, None], (S.shape[0], S.shape[1], cfg.n_components, D, D)
+        ).copy()
+    var = post["variances"]
+    if cov == "diag":
+        return var[..., :, None] * np.eye(D)
+    return var[..., None, None] * np.eye(D)
+
+
+def _n_occupied(X, w, m, c, chunk=200):
+    """Components holding >= 1 observation under each draw's MAP allocation."""
+    from bayesmix._gaussian import log_component_densities
+
+    C, S, K = w.shape
+    flat_w = w.reshape(C * S, K)
+    flat_m = m.reshape(C * S, *m.shape[2:])
+    flat_c = c.reshape(C * S, *c.shape[2:])
+    out = np.empty(C * S, dtype=np.int64)
+    for start in range(0, C * S, chunk):
+        sl = slice(start, start + chunk)
+        with np.errstate(divide="ignore"):
+            lj = log_component_densities(X, flat_m[sl], flat_c[sl]) + np.log(flat_w[sl])[:, None]
+        z = lj.argmax(-1)  # (s, N)
+        occ = np.zeros((z.shape[0], K), dtype=bool)
+        np.put_along_axis(occ, z, True, axis=1)
+        out[sl] = occ.sum(1)
+    return out.reshape(C, S)
+
+
+def _diagnose(dt, cfg, init):
+    """Warn on divergences and on R-hat / bulk ESS problems (relabelled first)."""
+    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"].data_vars:
+        n_div = int(np.asarray(dt["sample_stats"]["diverging"]).sum())
+        if n_div:
+            warnings.warn(
+                f"{n_div} divergent transition(s) after tuning: the posterior has regions the "
+                "sampler cannot explore reliably. Increase target_accept (e.g. "
+                "bm.sample(..., target_accept=0.95)) and tune, or simplify the model (fewer "
+                "components, a diagonal covariance).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+    C = dt["posterior"].sizes["chain"]
+    if C < 2:
+        return
+    import arviz_stats as azs
+
+    post = None
+    note = ""
+    if cfg.model == "gmm":
+        try:
+            from bayesmix.relabel import relabel
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rel = relabel(dt, reference=init)
+            post = rel["posterior"].to_dataset()[["weights", "means", "covariances"]]
+            note = "after relabelling against the EM fit"
+        except Exception:  # relabel missing or failed: label-invariant quantities
+            post = None
+    if post is None:
+        import xarray as xr
+
+        ll = dt["log_likelihood"]["X"].sum("obs")
+
+        post = xr.Dataset(
+            {
+                "sorted_weights": (
+                    ("chain", "draw", "rank"),
+                    -np.sort(-dt["posterior"]["weights"].values, axis=-1),
+                ),
+                "log_likelihood": ll,
+            }
+        )
+        note = "on label-invariant quantities (sorted weights, total log-likelihood)"
+    rhat = azs.rhat(post)
+    ess = azs.ess(post, method="bulk")
+    max_rhat = max(float(np.nanmax(rhat[v].values)) for v in rhat.data_vars)
+    min_ess = min(float(np.nanmin(ess[v].values)) for v in ess.data_vars)
+    msgs = []
+    if max_rhat > 1.01:
+        msgs.append(f"max R-hat {max_rhat:.3f} > 1.01")
+    if min_ess < 100 * C:
+        msgs.append(f"min bulk ESS {min_ess:.0f} < 100 per chain ({100 * C})")
+    if msgs:
+        warnings.warn(
+            f"Sampling diagnostics {note}: {'; '.join(msgs)}. Try more tune and draws, "
+            "relabel with bm.relabel(idata, reference=em_fit) before reading per-component "
+            "summaries, and check for multimodality (other EM restarts, fewer components).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+# ---------------------------------------------------------------------------- sample
+def sample(
+    model,
+    *,
+    init=None,
+    draws=1000,
+    tune=1000,
+    chains=4,
+    random_seed=None,
+    nuts_sampler=None,
+    progressbar=True,
+    **pymc_kwargs,
+):
+    """Sample a bayesmix model with NUTS, chains started near the EM MAP.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        Built by :func:`bayesmix.build_gmm` or :func:`bayesmix.build_dpgmm`.
+    init : EMResult-like, optional
+        Anything with ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D, D),
+        e.g. ``bm.fit_em(X, K, covariance=..., prior=prior)``. ``None`` runs
+        :func:`bayesmix.fit_em` on the model's data with the model's prior (for a DP
+        model with at most 10 components, padded to the truncation). Each chain starts
+        at this point plus a small Gaussian jitter in unconstrained space (sd 0.05;
+        0.1 posterior sd for the means), reproducible from ``random_seed``.
+    draws, tune, chains : int
+        As in ``pymc.sample``.
+    random_seed : int or numpy.random.Generator, optional
+        Seeds the jitter, the EM initialisation and the sampler: the same seed gives
+        identical draws.
+    nuts_sampler : {"pymc", "nutpie", "numpyro", "blackjax"}, optional
+        Default ``"pymc"`` (see the module docstring for why).
+    progressbar : bool
+        Show PyMC's progress bar.
+    **pymc_kwargs
+        Passed to ``pymc.sample`` (``target_accept``, ``cores``, ...).
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior`` (``weights`` (chain, draw, component), ``means``
+        (chain, draw, component, feature), ``covariances`` (chain, draw, component,
+        feature, feature2) and the model's own variables; DP models add
+        ``concentration``, ``sticks`` and ``n_occupied`` (chain, draw): the number of
+        components with at least one observation under the draw's MAP allocation),
+        ``sample_stats``, ``log_likelihood`` (``X`` (chain, draw, obs), marginal),
+        ``observed_data``; root attrs ``model``, ``n_components``, ``covariance``,
+        ``prior`` (JSON), ``bayesmix_version``, ``nuts_sampler``, ``random_seed``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Divergences; R-hat > 1.01 or bulk ESS < 100 per chain (computed after
+        relabelling against ``init``).
+    TruncationWarning
+        DP model whose last component keeps posterior mean weight > 1%.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.load_old_faithful()
+    >>> model = bm.build_gmm(X, 2)
+    >>> idata = bm.sample(model, draws=200, tune=200, random_seed=1)  # doctest: +SKIP
+    >>> idata["posterior"]["means"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'component', 'feature')
+    """
+    import pymc as pm
+
+    cfg = get_config(model)
+    draws = _check_count(draws, "draws", 1)
+    tune = _check_count(tune, "tune", 0)
+    chains = _check_count(chains, "chains", 1)
+    rng = check_random_state(random_seed)
+    seed_record = random_seed if isinstance(random_seed, numbers.Integral) else None
+    D = len(cfg.feature_names)
+    if nuts_sampler is None:
+        nuts_sampler = "pymc"
+    if init is None:
+        init = _em_init(cfg, rng)
+        w, m, c = _check_init(init, None, D)
+    else:
+        w, m, c = _check_init(init, None if cfg.model == "dpgmm" else cfg.n_components, D)
+    if cfg.model == "dpgmm":
+        if w.size > cfg.n_components:
+            raise ValueError(
+                f"init has {w.size} components, more than the truncation "
+                f"{cfg.n_components}; increase truncation or fit EM with fewer components."
+            )
+        w, m, c = _pad_components(cfg, w, m, c)
+    values = _init_values(cfg, w, m, c)
+    points = _jittered_points(model, values, chains, rng, w, c)
+    seed = int(rng.integers(2**31 - 1))
+    if nuts_sampler == "pymc":
+        initvals = points
+        pymc_kwargs.setdefault("init", "adapt_diag")
+    else:
+        initvals = points[0]
+        ck = dict(pymc_kwargs.pop("compile_kwargs", None) or {})
+        if nuts_sampler == "nutpie":
+            ck.setdefault("jitter_rvs", set())
+        if ck:
+            pymc_kwargs["compile_kwargs"] = ck
+    with model:
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            nuts_sampler=nuts_sampler,
+            initvals=initvals,
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+            **pymc_kwargs,
+        )
+    return _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
+
+
+def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
+    post_ds = idata["posterior"].to_dataset()
+    post = {
+        name: post_ds[name].transpose("chain", "draw", ...).values for name in post_ds.data_vars
+    }
+    dims = {
+        name: [d for d in post_ds[name].dims if d not in ("chain", "draw")]
+        for name in post_ds.data_vars
+    }
+    w = post["weights"]
+    m = post["means"]
+    c = _full_covariances(cfg, post)
+    extra = {k: v for k, v in post.items() if k not in ("weights", "means", "covariances")}
+    extra_dims = {k: dims[k] for k in extra}
+    if cfg.model == "dpgmm":
+        extra["n_occupied"] = _n_occupied(cfg.X, w, m, c)
+        extra_dims["n_occupied"] = []
+    stats = {}
+    if "sample_stats" in idata.children:
+        ss = idata["sample_stats"].to_dataset()
+        for name in _STATS:
+            if name in ss.data_vars and set(ss[name].dims) == {"chain", "draw"}:
+                stats[name] = ss[name].transpose("chain", "draw").values
+    attrs = {
+        "model": cfg.model,
+        "n_components": cfg.n_components,
+        "covariance": cfg.covariance,
+        "covariance_prior": cfg.covariance_prior,
+        "prior": cfg.prior.to_json(),
+        "nuts_sampler": nuts_sampler,
+        "random_seed": -1 if seed_record is None else int(seed_record),
+    }
+    if cfg.truncation is not None:
+        attrs["truncation"] = cfg.truncation
+    dt = from_arrays(
+        w,
+        m,
+        c,
+        cfg.X,
+        feature_names=cfg.feature_names,
+        attrs=attrs,
+        extra=extra,
+        extra_dims=extra_dims,
+        sample_stats=stats or None,
+    )
+    if "stick" in dt["posterior"].dims:
+        dt["posterior"] = (
+            dt["posterior"].to_dataset().assign_coords(stick=np.arange(cfg.n_components - 1))
+        )
+    if cfg.model == "dpgmm":
+        last = float(w[..., -1].mean())
+        if last > 0.01:
+            warnings.warn(
+                f"The last of the {cfg.n_components} stick-breaking components keeps posterior "
+                f"mean weight {last:.3f} > 0.01: the truncation is too small. Increase "
+                f"truncation (e.g. bm.build_dpgmm(X, truncation={2 * cfg.n_components})).",
+                TruncationWarning,
+                stacklevel=3,
+            )
+    _diagnose(dt, cfg, init if cfg.model == "gmm" else None)
+    return dt
