@@ -1,0 +1,825 @@
+r"""Expectation-maximisation for Gaussian mixtures: maximum likelihood and MAP.
+
+:func:`fit_em` fits a Gaussian mixture with ``spherical``, ``diag`` (alias
+``diagonal``), ``full`` or ``tied`` covariance by EM, either by maximum likelihood
+(``prior=None``) or as the maximum a posteriori (MAP) estimate under a conjugate
+:class:`bayesmix.GMMPrior` (Dirichlet weights, normal-inverse-Wishart /
+normal-inverse-gamma means and covariances; the M-step is exactly the one documented
+in :mod:`bayesmix.priors`). With the same prior object, ``fit_em`` returns the mode of
+the posterior that :func:`bayesmix.build_gmm` samples, in the parameterisation
+weights / means / covariance matrices (or variances).
+
+Everything goes through precision Cholesky factors (see :mod:`bayesmix._covariance`):
+the log-determinant is a sum of logs, and responsibilities are computed in log space
+with a log-sum-exp, so points thousands of standard deviations from every component
+are handled exactly. Large data go through a fused numba pass
+(:mod:`bayesmix._em_kernels`) that computes the log densities, responsibilities and
+sufficient statistics in one sweep over chunks of rows, in parallel; small data use a
+plain numpy path (the reference the numba path is tested against).
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bayesmix import _covariance as cv
+from bayesmix._validation import (
+    ConvergenceWarning,
+    DegenerateDataWarning,
+    check_covariance_type,
+    check_data,
+    check_n_components,
+    check_positive,
+    check_random_state,
+    warn,
+)
+
+__all__ = ["EMResult", "fit_em"]
+
+_INIT_METHODS = ("kmeans", "k-means++", "random")
+_ENGINES = ("auto", "numpy", "numba")
+#: data with at least this many (observation x component) pairs use the numba pass
+_NUMBA_MIN_WORK = 20_000
+#: a component is flagged as collapsed when an eigenvalue of its covariance, relative
+#: to the data covariance in the same direction, falls below this (a standard
+#: deviation 1e-4 times the data's), ...
+_COLLAPSE_REL_EIG = 1e-8
+#: ... or when its effective number of points is below this
+_COLLAPSE_MIN_NK = 1.0
+
+
+# =========================================================================== result
+@dataclass(frozen=True, eq=False)
+class EMResult:
+    """A fitted Gaussian mixture (maximum likelihood or MAP), returned by :func:`fit_em`.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (K,)
+        Mixing weights (sum to 1).
+    means : ndarray, shape (K, D)
+        Component means.
+    covariances : ndarray, shape (K, D, D)
+        Component covariance matrices, always full matrices (diagonal, spherical and
+        tied fits are expanded; ``tied`` repeats the shared matrix).
+    precisions_cholesky : ndarray, shape (K, D, D)
+        Upper-triangular ``P_k`` with ``P_k @ P_k.T = inv(covariances[k])``.
+    covariance : str
+        Canonical covariance type: ``"spherical"``, ``"diag"``, ``"full"`` or ``"tied"``.
+    prior : GMMPrior or None
+        The prior of a MAP fit; ``None`` for maximum likelihood.
+    log_likelihood : float
+        Total (summed over observations) log-likelihood of the training data.
+    log_posterior : float or None
+        MAP only: ``log_likelihood + prior.log_prior(...)``, the unnormalised log
+        posterior with the prior's full normalising constants; ``None`` for ML.
+    n_iter : int
+        EM updates of the returned run.
+    converged : bool
+        Whether the returned run met the tolerance before ``max_iter``.
+    history : tuple of float
+        The objective (log-likelihood for ML, log posterior for MAP) after the initial
+        M-step and after every EM update of the returned run; never decreasing (up to
+        rounding, and up to the tiny effect of ``reg_covar`` for ML).
+    n_components, n_features, n_obs : int
+    feature_names : list of str
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    random_seed : int or None
+        The seed given to :func:`fit_em` (``None`` when a Generator or nothing was given).
+    collapsed : tuple of int
+        Components whose covariance is near-singular relative to the data scale (an
+        eigenvalue below 1e-8 times the data variance in that direction, or fully set by
+        ``reg_covar``) or with fewer than one effective point. A warning was emitted.
+    labels : ndarray of int, shape (n_obs,) or None
+        Most probable component of each training point under the returned parameters
+        (from a final E-step, so ``labels == result.predict(X)``). Not saved by
+        :meth:`to_dict`.
+    tol, max_iter, n_init, init :
+        The settings used.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.load_old_faithful()
+    >>> res = bm.fit_em(X, 2, random_seed=0)
+    >>> round(res.log_likelihood, 3)
+    -1130.264
+    >>> res.covariances.shape
+    (2, 2, 2)
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance: str
+    prior: object
+    log_likelihood: float
+    log_posterior: float | None
+    n_iter: int
+    converged: bool
+    history: tuple
+    n_obs: int
+    feature_names: list
+    reg_covar: float
+    random_seed: int | None = None
+    collapsed: tuple = ()
+    labels: np.ndarray | None = field(default=None, repr=False)
+    tol: float | None = None
+    max_iter: int | None = None
+    n_init: int | None = None
+    init: str | None = None
+
+    def __post_init__(self):
+        for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.array(value)
+                value.flags.writeable = False
+                object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_components(self):
+        """Number of components K."""
+        return self.weights.shape[0]
+
+    @property
+    def n_features(self):
+        """Number of features D."""
+        return self.means.shape[1]
+
+    @property
+    def n_parameters(self):
+        """Number of free parameters (covariances + means + K - 1 weights), as scikit-learn."""
+        return cv.n_parameters(self.covariance, self.n_components, self.n_features)
+
+    # ------------------------------------------------------------------ prediction
+    def _check_X(self, X):
+        X = check_data(X)
+        if X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the mixture was fitted on {self.n_features} "
+                f"({self.feature_names}); pass data with the same columns."
+            )
+        return X
+
+    def _log_joint(self, X):
+        with np.errstate(divide="ignore"):
+            logw = np.log(self.weights)
+        return cv.LOG_GAUSSIAN_PROB["full"](X, self.means, self.precisions_cholesky) + logw
+
+    def score_samples(self, X):
+        """Log mixture density ``log p(x_n)`` of every observation.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N,)
+
+        Examples
+        --------
+        >>> import bayesmix as bm
+        >>> X = bm.load_old_faithful()
+        >>> res = bm.fit_em(X, 2, random_seed=0)
+        >>> res.score_samples(X).shape
+        (272,)
+        """
+        return _logsumexp_rows(self._log_joint(self._check_X(X)))
+
+    def score(self, X):
+        """Mean log density per observation, ``score_samples(X).mean()``."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Membership probabilities (responsibilities) ``p(z_n = k | x_n)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N, K)
+            Rows sum to 1.
+        """
+        lj = self._log_joint(self._check_X(X))
+        return np.exp(lj - _logsumexp_rows(lj)[:, None])
+
+    def predict(self, X):
+        """Most probable component of each observation.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray of int, shape (N,)
+        """
+        return np.argmax(self._log_joint(self._check_X(X)), axis=1)
+
+    # ------------------------------------------------------------------ criteria
+    def bic(self, X):
+        """Bayesian information criterion, ``-2 log L + p log N`` (lower is better).
+
+        Same convention as scikit-learn's ``GaussianMixture.bic`` (mclust reports the
+        negative).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
+        X = self._check_X(X)
+        return float(-2.0 * self.score_samples(X).sum() + self.n_parameters * np.log(X.shape[0]))
+
+    def aic(self, X):
+        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
+        X = self._check_X(X)
+        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self.n_parameters)
+
+    def icl(self, X):
+        """Integrated completed likelihood criterion, ``BIC + 2 * entropy`` (lower is better).
+
+        ``entropy = -sum_n sum_k r_nk log r_nk`` of the responsibilities (Biernacki,
+        Celeux & Govaert 2000, with the soft classification as in mclust). On the
+        lower-is-better BIC scale, so ``icl(X) >= bic(X)``; mclust reports the negative.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
+        X = self._check_X(X)
+        lj = self._log_joint(X)
+        lse = _logsumexp_rows(lj)
+        log_r = lj - lse[:, None]
+        r = np.exp(log_r)
+        entropy = -float(np.sum(r * np.where(r > 0, log_r, 0.0)))
+        ll = float(lse.sum())
+        return -2.0 * ll + self.n_parameters * np.log(X.shape[0]) + 2.0 * entropy
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self):
+        """Plain JSON-able dict (lists, floats, strings); ``labels`` are not included."""
+        return {
+            "weights": self.weights.tolist(),
+            "means": self.means.tolist(),
+            "covariances": self.covariances.tolist(),
+            "covariance": self.covariance,
+            "prior": None if self.prior is None else self.prior.to_dict(),
+            "log_likelihood": float(self.log_likelihood),
+            "log_posterior": None if self.log_posterior is None else float(self.log_posterior),
+            "n_iter": int(self.n_iter),
+            "converged": bool(self.converged),
+            "history": [float(h) for h in self.history],
+            "n_obs": int(self.n_obs),
+            "feature_names": list(self.feature_names),
+            "reg_covar": float(self.reg_covar),
+            "random_seed": self.random_seed,
+            "collapsed": [int(k) for k in self.collapsed],
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "n_init": self.n_init,
+            "init": self.init,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild an :class:`EMResult` from :meth:`to_dict` output."""
+        from bayesmix.priors import GMMPrior
+
+        d = dict(d)
+        cov = np.asarray(d.pop("covariances"), dtype=float)
+        prior = d.pop("prior")
+        return cls(
+            weights=np.asarray(d.pop("weights"), dtype=float),
+            means=np.asarray(d.pop("means"), dtype=float),
+            covariances=cov,
+            precisions_cholesky=cv.precision_cholesky_full(cov),
+            prior=None if prior is None else GMMPrior.from_dict(prior),
+            history=tuple(d.pop("history")),
+            collapsed=tuple(d.pop("collapsed", ())),
+            **d,
+        )
+
+    def __repr__(self):
+        kind = "ML" if self.prior is None else "MAP"
+        obj = (
+            f"log_likelihood={self.log_likelihood:.6g}"
+            if self.log_posterior is None
+            else f"log_posterior={self.log_posterior:.6g}, log_likelihood={self.log_likelihood:.6g}"
+        )
+        w = np.array2string(self.weights, precision=3, separator=", ")
+        extra = f", collapsed={list(self.collapsed)}" if self.collapsed else ""
+        return (
+            f"EMResult({kind}, covariance={self.covariance!r}, K={self.n_components}, "
+            f"D={self.n_features}, N={self.n_obs}, {obj}, weights={w}, n_iter={self.n_iter}, "
+            f"converged={self.converged}{extra})"
+        )
+
+
+# =========================================================================== helpers
+def _logsumexp_rows(a):
+    mx = a.max(axis=1)
+    safe = np.where(np.isfinite(mx), mx, 0.0)
+    with np.errstate(divide="ignore", under="ignore"):
+        return safe + np.log(np.exp(a - safe[:, None]).sum(axis=1))
+
+
+def _estep_numpy(X, covariance, weights, means, prec_chol, labels):
+    """One pass: total log-likelihood, sufficient statistics and labels (numpy path)."""
+    N, D = X.shape
+    K = weights.shape[0]
+    with np.errstate(divide="ignore"):
+        logw = np.log(weights)
+    ll = 0.0
+    nk = np.zeros(K)
+    sx = np.zeros((K, D))
+    sxx = None
+    for sl in cv._chunks(N, 4 * K * D):
+        Xs = X[sl]
+        lp = cv.LOG_GAUSSIAN_PROB[covariance](Xs, means, prec_chol) + logw
+        lse = _logsumexp_rows(lp)
+        r = np.exp(lp - lse[:, None])
+        ll += float(lse.sum())
+        labels[sl] = np.argmax(lp, axis=1)
+        nk += r.sum(0)
+        sx += r.T @ Xs
+        s = cv.SECOND_MOMENTS[covariance](Xs, r)
+        sxx = s if sxx is None else sxx + s
+    return ll, nk, sx, sxx
+
+
+def _stats_from_resp(X, covariance, resp):
+    return resp.sum(0), resp.T @ X, cv.SECOND_MOMENTS[covariance](X, resp)
+
+
+class _Model:
+    """Parameters in the fitting frame (data centred at the data mean)."""
+
+    __slots__ = ("cov", "means", "prec_chol", "weights")
+
+    def __init__(self, weights, means, cov, prec_chol):
+        self.weights, self.means, self.cov, self.prec_chol = weights, means, cov, prec_chol
+
+
+def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior):
+    weights, means = cv.m_step_weights_means(nk, sx, n_obs, map_prior)
+    cov = cv.M_STEP[covariance](nk, sx, sxx, n_obs, reg_covar, map_prior)
+    prec = cv.PRECISION_CHOLESKY[covariance](cov, reg_covar)
+    return _Model(weights, means, cov, prec)
+
+
+def _check_prior(prior, n_features, n_components, covariance):
+    from bayesmix.priors import GMMPrior
+
+    if not isinstance(prior, GMMPrior):
+        raise TypeError(
+            "prior must be None (maximum likelihood) or a bayesmix.GMMPrior (MAP); got "
+            f"{type(prior).__name__}. Build one with bayesmix.GMMPrior.from_data(X, K)."
+        )
+    if prior.covariance_prior != "conjugate":
+        raise ValueError(
+            f"fit_em needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
+            "The LKJ prior has no closed-form MAP M-step: use prior.with_(covariance_prior="
+            "'conjugate') for EM, and keep the LKJ prior for the PyMC model."
+        )
+    if prior.n_features != n_features:
+        raise ValueError(
+            f"prior has {prior.n_features} features but X has {n_features}; build the prior "
+            "from the same data (GMMPrior.from_data(X, K))."
+        )
+    if n_components > 1 and prior.weight_concentration < 1.0:
+        raise ValueError(
+            f"prior.weight_concentration={prior.weight_concentration} < 1: the Dirichlet "
+            "density is unbounded at the edges of the simplex, so the posterior has no "
+            "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
+            "fit_em (the PyMC model can keep the sparse prior)."
+        )
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    return int(value)
+
+
+def _init_array(init, X, n_components):
+    """Classify an array init: (N, K) responsibilities or (K, D) means."""
+    N, D = X.shape
+    K = n_components
+    arr = np.asarray(init, dtype=float)
+    if arr.ndim != 2 or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"init array must be finite and 2-D: responsibilities of shape (N, K)=({N}, {K}) "
+            f"or means of shape (K, D)=({K}, {D}); got shape {arr.shape}."
+        )
+    is_resp_shape = arr.shape == (N, K)
+    is_means_shape = arr.shape == (K, D)
+    looks_like_resp = (
+        is_resp_shape and np.all(arr >= 0) and np.allclose(arr.sum(1), 1.0, rtol=0, atol=1e-8)
+    )
+    if looks_like_resp:
+        return "resp", arr
+    if is_means_shape:
+        return "means", arr
+    if is_resp_shape:
+        raise ValueError(
+            "init responsibilities of shape (N, K) must be non-negative with rows summing to 1; "
+            f"row sums range over [{arr.sum(1).min():.3g}, {arr.sum(1).max():.3g}]."
+        )
+    raise ValueError(
+        f"init array has shape {arr.shape}; expected responsibilities (N, K)=({N}, {K}) or "
+        f"means (K, D)=({K}, {D})."
+    )
+
+
+def _nearest(X, centers):
+    """Index of the nearest centre (squared Euclidean distance, computed directly)."""
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for sl in cv._chunks(X.shape[0], centers.size):
+        labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+    return labels
+
+
+def _one_hot(labels, K):
+    resp = np.zeros((labels.shape[0], K))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp
+
+
+def _initial_resp(init, X, K, rng):
+    """Initial responsibilities (N, K), or (labels-based resp, means override)."""
+    if isinstance(init, str):
+        if init == "kmeans":
+            from bayesmix.kmeans import kmeans
+
+            km = kmeans(X, K, n_init=1, random_seed=rng)
+            return _one_hot(np.asarray(km.labels), K), None
+        if init == "k-means++":
+            from bayesmix.kmeans import _kmeans_plusplus
+
+            centers = _kmeans_plusplus(X, K, rng)[0]
+            return _one_hot(_nearest(X, centers), K), None
+        resp = rng.uniform(size=(X.shape[0], K))
+        return resp / resp.sum(1, keepdims=True), None
+    kind, arr = init
+    if kind == "resp":
+        return arr, None
+    return _one_hot(_nearest(X, arr), K), arr
+
+
+# =========================================================================== the EM loop
+def _run_em(
+    X,
+    covariance,
+    resp,
+    means_init,
+    K,
+    max_iter,
+    tol,
+    reg_covar,
+    map_prior,
+    objective,
+    engine,
+    progress,
+    label,
+):
+    N = X.shape[0]
+    nk, sx, sxx = _stats_from_resp(X, covariance, resp)
+    model = _m_step(nk, sx, sxx, covariance, N, reg_covar, map_prior)
+    if means_init is not None:
+        model.means = np.array(means_init, dtype=float)
+    estep = _estep_numpy if engine == "numpy" else _estep_numba
+    labels = np.empty(N, dtype=np.int64)
+    history = []
+    converged = False
+    for it in range(max_iter + 1):
+        ll, nk, sx, sxx = estep(X, covariance, model.weights, model.means, model.prec_chol, labels)
+        obj = objective(ll, model)
+        history.append(obj)
+        if progress and (it % 10 == 0):
+            print(f"[fit_em{label}] iteration {it}: objective {obj:.10g}", file=sys.stderr)
+        if it > 0 and abs(obj - history[-2]) <= tol * N:
+            converged = True
+            break
+        if it == max_iter:
+            break
+        model = _m_step(nk, sx, sxx, covariance, N, reg_covar, map_prior)
+    return {
+        "model": model,
+        "log_likelihood": ll,
+        "objective": obj,
+        "history": tuple(history),
+        "n_iter": len(history) - 1,
+        "converged": converged,
+        "labels": labels,
+        "nk": nk,
+    }
+
+
+def _numba_available():
+    try:
+        from bayesmix import _em_kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _estep_numba(X, covariance, weights, means, prec_chol, labels):
+    from bayesmix import _em_kernels
+
+    return _em_kernels.estep(X, covariance, weights, means, prec_chol, labels)
+
+
+def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
+    """Indices of collapsed components (see EMResult.collapsed) and a reason for each."""
+    D = data_cov.shape[0]
+    var = np.diag(data_cov)
+    keep = var > 0  # constant features are reported separately
+    found = []
+    if not keep.any():
+        return found
+    C = data_cov[np.ix_(keep, keep)]
+    L = np.linalg.cholesky(C + 1e-300 * np.eye(C.shape[0]))
+    for k in range(model_full_cov.shape[0]):
+        if nk[k] < _COLLAPSE_MIN_NK:
+            found.append((k, f"only {nk[k]:.3g} effective points"))
+            continue
+        S = model_full_cov[k][np.ix_(keep, keep)]
+        Z = np.linalg.solve(L, np.linalg.solve(L, S).T)
+        rel = float(np.linalg.eigvalsh(0.5 * (Z + Z.T)).min())
+        eig_abs = float(np.linalg.eigvalsh(S).min())
+        if rel < _COLLAPSE_REL_EIG:
+            found.append((k, f"covariance eigenvalue {rel:.2g} x the data variance"))
+        elif reg_covar > 0 and eig_abs <= 2.0 * reg_covar:
+            found.append((k, f"covariance eigenvalue {eig_abs:.2g} set by reg_covar={reg_covar:g}"))
+    del D
+    return found
+
+
+# =========================================================================== public
+def fit_em(
+    X,
+    n_components,
+    *,
+    covariance="full",
+    prior=None,
+    n_init=1,
+    init="kmeans",
+    max_iter=500,
+    tol=1e-6,
+    reg_covar=None,
+    random_seed=None,
+    progress=False,
+    engine="auto",
+):
+    r"""Fit a Gaussian mixture by EM: maximum likelihood, or MAP under a conjugate prior.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (N, D)
+        Data; DataFrame column names become ``feature_names``.
+    n_components : int
+        Number of components K, ``1 <= K <= N``.
+    covariance : {"full", "diag", "spherical", "tied"}, default "full"
+        Covariance type (``"diagonal"`` is accepted for ``"diag"``).
+    prior : GMMPrior, optional
+        ``None`` (default): maximum likelihood. A :class:`bayesmix.GMMPrior` with
+        ``covariance_prior="conjugate"`` and ``weight_concentration >= 1``: the MAP
+        estimate, with the M-step of :mod:`bayesmix.priors`, i.e. the mode of the
+        posterior :func:`bayesmix.build_gmm` samples with the same prior.
+    n_init : int, default 1
+        Number of EM runs from independent initialisations; the run with the highest
+        final objective is returned. Must be 1 when ``init`` is an array.
+    init : {"kmeans", "k-means++", "random"} or ndarray, default "kmeans"
+        ``"kmeans"``: one k-means run (:func:`bayesmix.kmeans`), its hard labels as
+        one-hot responsibilities; ``"k-means++"``: k-means++ seeds, each point assigned
+        to its nearest seed; ``"random"``: uniform random responsibilities, rows
+        normalised; an (N, K) array of responsibilities (non-negative, rows summing to
+        1); or a (K, D) array of initial means (points assigned to the nearest mean give
+        the initial weights and covariances; the means are used as given). The first
+        M-step is computed from these responsibilities, as in scikit-learn.
+    max_iter : int, default 500
+        Maximum number of EM updates per run.
+    tol : float, default 1e-6
+        Convergence tolerance on the change of the objective *per observation*: a run
+        stops when ``|objective_t - objective_{t-1}| / N <= tol`` (the objective is the
+        total log-likelihood for ML, the log posterior for MAP). This is
+        scikit-learn's convention for ``tol`` (it uses the mean log-likelihood).
+    reg_covar : float, optional
+        Non-negative value added to the diagonal of every covariance after each M-step.
+        Default ``1e-6`` for maximum likelihood and ``0`` for MAP (the prior keeps the
+        covariances positive definite; a positive value moves the estimate slightly off
+        the exact posterior mode).
+    random_seed : int or numpy.random.Generator, optional
+        Seed of the initialisations.
+    progress : bool, default False
+        Print restarts and the objective every 10 iterations to stderr.
+    engine : {"auto", "numpy", "numba"}, default "auto"
+        ``"numpy"``: the reference path; ``"numba"``: a fused parallel pass (compiled
+        on first use, cached on disk); ``"auto"``: numba when ``N * K >= 20000``.
+        Both give the same result up to rounding.
+
+    Returns
+    -------
+    EMResult
+
+    Raises
+    ------
+    ValueError
+        Bad data (NaN/inf, 1-D, non-numeric: see :func:`bayesmix._validation.check_data`),
+        ``n_components`` outside ``1..N``, unknown covariance types or init, an LKJ prior
+        or a prior with ``weight_concentration < 1``, or a singular covariance
+        (``reg_covar=0`` and a collapsed component), with advice on what to change.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the returned run hit ``max_iter`` before the tolerance.
+    DegenerateDataWarning
+        For constant features, and for components that collapsed (see
+        ``EMResult.collapsed``), with what to change.
+
+    Notes
+    -----
+    ``log_posterior`` is ``log p(X | theta) + log p(theta)`` with every normalising
+    constant of the likelihood and of the prior densities included (the prior is
+    evaluated with scipy.stats by :meth:`GMMPrior.log_prior`); only the evidence
+    ``log p(X)`` is left out. The data are centred at their mean internally (for
+    numerical accuracy of the sufficient statistics); results are reported in the
+    original coordinates.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> X = bm.load_old_faithful()
+    >>> ml = bm.fit_em(X, 2, covariance="full", random_seed=0)
+    >>> [round(w, 3) for w in sorted(ml.weights)]
+    [0.356, 0.644]
+    >>> mp = bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0)
+    >>> mp.log_posterior is not None
+    True
+    """
+    X, feature_names = check_data(X, return_names=True)
+    N, D = X.shape
+    K = check_n_components(n_components, N)
+    covariance = check_covariance_type(covariance)
+    n_init = _check_int(n_init, "n_init", 1)
+    max_iter = _check_int(max_iter, "max_iter", 0)
+    tol = check_positive(tol, "tol", strict=False)
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
+    if prior is not None:
+        _check_prior(prior, D, K, covariance)
+    if reg_covar is None:
+        reg_covar = 1e-6 if prior is None else 0.0
+    reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
+    if isinstance(init, str):
+        if init not in _INIT_METHODS:
+            raise ValueError(
+                f"init must be one of {list(_INIT_METHODS)} or an array of responsibilities "
+                f"(N, K) or means (K, D); got {init!r}."
+            )
+        init_parsed, init_name = init, init
+    else:
+        if n_init != 1:
+            raise ValueError(
+                f"n_init={n_init} but init is an array, so every run would be identical; use "
+                "n_init=1 with an array init, or a string init for restarts."
+            )
+        kind, arr = _init_array(init, X, K)
+        init_parsed, init_name = (kind, arr), f"array ({kind})"
+    seed_record = (
+        int(random_seed)
+        if isinstance(random_seed, numbers.Integral) and not isinstance(random_seed, bool)
+        else None
+    )
+    rng = check_random_state(random_seed)
+    if engine == "auto":
+        engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
+
+    # constant features: say so (reg_covar or the prior keeps the fit finite)
+    data_var = X.var(axis=0)
+    const = np.flatnonzero(data_var == 0)
+    if const.size:
+        names = [feature_names[j] for j in const]
+        warn(
+            f"feature(s) {names} are constant; they carry no information about the "
+            "components and their variance in every component is set by "
+            f"{'reg_covar' if prior is None else 'the prior'}. Drop them before fitting.",
+            DegenerateDataWarning,
+        )
+        if prior is None and reg_covar == 0:
+            raise ValueError(
+                f"feature(s) {names} are constant and reg_covar=0, so every covariance is "
+                "singular. Drop the constant features, or set reg_covar > 0 (default 1e-6)."
+            )
+
+    # fit in a frame centred at the data mean (accurate raw-moment statistics)
+    shift = X.mean(axis=0)
+    Xc = np.ascontiguousarray(X - shift)
+    map_prior = None
+    if prior is not None:
+        map_prior = cv.MapPrior(
+            prior.mean - shift,
+            prior.mean_shrinkage,
+            prior.dof,
+            prior.weight_concentration,
+            prior.covariance_scale(covariance),
+        )
+    if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
+        init_parsed = ("means", init_parsed[1] - shift)
+
+    def to_full(model):
+        return cv.TO_FULL[covariance](model.cov, K, D)
+
+    def objective(ll, model):
+        if prior is None:
+            return ll
+        return ll + prior.log_prior(model.weights, model.means + shift, to_full(model), covariance)
+
+    best = None
+    for run in range(n_init):
+        if progress:
+            print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
+        resp, init_means_c = _initial_resp(init_parsed, Xc, K, rng)
+        out = _run_em(
+            Xc,
+            covariance,
+            resp,
+            init_means_c,
+            K,
+            max_iter,
+            tol,
+            reg_covar,
+            map_prior,
+            objective,
+            engine,
+            progress,
+            f" run {run + 1}" if n_init > 1 else "",
+        )
+        if best is None or out["objective"] > best["objective"]:
+            best = out
+
+    model = best["model"]
+    cov_full = to_full(model)
+    if not best["converged"]:
+        warn(
+            f"EM did not converge: the objective still changed by more than tol={tol:g} per "
+            f"observation after max_iter={max_iter} iterations. Increase max_iter or tol, or "
+            "standardize the data.",
+            ConvergenceWarning,
+        )
+    data_cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True)) if N > 1 else np.eye(D)
+    found = _collapse_check(cov_full, best["nk"], covariance, data_cov, reg_covar)
+    if found:
+        details = "; ".join(f"component {k}: {why}" for k, why in found)
+        warn(
+            f"{len(found)} component(s) collapsed ({details}). Such a component sits on a few "
+            "(or on integer-valued / duplicated) points and inflates the likelihood. Use fewer "
+            "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a larger "
+            "reg_covar, or standardize the data.",
+            DegenerateDataWarning,
+        )
+    return EMResult(
+        weights=model.weights,
+        means=model.means + shift,
+        covariances=cov_full,
+        precisions_cholesky=cv.precision_cholesky_full(cov_full),
+        covariance=covariance,
+        prior=prior,
+        log_likelihood=float(best["log_likelihood"]),
+        log_posterior=None if prior is None else float(best["objective"]),
+        n_iter=int(best["n_iter"]),
+        converged=bool(best["converged"]),
+        history=best["history"],
+        n_obs=N,
+        feature_names=list(feature_names),
+        reg_covar=float(reg_covar),
+        random_seed=seed_record,
+        collapsed=tuple(int(k) for k, _ in found),
+        labels=best["labels"],
+        tol=float(tol),
+        max_iter=int(max_iter),
+        n_init=int(n_init),
+        init=init_name,
+    )
