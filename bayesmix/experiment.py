@@ -782,18 +782,23 @@ def _diag_summary(idata, relabelled):
     return out
 
 
-def _sample(model, *, init, spec, seed, quiet):
+def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):
     import bayesmix as bm
 
-    return bm.sample(
-        model,
-        init=init,
-        draws=spec.draws,
-        tune=spec.tune,
-        chains=spec.chains,
-        random_seed=seed,
-        progressbar=not quiet,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bm.BayesmixWarning)
+        idata = bm.sample(
+            model,
+            init=init,
+            draws=spec.draws,
+            tune=spec.tune,
+            chains=spec.chains,
+            random_seed=seed,
+            progressbar=not quiet,
+        )
+    if notes is not None:
+        notes.extend(f"{what}: {w.message}" for w in caught)
+    return idata
 
 
 def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
@@ -833,6 +838,8 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     data = load_data(spec)
     X = data.X
     N, D = X.shape
+    # a DataFrame carries the feature names into the EM result and the posterior coords
+    Xdf = pd.DataFrame(X, columns=data.feature_names)
     result = ExperimentResult(spec=spec, data=data)
     out_dir = Path(out or spec.output or Path("results") / spec.name)
     result.out_dir = out_dir
@@ -880,7 +887,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", bm.BayesmixWarning)
                     rec.em = bm.fit_em(
-                        X,
+                        Xdf,
                         K,
                         covariance=cov,
                         prior=rec.prior if spec.estimate == "map" else None,
@@ -941,8 +948,16 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
                 f"after {spec.tune} tuning)"
             )
             t1 = time.perf_counter()
-            model = bm.build_gmm(X, K, covariance=cov, prior=rec.prior)
-            idata = _sample(model, init=rec.em, spec=spec, seed=next(seeds), quiet=quiet)
+            model = bm.build_gmm(Xdf, K, covariance=cov, prior=rec.prior)
+            idata = _sample(
+                model,
+                init=rec.em,
+                spec=spec,
+                seed=next(seeds),
+                quiet=quiet,
+                notes=result.notes,
+                what=f"MCMC {cov} K={K}",
+            )
             if K > 1:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", bm.BayesmixWarning)
@@ -977,8 +992,16 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
         log(f"MCMC: Dirichlet-process mixture, {cov} covariance, truncation {T}")
         t1 = time.perf_counter()
         rec = FitRecord(cov, f"DP({T})", prior=_prior_for(spec, X, T))
-        model = bm.build_dpgmm(X, truncation=T, covariance=cov, prior=rec.prior)
-        rec.idata = _sample(model, init=None, spec=spec, seed=next(seeds), quiet=quiet)
+        model = bm.build_dpgmm(Xdf, truncation=T, covariance=cov, prior=rec.prior)
+        rec.idata = _sample(
+            model,
+            init=None,
+            spec=spec,
+            seed=next(seeds),
+            quiet=quiet,
+            notes=result.notes,
+            what="DP",
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bm.BayesmixWarning)
             rec.loo = bm.loo(rec.idata)

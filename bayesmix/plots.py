@@ -471,7 +471,9 @@ def plot_selection(table, *, chosen=None):
         axes[1].set_title("MCMC: ELPD (LOO, WAIC)")
     for ax in axes:
         ax.set_xlabel("number of components K")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ks = sorted(set(int(k) for k in table[kcol]))
+        ax.set_xticks(ks)
+        ax.set_xlim(ks[0] - 0.5, ks[-1] + 0.5)
         if chosen is not None:
             ax.axvline(chosen, color="0.3", ls=":", lw=1.2, label=f"chosen K={chosen}")
         ax.legend(fontsize="small")

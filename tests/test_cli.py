@@ -199,3 +199,51 @@ def test_console_script_subprocess(tmp_path):
 def test_debug_flag_shows_traceback(tmp_path):
     with pytest.raises(Exception, match="does not exist"):
         main(["fit", str(tmp_path / "missing.csv"), "--debug"])
+
+
+@pytest.mark.slow
+def test_mcmc_end_to_end_tiny(tmp_path):
+    """Real PyMC sampling through the CLI on tiny settings (compilation dominates)."""
+    out = tmp_path / "rep"
+    rc = main(
+        [
+            "fit",
+            "--k",
+            "1-2",
+            "--draws",
+            "100",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    text = (out / "report.md").read_text()
+    assert "ELPD-LOO" in text and "EM against MCMC" in text
+    for f in ("rank.png", "coclustering.png", "fit.png", "uncertainty.png", "selection.png"):
+        assert (out / "figures" / f).exists(), f
+    fit = bm.load_fit(out / "fits" / "full_K2")
+    assert fit.idata.attrs.get("relabelled") == 1
+    w = fit.idata["posterior"]["weights"].mean(("chain", "draw")).values
+    # Old Faithful, K=2: weights 0.644 / 0.356 (mclust); posterior sd ~0.03
+    assert sorted(w) == pytest.approx([0.356, 0.644], abs=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["old_faithful_dp", "simulated_known_truth"])
+def test_shipped_specs_run_small(tmp_path, spec):
+    from bayesmix.experiment import load_spec, run_experiment
+
+    s = load_spec(Path(__file__).resolve().parents[1] / "models" / f"{spec}.toml")
+    s.draws, s.tune, s.k = 100, 200, [2, 3]
+    s.mcmc_k = [3] if s.kind == "finite" else None
+    res = run_experiment(s, out=tmp_path / spec, quiet=True)
+    assert (tmp_path / spec / "report.md").exists()
+    if s.source == "simulate":
+        assert res.recovery["ari"] > 0.9
+    else:
+        assert res.dp is not None and res.dp.diagnostics["occupied"]

@@ -168,11 +168,11 @@ def fake_sampler(monkeypatch):
     def build(X, K, **kw):
         return {"X": X, "K": K}
 
-    def sample(model, *, init, spec, seed, quiet):
+    def sample(model, *, init, spec, seed, quiet, notes=None, what=""):
         rng = np.random.default_rng(seed)
         C, S = 2, 60
         K = model["K"]
-        X = model["X"]
+        X = np.asarray(model["X"], dtype=float)
         n = X.shape[0]
         w = rng.dirichlet(np.asarray(init.weights) * n + 1, size=(C, S))
         m = init.means + rng.normal(size=(C, S, *init.means.shape)) * 0.02 * X.std(0)
