@@ -51,7 +51,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovPacked
-from pytensor.tensor.slinalg import solve_triangular
+from pytensor.tensor.linalg import solve_triangular
 
 from bayesmix._pt_dists import (
     SPDTransform,
