@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -284,3 +285,36 @@ def test_em_limit_bad_input(faithful):
         soft_kmeans(faithful, faithful[:2, :1], beta=1.0)
     with pytest.raises(ValueError, match="beta must be > 0"):
         soft_kmeans(faithful, faithful[:2], beta=0.0)
+
+
+# --------------------------------------------------------------------------------------
+# engine internals: Hamerly's bounds and threads change nothing
+# --------------------------------------------------------------------------------------
+
+
+def test_hamerly_bounds_give_plain_lloyd(simulated, monkeypatch):
+    km = sys.modules["bayesmix.kmeans"]  # (bayesmix.kmeans the attribute is the function)
+
+    X = simulated - simulated.mean(axis=0)
+    init = X[np.random.default_rng(11).choice(X.shape[0], 8, replace=False)]
+    with_bounds = km._lloyd(X, init, 300, 0.0)
+    monkeypatch.setattr(km, "_HAMERLY_SWITCH", 0.0)  # never switch: BLAS pass only
+    plain = km._lloyd(X, init, 300, 0.0)
+    np.testing.assert_array_equal(with_bounds[0], plain[0])
+    np.testing.assert_array_equal(with_bounds[2], plain[2])
+    assert with_bounds[3] == plain[3] > 5  # enough iterations for the switch to happen
+
+
+def test_result_independent_of_threads(simulated):
+    from concurrent.futures import ThreadPoolExecutor
+
+    km = sys.modules["bayesmix.kmeans"]  # (bayesmix.kmeans the attribute is the function)
+
+    X = simulated - simulated.mean(axis=0)  # 3000 rows: two blocks of rows
+    init = X[:6]
+    one = km._lloyd(X, init, 300, 0.0, 1, None)
+    with ThreadPoolExecutor(2) as ex:
+        two = km._lloyd(X, init, 300, 0.0, 2, ex)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[2], two[2])  # bit-identical: fixed block reduction
+    assert one[1] == two[1] and one[3] == two[3]
