@@ -1,0 +1,164 @@
+"""The tutorial notebooks run end to end on tiny settings, and say what they claim.
+
+Each notebook keeps its settings as plain assignments in its first code cell. The test
+replaces them with small values, executes the notebook with nbclient in the
+``python3`` kernel (ipykernel's own spec, i.e. the interpreter running the tests), then
+runs one extra cell of checks in the same kernel against the notebook's variables, so
+a notebook that runs but computes the wrong thing fails too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: notebook -> settings replaced in its first code cell (name -> Python source)
+TINY = {
+    "01_quickstart_em_vs_mcmc.ipynb": {
+        "DRAWS": "60",
+        "TUNE": "60",
+        "CHAINS": "1",
+        "N_INIT": "2",
+        "PROGRESS": "False",
+    },
+    "02_kmeans_limit_of_em.ipynb": {"N_OBS": "150", "N_EPS": "9", "N_BETA": "8"},
+    "03_covariance_types_and_dp.ipynb": {
+        "N_OBS": "150",
+        "K_GRID": "range(1, 5)",
+        "TRUNCATION": "6",
+        "DRAWS": "40",
+        "TUNE": "40",
+        "CHAINS": "1",
+        "PROGRESS": "False",
+    },
+    "04_choosing_k.ipynb": {
+        "K_GRID": "range(1, 3)",
+        "DRAWS": "60",
+        "TUNE": "60",
+        "CHAINS": "1",
+        "N_INIT": "2",
+        "PROGRESS": "False",
+    },
+}
+
+#: checks run in the kernel after the notebook, on its own variables. Tolerances: the
+#: EM numbers are deterministic fits compared with published references (mclust), to
+#: the printed precision; MCMC-based checks only use facts that hold for any draws
+#: near the EM mode (label-invariant, or well separated clusters).
+CHECKS = {
+    "01_quickstart_em_vs_mcmc.ipynb": """
+assert abs(em_ml.log_likelihood - (-1130.264)) < 1e-3, em_ml.log_likelihood
+assert np.allclose(sorted(em_ml.weights), [0.356, 0.644], atol=1e-3), em_ml.weights
+assert em.log_posterior is not None
+assert rel["posterior"]["means"].sizes["draw"] == DRAWS
+assert rel["posterior"]["means"].sizes["chain"] == CHAINS
+# Old Faithful's two clusters are far apart: the posterior partition is EM's
+assert cmp.ari > 0.95, cmp.ari
+assert memb["probability"].shape == (272, 2)
+assert np.isfinite(loo.elpd) and np.isfinite(waic.elpd)
+""",
+    "02_kmeans_limit_of_em.ipynb": """
+assert np.array_equal(lim.kmeans.labels, km.labels)
+dev = limit_table["max_abs_deviation"].to_numpy()
+assert dev[0] > 0.3, dev  # eps above the data variance: assignments really soft
+assert dev[-1] < 1e-8, dev  # the zero-variance end: one-hot to rounding
+assert lim.center_error[-1] < 1e-8 * np.sqrt(data_var)
+assert limit_table["mean_entropy"].iloc[-1] < 1e-6
+# deterministic annealing: one centre at the data mean for small beta, split for large
+assert spread[0] < 1e-3 * np.sqrt(data_var) and spread[-1] > np.sqrt(data_var)
+assert agree[-1] == 1.0
+""",
+    "03_covariance_types_and_dp.ipynb": """
+for c, f in fits.items():
+    assert f.covariance == c and f.covariances.shape == (K, 2, 2)
+# elongated true clusters: the full model beats the spherical one at the true K
+assert fits["full"].bic(X) < fits["spherical"].bic(X)
+assert set(bic.columns) == {"spherical", "diag", "full"}
+assert list(bic.index) == list(K_GRID)
+assert post["weights"].sizes["component"] == TRUNCATION
+assert occupied.min() >= 1 and occupied.max() <= TRUNCATION
+assert abs(counts.sum() - 1) < 1e-12
+assert psm.shape == (N_OBS, N_OBS) and part.labels.shape == (N_OBS,)
+""",
+    "04_choosing_k.ipynb": """
+# mclust reference BIC for full covariances on Old Faithful (DESIGN.md), K = 1, 2
+ref = {1: 2607.62, 2: 2322.19}
+for k, b in ref.items():
+    got = float(table.loc[table["K"] == k, "bic"].iloc[0])
+    assert abs(got - b) < 0.01, (k, got, b)
+assert recommended["bic"] == 2 and recommended["icl"] == 2
+assert set(recommended) == {"bic", "icl", "loo", "waic"}
+assert np.all(np.isfinite(table["elpd_loo"])) and np.all(table["elpd_loo_se"] > 0)
+assert psm.shape == (272, 272)
+""",
+}
+
+
+def _first_code_cell(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            return cell
+    raise AssertionError("notebook has no code cell")
+
+
+def _with_settings(nb, settings):
+    cell = _first_code_cell(nb)
+    src = cell.source
+    for name, value in settings.items():
+        pattern = re.compile(rf"^{name}\s*=.*$", re.MULTILINE)
+        assert len(pattern.findall(src)) == 1, (
+            f"setting {name} must be assigned exactly once in the first code cell"
+        )
+        src = pattern.sub(f"{name} = {value}", src)
+    cell.source = src
+    return nb
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_notebook_is_stripped(name):
+    """Notebooks are committed without outputs or execution counts."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name}: a code cell has outputs; strip them"
+            assert cell.execution_count is None, f"{name}: execution_count is set"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_every_notebook_is_tested():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(TINY)
+
+
+def test_settings_substitution_fails_loudly():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("DRAWS = 1000\nTUNE = 5")])
+    assert "DRAWS = 3" in _with_settings(nb, {"DRAWS": "3"}).cells[0].source
+    with pytest.raises(AssertionError, match="CHAINS"):
+        _with_settings(nb, {"CHAINS": "1"})
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_notebook_runs(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb = _with_settings(nb, TINY[name])
+    nb.cells.append(nbformat.v4.new_code_cell("import numpy as np\n" + CHECKS[name]))
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=600,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    # every figure-producing cell ended in a displayed object; no error outputs
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert all(o.get("output_type") != "error" for o in cell.outputs)
