@@ -134,12 +134,13 @@ def _log_prob_full(X, means, prec_chol):
     # all components at once: Y = X @ [P_1 ... P_K] - [mu_1 P_1 ... mu_K P_K]
     P_all = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(D, K * D))
     b = np.einsum("kd,kde->ke", means, prec_chol).reshape(K * D)
+    block_sum = np.kron(np.eye(K), np.ones((D, 1)))  # (K*D, K): sums each block of D
     out = np.empty((N, K))
     for sl in _chunks(N, K * D):
         Y = X[sl] @ P_all
         Y -= b
         np.square(Y, out=Y)
-        out[sl] = Y.reshape(-1, K, D).sum(-1)
+        out[sl] = Y @ block_sum
     logdet = LOG_DET_CHOLESKY["full"](prec_chol, D)
     return -0.5 * (D * _LOG_2PI + out) + logdet
 
@@ -193,16 +194,17 @@ def _sxx_full(X, resp):
     acc = np.zeros((D, K * D))
     for sl in _chunks(N, K * D):
         Z = (resp[sl][:, :, None] * X[sl][:, None, :]).reshape(-1, K * D)
-        acc += X[sl].T @ Z
+        # a contiguous X^T: OpenBLAS is very slow on the transposed view of a skinny matrix
+        acc += np.ascontiguousarray(X[sl].T) @ Z
     return np.ascontiguousarray(acc.reshape(D, K, D).transpose(1, 0, 2))
 
 
 def _sxx_tied(X, resp):
-    return X.T @ X
+    return np.ascontiguousarray(X.T) @ X
 
 
 def _sxx_diag(X, resp):
-    return resp.T @ (X * X)
+    return np.ascontiguousarray(resp.T) @ (X * X)
 
 
 SECOND_MOMENTS = {

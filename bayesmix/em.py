@@ -360,14 +360,14 @@ def _estep_numpy(X, covariance, weights, means, prec_chol, labels):
         ll += float(lse.sum())
         labels[sl] = np.argmax(lp, axis=1)
         nk += r.sum(0)
-        sx += r.T @ Xs
+        sx += np.ascontiguousarray(r.T) @ Xs
         s = cv.SECOND_MOMENTS[covariance](Xs, r)
         sxx = s if sxx is None else sxx + s
     return ll, nk, sx, sxx
 
 
 def _stats_from_resp(X, covariance, resp):
-    return resp.sum(0), resp.T @ X, cv.SECOND_MOMENTS[covariance](X, resp)
+    return resp.sum(0), np.ascontiguousarray(resp.T) @ X, cv.SECOND_MOMENTS[covariance](X, resp)
 
 
 class _Model:

@@ -1,0 +1,189 @@
+"""Fused numba E-step + sufficient-statistics pass for EM.
+
+One sweep over the data computes, for every row, the component log densities (through
+the precision Cholesky factors), the log-sum-exp normaliser and the responsibilities,
+and accumulates the sufficient statistics ``N_k``, ``sum_n r_nk x_n`` and the second
+moments (``sum_n r_nk x_n x_n^T`` packed upper triangle for full covariance,
+``sum_n r_nk x_n^2`` for diag/spherical) together, so no (N, K) array is ever formed.
+Rows are split into fixed chunks processed in parallel (``prange``), each with its own
+accumulators, which are then summed in chunk order: results do not depend on the
+number of threads. The numpy path in :mod:`bayesmix.em` is the reference this is
+tested against.
+
+Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bayesmix import _covariance as cv
+
+__all__ = ["estep"]
+
+_CHUNK = 1024  # rows per parallel work item
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _pass_full(X, P_all, b, const, want_sxx, labels):  # pragma: no cover - compiled
+    N, D = X.shape
+    KD = P_all.shape[1]
+    K = KD // D
+    npk = D * (D + 1) // 2
+    n_chunks = (N + _CHUNK - 1) // _CHUNK
+    acc_ll = np.zeros(n_chunks)
+    acc_n = np.zeros((n_chunks, K))
+    acc_x = np.zeros((n_chunks, K, D))
+    acc_xx = np.zeros((n_chunks, K, npk if want_sxx else 1))
+    for c in numba.prange(n_chunks):
+        y = np.empty(KD)
+        lp = np.empty(K)
+        xx = np.empty(npk)
+        ll = 0.0
+        stop = min(N, (c + 1) * _CHUNK)
+        for n in range(c * _CHUNK, stop):
+            for q in range(KD):
+                y[q] = -b[q]
+            for i in range(D):
+                xi = X[n, i]
+                for q in range(KD):
+                    y[q] += xi * P_all[i, q]
+            mx = -np.inf
+            am = 0
+            for k in range(K):
+                s = 0.0
+                for j in range(D):
+                    t = y[k * D + j]
+                    s += t * t
+                v = const[k] - 0.5 * s
+                lp[k] = v
+                if v > mx:
+                    mx = v
+                    am = k
+            tot = 0.0
+            for k in range(K):
+                e = np.exp(lp[k] - mx)
+                lp[k] = e
+                tot += e
+            ll += mx + np.log(tot)
+            labels[n] = am
+            inv = 1.0 / tot
+            for k in range(K):
+                r = lp[k] * inv
+                lp[k] = r
+                acc_n[c, k] += r
+                for i in range(D):
+                    acc_x[c, k, i] += r * X[n, i]
+            if want_sxx:
+                p = 0
+                for i in range(D):
+                    xi = X[n, i]
+                    for j in range(i, D):
+                        xx[p] = xi * X[n, j]
+                        p += 1
+                for k in range(K):
+                    r = lp[k]
+                    for p in range(npk):
+                        acc_xx[c, k, p] += r * xx[p]
+        acc_ll[c] = ll
+    return acc_ll, acc_n, acc_x, acc_xx
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _pass_diag(X, means, prec, const, labels):  # pragma: no cover - compiled
+    N, D = X.shape
+    K = means.shape[0]
+    n_chunks = (N + _CHUNK - 1) // _CHUNK
+    acc_ll = np.zeros(n_chunks)
+    acc_n = np.zeros((n_chunks, K))
+    acc_x = np.zeros((n_chunks, K, D))
+    acc_xx = np.zeros((n_chunks, K, D))
+    for c in numba.prange(n_chunks):
+        lp = np.empty(K)
+        ll = 0.0
+        stop = min(N, (c + 1) * _CHUNK)
+        for n in range(c * _CHUNK, stop):
+            mx = -np.inf
+            am = 0
+            for k in range(K):
+                s = 0.0
+                for j in range(D):
+                    t = (X[n, j] - means[k, j]) * prec[k, j]
+                    s += t * t
+                v = const[k] - 0.5 * s
+                lp[k] = v
+                if v > mx:
+                    mx = v
+                    am = k
+            tot = 0.0
+            for k in range(K):
+                e = np.exp(lp[k] - mx)
+                lp[k] = e
+                tot += e
+            ll += mx + np.log(tot)
+            labels[n] = am
+            inv = 1.0 / tot
+            for k in range(K):
+                r = lp[k] * inv
+                acc_n[c, k] += r
+                for j in range(D):
+                    xj = X[n, j]
+                    rx = r * xj
+                    acc_x[c, k, j] += rx
+                    acc_xx[c, k, j] += rx * xj
+        acc_ll[c] = ll
+    return acc_ll, acc_n, acc_x, acc_xx
+
+
+def _unpack_upper(packed, D):
+    K = packed.shape[0]
+    out = np.empty((K, D, D))
+    iu = np.triu_indices(D)
+    out[:, iu[0], iu[1]] = packed
+    out[:, iu[1], iu[0]] = packed
+    return out
+
+
+def estep(X, covariance, weights, means, prec_chol, labels):
+    """Fused E-step: total log-likelihood and sufficient statistics, labels in place.
+
+    Parameters
+    ----------
+    X : ndarray (N, D), C-contiguous float64
+    covariance : str
+        Canonical covariance type.
+    weights : ndarray (K,)
+    means : ndarray (K, D)
+    prec_chol : native precision Cholesky factor (see :mod:`bayesmix._covariance`)
+    labels : ndarray (N,) int64, written with the most probable component
+
+    Returns
+    -------
+    ll : float
+    nk : ndarray (K,)
+    sx : ndarray (K, D)
+    sxx : the second-moment statistic of ``covariance`` (as ``SECOND_MOMENTS``)
+    """
+    D = X.shape[1]
+    K = weights.shape[0]
+    with np.errstate(divide="ignore"):
+        logw = np.log(weights)
+    logdet = cv.LOG_DET_CHOLESKY[covariance](prec_chol, D)
+    const = np.ascontiguousarray(logw + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
+    if covariance in ("full", "tied"):
+        P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
+        P_all = np.ascontiguousarray(np.transpose(P, (1, 0, 2)).reshape(D, K * D))
+        b = np.ascontiguousarray(np.einsum("kd,kde->ke", means, P).reshape(K * D))
+        want = covariance == "full"
+        a_ll, a_n, a_x, a_xx = _pass_full(X, P_all, b, const, want, labels)
+        sxx = _unpack_upper(a_xx.sum(0), D) if want else np.ascontiguousarray(X.T) @ X
+    else:
+        prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
+        prec = np.ascontiguousarray(prec, dtype=np.float64)
+        a_ll, a_n, a_x, a_xx = _pass_diag(
+            X, np.ascontiguousarray(means, dtype=np.float64), prec, const, labels
+        )
+        sxx = a_xx.sum(0)
+    return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx
