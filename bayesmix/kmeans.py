@@ -475,27 +475,48 @@ def _inertia_kernel(X, centers, labels):  # pragma: no cover
     return total
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
-def _pp_kernel(X, ct, closest, part, update):  # pragma: no cover
-    """k-means++ pass: part[c, t] = sum over chunk c of min(closest_i, ||x_i - ct[:, t]||^2).
+@numba.njit(cache=True, fastmath=False, nogil=True)
+def _pp_kernel(X, b_start, b_stop, ct, closest, part, update):  # pragma: no cover
+    """k-means++ pass over blocks ``b_start..b_stop`` of ``_BLOCK`` rows.
 
-    With ``update`` (a single candidate) also sets closest_i to that minimum.
+    part[b, t] = sum over block b of min(closest_i, ||x_i - ct[:, t]||^2); with
+    ``update`` (a single candidate) also sets closest_i to that minimum.
     """
     n = X.shape[0]
     t_count = ct.shape[1]
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
-        start = c * _CHUNK
-        stop = min(start + _CHUNK, n)
-        dist = np.empty(t_count)
+    dist = np.empty(t_count)
+    for b in range(b_start, b_stop):
+        start = b * _BLOCK
+        stop = min(start + _BLOCK, n)
+        for t in range(t_count):
+            part[b, t] = 0.0
         for i in range(start, stop):
             _row_sq_dists(X, i, ct, dist)
             ci = closest[i]
             for t in range(t_count):
                 v = dist[t] if dist[t] < ci else ci
-                part[c, t] += v
+                part[b, t] += v
                 if update:
                     closest[i] = v
+
+
+def _split_blocks(n_obs, n_threads):
+    """Fixed blocks of ``_BLOCK`` rows, cut into contiguous runs, one per thread."""
+    n_blocks = (n_obs + _BLOCK - 1) // _BLOCK
+    n_threads = max(1, min(n_threads, n_blocks))
+    bounds = np.linspace(0, n_blocks, n_threads + 1).astype(int)
+    return n_blocks, [(int(bounds[t]), int(bounds[t + 1])) for t in range(n_threads)]
+
+
+def _run_blocks(kernel, parts, executor, X, *args):
+    """Run ``kernel(X, b_start, b_stop, *args)`` for each run of blocks, in threads."""
+    if executor is None or len(parts) == 1:
+        for b0, b1 in parts:
+            kernel(X, b0, b1, *args)
+        return
+    futures = [executor.submit(kernel, X, b0, b1, *args) for b0, b1 in parts]
+    for f in futures:
+        f.result()
 
 
 def _sq_dists(X, centers):
@@ -592,7 +613,7 @@ class KMeansResult:
 # --------------------------------------------------------------------------------------
 
 
-def _kmeans_plusplus(X, n_components, rng, n_local_trials=None):
+def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, executor=None):
     """Greedy k-means++ seeding, as scikit-learn's ``_kmeans_plusplus``.
 
     The first centre is a uniformly drawn row; each next one is the best (lowest
@@ -613,7 +634,16 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None):
     centers[0] = X[first]
     indices[0] = first
     closest = np.full(n, np.inf)
-    pot = _pp_update(X, X[first : first + 1], closest)
+    n_blocks, parts = _split_blocks(n, n_threads if executor is not None else 1)
+    part = np.empty((n_blocks, n_local_trials))
+
+    def potentials(rows, update):
+        p = part[:, : len(rows)]
+        ct = np.ascontiguousarray(X[rows].T)
+        _run_blocks(_pp_kernel, parts, executor, X, ct, closest, p, update)
+        return p.sum(axis=0)
+
+    pot = float(potentials([first], True)[0])
     degenerate = False
     for c in range(1, n_components):
         if pot <= 0.0:
@@ -621,28 +651,12 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None):
         rand_vals = rng.uniform(size=n_local_trials) * pot
         cand = np.searchsorted(np.cumsum(closest), rand_vals)
         np.clip(cand, None, n - 1, out=cand)
-        cand_pot = _pp_potentials(X, X[cand], closest)
+        cand_pot = potentials(cand, False)
         best = int(np.argmin(cand_pot))
-        pot = _pp_update(X, X[cand[best] : cand[best] + 1], closest)
+        pot = float(potentials([cand[best]], True)[0])
         centers[c] = X[cand[best]]
         indices[c] = cand[best]
     return centers, indices, degenerate
-
-
-def _pp_potentials(X, cands, closest):
-    """Potential sum_i min(closest_i, ||x_i - cand_t||^2) for each candidate t."""
-    n_chunks = (X.shape[0] + _CHUNK - 1) // _CHUNK
-    part = np.zeros((n_chunks, cands.shape[0]))
-    _pp_kernel(X, np.ascontiguousarray(cands.T), closest, part, False)
-    return part.sum(axis=0)
-
-
-def _pp_update(X, center, closest):
-    """closest <- min(closest, ||x - center||^2) in place; return the new potential."""
-    n_chunks = (X.shape[0] + _CHUNK - 1) // _CHUNK
-    part = np.zeros((n_chunks, 1))
-    _pp_kernel(X, np.ascontiguousarray(center.T), closest, part, True)
-    return float(part.sum())
 
 
 def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None):
@@ -839,11 +853,15 @@ def kmeans(
     best = None
     n_threads = numba.get_num_threads() if n * k * d >= _PARALLEL_MIN_WORK else 1
     executor = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    with _threads_for(n * k * d), executor or nullcontext():
+    # parallelism comes from the thread pool (idle workers sleep); numba's own
+    # (OpenMP) threads are not used here: on a busy machine they spin and slow down
+    with _threads_for(0), executor or nullcontext():
         streams = rng.spawn(n_init) if init_centers is None else [rng]
         for r, stream in enumerate(streams):
             if init_centers is None:
-                start, _, deg = _kmeans_plusplus(Xc, k, stream)
+                start, _, deg = _kmeans_plusplus(
+                    Xc, k, stream, n_threads=n_threads, executor=executor
+                )
                 degenerate |= deg
             else:
                 start = init_centers - x_mean
