@@ -442,6 +442,9 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
     }
     if cfg.truncation is not None:
         attrs["truncation"] = cfg.truncation
+    sampling_time = idata["posterior"].attrs.get("sampling_time")
+    if sampling_time is not None:
+        attrs["sampling_time"] = float(sampling_time)
     dt = from_arrays(
         w,
         m,

@@ -1,0 +1,193 @@
+"""Tests of bayesmix.sample: schema, reproducibility, log-likelihood, DP bookkeeping.
+
+One real (tiny) NUTS run of a full-covariance model is compiled once per module and
+sampled twice with the same seed; every other schema test uses
+``pymc.testing.mock_sample`` (prior draws in place of MCMC: no NUTS compile).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pymc as pm
+import pytest
+from pymc.testing import mock_sample
+from scipy import stats
+from scipy.special import logsumexp
+
+import bayesmix as bm
+from bayesmix import sampling
+from bayesmix.models import build_dpgmm, build_gmm
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = bm.simulate(
+        60,
+        [0.5, 0.5],
+        [[0.0, 0.0], [6.0, 6.0]],
+        [np.eye(2), [[1.0, 0.3], [0.3, 1.0]]],
+        random_seed=0,
+    )
+    return X
+
+
+class _Init:
+    def __init__(self, w, m, c):
+        self.weights, self.means, self.covariances = w, m, c
+
+
+@pytest.fixture(scope="module")
+def em_init(data):
+    # EMResult-like init given explicitly (the MAP from the model's own prior)
+    em = pytest.importorskip("bayesmix.em")
+    prior = bm.GMMPrior.from_data(data, 2)
+    return em.fit_em(data, 2, prior=prior, random_seed=0)
+
+
+@pytest.fixture(scope="module")
+def sampled(data, em_init):
+    model = build_gmm(data, 2)
+    kw = dict(init=em_init, draws=30, tune=30, chains=2, cores=1, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        a = bm.sample(model, random_seed=123, **kw)
+        b = bm.sample(model, random_seed=123, **kw)
+    return a, b
+
+
+def test_schema(sampled, data):
+    dt, _ = sampled
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats"} <= set(dt.children)
+    post = dt["posterior"]
+    assert post["weights"].dims == ("chain", "draw", "component")
+    assert post["means"].dims == ("chain", "draw", "component", "feature")
+    assert post["covariances"].dims == ("chain", "draw", "component", "feature", "feature2")
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 30
+    assert dt["log_likelihood"]["X"].dims == ("chain", "draw", "obs")
+    assert dt["sample_stats"]["diverging"].dims == ("chain", "draw")
+    for key in (
+        "model",
+        "n_components",
+        "covariance",
+        "prior",
+        "bayesmix_version",
+        "nuts_sampler",
+        "random_seed",
+    ):
+        assert key in dt.attrs
+    assert dt.attrs["model"] == "gmm" and dt.attrs["n_components"] == 2
+    assert dt.attrs["nuts_sampler"] == "pymc" and dt.attrs["random_seed"] == 123
+    assert bm.GMMPrior.from_dict(
+        __import__("json").loads(dt.attrs["prior"])
+    ) == bm.GMMPrior.from_data(data, 2)
+    np.testing.assert_array_equal(dt["observed_data"]["X"].values, data)
+
+
+def test_same_seed_same_draws(sampled):
+    a, b = sampled
+    for v in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(a["posterior"][v].values, b["posterior"][v].values)
+
+
+def test_posterior_near_em_map(sampled, em_init):
+    dt, _ = sampled
+    # tiny run from the EM MAP on well-separated data: posterior means within ~0.5 of it
+    # (posterior sd of a mean is ~1/sqrt(30) ~ 0.18; no label switching from this start)
+    mu = dt["posterior"]["means"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(mu, em_init.means, atol=0.5)
+
+
+def test_log_likelihood_matches_scipy(sampled, data):
+    dt, _ = sampled
+    post = dt["posterior"]
+    for chain, draw in [(0, 0), (1, 17), (0, 29)]:
+        w = post["weights"].values[chain, draw]
+        m = post["means"].values[chain, draw]
+        c = post["covariances"].values[chain, draw]
+        comp = np.stack(
+            [stats.multivariate_normal(m[k], c[k]).logpdf(data) for k in range(2)], axis=1
+        )
+        expected = logsumexp(comp + np.log(w), axis=1)
+        np.testing.assert_allclose(
+            dt["log_likelihood"]["X"].values[chain, draw], expected, rtol=1e-10
+        )
+
+
+# ---------------------------------------------------------------------------- mocked
+@pytest.fixture
+def mocked(monkeypatch):
+    monkeypatch.setattr(pm, "sample", mock_sample)
+
+
+def _init_for(K, D, rng=0):
+    rng = np.random.default_rng(rng)
+    return _Init(np.full(K, 1.0 / K), rng.normal(size=(K, D)), np.repeat(np.eye(D)[None], K, 0))
+
+
+@pytest.mark.parametrize(
+    "covariance",
+    # each mocked run compiles a numba prior-predictive function (~20-90 s on 2 busy
+    # cores): one type by default, the others with -m slow
+    [
+        "diag",
+        pytest.param("spherical", marks=pytest.mark.slow),
+        pytest.param("tied", marks=pytest.mark.slow),
+    ],
+)
+def test_schema_other_covariances_mocked(mocked, data, covariance):
+    model = build_gmm(data, 3, covariance=covariance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dt = bm.sample(model, init=_init_for(3, 2), draws=5, chains=2, random_seed=1)
+    post = dt["posterior"]
+    c = post["covariances"].values
+    assert c.shape == (2, 5, 3, 2, 2)
+    if covariance == "diag":
+        np.testing.assert_array_equal(c[..., 0, 1], 0.0)
+        np.testing.assert_array_equal(np.diagonal(c, axis1=-2, axis2=-1), post["variances"].values)
+        assert post["variances"].dims == ("chain", "draw", "component", "feature")
+    elif covariance == "spherical":
+        np.testing.assert_array_equal(c[..., 0, 0], c[..., 1, 1])
+        assert post["variances"].dims == ("chain", "draw", "component")
+    else:
+        np.testing.assert_array_equal(c[:, :, 0], c[:, :, 2])
+        assert post["covariance"].dims == ("chain", "draw", "feature", "feature2")
+    assert dt.attrs["covariance"] == covariance
+
+
+def test_dpgmm_mocked_n_occupied_and_truncation_warning(mocked, data):
+    model = build_dpgmm(data, truncation=4)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dt = bm.sample(model, init=_init_for(2, 2), draws=20, chains=1, random_seed=2)
+    post = dt["posterior"]
+    # the warning fires exactly when the last component's mean weight exceeds 1%
+    last = float(post["weights"].values[..., -1].mean())
+    warned = [r for r in rec if issubclass(r.category, sampling.TruncationWarning)]
+    assert bool(warned) == (last > 0.01)
+    if warned:
+        assert "Increase truncation" in str(warned[0].message)
+    assert post["sticks"].dims == ("chain", "draw", "stick")
+    assert post["n_occupied"].dims == ("chain", "draw")
+    # n_occupied recomputed independently: MAP allocation of every observation per draw
+    w, m, c = (post[v].values[0, 3] for v in ("weights", "means", "covariances"))
+    logp = np.stack(
+        [np.log(w[k]) + stats.multivariate_normal(m[k], c[k]).logpdf(data) for k in range(4)],
+        axis=1,
+    )
+    assert int(post["n_occupied"].values[0, 3]) == np.unique(logp.argmax(1)).size
+    assert dt.attrs["model"] == "dpgmm" and dt.attrs["truncation"] == 4
+
+
+def test_sample_bad_input(data):
+    model = build_gmm(data, 2)
+    with pytest.raises(TypeError, match=r"built by bayesmix\.build_gmm"):
+        bm.sample(pm.Model())
+    with pytest.raises(ValueError, match="draws must be an integer"):
+        bm.sample(model, draws=0)
+    with pytest.raises(ValueError, match="init must have weights"):
+        bm.sample(model, init=_init_for(3, 2))
+    with pytest.raises(TypeError, match="EMResult-like"):
+        bm.sample(model, init=object())
