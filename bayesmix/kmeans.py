@@ -21,10 +21,21 @@ initial centres:
 * an empty cluster is re-seeded with the point farthest from its assigned centre;
 * a final assignment step makes ``labels`` match ``centers``.
 
-Squared distances are computed directly as ``sum_j (x_j - c_j)^2`` (not by the
-``||x||^2 - 2 x.c + ||c||^2`` expansion), in a numba kernel that works on chunks of
-rows in parallel and reduces the per-chunk sums in a fixed order, so results do not
-depend on the number of threads.
+Engine (numba kernels with ``cache=True``, no fastmath):
+
+* the data are centred first, as scikit-learn does;
+* an assignment step is, per block of 2,048 rows, one BLAS product ``X @ C.T`` and
+  the argmin of ``||c||^2 - 2 x.c`` (scikit-learn's criterion), accumulating the
+  per-block sums for the centre update;
+* once fewer than 5% of the labels change per iteration, the step switches to
+  Hamerly's bounds (an upper bound on the distance to the own centre, a lower bound
+  on the distance to any other), which skip most distance computations and give
+  the same labels as the full step (ties still go to the lowest index);
+* k-means++ potentials, the inertia and :meth:`KMeansResult.predict` use exact
+  direct sums of squares;
+* blocks are split between Python threads (the kernels release the GIL; idle
+  threads sleep, not spin); block sums are reduced in block order, so results do
+  not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -793,8 +804,9 @@ def kmeans(
         Number of clusters K, ``1 <= K <= n_obs``.
     n_init : int, default 10
         Number of runs from independent k-means++ seedings; the run with the lowest
-        inertia is returned. Must be 1 (or is ignored, with no effect) when ``init`` is
-        an array.
+        inertia is returned. With an array ``init`` a single run is made: Lloyd's
+        algorithm is deterministic, so restarts from the same centres would repeat it
+        exactly (``n_init`` then changes nothing in the result; ``result.n_init`` is 1).
     max_iter : int, default 300
         Maximum Lloyd iterations per run.
     tol : float, default 1e-4
@@ -851,6 +863,7 @@ def kmeans(
 
     degenerate = False
     best = None
+    # threads: numba's configured count (NUMBA_NUM_THREADS), for large enough problems
     n_threads = numba.get_num_threads() if n * k * d >= _PARALLEL_MIN_WORK else 1
     executor = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     # parallelism comes from the thread pool (idle workers sleep); numba's own
