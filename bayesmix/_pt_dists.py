@@ -123,6 +123,9 @@ def inv_wishart_logp(value, nu, scale_chol):
 
 def inv_wishart_random(nu, scale_chol, rng=None, size=None):
     """numpy draws from the inverse-Wishart (for prior predictive checks)."""
+    nu = np.asarray(nu, dtype=float).reshape(-1)[0]  # PyMC may add leading batch dims
+    scale_chol = np.asarray(scale_chol, dtype=float)
+    scale_chol = scale_chol.reshape(-1, *scale_chol.shape[-2:])[0]
     scale = scale_chol @ scale_chol.T
     size = () if size is None else tuple(np.atleast_1d(size))
     D = scale.shape[-1]
