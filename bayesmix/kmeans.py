@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numba
@@ -67,34 +66,13 @@ __all__ = [
     "soft_kmeans",
 ]
 
-_CHUNK = 256  # rows per parallel work item of the numba prange kernels
+_CHUNK = 256  # rows per work item of the serial kernels (per-chunk partial sums)
 _BLOCK = 2048  # rows per block of Lloyd's assignment step (fixed: results do not
 # depend on the number of threads)
 _SLACK = 1.0 + 1e-9  # relative safety margin on Hamerly's bounds
 _HAMERLY_SWITCH = 0.05  # switch to Hamerly's bounds below this fraction of changed labels
-# Below this many multiply-adds per pass (n_obs * K * D) the kernels run on one thread:
-# starting the thread team costs more than it saves, and on a loaded machine (busy
-# cores) a parallel launch was measured at ~10 ms against 0.13 ms for a serial pass.
+# Below this many multiply-adds per pass (n_obs * K * D), kmeans() runs on one thread.
 _PARALLEL_MIN_WORK = 2_000_000
-
-
-@contextmanager
-def _threads_for(work):
-    """Run numba kernels single-threaded inside this block when ``work`` is small."""
-    if work >= _PARALLEL_MIN_WORK:
-        yield
-        return
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
-
-
-# --------------------------------------------------------------------------------------
-# numba kernels
-# --------------------------------------------------------------------------------------
 
 
 @numba.njit(cache=True, fastmath=False, nogil=True, inline="always")
@@ -134,7 +112,7 @@ def _row_sq_dists(X, i, ct, dist):  # pragma: no cover
         dist[m] = s
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
+@numba.njit(cache=True, fastmath=False, nogil=True)
 def _assign_kernel(X, centers, labels, min_dist, sums, counts, update):  # pragma: no cover
     """Nearest centre of each row; with ``update`` also per-centre sums and counts.
 
@@ -148,7 +126,7 @@ def _assign_kernel(X, centers, labels, min_dist, sums, counts, update):  # pragm
     n_acc = n_chunks if update else 1
     local_sums = np.zeros((n_acc, k, d))
     local_counts = np.zeros((n_acc, k))
-    for c in numba.prange(n_chunks):
+    for c in range(n_chunks):
         start = c * _CHUNK
         stop = min(start + _CHUNK, n)
         dist = np.empty(k)
@@ -176,13 +154,13 @@ def _assign_kernel(X, centers, labels, min_dist, sums, counts, update):  # pragm
                     sums[m, j] += local_sums[c, m, j]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
+@numba.njit(cache=True, fastmath=False, nogil=True)
 def _sq_dist_kernel(X, centers, out):  # pragma: no cover
     """out[i, m] = sum_j (X[i, j] - centers[m, j])^2, computed directly."""
     n = X.shape[0]
     ct = np.ascontiguousarray(centers.T)
     n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
+    for c in range(n_chunks):
         start = c * _CHUNK
         stop = min(start + _CHUNK, n)
         for i in range(start, stop):
@@ -462,13 +440,13 @@ class _HamerlyPass:
         return self.block_sums.sum(axis=0), self.block_counts.sum(axis=0), int(self.changed.sum())
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
+@numba.njit(cache=True, fastmath=False, nogil=True)
 def _inertia_kernel(X, centers, labels):  # pragma: no cover
     """sum_i ||X[i] - centers[labels[i]]||^2, summed per chunk then in a fixed order."""
     n, d = X.shape
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     part = np.zeros(n_chunks)
-    for c in numba.prange(n_chunks):
+    for c in range(n_chunks):
         start = c * _CHUNK
         stop = min(start + _CHUNK, n)
         acc = 0.0
@@ -605,8 +583,7 @@ class KMeansResult:
                 f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}; "
                 "pass data with the same columns as used for fitting."
             )
-        with _threads_for(X.size * self.centers.shape[0]):
-            return _assign(X, self.centers)[0]
+        return _assign(X, self.centers)[0]
 
     def transform(self, X):
         """Squared Euclidean distances of each row of ``X`` to each centre, shape (n_obs, K)."""
@@ -615,8 +592,7 @@ class KMeansResult:
             raise ValueError(
                 f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}."
             )
-        with _threads_for(X.size * self.centers.shape[0]):
-            return _sq_dists(X, self.centers)
+        return _sq_dists(X, self.centers)
 
 
 # --------------------------------------------------------------------------------------
@@ -866,9 +842,9 @@ def kmeans(
     # threads: numba's configured count (NUMBA_NUM_THREADS), for large enough problems
     n_threads = numba.get_num_threads() if n * k * d >= _PARALLEL_MIN_WORK else 1
     executor = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    # parallelism comes from the thread pool (idle workers sleep); numba's own
-    # (OpenMP) threads are not used here: on a busy machine they spin and slow down
-    with _threads_for(0), executor or nullcontext():
+    # parallelism comes from a thread pool (the kernels release the GIL; idle workers
+    # sleep): numba's OpenMP threads were measured to spin and slow down a busy machine
+    try:
         streams = rng.spawn(n_init) if init_centers is None else [rng]
         for r, stream in enumerate(streams):
             if init_centers is None:
@@ -890,13 +866,16 @@ def kmeans(
                 )
             if best is None or inertia < best[1]:
                 best = (labels, inertia, centers, n_iter, conv, start)
-        labels, inertia, centers, n_iter, conv, start = best
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    labels, inertia, centers, n_iter, conv, start = best
 
-        if not degenerate and k > 1:
-            # coinciding centres (e.g. from an explicit init) also signal degenerate data
-            dc = _sq_dists(centers, centers)
-            np.fill_diagonal(dc, np.inf)
-            degenerate = bool((dc == 0).any())
+    if not degenerate and k > 1:
+        # coinciding centres (e.g. from an explicit init) also signal degenerate data
+        dc = _sq_dists(centers, centers)
+        np.fill_diagonal(dc, np.inf)
+        degenerate = bool((dc == 0).any())
     if degenerate:
         warn(
             f"X has fewer distinct points than n_components={k}; some centres coincide and "
@@ -1025,28 +1004,26 @@ def soft_kmeans(X, centers, *, beta, max_iter=1000, tol=1e-10):
     max_iter = _check_int(max_iter, "max_iter", 1)
     tol = check_positive(tol, "tol", strict=False)
     tol_abs = float(np.mean(np.var(X, axis=0)) * tol)
-    with _threads_for(n * c.shape[0] * d):
-        converged = False
-        it = 0
-        for it in range(1, max_iter + 1):  # noqa: B007
-            resp = _soft_responsibilities(X, c, beta)
-            nk = resp.sum(axis=0)
-            new = c.copy()
-            ok = nk > 0
-            new[ok] = (resp.T @ X)[ok] / nk[ok, None]
-            shift = float(((new - c) ** 2).sum())
-            c = new
-            if shift <= tol_abs:
-                converged = True
-                break
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        resp = _soft_responsibilities(X, c, beta)
+        nk = resp.sum(axis=0)
+        new = c.copy()
+        ok = nk > 0
+        new[ok] = (resp.T @ X)[ok] / nk[ok, None]
+        shift = float(((new - c) ** 2).sum())
+        c = new
+        if shift <= tol_abs:
+            converged = True
+            break
     if not converged:
         warn(
             f"soft_kmeans did not converge in max_iter={max_iter} iterations (beta={beta:g}); "
             "increase max_iter or tol.",
             ConvergenceWarning,
         )
-    with _threads_for(n * c.shape[0] * d):
-        resp = _soft_responsibilities(X, c, beta)
+    resp = _soft_responsibilities(X, c, beta)
     return SoftKMeansResult(
         centers=c, responsibilities=resp, n_iter=it, converged=converged, beta=beta
     )
