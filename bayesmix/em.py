@@ -558,14 +558,19 @@ def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
     found = []
     if not keep.any():
         return found
-    C = data_cov[np.ix_(keep, keep)]
-    L = np.linalg.cholesky(C + 1e-300 * np.eye(C.shape[0]))
+    # work in correlation units (same generalised eigenvalues) with a 1e-12 jitter, so a
+    # rank-deficient data covariance (fewer distinct points than features, collinear
+    # features) does not make the Cholesky factorisation fail
+    s = np.sqrt(var[keep])
+    ss = np.outer(s, s)
+    C = data_cov[np.ix_(keep, keep)] / ss
+    L = np.linalg.cholesky(C + 1e-12 * np.eye(C.shape[0]))
     for k in range(model_full_cov.shape[0]):
         if nk[k] < _COLLAPSE_MIN_NK:
             found.append((k, f"only {nk[k]:.3g} effective points"))
             continue
         S = model_full_cov[k][np.ix_(keep, keep)]
-        Z = np.linalg.solve(L, np.linalg.solve(L, S).T)
+        Z = np.linalg.solve(L, np.linalg.solve(L, S / ss).T)
         rel = float(np.linalg.eigvalsh(0.5 * (Z + Z.T)).min())
         eig_abs = float(np.linalg.eigvalsh(S).min())
         if rel < _COLLAPSE_REL_EIG:
