@@ -137,6 +137,15 @@ def loo(idata, *, var_name="X", pointwise=True, **kwargs):
     True
     """
     da = _log_likelihood(idata, var_name)
+    n_draws = int(da.sizes["chain"] * da.sizes["draw"])
+    if n_draws < 25:
+        # PSIS fits its Pareto tail to the top 20% of the draws and needs >= 5 of them;
+        # with fewer, arviz_stats fails with an IndexError or an internal ValueError
+        raise ValueError(
+            f"loo needs at least 25 posterior draws (chains x draws) for Pareto-smoothed "
+            f"importance sampling; idata has {n_draws}. Sample more draws, or use "
+            "bayesmix.waic(idata)."
+        )
     with warnings.catch_warnings():
         # arviz warns about large k itself; ours below says what to do
         warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
@@ -390,6 +399,7 @@ def select_k(
     from bayesmix.em import fit_em
     from bayesmix.relabel import LabelSwitchingWarning, diagnostics, relabel
 
+    data = X  # fits get the user's data as given (a DataFrame keeps its feature names)
     X = check_data(X)
     N = X.shape[0]
     covariance = check_covariance_type(covariance)
@@ -413,7 +423,7 @@ def select_k(
         t0 = time.perf_counter()
         p = prior(K) if callable(prior) else prior
         em = fit_em(
-            X,
+            data,
             K,
             covariance=covariance,
             prior=p,
@@ -437,7 +447,7 @@ def select_k(
         if mcmc:
             t1 = time.perf_counter()
             idata = _run_mcmc(
-                X,
+                data,
                 K,
                 covariance=covariance,
                 prior=p,
