@@ -143,7 +143,12 @@ def test_select_k_em_only(three_clusters, covariance, capsys):
 
 
 def _fake_mcmc(X, K, *, em, random_seed, chains, draws, **_):
-    """Draws scattered around the EM fit, one chain in another labelling (no MCMC)."""
+    """Draws scattered around the EM fit, one chain in another labelling (no MCMC).
+
+    Like build_gmm + sample, a DataFrame's column names become the feature names.
+    """
+    names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
+    X = np.asarray(X, dtype=float)
     rng = np.random.default_rng(random_seed)
     w = em.weights * rng.uniform(0.95, 1.05, (chains, draws, K))
     w /= w.sum(-1, keepdims=True)
@@ -152,7 +157,7 @@ def _fake_mcmc(X, K, *, em, random_seed, chains, draws, **_):
     perm = np.roll(np.arange(K), 1)
     w[-1], mu[-1], cov[-1] = w[-1][:, perm], mu[-1][:, perm], cov[-1][:, perm]
     ss = {"diverging": np.zeros((chains, draws), dtype=bool)}
-    return from_arrays(w, mu, cov, X, attrs={"model": "gmm"}, sample_stats=ss)
+    return from_arrays(w, mu, cov, X, feature_names=names, attrs={"model": "gmm"}, sample_stats=ss)
 
 
 @pytest.mark.filterwarnings("ignore:select_k.*R-hat")  # independent fake draws: chance
@@ -214,3 +219,17 @@ def test_select_k_recovers_three_components(three_clusters, covariance):
         )  # fmt: skip
     assert df.attrs["recommended"]["bic"] == 3
     assert df.attrs["recommended"]["loo"] == 3
+
+
+def test_select_k_keeps_feature_names(three_clusters, monkeypatch):
+    import pandas as pd
+
+    X, _ = three_clusters
+    frame = pd.DataFrame(X, columns=["height", "width"])
+    monkeypatch.setattr(selection, "_run_mcmc", _fake_mcmc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesmixWarning)
+        df = bm.select_k(frame, [2], covariance="spherical", n_init=1, draws=20, progress=False)
+    fit = df.attrs["fits"][2]
+    assert list(fit.em.feature_names) == ["height", "width"]
+    assert fit.idata["posterior"]["feature"].values.tolist() == ["height", "width"]
