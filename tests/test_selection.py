@@ -233,3 +233,9 @@ def test_select_k_keeps_feature_names(three_clusters, monkeypatch):
     fit = df.attrs["fits"][2]
     assert list(fit.em.feature_names) == ["height", "width"]
     assert fit.idata["posterior"]["feature"].values.tolist() == ["height", "width"]
+
+
+def test_loo_needs_enough_draws():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="at least 25 posterior draws"):
+        loo(_ll_tree(rng.normal(-1, 0.1, size=(2, 10, 5))), reff=1.0)
