@@ -167,7 +167,8 @@ def main(argv=None):
         f"Data: simulated 8-component Gaussian mixture, n={n:,}, d={d}, K={k}"
         + (" (**--quick smoke run**)" if args.quick else "")
         + f". Median of {rep1} runs (n_init=1) / {rep10} runs (n_init=10); min in brackets. "
-        f"numba threads: {numba.get_num_threads()} ({numba.threading_layer()}). "
+        f"bayesmix threads: {numba.get_num_threads()} (a Python thread pool over GIL-free "
+        "serial numba kernels; scikit-learn uses its OpenMP threads). "
         f"Load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} "
         "(other jobs share the 2 cores: timings are noisy).",
         "",
