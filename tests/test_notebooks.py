@@ -32,7 +32,7 @@ TINY = {
     "02_kmeans_limit_of_em.ipynb": {"N_OBS": "150", "N_EPS": "9", "N_BETA": "8"},
     "03_covariance_types_and_dp.ipynb": {
         "N_OBS": "150",
-        "K_GRID": "range(1, 5)",
+        "K_GRID": "range(2, 4)",
         "TRUNCATION": "6",
         "DRAWS": "40",
         "TUNE": "40",
