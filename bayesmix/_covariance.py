@@ -38,7 +38,6 @@ Dispatch tables (dicts keyed by the canonical type name, one signature each):
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 __all__ = [
     "FROM_FULL",
@@ -72,19 +71,33 @@ class SingularCovarianceError(ValueError):
 
 
 # --------------------------------------------------------------------------- precision Cholesky
+def _inv_lower(L):
+    """Inverse of batched lower-triangular matrices by forward substitution.
+
+    Plain numpy (einsum, no BLAS call): for the small D of mixture models this is
+    exact to rounding and avoids multithreaded BLAS overhead on tiny matrices.
+    """
+    D = L.shape[-1]
+    out = np.zeros_like(L)
+    eye = np.eye(D)
+    for i in range(D):
+        acc = np.broadcast_to(eye[i], (*L.shape[:-2], D))
+        if i:
+            acc = acc - np.einsum("...j,...jd->...d", L[..., i, :i], out[..., :i, :])
+        out[..., i, :] = acc / L[..., i, i, None]
+    return out
+
+
 def _prec_chol_full(covariances, reg_covar=None):
     covariances = np.asarray(covariances, dtype=float)
-    K, D, _ = covariances.shape
-    out = np.empty((K, D, D))
-    for k in range(K):
-        try:
-            L = linalg.cholesky(covariances[k], lower=True)
-        except linalg.LinAlgError:
-            raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar)) from None
-        if not np.all(np.diag(L) > 0):
-            raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar))
-        out[k] = linalg.solve_triangular(L, np.eye(D), lower=True).T
-    return out
+    try:
+        L = np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError:
+        raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar)) from None
+    diag = np.diagonal(L, axis1=-2, axis2=-1)
+    if not np.all(diag > 0):
+        raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar))
+    return np.swapaxes(_inv_lower(L), -1, -2)
 
 
 def _prec_chol_tied(covariance, reg_covar=None):
