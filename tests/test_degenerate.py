@@ -267,3 +267,33 @@ def test_convergence_warning_says_what_to_change(blobs):
     _, ws = _fit(bm.fit_em, blobs, 3, max_iter=1, tol=0.0, init="random", random_seed=0)
     msg = _messages(ws, ConvergenceWarning)
     assert "max_iter=1" in msg and "Increase max_iter" in msg
+
+
+# ---------------------------------------------------------------- rank-deficient data
+@pytest.mark.parametrize("covariance", COVARIANCES)
+@pytest.mark.parametrize("K", [1, 2])
+def test_fewer_distinct_points_than_features(covariance, K):
+    # 3 distinct points repeated, in 5-D: the data covariance has rank 2. This used to
+    # crash the collapse check with numpy's bare LinAlgError ("Matrix is not positive
+    # definite"); it must give a finite fit and a collapse warning instead
+    rng = np.random.default_rng(4)
+    X = np.repeat(rng.normal(size=(3, 5)), 4, axis=0)
+    res, ws = _fit(bm.fit_em, X, K, covariance=covariance, random_seed=0)
+    _finite_em(res)
+    if covariance in ("full", "tied") or K > 1:
+        # a full/tied covariance is singular along the 3 directions the data do not
+        # span (only reg_covar keeps it positive definite); with K=2 one component
+        # holds a single distinct point. A one-component diag/spherical fit has
+        # positive variances in every feature and is a legitimate fit.
+        assert res.collapsed
+        assert "collapsed" in _messages(ws)
+
+
+def test_collinear_features_are_finite():
+    # an exact linear combination of two features: a singular data covariance
+    rng = np.random.default_rng(5)
+    Z = np.concatenate([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 6.0])
+    X = np.column_stack([Z, Z[:, 0] - 2.0 * Z[:, 1]])
+    res, _ = _fit(bm.fit_em, X, 2, covariance="full", random_seed=0)
+    _finite_em(res)
+    assert np.isfinite(res.score_samples(X)).all()
