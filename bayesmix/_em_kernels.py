@@ -27,7 +27,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass_full(X, P_all, b, const, want_sxx, labels):  # pragma: no cover - compiled
+def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - compiled
     N, D = X.shape
     KD = P_all.shape[1]
     K = KD // D
@@ -36,11 +36,17 @@ def _pass_full(X, P_all, b, const, want_sxx, labels):  # pragma: no cover - comp
     acc_ll = np.zeros(n_chunks)
     acc_n = np.zeros((n_chunks, K))
     acc_x = np.zeros((n_chunks, K, D))
-    acc_xx = np.zeros((n_chunks, K, npk if want_sxx else 1))
+    want_sxx = sxx_mode == 1  # per-component second moments (full)
+    want_total = sxx_mode == 2  # their sum over components, sum_n x x^T (tied)
+    acc_xx = np.zeros((n_chunks, K if want_sxx else 1, npk))
     for c in numba.prange(n_chunks):
+        # thread-local work arrays and accumulators, written back once per chunk
         y = np.empty(KD)
         lp = np.empty(K)
         xx = np.empty(npk)
+        an = np.zeros(K)
+        ax = np.zeros((K, D))
+        axx = np.zeros((K if want_sxx else 1, npk))
         ll = 0.0
         stop = min(N, (c + 1) * _CHUNK)
         for n in range(c * _CHUNK, stop):
@@ -70,24 +76,28 @@ def _pass_full(X, P_all, b, const, want_sxx, labels):  # pragma: no cover - comp
             ll += mx + np.log(tot)
             labels[n] = am
             inv = 1.0 / tot
-            for k in range(K):
-                r = lp[k] * inv
-                lp[k] = r
-                acc_n[c, k] += r
-                for i in range(D):
-                    acc_x[c, k, i] += r * X[n, i]
-            if want_sxx:
+            if want_sxx or want_total:
                 p = 0
                 for i in range(D):
                     xi = X[n, i]
                     for j in range(i, D):
                         xx[p] = xi * X[n, j]
                         p += 1
-                for k in range(K):
-                    r = lp[k]
+                if want_total:
                     for p in range(npk):
-                        acc_xx[c, k, p] += r * xx[p]
+                        axx[0, p] += xx[p]
+            for k in range(K):
+                r = lp[k] * inv
+                an[k] += r
+                for i in range(D):
+                    ax[k, i] += r * X[n, i]
+                if want_sxx:
+                    for p in range(npk):
+                        axx[k, p] += r * xx[p]
         acc_ll[c] = ll
+        acc_n[c] = an
+        acc_x[c] = ax
+        acc_xx[c] = axx
     return acc_ll, acc_n, acc_x, acc_xx
 
 
@@ -102,6 +112,9 @@ def _pass_diag(X, means, prec, const, labels):  # pragma: no cover - compiled
     acc_xx = np.zeros((n_chunks, K, D))
     for c in numba.prange(n_chunks):
         lp = np.empty(K)
+        an = np.zeros(K)
+        ax = np.zeros((K, D))
+        axx = np.zeros((K, D))
         ll = 0.0
         stop = min(N, (c + 1) * _CHUNK)
         for n in range(c * _CHUNK, stop):
@@ -127,13 +140,16 @@ def _pass_diag(X, means, prec, const, labels):  # pragma: no cover - compiled
             inv = 1.0 / tot
             for k in range(K):
                 r = lp[k] * inv
-                acc_n[c, k] += r
+                an[k] += r
                 for j in range(D):
                     xj = X[n, j]
                     rx = r * xj
-                    acc_x[c, k, j] += rx
-                    acc_xx[c, k, j] += rx * xj
+                    ax[k, j] += rx
+                    axx[k, j] += rx * xj
         acc_ll[c] = ll
+        acc_n[c] = an
+        acc_x[c] = ax
+        acc_xx[c] = axx
     return acc_ll, acc_n, acc_x, acc_xx
 
 
@@ -176,9 +192,11 @@ def estep(X, covariance, weights, means, prec_chol, labels):
         P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
         P_all = np.ascontiguousarray(np.transpose(P, (1, 0, 2)).reshape(D, K * D))
         b = np.ascontiguousarray(np.einsum("kd,kde->ke", means, P).reshape(K * D))
-        want = covariance == "full"
-        a_ll, a_n, a_x, a_xx = _pass_full(X, P_all, b, const, want, labels)
-        sxx = _unpack_upper(a_xx.sum(0), D) if want else np.ascontiguousarray(X.T) @ X
+        mode = 1 if covariance == "full" else 2
+        a_ll, a_n, a_x, a_xx = _pass_full(X, P_all, b, const, mode, labels)
+        sxx = _unpack_upper(a_xx.sum(0), D)
+        if covariance == "tied":
+            sxx = sxx[0]
     else:
         prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
         prec = np.ascontiguousarray(prec, dtype=np.float64)

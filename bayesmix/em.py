@@ -678,7 +678,7 @@ def fit_em(
     >>> import bayesmix as bm
     >>> X = bm.load_old_faithful()
     >>> ml = bm.fit_em(X, 2, covariance="full", random_seed=0)
-    >>> [round(w, 3) for w in sorted(ml.weights)]
+    >>> [round(float(w), 3) for w in sorted(ml.weights)]
     [0.356, 0.644]
     >>> mp = bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0)
     >>> mp.log_posterior is not None
