@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import machine_info, write_section  # noqa: E402
+from _common import machine_info, write_section
 
 TYPES = ("full", "diag", "spherical", "tied")
 
