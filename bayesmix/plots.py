@@ -63,11 +63,36 @@ def _is_tree(obj):
     return hasattr(obj, "children") and hasattr(obj, "attrs") and "posterior" in obj.children
 
 
-def _names(feature_names, D, idata=None):
+def _default_names(names, D):
+    return names is None or list(names) == [f"x{j}" for j in range(D)]
+
+
+def _names(feature_names, D, idata=None, *, data=None, em_result=None):
+    """Feature names for the axes, in this order of preference: ``feature_names`` as
+    given, the columns of ``data`` (a DataFrame), the EM result's ``feature_names``, the
+    posterior's ``feature`` coordinate, and ``x0, x1, ...``."""
     if feature_names is not None:
-        return list(feature_names)
+        names = [str(f) for f in feature_names]
+        if len(names) != D:
+            raise ValueError(
+                f"feature_names must name each of the data's {D} features; got {len(names)} "
+                f"names {names}. Pass {D} names or leave feature_names out to take them from "
+                "a DataFrame, the EM result or the posterior."
+            )
+        return names
+    candidates = []
+    if data is not None and hasattr(data, "columns"):
+        candidates.append([str(c) for c in data.columns])
+    if em_result is not None:
+        candidates.append(getattr(em_result, "feature_names", None))
     if idata is not None:
-        return [str(f) for f in idata["posterior"]["feature"].values]
+        try:
+            candidates.append([str(f) for f in idata["posterior"]["feature"].values])
+        except KeyError:
+            pass
+    for names in candidates:
+        if names is not None and len(names) == D and not _default_names(names, D):
+            return [str(n) for n in names]
     return [f"x{j}" for j in range(D)]
 
 
@@ -119,6 +144,8 @@ def plot_ellipses(
     features : tuple of two int
         Which two features to plot.
     feature_names : list of str, optional
+        Axis labels; by default the columns of ``X`` when it is a DataFrame, else the
+        EM result's ``feature_names``, else the posterior's ``feature`` coordinate.
     n_draws : int
     random_seed : int or numpy.random.Generator
         Chooses the posterior draws.
@@ -141,7 +168,7 @@ def plot_ellipses(
         if idata is None:
             raise ValueError("plot_ellipses needs X or idata (to take the observed data from).")
         X = get_observed(idata)
-    X = check_data(X)
+    X_in, X = X, check_data(X)
     D = X.shape[1]
     i, j = features
     if D < 2 or not (0 <= i < D and 0 <= j < D) or i == j:
@@ -149,7 +176,7 @@ def plot_ellipses(
             f"features must be two distinct indices in 0..{D - 1} of the data's {D} features; "
             f"got {features!r}. For one feature use plot_fit."
         )
-    names = _names(feature_names, D, idata)
+    names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
     sub = np.ix_([i, j], [i, j])
     fig, ax = _new_axes(ax)
     ax.scatter(X[:, i], X[:, j], s=9, color="0.45", alpha=0.7, linewidths=0, zorder=1)
@@ -242,9 +269,9 @@ def plot_fit(X=None, em_result=None, idata=None, *, feature_names=None, n_draws=
         if idata is None:
             raise ValueError("plot_fit needs X or idata (to take the observed data from).")
         X = get_observed(idata)
-    X = check_data(X)
+    X_in, X = X, check_data(X)
     D = X.shape[1]
-    names = _names(feature_names, D, idata)
+    names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
     kw = dict(feature_names=names, n_draws=n_draws, random_seed=random_seed)
     if D == 1:
         fig, ax = _new_axes(None)
@@ -334,6 +361,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
     features : tuple of two int
         Features on the axes (D >= 2); with one feature the y axis is the uncertainty.
     feature_names : list of str, optional
+        Axis labels; by default the columns of ``X`` when it is a DataFrame.
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -346,7 +374,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
     >>> X = np.random.default_rng(0).normal(size=(20, 2))
     >>> fig = plot_uncertainty(X, np.zeros(20, int), np.linspace(0, 0.5, 20))
     """
-    X = check_data(X)
+    X_in, X = X, check_data(X)
     labels = np.asarray(labels, dtype=int)
     u = np.asarray(uncertainty, dtype=float)
     if labels.shape != (X.shape[0],) or u.shape != (X.shape[0],):
@@ -354,7 +382,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             f"labels and uncertainty must have shape ({X.shape[0]},) like X's rows; got "
             f"{labels.shape} and {u.shape}."
         )
-    names = _names(feature_names, X.shape[1])
+    names = _names(feature_names, X.shape[1], data=X_in)
     fig, ax = _new_axes(ax)
     colors = np.array(_colors(int(labels.max()) + 1))[labels]
     size = 6.0 + 400.0 * u

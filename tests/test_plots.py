@@ -151,3 +151,40 @@ def test_coclustering_ordering(fit):
     assert img[:n0, :n0].min() == 1.0 and img[:n0, n0:].max() == 0.0
     with pytest.raises(ValueError, match="square"):
         plots.plot_coclustering(P[:, :3], z)
+
+
+# ---------------------------------------------------------------------------- feature names
+def test_axis_labels_from_dataframe_em_result_and_posterior(fit):
+    """Without feature_names, axes take the DataFrame's columns, then the EM result's
+    names, then the posterior's feature coordinate; never x0/x1 when real names exist."""
+    X, z, em, dt = fit
+    df = pd.DataFrame(X, columns=["eruptions", "waiting"])
+    for fig in (plots.plot_fit(df, em), plots.plot_ellipses(df, em)):
+        ax = fig.axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("eruptions", "waiting")
+    ax = plots.plot_uncertainty(df, z, np.zeros(len(z))).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("eruptions", "waiting")
+    # a real EMResult fitted on the DataFrame carries the names to plain-array plots
+    em_df = bm.fit_em(df, 2, random_seed=0)
+    ax = plots.plot_fit(X, em_df).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("eruptions", "waiting")
+    # the posterior's coordinate ("a", "b") when nothing else names the features
+    ax = plots.plot_fit(X, em, dt).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+    # one feature: the histogram's x axis
+    ax = plots.plot_fit(df[["waiting"]]).axes[0]
+    assert ax.get_xlabel() == "waiting"
+    # explicit names win; a wrong number of them is an error naming the parameter
+    ax = plots.plot_fit(df, em, feature_names=["u", "v"]).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("u", "v")
+    with pytest.raises(ValueError, match="feature_names must name each of the data's 2"):
+        plots.plot_fit(df, em, feature_names=["u"])
+
+
+def test_pairs_grid_labels_from_dataframe():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(rng.normal(size=(60, 3)), columns=["p", "q", "r"])
+    em = SimpleNamespace(weights=np.ones(1), means=np.zeros((1, 3)), covariances=np.eye(3)[None])
+    fig = plots.plot_fit(df, em)
+    labels = {(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes}
+    assert labels == {("p", "q"), ("p", "r"), ("q", "r")}
