@@ -39,6 +39,7 @@ _LAZY = {
     "load_fit": "bayesmix.io",
     # ArviZ analysis layer
     "relabel": "bayesmix.relabel",
+    "diagnostics": "bayesmix.relabel",
     "membership": "bayesmix.membership",
     "coclustering": "bayesmix.membership",
     "point_partition": "bayesmix.membership",
