@@ -43,6 +43,7 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
         # thread-local work arrays and accumulators, written back once per chunk
         y = np.empty(KD)
         lp = np.empty(K)
+        ss = np.empty(K)
         xx = np.empty(npk)
         an = np.zeros(K)
         ax = np.zeros((K, D))
@@ -56,14 +57,18 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
                 xi = X[n, i]
                 for q in range(KD):
                     y[q] += xi * P_all[i, q]
+            # columns are ordered (feature j, component k): the inner loop over k is
+            # contiguous and vectorises; each sum still runs over j in order
+            for k in range(K):
+                ss[k] = 0.0
+            for j in range(D):
+                for k in range(K):
+                    t = y[j * K + k]
+                    ss[k] += t * t
             mx = -np.inf
             am = 0
             for k in range(K):
-                s = 0.0
-                for j in range(D):
-                    t = y[k * D + j]
-                    s += t * t
-                v = const[k] - 0.5 * s
+                v = const[k] - 0.5 * ss[k]
                 lp[k] = v
                 if v > mx:
                     mx = v
@@ -102,9 +107,9 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass_diag(X, means, prec, const, labels):  # pragma: no cover - compiled
+def _pass_diag(X, means_t, prec_t, const, labels):  # pragma: no cover - compiled
     N, D = X.shape
-    K = means.shape[0]
+    K = means_t.shape[1]
     n_chunks = (N + _CHUNK - 1) // _CHUNK
     acc_ll = np.zeros(n_chunks)
     acc_n = np.zeros((n_chunks, K))
@@ -112,20 +117,24 @@ def _pass_diag(X, means, prec, const, labels):  # pragma: no cover - compiled
     acc_xx = np.zeros((n_chunks, K, D))
     for c in numba.prange(n_chunks):
         lp = np.empty(K)
+        ss = np.empty(K)
         an = np.zeros(K)
         ax = np.zeros((K, D))
         axx = np.zeros((K, D))
         ll = 0.0
         stop = min(N, (c + 1) * _CHUNK)
         for n in range(c * _CHUNK, stop):
+            for k in range(K):
+                ss[k] = 0.0
+            for j in range(D):
+                xj = X[n, j]
+                for k in range(K):  # means_t, prec_t are (D, K): contiguous over k
+                    t = (xj - means_t[j, k]) * prec_t[j, k]
+                    ss[k] += t * t
             mx = -np.inf
             am = 0
             for k in range(K):
-                s = 0.0
-                for j in range(D):
-                    t = (X[n, j] - means[k, j]) * prec[k, j]
-                    s += t * t
-                v = const[k] - 0.5 * s
+                v = const[k] - 0.5 * ss[k]
                 lp[k] = v
                 if v > mx:
                     mx = v
@@ -190,8 +199,9 @@ def estep(X, covariance, weights, means, prec_chol, labels):
     const = np.ascontiguousarray(logw + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
     if covariance in ("full", "tied"):
         P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
-        P_all = np.ascontiguousarray(np.transpose(P, (1, 0, 2)).reshape(D, K * D))
-        b = np.ascontiguousarray(np.einsum("kd,kde->ke", means, P).reshape(K * D))
+        # P_all[i, j * K + k] = P_k[i, j]; b[j * K + k] = (mu_k @ P_k)[j]
+        P_all = np.ascontiguousarray(np.transpose(P, (1, 2, 0)).reshape(D, D * K))
+        b = np.ascontiguousarray(np.einsum("kd,kde->ek", means, P).reshape(D * K))
         mode = 1 if covariance == "full" else 2
         a_ll, a_n, a_x, a_xx = _pass_full(X, P_all, b, const, mode, labels)
         sxx = _unpack_upper(a_xx.sum(0), D)
@@ -199,9 +209,8 @@ def estep(X, covariance, weights, means, prec_chol, labels):
             sxx = sxx[0]
     else:
         prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
-        prec = np.ascontiguousarray(prec, dtype=np.float64)
-        a_ll, a_n, a_x, a_xx = _pass_diag(
-            X, np.ascontiguousarray(means, dtype=np.float64), prec, const, labels
-        )
+        prec_t = np.ascontiguousarray(np.asarray(prec, dtype=np.float64).T)
+        means_t = np.ascontiguousarray(np.asarray(means, dtype=np.float64).T)
+        a_ll, a_n, a_x, a_xx = _pass_diag(X, means_t, prec_t, const, labels)
         sxx = a_xx.sum(0)
     return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx
