@@ -61,8 +61,21 @@ def _check_count(value, name, minimum):
 
 
 # ---------------------------------------------------------------------------- init
+#: DP initialisation without a user init: EM MAP fits with K = 1 .. this many components
+_DP_INIT_MAX_K = 6
+
+
 def _em_init(cfg, rng):
-    """Run fit_em on the model's data and prior (MAP of the same posterior)."""
+    """Run fit_em on the model's data and prior (MAP of the same posterior).
+
+    Finite model: one fit with the model's K. DP model: MAP fits with the DP model's
+    prior for K = 1 .. min(truncation, 6, N // 10); the fit with the lowest BIC among
+    those that did not warn (a collapsed component or no convergence means that K is
+    too large for a starting point, not a problem with the user's data) starts the
+    chains, the remaining sticks start near the prior. Warnings from the discarded
+    fits are not shown; if every fit warned, the K = 1 fit is used and its warnings
+    (which then concern the data) are re-emitted.
+    """
     from bayesmix.em import fit_em
 
     prior = cfg.prior
@@ -70,11 +83,29 @@ def _em_init(cfg, rng):
         prior = prior.with_(covariance_prior="conjugate")
     if prior.weight_concentration < 1:
         prior = prior.with_(weight_concentration=1.0)
-    K = cfg.n_components
-    if cfg.model == "dpgmm":
-        # a few components are enough to start a DP chain; the rest start near the prior
-        K = min(K, 10, max(1, cfg.X.shape[0] // 10))
-    return fit_em(cfg.X, K, covariance=cfg.covariance, prior=prior, random_seed=rng)
+    if cfg.model != "dpgmm":
+        return fit_em(
+            cfg.X, cfg.n_components, covariance=cfg.covariance, prior=prior, random_seed=rng
+        )
+    k_max = min(cfg.n_components, _DP_INIT_MAX_K, max(1, cfg.X.shape[0] // 10))
+    best, best_bic, first = None, np.inf, None
+    for k in range(1, k_max + 1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = fit_em(cfg.X, k, covariance=cfg.covariance, prior=prior, random_seed=rng)
+        if first is None:
+            first = (fit, caught)
+        if caught:
+            continue
+        bic = fit.bic(cfg.X)
+        if bic < best_bic:
+            best, best_bic = fit, bic
+    if best is None:
+        fit, caught = first
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        best = fit
+    return best
 
 
 def _check_init(init, K_fit, D):
@@ -225,6 +256,25 @@ def _n_occupied(X, w, m, c, chunk=200):
     return out.reshape(C, S)
 
 
+def _varying(ds):
+    """Flatten each variable to (chain, draw, param) and drop the constant parameters.
+
+    R-hat and ESS are undefined (0/0) for a quantity that never changes: the weight of
+    a K=1 model, the zero off-diagonal entries of diagonal covariances. They are left
+    out instead of producing NaN and warnings.
+    """
+    import xarray as xr
+
+    out = {}
+    for name, da in ds.data_vars.items():
+        vals = da.transpose("chain", "draw", ...).values
+        flat = vals.reshape(vals.shape[0], vals.shape[1], -1)
+        keep = np.ptp(flat, axis=(0, 1)) > 0
+        if keep.any():
+            out[name] = (("chain", "draw", f"{name}_param"), flat[:, :, keep])
+    return xr.Dataset(out)
+
+
 def _diagnose(dt, cfg, init):
     """Warn on divergences and on R-hat / bulk ESS problems (relabelled first)."""
     if "sample_stats" in dt.children and "diverging" in dt["sample_stats"].data_vars:
@@ -271,10 +321,16 @@ def _diagnose(dt, cfg, init):
             }
         )
         note = "on label-invariant quantities (sorted weights, total log-likelihood)"
+    post = _varying(post)
+    if not post.data_vars:  # nothing varies (e.g. K=1 with fixed parameters): no diagnostics
+        return
     rhat = azs.rhat(post)
     ess = azs.ess(post, method="bulk")
-    max_rhat = max(float(np.nanmax(rhat[v].values)) for v in rhat.data_vars)
-    min_ess = min(float(np.nanmin(ess[v].values)) for v in ess.data_vars)
+    rhat_vals = np.concatenate([rhat[v].values.ravel() for v in rhat.data_vars])
+    ess_vals = np.concatenate([ess[v].values.ravel() for v in ess.data_vars])
+    rhat_vals, ess_vals = rhat_vals[np.isfinite(rhat_vals)], ess_vals[np.isfinite(ess_vals)]
+    max_rhat = float(rhat_vals.max()) if rhat_vals.size else np.nan
+    min_ess = float(ess_vals.min()) if ess_vals.size else np.nan
     msgs = []
     if max_rhat > 1.01:
         msgs.append(f"max R-hat {max_rhat:.3f} > 1.01")
@@ -312,8 +368,10 @@ def sample(
     init : EMResult-like, optional
         Anything with ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D, D),
         e.g. ``bm.fit_em(X, K, covariance=..., prior=prior)``. ``None`` runs
-        :func:`bayesmix.fit_em` on the model's data with the model's prior (for a DP
-        model with at most 10 components, padded to the truncation). Each chain starts
+        :func:`bayesmix.fit_em` on the model's data with the model's prior; for a DP
+        model, MAP fits with K = 1 .. min(truncation, 6, N // 10) components and the
+        lowest BIC among those without a warning (collapsed component, no convergence),
+        padded to the truncation with prior-mode components. Each chain starts
         at this point plus a small Gaussian jitter in unconstrained space (sd 0.05;
         0.1 posterior sd for the means), reproducible from ``random_seed``.
     draws, tune, chains : int

@@ -312,10 +312,13 @@ def test_em_map_is_model_mode(data, covariance):
         model=model,
         progressbar=False,
         jitter=False,
-        return_inferencedata=False,
+        return_inferencedata=True,
         compile_kwargs={"mode": FAST},
     )
+    post = res["posterior"]
     for name, v in vals.items():
         v = np.asarray(v)
-        moved = np.max(np.abs(np.asarray(res[name]) - v)) / np.max(np.abs(v))
+        found = post[name].transpose("chain", "draw", ...).values[0, 0]
+        assert found.shape == v.shape
+        moved = np.max(np.abs(found - v)) / np.max(np.abs(v))
         assert moved < 1e-4, (name, moved)

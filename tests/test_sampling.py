@@ -191,3 +191,69 @@ def test_sample_bad_input(data):
         bm.sample(model, init=_init_for(3, 2))
     with pytest.raises(TypeError, match="EMResult-like"):
         bm.sample(model, init=object())
+
+
+# ---------------------------------------------------------------------------- K=1, DP init
+def test_k1_sample_without_nan_diagnostics(data):
+    """K=1: the weight is constant; diagnostics skip it (no All-NaN / divide warnings)."""
+    model = build_gmm(data, 1)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dt = bm.sample(
+            model, draws=40, tune=40, chains=2, cores=1, progressbar=False, random_seed=4
+        )
+    np.testing.assert_array_equal(dt["posterior"]["weights"].values, 1.0)
+    # the only warning allowed is the honest low-ESS/R-hat one of such a tiny run, and it
+    # must quote finite numbers
+    unexpected = [r for r in rec if not issubclass(r.category, bm.ConvergenceWarning)]
+    assert not [r for r in unexpected if issubclass(r.category, RuntimeWarning)], [
+        str(r.message) for r in unexpected
+    ]
+    assert not [r for r in unexpected if "arviz" in r.filename], [
+        str(r.message) for r in unexpected
+    ]
+    for r in rec:
+        if issubclass(r.category, bm.ConvergenceWarning):
+            assert "nan" not in str(r.message).lower()
+
+
+def test_varying_drops_constant_quantities():
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    C, S = 2, 10
+    cov = rng.normal(size=(C, S, 2, 2, 2))
+    cov[..., 0, 1] = cov[..., 1, 0] = 0.0  # diagonal covariances: zero off-diagonals
+    ds = xr.Dataset(
+        {
+            "weights": (("chain", "draw", "k1"), np.ones((C, S, 1))),
+            "covariances": (("chain", "draw", "component", "feature", "feature2"), cov),
+        }
+    )
+    out = sampling._varying(ds)
+    assert "weights" not in out.data_vars  # a constant weight is dropped, not NaN
+    kept = out["covariances"].values
+    assert kept.shape == (C, S, 4)  # 2 components x 2 diagonal entries
+    np.testing.assert_array_equal(kept, np.diagonal(cov, axis1=-2, axis2=-1).reshape(C, S, 4))
+
+
+def test_dp_default_init_no_spurious_warning():
+    """init=None for a DP model: BIC-chosen MAP fit, no collapsed-component warning.
+
+    A 10-component MAP EM fit of these data (the previous default) collapses a
+    component (DegenerateDataWarning) for every seed tried; the DP initialisation
+    now fits K = 1..6 and keeps the lowest-BIC fit that did not warn.
+    """
+    X, _ = bm.simulate(
+        300,
+        [0.3, 0.3, 0.4],
+        [[-6.0, 0.0], [0.0, 4.0], [6.0, 0.0]],
+        [np.eye(2), [[1.0, 0.6], [0.6, 1.5]], [[1.5, -0.4], [-0.4, 0.8]]],
+        random_seed=300,
+    )
+    cfg = build_dpgmm(X, truncation=15).bayesmix_config
+    for seed in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fit = sampling._em_init(cfg, np.random.default_rng(seed))
+        assert fit.weights.size == 3  # three well-separated simulated clusters
