@@ -92,7 +92,7 @@ def _build_parser():
     )
     f.add_argument("data", nargs="?", help="CSV file with a header row (default: Old Faithful)")
     f.add_argument("--k", help="K grid for EM, e.g. 1-6 or 1,2,4 (default 1-6)")
-    f.add_argument("--mcmc-k", help="K values sampled by MCMC (default 2-4, or all of --k)")
+    f.add_argument("--mcmc-k", help="K values sampled by MCMC (default 1-4, or all of --k)")
     f.add_argument(
         "--covariance",
         action="append",
