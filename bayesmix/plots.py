@@ -383,7 +383,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             f"{labels.shape} and {u.shape}."
         )
     names = _names(feature_names, X.shape[1], data=X_in)
-    fig, ax = _new_axes(ax)
+    fig, ax = _new_axes(ax, figsize=(7.2, 4.8))
     colors = np.array(_colors(int(labels.max()) + 1))[labels]
     size = 6.0 + 400.0 * u
     if X.shape[1] == 1:
@@ -408,7 +408,39 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
         )
         for v in (0.05, 0.2, 0.4)
     ]
-    ax.legend(handles=handles, title="uncertainty", fontsize="small", loc="best")
+    # both legends outside the axes, on the right, so that they never hide points
+    size_legend = ax.legend(
+        handles=handles,
+        title="uncertainty",
+        fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    present = np.unique(labels)
+    palette = _colors(int(labels.max()) + 1)
+    comp_handles = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=palette[k],
+            mec="k",
+            mew=0.3,
+            ms=6,
+            label=f"{k} ({int((labels == k).sum())})",
+        )
+        for k in present
+    ]
+    if len(present) <= 12:
+        ax.add_artist(size_legend)
+        ax.legend(
+            handles=comp_handles,
+            title="component (n)",
+            fontsize="small",
+            loc="lower left",
+            bbox_to_anchor=(1.01, 0.0),
+        )
     ax.set_title(f"membership uncertainty (max {u.max():.2f}, {int((u > 0.2).sum())} obs > 0.2)")
     return fig
 

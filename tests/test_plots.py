@@ -188,3 +188,14 @@ def test_pairs_grid_labels_from_dataframe():
     fig = plots.plot_fit(df, em)
     labels = {(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes}
     assert labels == {("p", "q"), ("p", "r"), ("q", "r")}
+
+
+def test_uncertainty_legends_name_components_with_counts(fit):
+    from matplotlib.legend import Legend
+
+    X, z, _, _ = fit
+    ax = plots.plot_uncertainty(X, z, np.linspace(0, 0.5, len(z))).axes[0]
+    legends = {leg.get_title().get_text(): leg for leg in ax.findobj(Legend)}
+    assert set(legends) == {"uncertainty", "component (n)"}
+    texts = [t.get_text() for t in legends["component (n)"].texts]
+    assert texts == [f"{k} ({int((z == k).sum())})" for k in np.unique(z)]
