@@ -170,7 +170,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     n, d, k = (20_000, 5, 4) if args.quick else (200_000, 10, 8)
     n_mem = 50_000 if args.quick else 1_000_000
-    iters, repeats = (5, 1) if args.quick else (10, 3)
+    iters, repeats = (5, 1) if args.quick else (20, 3)
     tol = 1e-6
 
     X = make_data(n, d, k)
