@@ -257,3 +257,73 @@ def test_dp_default_init_no_spurious_warning():
             warnings.simplefilter("error")
             fit = sampling._em_init(cfg, np.random.default_rng(seed))
         assert fit.weights.size == 3  # three well-separated simulated clusters
+
+
+# ---------------------------------------------------------------------------- slow recovery
+_TRUE_W = np.array([0.4, 0.6])
+_TRUE_M = np.array([[-4.0, 0.0], [4.0, 1.0]])
+_TRUE_C = {
+    "full": np.array([[[1.0, 0.5], [0.5, 1.5]], [[0.8, -0.3], [-0.3, 0.6]]]),
+    "tied": np.array([[[1.0, 0.4], [0.4, 0.8]]] * 2),
+    "diag": np.array([np.diag([1.0, 0.5]), np.diag([0.6, 1.4])]),
+    "spherical": np.array([0.7 * np.eye(2), 1.3 * np.eye(2)]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("covariance", COV_TYPES_ALL := ["full", "tied", "diag", "spherical"])
+def test_recovery_simulated_truth(covariance):
+    X, _ = bm.simulate(400, _TRUE_W, _TRUE_M, _TRUE_C[covariance], random_seed=11)
+    model = build_gmm(X, 2, covariance=covariance)
+    em = bm.fit_em(X, 2, covariance=covariance, prior=model.bayesmix_config.prior, random_seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        dt = bm.sample(
+            model, init=em, draws=500, tune=500, chains=2, cores=1, progressbar=False, random_seed=5
+        )
+    rel = bm.relabel(dt, reference=em)
+    post = rel["posterior"]
+    # line the relabelled components up with the truth by their first mean coordinate
+    order = np.argsort(post["means"].mean(("chain", "draw")).values[:, 0])
+    for name, truth in (
+        ("weights", _TRUE_W),
+        ("means", _TRUE_M),
+        ("covariances", _TRUE_C[covariance]),
+    ):
+        draws = post[name].values[:, :, order].reshape(-1, *truth.shape)
+        mean, sd = draws.mean(0), draws.std(0)
+        free = sd > 0  # structural zeros (diag off-diagonals) are exact
+        # 4 posterior sd: with ~20 free scalars per model a |z| > 4 happens with
+        # probability < 2e-3 under a correct posterior; a biased sampler or a wrong
+        # likelihood (e.g. a mislabelled component) is off by many sd
+        z = np.abs(mean[free] - truth[free]) / sd[free]
+        assert z.max() < 4.0, (name, z.max())
+        np.testing.assert_array_equal(mean[~free], truth[~free])
+    import arviz_stats as azs
+
+    varying = sampling._varying(post.to_dataset()[["weights", "means", "covariances"]])
+    rhat = azs.rhat(varying)
+    assert max(float(rhat[v].max()) for v in rhat.data_vars) < 1.01
+
+
+@pytest.mark.slow
+def test_dp_occupied_mode_is_three():
+    X, _ = bm.simulate(
+        240,
+        [0.3, 0.3, 0.4],
+        [[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]],
+        [np.eye(2), 0.8 * np.eye(2), [[1.0, 0.3], [0.3, 1.0]]],
+        random_seed=21,
+    )
+    model = build_dpgmm(X, truncation=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        dt = bm.sample(
+            model, draws=300, tune=300, chains=2, cores=1, progressbar=False, random_seed=6
+        )
+    occ = dt["posterior"]["n_occupied"].values.ravel()
+    counts = np.bincount(occ)
+    # clusters 6 sd apart: every draw's MAP allocation separates them, so the mode is 3
+    # (extra occupied components are possible -- a DP posterior on the number of
+    # clusters is not consistent -- but they hold few points and are rarely occupied)
+    assert counts.argmax() == 3, counts
