@@ -166,7 +166,7 @@ def main(argv=None):
         "",
         "| n | sampler | model | wall s | first draw s | sampling s | min ESS | ESS/s wall "
         "| ESS/s sampling | grad evals | us/grad | speed-up ESS/s wall | speed-up ESS/s sampling |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, sampler, res, ratio in rows:
         for name in ("bayesmix", "hand"):
