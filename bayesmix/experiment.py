@@ -1002,10 +1002,17 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
         t1 = time.perf_counter()
         rec = FitRecord(cov, f"DP({T})", prior=_prior_for(spec, X, T))
         model = bm.build_dpgmm(Xdf, truncation=T, covariance=cov, prior=rec.prior)
+        # start the chains from the EM fit with the most components (<= T) of the grid, as
+        # notebook 03 does: the sticks beyond it start nearly empty
+        em_init = [
+            r.em
+            for (c, K), r in sorted(result.records.items(), key=lambda kv: kv[0][1])
+            if c == cov and r.em is not None and K <= T
+        ]
         t2 = time.perf_counter()
         rec.idata = _sample(
             model,
-            init=None,
+            init=em_init[-1] if em_init else None,
             spec=spec,
             seed=next(seeds),
             quiet=quiet,

@@ -283,10 +283,21 @@ def write_report(result, out_dir):
         + f", best of {spec.em_n_init} starts.",
         "MCMC: "
         + (
-            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps, "
-            f"K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
-            + (f", Dirichlet-process truncation {spec.truncation}" if spec.kind != "finite" else "")
-            + "; initialised from the EM fit, relabelled against it."
+            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps"
+            + (
+                f"; finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
+                ", each initialised from its EM fit and relabelled against it"
+                if spec.kind != "dp"
+                else ""
+            )
+            + (
+                f"; a Dirichlet-process mixture (truncation {spec.truncation}) initialised "
+                "from the EM fit with the most components of the grid (not relabelled: its "
+                "summaries are label-invariant)"
+                if spec.kind != "finite"
+                else ""
+            )
+            + "."
             if spec.mcmc
             else "not run (--no-mcmc)."
         ),
