@@ -30,7 +30,7 @@ import xarray as xr
 
 from bayesmix._gaussian import log_mixture_density
 
-__all__ = ["SAMPLE_DIMS", "from_arrays", "get_observed", "get_params"]
+__all__ = ["SAMPLE_DIMS", "from_arrays", "get_observed", "get_params", "mixture_params"]
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -186,3 +186,62 @@ def get_observed(idata):
             "idata has no observed_data/X; bayesmix analysis needs the data the model was fit to."
         )
     return idata["observed_data"]["X"].transpose("obs", "feature").values
+
+
+def mixture_params(obj, name, *, n_components=None, n_features=None, hint=""):
+    """``(weights, means, covariances)`` of an EMResult-like object, shape-checked.
+
+    Parameters
+    ----------
+    obj : object
+        Anything with ``weights`` (K,), ``means`` (K, D) and ``covariances`` (K, D, D),
+        such as :class:`bayesmix.EMResult`.
+    name : str
+        The caller's parameter name, used in error messages.
+    n_components, n_features : int, optional
+        Required K and D.
+    hint : str
+        The fix, appended to a shape error.
+
+    Returns
+    -------
+    tuple of ndarray
+        float64 weights (K,), means (K, D), covariances (K, D, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> fit = SimpleNamespace(weights=[1.0], means=[[0.0, 0.0]], covariances=[np.eye(2)])
+    >>> [a.shape for a in mixture_params(fit, "em_result")]
+    [(1,), (1, 2), (1, 2, 2)]
+    """
+    missing = [a for a in ("weights", "means", "covariances") if not hasattr(obj, a)]
+    if missing:
+        raise TypeError(
+            f"{name} must be an EMResult-like object with weights (K,), means (K, D) and "
+            f"covariances (K, D, D), e.g. bayesmix.fit_em(X, K); got {type(obj).__name__} "
+            f"lacking {missing}."
+        )
+    w = np.asarray(obj.weights, dtype=float)
+    m = np.asarray(obj.means, dtype=float)
+    c = np.asarray(obj.covariances, dtype=float)
+    K = w.shape[0] if w.ndim == 1 else None
+    D = m.shape[-1] if m.ndim == 2 else None
+    ok = (
+        K is not None
+        and D is not None
+        and m.shape == (K, D)
+        and c.shape == (K, D, D)
+        and (n_components is None or K == n_components)
+        and (n_features is None or D == n_features)
+    )
+    if not ok:
+        Ke = n_components if n_components is not None else "K"
+        De = n_features if n_features is not None else "D"
+        raise ValueError(
+            f"{name} must have weights ({Ke},), means ({Ke}, {De}) and covariances "
+            f"({Ke}, {De}, {De}); got {w.shape}, {m.shape} and {c.shape}."
+            + (f" {hint}" if hint else "")
+        )
+    return w, m, c

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bayesmix._gaussian import responsibilities
-from bayesmix._trace import get_observed, get_params
+from bayesmix._trace import get_observed, get_params, mixture_params
 from bayesmix._validation import check_data, check_random_state
 
 __all__ = [
@@ -97,16 +97,7 @@ def _names(feature_names, D, idata=None, *, data=None, em_result=None):
 
 
 def _em_params(em_result):
-    try:
-        w = np.asarray(em_result.weights, dtype=float)
-        m = np.asarray(em_result.means, dtype=float)
-        c = np.asarray(em_result.covariances, dtype=float)
-    except AttributeError as exc:
-        raise TypeError(
-            "em_result must have weights (K,), means (K, D) and covariances (K, D, D), like "
-            f"bayesmix.EMResult; got {type(em_result).__name__}."
-        ) from exc
-    return w, m, c
+    return mixture_params(em_result, "em_result")
 
 
 def _flat_draws(idata):

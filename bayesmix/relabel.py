@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bayesmix._gaussian import responsibilities
-from bayesmix._trace import get_observed, get_params
+from bayesmix._trace import get_observed, get_params, mixture_params
 from bayesmix._validation import BayesmixWarning, check_positive
 
 __all__ = ["LabelSwitchingWarning", "check_labels_usable", "diagnostics", "relabel"]
@@ -82,29 +82,17 @@ def check_labels_usable(idata, *, what):
 
 
 def _reference_params(reference, K, D):
-    missing = [a for a in ("weights", "means", "covariances") if not hasattr(reference, a)]
-    if missing:
-        raise TypeError(
-            "reference must be None or a fitted mixture with 'weights' (K,), 'means' (K, D) and "
-            f"'covariances' (K, D, D) attributes (e.g. bayesmix.fit_em(...)); got "
-            f"{type(reference).__name__} lacking {missing}."
-        )
-    w = np.asarray(reference.weights, dtype=float)
-    m = np.asarray(reference.means, dtype=float)
-    c = np.asarray(reference.covariances, dtype=float)
-    if w.shape != (K,):
-        raise ValueError(
-            f"reference has {w.shape[0] if w.ndim == 1 else w.shape} components but the posterior "
-            f"has K={K}: relabel needs a reference with the same number of components. Fit the "
-            f"reference with bayesmix.fit_em(X, {K}, ...) using the K of the posterior."
-        )
-    if m.shape != (K, D) or c.shape != (K, D, D):
-        raise ValueError(
-            f"reference means/covariances must have shapes {(K, D)} and {(K, D, D)} to match the "
-            f"posterior; got {m.shape} and {c.shape}. Fit the reference on the same data "
-            "(covariances as full matrices, as bayesmix.fit_em returns them)."
-        )
-    return w, m, c
+    return mixture_params(
+        reference,
+        "reference",
+        n_components=K,
+        n_features=D,
+        hint=(
+            f"relabel needs a reference with the same number of components as the posterior "
+            f"(K={K}) on the same data: fit it with bayesmix.fit_em(X, {K}, ...) (covariances "
+            "as full matrices, as fit_em returns them)."
+        ),
+    )
 
 
 def _chunk_size(N, K, D):

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from bayesmix._trace import from_arrays
+from bayesmix._trace import from_arrays, mixture_params
 from bayesmix._validation import ConvergenceWarning, check_random_state
 from bayesmix.models import get_config
 
@@ -114,23 +114,13 @@ def _em_init(cfg, rng):
 
 
 def _check_init(init, K_fit, D):
-    try:
-        w = np.asarray(init.weights, dtype=float)
-        m = np.asarray(init.means, dtype=float)
-        c = np.asarray(init.covariances, dtype=float)
-    except AttributeError as exc:
-        raise TypeError(
-            "init must be an EMResult-like object with weights (K,), means (K, D) and "
-            f"covariances (K, D, D), e.g. bm.fit_em(X, K); got {type(init).__name__}."
-        ) from exc
-    K = w.shape[0]
-    if m.shape != (K, D) or c.shape != (K, D, D) or (K_fit is not None and K != K_fit):
-        raise ValueError(
-            f"init must have weights ({K_fit},), means ({K_fit}, {D}), covariances "
-            f"({K_fit}, {D}, {D}) to match the model; got {w.shape}, {m.shape}, {c.shape}. "
-            "Fit EM with the model's number of components and data."
-        )
-    return w, m, c
+    return mixture_params(
+        init,
+        "init",
+        n_components=K_fit,
+        n_features=D,
+        hint="Fit EM with the model's number of components and data (bm.fit_em(X, K)).",
+    )
 
 
 def _pad_components(cfg, w, m, c):
