@@ -26,6 +26,29 @@ _CHUNK = 1024  # rows per parallel work item
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
+@numba.njit(inline="always", cache=True, nogil=True)
+def _normalise(const, ss, lp):  # pragma: no cover - compiled
+    """Log-sum-exp of ``const - ss / 2``; ``lp`` receives the unnormalised weights.
+
+    Returns the log normaliser, the arg-max component and 1 / (sum of ``lp``), so that
+    ``lp[k] * inv`` is the responsibility of component k.
+    """
+    mx = -np.inf
+    am = 0
+    for k in range(lp.shape[0]):
+        v = const[k] - 0.5 * ss[k]
+        lp[k] = v
+        if v > mx:
+            mx = v
+            am = k
+    tot = 0.0
+    for k in range(lp.shape[0]):
+        e = np.exp(lp[k] - mx)
+        lp[k] = e
+        tot += e
+    return mx + np.log(tot), am, 1.0 / tot
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - compiled
     N, D = X.shape
@@ -65,22 +88,9 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
                 for k in range(K):
                     t = y[j * K + k]
                     ss[k] += t * t
-            mx = -np.inf
-            am = 0
-            for k in range(K):
-                v = const[k] - 0.5 * ss[k]
-                lp[k] = v
-                if v > mx:
-                    mx = v
-                    am = k
-            tot = 0.0
-            for k in range(K):
-                e = np.exp(lp[k] - mx)
-                lp[k] = e
-                tot += e
-            ll += mx + np.log(tot)
+            lse, am, inv = _normalise(const, ss, lp)
+            ll += lse
             labels[n] = am
-            inv = 1.0 / tot
             if want_sxx or want_total:
                 p = 0
                 for i in range(D):
@@ -131,22 +141,9 @@ def _pass_diag(X, means_t, prec_t, const, labels):  # pragma: no cover - compile
                 for k in range(K):  # means_t, prec_t are (D, K): contiguous over k
                     t = (xj - means_t[j, k]) * prec_t[j, k]
                     ss[k] += t * t
-            mx = -np.inf
-            am = 0
-            for k in range(K):
-                v = const[k] - 0.5 * ss[k]
-                lp[k] = v
-                if v > mx:
-                    mx = v
-                    am = k
-            tot = 0.0
-            for k in range(K):
-                e = np.exp(lp[k] - mx)
-                lp[k] = e
-                tot += e
-            ll += mx + np.log(tot)
+            lse, am, inv = _normalise(const, ss, lp)
+            ll += lse
             labels[n] = am
-            inv = 1.0 / tot
             for k in range(K):
                 r = lp[k] * inv
                 an[k] += r
