@@ -1,9 +1,13 @@
 """Plain numpy Gaussian-mixture densities on full covariance matrices.
 
-These are the reference (not the fastest) implementations shared by the
-post-sampling code: the pointwise log-likelihood stored in a DataTree, membership
-probabilities per draw, plug-in predictive densities. Everything works on batches
-of parameter sets with a leading "sample" axis, chunked so memory stays bounded.
+These are shared by the post-sampling code: the pointwise log-likelihood stored in
+a DataTree, membership probabilities per draw, plug-in predictive densities.
+Everything works on batches of parameter sets with a leading "sample" axis, chunked
+so memory stays bounded. A batch of parameter sets (posterior draws) goes through
+the numba kernel of :mod:`bayesmix._mixture_kernels` (one pass over the data per
+draw); a single parameter set, and :func:`log_component_densities`, use the numpy
+reference code (``tests/test_mixture_kernels.py`` checks the two against each other and
+against scipy.stats).
 """
 
 from __future__ import annotations
@@ -126,6 +130,29 @@ def _resp_one_chunk(X, weights, means, covariances):
     return np.exp(lj - logsumexp(lj, axis=-1, keepdims=True))
 
 
+def _numba_batch(X, weights, means, covariances, want_resp):
+    """(S, N) log mixture density or (S, N, K) responsibilities through numba."""
+    from bayesmix._mixture_kernels import batch_loglik_resp
+
+    S, K = weights.shape
+    N = X.shape[0]
+    P = np.linalg.inv(cholesky_or_raise(covariances))  # lower-triangular precision factors
+    with np.errstate(divide="ignore"):
+        logw = np.log(weights)
+    ll = np.empty((S, N))
+    resp = np.empty((S, N, K) if want_resp else (0, 0, 0))
+    batch_loglik_resp(
+        np.ascontiguousarray(X),
+        np.ascontiguousarray(logw),
+        np.ascontiguousarray(means),
+        np.ascontiguousarray(P),
+        ll,
+        resp,
+        want_resp,
+    )
+    return resp if want_resp else ll
+
+
 def _chunked(fn, X, weights, means, covariances, chunk_size):
     X = np.asarray(X, dtype=float)
     weights = np.asarray(weights, dtype=float)
@@ -133,6 +160,8 @@ def _chunked(fn, X, weights, means, covariances, chunk_size):
     covariances = np.asarray(covariances, dtype=float)
     if weights.ndim == 1:
         return fn(X, weights, means, covariances)
+    if fn in (_log_mix_one_chunk, _resp_one_chunk):
+        return _numba_batch(X, weights, means, covariances, fn is _resp_one_chunk)
     S, K = weights.shape
     N, D = X.shape
     if chunk_size is None:

@@ -29,6 +29,8 @@ from pymc.distributions.transforms import CholeskyCovTransform
 from pytensor.tensor.linalg import solve_triangular
 from scipy import stats
 
+from bayesmix._mixture_op import mixture_loglik_op
+
 __all__ = [
     "SPDTransform",
     "inv_wishart_logp",
@@ -149,20 +151,16 @@ def mixture_loglik(value, log_weights, means, prec_chol):
     Returns
     -------
     tensor (N,)
-        :math:`\log\sum_k \pi_k N(x_n \mid \mu_k, \Sigma_k)`: one batched matrix product
-        and one log-sum-exp over the component axis.
+        :math:`\log\sum_k \pi_k N(x_n \mid \mu_k, \Sigma_k)`, computed by
+        :class:`bayesmix._mixture_op.MixtureLogLik` (one pass over the data, log-sum-exp
+        over the component axis, hand-written gradient; the same expression in plain
+        PyTensor is :func:`bayesmix._mixture_op.mixture_loglik_graph`).
     """
     # PyMC adds broadcastable leading (batch) dims to the parameters: drop them
     log_weights, means, prec_chol = (
         _drop_batch(p, nd) for p, nd in ((log_weights, 1), (means, 2), (prec_chol, 3))
     )
-    D = value.shape[-1]
-    PT = prec_chol.mT  # (K, D, D)
-    z = pt.matmul(value[None, :, :], PT) - pt.matmul(means[:, None, :], PT)  # (K, N, D)
-    maha = pt.sum(pt.sqr(z), axis=-1)  # (K, N)
-    logdet_prec = pt.sum(pt.log(pt.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)  # (K,)
-    comp = (log_weights + logdet_prec)[:, None] - 0.5 * maha - 0.5 * D * _LOG_2PI
-    return pt.logsumexp(comp, axis=0)
+    return mixture_loglik_op(value, log_weights, means, prec_chol)
 
 
 def _drop_batch(x, ndim):

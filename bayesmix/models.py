@@ -29,9 +29,16 @@ covariance       free variables (dims)
 ===============  ===================================================================
 
 The likelihood is one observed variable ``X`` (obs, feature) whose log density per
-observation sums the labels out with a single vectorised log-sum-exp over the
-component axis, on batched precision Cholesky factors (no list of component
-distributions, no loop over components).
+observation sums the labels out with a single log-sum-exp over the component axis,
+on batched precision Cholesky factors (no list of component distributions, no loop
+over components in the graph): one PyTensor Op with numba kernels and a hand-written
+gradient (:mod:`bayesmix._mixture_op`).
+
+Compilation is paid once per model structure, not once per data set: the data and
+the numbers :meth:`GMMPrior.from_data` derives from it (prior mean and scale) enter
+the graph as PyTensor shared variables, not constants, so two data sets with the
+same K, D, covariance type and fixed prior constants share one compiled function
+(PyTensor's on-disk numba cache). ``benchmarks/RESULTS.md`` measures what this buys.
 
 The Dirichlet-process model replaces the weights by a truncated stick-breaking
 construction: ``concentration`` ~ Gamma(shape, rate) (``prior.dp_concentration``),
@@ -49,6 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovPacked
 from pytensor.tensor.linalg import solve_triangular
@@ -104,6 +112,19 @@ def get_config(model):
 
 
 # ---------------------------------------------------------------------------- helpers
+def _data(name, value, leading_none=False):
+    """The data-dependent numbers of a model as PyTensor shared variables.
+
+    Numbers in a PyTensor graph are part of its compile-cache key; the data and the
+    hyperparameters that :meth:`GMMPrior.from_data` derives from it enter as shared
+    variables instead, so one compiled graph (PyTensor's on-disk numba cache) serves
+    every data set with the same K, D, covariance type and fixed prior constants.
+    """
+    value = np.array(value, dtype=np.float64)
+    shape = (None, *value.shape[1:]) if leading_none else value.shape
+    return pytensor.shared(value, name=f"bayesmix_{name}", shape=shape)
+
+
 def _check_prior(prior, X, n_for_default, covariance):
     if prior is None:
         prior = GMMPrior.from_data(X, n_for_default)
@@ -138,7 +159,7 @@ def _coords(K, feature_names, N):
 def _inv_wishart(name, prior, dims, batch_shape):
     """InvWishart(nu0, Psi0) on SPD matrices with shape (*batch_shape, D, D)."""
     D = prior.n_features
-    scale_chol = pt.as_tensor_variable(np.linalg.cholesky(prior.scale))
+    scale_chol = _data("scale_chol", np.linalg.cholesky(prior.scale))
     nu = pt.as_tensor_variable(np.float64(prior.dof))
     mode = prior.scale / (prior.dof + D + 1.0)
 
@@ -166,7 +187,7 @@ def _components_full(prior, K, D):
     L = pt.linalg.cholesky(cov)
     means = pm.MvNormal(
         "means",
-        mu=prior.mean,
+        mu=_data("prior_mean", prior.mean),
         chol=L / np.sqrt(prior.mean_shrinkage),
         dims=("component", "feature"),
     )
@@ -178,7 +199,7 @@ def _components_tied(prior, K, D):
     L = pt.linalg.cholesky(cov)
     means = pm.MvNormal(
         "means",
-        mu=prior.mean,
+        mu=_data("prior_mean", prior.mean),
         chol=L / np.sqrt(prior.mean_shrinkage),
         dims=("component", "feature"),
     )
@@ -187,13 +208,13 @@ def _components_tied(prior, K, D):
 
 
 def _components_diag(prior, K, D):
-    psi = prior.covariance_scale("diag")
+    psi = _data("psi", prior.covariance_scale("diag"))
     var = pm.InverseGamma(
         "variances", alpha=prior.dof / 2.0, beta=psi / 2.0, dims=("component", "feature")
     )
     means = pm.Normal(
         "means",
-        mu=prior.mean,
+        mu=_data("prior_mean", prior.mean),
         sigma=pt.sqrt(var / prior.mean_shrinkage),
         dims=("component", "feature"),
     )
@@ -202,11 +223,11 @@ def _components_diag(prior, K, D):
 
 
 def _components_spherical(prior, K, D):
-    psi = prior.covariance_scale("spherical")
+    psi = _data("psi", prior.covariance_scale("spherical"))
     var = pm.InverseGamma("variances", alpha=prior.dof / 2.0, beta=psi / 2.0, dims="component")
     means = pm.Normal(
         "means",
-        mu=prior.mean,
+        mu=_data("prior_mean", prior.mean),
         sigma=pt.sqrt(var[:, None] / prior.mean_shrinkage),
         dims=("component", "feature"),
     )
@@ -222,7 +243,7 @@ def _components_lkj(prior, K, D):
     packed = pm.CustomDist(
         "chol_cov",
         np.float64(prior.lkj_eta),
-        np.broadcast_to(sd_scale, (K, D)).copy(),
+        _data("sd_scale", np.broadcast_to(sd_scale, (K, D))),
         np.zeros(D * (D + 1) // 2),  # carries the support length for shape inference only
         logp=lkj_chol_cov_logp,
         random=lkj_chol_cov_random,
@@ -235,8 +256,8 @@ def _components_lkj(prior, K, D):
     L = pt.zeros((K, D, D))[:, r, c].set(packed)
     means = pm.Normal(
         "means",
-        mu=prior.mean,
-        sigma=np.sqrt(np.diag(prior.scale) / prior.mean_shrinkage),
+        mu=_data("prior_mean", prior.mean),
+        sigma=_data("mean_sd", np.sqrt(np.diag(prior.scale) / prior.mean_shrinkage)),
         dims=("component", "feature"),
     )
     return means, _prec_chol_from_chol(L, K, D)
@@ -272,7 +293,7 @@ def _likelihood(X, log_weights, means, prec_chol):
         logp=mixture_loglik,
         random=mixture_random,
         signature="(k),(k,d),(k,d,d)->(d)",
-        observed=X,
+        observed=_data("X", X, leading_none=True),
         dims=("obs", "feature"),
     )
 

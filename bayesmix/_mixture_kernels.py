@@ -1,0 +1,200 @@
+r"""numba kernels (and their numpy references) for the Gaussian mixture log density.
+
+Shared by the PyTensor Ops of :mod:`bayesmix._mixture_op` (model log-likelihood and
+its gradient) and by :mod:`bayesmix._gaussian` (pointwise log-likelihood and
+responsibilities for every posterior draw). No PyTensor import here.
+
+All functions take lower-triangular precision Cholesky factors ``P`` (K, D, D)
+(:math:`\Sigma_k^{-1} = P_k^\top P_k`; only the lower triangle is read) and the
+data ``X`` (N, D).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# ---------------------------------------------------------------------------- numba kernels
+# Every inner loop runs over observations on contiguous (N,) rows, so LLVM vectorises
+# the arithmetic; only exp (K per observation) and log (one) are scalar libm calls.
+@numba.njit(cache=True, nogil=True)
+def _z_row(XT, means, P, k, i, z):
+    """z[n] = (P_k (x_n - mu_k))_i for all n."""
+    off = 0.0
+    for j in range(i + 1):
+        off -= P[k, i, j] * means[k, j]
+    z[:] = off
+    for j in range(i + 1):
+        p = P[k, i, j]
+        xj = XT[j]
+        for n in range(z.shape[0]):
+            z[n] += p * xj[n]
+
+
+@numba.njit(cache=True, nogil=True)
+def loglik_numba(X, logw, means, P):
+    """Pointwise log density (N,) and responsibilities (K, N) (module docstring)."""
+    N, D = X.shape
+    K = P.shape[0]
+    XT = np.ascontiguousarray(X.T)
+    c = np.zeros((K, N))
+    z = np.empty(N)
+    for k in range(K):
+        const = logw[k] - 0.5 * D * _LOG_2PI
+        for i in range(D):
+            const += np.log(P[k, i, i])
+        ck = c[k]
+        for i in range(D):
+            _z_row(XT, means, P, k, i, z)
+            for n in range(N):
+                ck[n] += z[n] * z[n]
+        for n in range(N):
+            ck[n] = const - 0.5 * ck[n]
+    mx = c[0].copy()
+    for k in range(1, K):
+        ck = c[k]
+        for n in range(N):
+            if ck[n] > mx[n]:
+                mx[n] = ck[n]
+    for n in range(N):
+        if mx[n] == -np.inf:  # every component has zero density or weight
+            mx[n] = 0.0
+    s = np.zeros(N)
+    for k in range(K):
+        ck = c[k]
+        for n in range(N):
+            e = np.exp(ck[n] - mx[n])
+            ck[n] = e
+            s[n] += e
+    out = np.empty(N)
+    for n in range(N):
+        out[n] = mx[n] + np.log(s[n])
+        s[n] = 1.0 / s[n] if s[n] > 0.0 else 0.0
+    for k in range(K):
+        ck = c[k]
+        for n in range(N):
+            ck[n] *= s[n]
+    return out, c
+
+
+@numba.njit(cache=True, nogil=True)
+def grad_params_numba(X, means, P, resp, g):
+    """Gradient of sum_n g_n l_n w.r.t. (log-weights, means, P): (K,), (K, D), (K, D, D)."""
+    N, D = X.shape
+    K = P.shape[0]
+    XT = np.ascontiguousarray(X.T)
+    dlogw = np.zeros(K)
+    dmeans = np.zeros((K, D))
+    dP = np.zeros((K, D, D))
+    z = np.empty(N)
+    a = np.empty(N)
+    w = np.empty(D)
+    for k in range(K):
+        rk = resp[k]
+        sa = 0.0
+        for n in range(N):
+            a[n] = g[n] * rk[n]
+            sa += a[n]
+        dlogw[k] = sa
+        for i in range(D):
+            _z_row(XT, means, P, k, i, z)
+            for n in range(N):
+                z[n] *= a[n]
+            wi = 0.0
+            for n in range(N):
+                wi += z[n]
+            w[i] = wi
+            for j in range(i + 1):
+                xj = XT[j]
+                t = 0.0
+                for n in range(N):
+                    t += z[n] * xj[n]
+                dP[k, i, j] = -(t - means[k, j] * wi)
+            dP[k, i, i] += sa / P[k, i, i]
+        for j in range(D):
+            t = 0.0
+            for i in range(j, D):
+                t += P[k, i, j] * w[i]
+            dmeans[k, j] = t
+    return dlogw, dmeans, dP
+
+
+@numba.njit(cache=True, nogil=True)
+def grad_x_numba(X, means, P, resp, g):
+    """Gradient of sum_n g_n l_n w.r.t. the data X (N, D)."""
+    N, D = X.shape
+    K = P.shape[0]
+    XT = np.ascontiguousarray(X.T)
+    dXT = np.zeros((D, N))
+    z = np.empty(N)
+    for k in range(K):
+        rk = resp[k]
+        for i in range(D):
+            _z_row(XT, means, P, k, i, z)
+            for n in range(N):
+                z[n] *= g[n] * rk[n]
+            for j in range(i + 1):
+                p = P[k, i, j]
+                dxj = dXT[j]
+                for n in range(N):
+                    dxj[n] -= p * z[n]
+    return np.ascontiguousarray(dXT.T)
+
+
+# ---------------------------------------------------------------------------- numpy reference
+def _z_numpy(X, means, P):
+    diff = X[None, :, :] - means[:, None, :]  # (K, N, D)
+    return diff, np.einsum("kij,knj->kni", np.tril(P), diff)  # (K, N, D)
+
+
+def loglik_numpy(X, logw, means, P):
+    """numpy version of :func:`loglik_numba`: ((N,), (K, N))."""
+    D = X.shape[1]
+    _, z = _z_numpy(X, means, P)
+    logdet = np.sum(np.log(np.diagonal(P, axis1=-2, axis2=-1)), axis=-1)
+    c = (logw + logdet)[:, None] - 0.5 * np.sum(z**2, axis=-1) - 0.5 * D * _LOG_2PI  # (K, N)
+    mx = np.max(c, axis=0)
+    mx = np.where(mx == -np.inf, 0.0, mx)
+    e = np.exp(c - mx)
+    s = e.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        out = mx + np.log(s)
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    return out, e * inv
+
+
+def grad_params_numpy(X, means, P, resp, g):
+    """numpy version of :func:`grad_params_numba`."""
+    diff, z = _z_numpy(X, means, P)
+    a = g * resp  # (K, N)
+    dlogw = a.sum(axis=1)
+    az = a[:, :, None] * z
+    dmeans = np.einsum("kni,kij->kj", az, np.tril(P))
+    dP = np.tril(-np.einsum("kni,knj->kij", az, diff))
+    idx = np.arange(P.shape[-1])
+    dP[:, idx, idx] += dlogw[:, None] / P[:, idx, idx]
+    return dlogw, dmeans, dP
+
+
+def grad_x_numpy(X, means, P, resp, g):
+    """numpy version of :func:`grad_x_numba`."""
+    _, z = _z_numpy(X, means, P)
+    return -np.einsum("kni,kij->nj", (g * resp)[:, :, None] * z, np.tril(P))
+
+
+@numba.njit(cache=True, nogil=True)
+def batch_loglik_resp(X, logw, means, P, ll_out, resp_out, want_resp):
+    """Per draw s: ll_out[s] (N,) and, if want_resp, resp_out[s] (N, K)."""
+    S = logw.shape[0]
+    N = X.shape[0]
+    K = logw.shape[1]
+    for s in range(S):
+        ll, r = loglik_numba(X, logw[s], means[s], P[s])
+        ll_out[s] = ll
+        if want_resp:
+            for k in range(K):
+                for n in range(N):
+                    resp_out[s, n, k] = r[k, n]

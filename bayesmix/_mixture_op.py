@@ -1,0 +1,228 @@
+r"""The mixture log-likelihood as one PyTensor Op with a hand-written gradient.
+
+:class:`MixtureLogLik` computes, for every observation,
+
+.. math:: \ell_n = \log \sum_k \exp\bigl(\log\pi_k + \log|P_k|
+          - \tfrac12 \lVert P_k (x_n - \mu_k) \rVert^2 - \tfrac{D}{2}\log 2\pi\bigr)
+
+on lower-triangular precision Cholesky factors :math:`P_k` (only their lower
+triangles are read), and as a second output the responsibilities
+:math:`r_{nk}`. Its gradient reuses them, so it needs no exponentials: with
+:math:`a_{nk} = g_n r_{nk}` (upstream gradient times responsibility) and
+:math:`z_{nk} = P_k (x_n - \mu_k)`,
+
+.. math:: \partial\log\pi_k = \sum_n a_{nk},\quad
+          \partial\mu_k = \sum_n a_{nk} P_k^\top z_{nk},\quad
+          \partial P_{k,ij} = -\sum_n a_{nk} z_{nk,i} (x_n - \mu_k)_j
+          + [i = j] \frac{\sum_n a_{nk}}{P_{k,ii}} \;(j \le i),\quad
+          \partial x_n = -\sum_k a_{nk} P_k^\top z_{nk}
+
+(the data gradient is a separate Op, pruned from graphs that do not need it).
+
+Why an Op rather than the same expression in PyTensor (:func:`mixture_loglik_graph`,
+kept for the JAX backends and as the tests' reference):
+
+* numba compiles the kernels (:mod:`bayesmix._mixture_kernels`) once per machine
+  (``cache=True``) instead of compiling an automatic-differentiation graph of dozens
+  of nodes into every model;
+* one pass over the data with no (K, N, D) temporaries; value and gradient cost K
+  exponentials and one logarithm per observation: at N=3000, K=3, D=2, 73 us against
+  189 us for the PyTensor expression and its autodiff gradient (numba backend, warm).
+
+Backends: the numba backend (PyMC's default and nutpie's) calls the numba kernels;
+the C and Python backends call the numpy ``perform``; the JAX backends (numpyro,
+blackjax) get :func:`mixture_loglik_graph` through a graph rewrite registered under
+PyTensor's ``"jax"`` tag, and differentiate it themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.compile import optdb
+from pytensor.gradient import DisconnectedType, grad_not_implemented
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+
+__all__ = ["mixture_loglik_graph", "mixture_loglik_op"]
+
+from bayesmix import _mixture_kernels as _mk
+from bayesmix._mixture_kernels import (
+    grad_params_numba,
+    grad_params_numpy,
+    grad_x_numba,
+    grad_x_numpy,
+    loglik_numba,
+    loglik_numpy,
+)
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+#: part of PyTensor's cache key for the Ops' numba code: a hash of the kernels' and
+#: this file's source, so an edited kernel is never served from a stale on-disk cache
+_KERNEL_VERSION = int.from_bytes(
+    hashlib.sha256(Path(_mk.__file__).read_bytes() + Path(__file__).read_bytes()).digest()[:6],
+    "big",
+)
+
+
+# ---------------------------------------------------------------------------- Ops
+def _as_f64(x, ndim, name):
+    x = pt.as_tensor_variable(x)
+    if x.ndim != ndim:
+        raise TypeError(f"{name} must have {ndim} dimensions; got {x.ndim} ({x.type}).")
+    return x if x.dtype == "float64" else pt.cast(x, "float64")
+
+
+def _inputs(X, logw, means, P):
+    return [
+        _as_f64(X, 2, "X"),
+        _as_f64(logw, 1, "log_weights"),
+        _as_f64(means, 2, "means"),
+        _as_f64(P, 3, "prec_chol"),
+    ]
+
+
+class MixtureLogLik(Op):
+    """(X (N, D), log_weights (K,), means (K, D), prec_chol (K, D, D)) -> (N,), (K, N).
+
+    The second output, the responsibilities, is what the gradient Ops reuse (so the
+    gradient needs no exponentials); it is not itself differentiable.
+    """
+
+    __props__ = ()
+
+    def make_node(self, X, logw, means, P):
+        inputs = _inputs(X, logw, means, P)
+        N = inputs[0].type.shape[0]
+        K = inputs[1].type.shape[0]
+        outs = [
+            pt.tensor(dtype="float64", shape=(N,)),
+            pt.tensor(dtype="float64", shape=(K, N)),
+        ]
+        return Apply(self, inputs, outs)
+
+    def perform(self, node, inputs, outputs):
+        ll, resp = loglik_numpy(*inputs)
+        outputs[0][0] = ll
+        outputs[1][0] = resp
+
+    def infer_shape(self, node, shapes):
+        return [(shapes[0][0],), (shapes[1][0], shapes[0][0])]
+
+    def pullback(self, inputs, outputs, cotangents):
+        g, g_resp = cotangents
+        X, _logw, means, P = inputs
+        if not isinstance(g_resp.type, DisconnectedType):
+            return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
+        if isinstance(g.type, DisconnectedType):
+            return [DisconnectedType()() for _ in inputs]
+        resp = outputs[1]
+        dlogw, dmeans, dP = MixtureLogLikGradParams()(X, means, P, resp, g)
+        dX = MixtureLogLikGradX()(X, means, P, resp, g)
+        return [dX, dlogw, dmeans, dP]
+
+
+def _grad_inputs(X, means, P, resp, g):
+    return [
+        _as_f64(X, 2, "X"),
+        _as_f64(means, 2, "means"),
+        _as_f64(P, 3, "prec_chol"),
+        _as_f64(resp, 2, "resp"),
+        _as_f64(g, 1, "g"),
+    ]
+
+
+class MixtureLogLikGradParams(Op):
+    """Gradient of ``sum(g * loglik)`` w.r.t. log-weights, means, prec_chol."""
+
+    __props__ = ()
+
+    def make_node(self, X, means, P, resp, g):
+        inputs = _grad_inputs(X, means, P, resp, g)
+        K = inputs[1].type.shape[0]
+        outs = [pt.tensor(dtype="float64", shape=(K,)), inputs[1].type(), inputs[2].type()]
+        return Apply(self, inputs, outs)
+
+    def perform(self, node, inputs, outputs):
+        for store, val in zip(outputs, grad_params_numpy(*inputs), strict=True):
+            store[0] = val
+
+    def infer_shape(self, node, shapes):
+        return [(shapes[1][0],), shapes[1], shapes[2]]
+
+
+class MixtureLogLikGradX(Op):
+    """Gradient of ``sum(g * loglik)`` w.r.t. the data."""
+
+    __props__ = ()
+
+    def make_node(self, X, means, P, resp, g):
+        inputs = _grad_inputs(X, means, P, resp, g)
+        return Apply(self, inputs, [inputs[0].type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = grad_x_numpy(*inputs)
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0]]
+
+
+_loglik_op = MixtureLogLik()
+
+
+def mixture_loglik_op(X, log_weights, means, prec_chol):
+    """Pointwise mixture log density (N,) through :class:`MixtureLogLik`."""
+    return _loglik_op(X, log_weights, means, prec_chol)[0]
+
+
+def mixture_loglik_graph(X, log_weights, means, prec_chol):
+    """The same density as a plain PyTensor expression (one batched log-sum-exp)."""
+    D = X.shape[-1]
+    P = pt.tril(prec_chol)
+    PT = P.mT  # (K, D, D)
+    z = pt.matmul(X[None, :, :], PT) - pt.matmul(means[:, None, :], PT)  # (K, N, D)
+    maha = pt.sum(pt.sqr(z), axis=-1)  # (K, N)
+    logdet = pt.sum(pt.log(pt.diagonal(P, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+    comp = (log_weights + logdet)[:, None] - 0.5 * maha - 0.5 * D * _LOG_2PI
+    return pt.logsumexp(comp, axis=0)
+
+
+# ---------------------------------------------------------------------------- backends
+@register_funcify_default_op_cache_key(MixtureLogLik)
+def _numba_loglik(op, node=None, **kwargs):
+    return loglik_numba, _KERNEL_VERSION
+
+
+@register_funcify_default_op_cache_key(MixtureLogLikGradParams)
+def _numba_grad_params(op, node=None, **kwargs):
+    return grad_params_numba, _KERNEL_VERSION
+
+
+@register_funcify_default_op_cache_key(MixtureLogLikGradX)
+def _numba_grad_x(op, node=None, **kwargs):
+    return grad_x_numba, _KERNEL_VERSION
+
+
+@node_rewriter([MixtureLogLik])
+def expand_mixture_loglik(fgraph, node):
+    """Replace the Op by :func:`mixture_loglik_graph` (for backends without a kernel).
+
+    Only where the responsibilities output is unused, i.e. in graphs without
+    PyTensor's gradient of the Op (JAX samplers differentiate with ``jax.grad``).
+    """
+    if fgraph.clients.get(node.outputs[1]):
+        return None
+    return {node.outputs[0]: mixture_loglik_graph(*node.inputs)}
+
+
+optdb.register(
+    "bayesmix_expand_mixture_loglik",
+    dfs_rewriter(expand_mixture_loglik),
+    "jax",
+    position=0.5,
+)
