@@ -131,26 +131,25 @@ def _resp_one_chunk(X, weights, means, covariances):
 
 
 def _numba_batch(X, weights, means, covariances, want_resp):
-    """(S, N) log mixture density or (S, N, K) responsibilities through numba."""
-    from bayesmix._mixture_kernels import batch_loglik_resp
+    """(S, N) log mixture density or (S, N, K) responsibilities through numba.
+
+    A Python loop over draws calling the model's own kernel: no extra numba function
+    to compile (a batched kernel would add seconds of compilation on a cold cache).
+    """
+    from bayesmix._mixture_kernels import loglik_numba
 
     S, K = weights.shape
     N = X.shape[0]
-    P = np.linalg.inv(cholesky_or_raise(covariances))  # lower-triangular precision factors
+    X = np.ascontiguousarray(X)
+    P = np.ascontiguousarray(np.linalg.inv(cholesky_or_raise(covariances)))
+    means = np.ascontiguousarray(means)
     with np.errstate(divide="ignore"):
-        logw = np.log(weights)
-    ll = np.empty((S, N))
-    resp = np.empty((S, N, K) if want_resp else (0, 0, 0))
-    batch_loglik_resp(
-        np.ascontiguousarray(X),
-        np.ascontiguousarray(logw),
-        np.ascontiguousarray(means),
-        np.ascontiguousarray(P),
-        ll,
-        resp,
-        want_resp,
-    )
-    return resp if want_resp else ll
+        logw = np.ascontiguousarray(np.log(weights))
+    out = np.empty((S, N, K) if want_resp else (S, N))
+    for s in range(S):
+        ll, resp = loglik_numba(X, logw[s], means[s], P[s])
+        out[s] = resp.T if want_resp else ll
+    return out
 
 
 def _chunked(fn, X, weights, means, covariances, chunk_size):

@@ -184,17 +184,3 @@ def grad_x_numpy(X, means, P, resp, g):
     _, z = _z_numpy(X, means, P)
     return -np.einsum("kni,kij->nj", (g * resp)[:, :, None] * z, np.tril(P))
 
-
-@numba.njit(cache=True, nogil=True)
-def batch_loglik_resp(X, logw, means, P, ll_out, resp_out, want_resp):
-    """Per draw s: ll_out[s] (N,) and, if want_resp, resp_out[s] (N, K)."""
-    S = logw.shape[0]
-    N = X.shape[0]
-    K = logw.shape[1]
-    for s in range(S):
-        ll, r = loglik_numba(X, logw[s], means[s], P[s])
-        ll_out[s] = ll
-        if want_resp:
-            for k in range(K):
-                for n in range(N):
-                    resp_out[s, n, k] = r[k, n]
