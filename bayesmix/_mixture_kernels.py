@@ -183,4 +183,3 @@ def grad_x_numpy(X, means, P, resp, g):
     """numpy version of :func:`grad_x_numba`."""
     _, z = _z_numpy(X, means, P)
     return -np.einsum("kni,kij->nj", (g * resp)[:, :, None] * z, np.tril(P))
-

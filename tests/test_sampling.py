@@ -50,10 +50,15 @@ def em_init(data):
 def sampled(data, em_init):
     model = build_gmm(data, 2)
     kw = dict(init=em_init, draws=30, tune=30, chains=2, cores=1, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         a = bm.sample(model, random_seed=123, **kw)
         b = bm.sample(model, random_seed=123, **kw)
+    # only bayesmix's own diagnostics may warn here (30 draws): not PyMC's label on the
+    # dense mass-matrix adaptation that mass_matrix="auto" picks for this 11-parameter model
+    others = [r for r in rec if not issubclass(r.category, bm.ConvergenceWarning)]
+    assert not [r for r in others if "experimental" in str(r.message)], others
+    assert a.attrs["mass_matrix"] == "full"
     return a, b
 
 
@@ -338,3 +343,31 @@ def test_dp_occupied_mode_is_three():
     # (extra occupied components are possible -- a DP posterior on the number of
     # clusters is not consistent -- but they hold few points and are rarely occupied)
     assert counts.argmax() == 3, counts
+
+
+# ---------------------------------------------------------------------------- mass matrix
+class _Stop(Exception):
+    """Raised by a fake pm.sample once it has seen its arguments."""
+
+
+def test_mass_matrix_choice_reaches_pymc(monkeypatch, data):
+    seen = {}
+
+    def fake_sample(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(pm, "sample", fake_sample)
+    kw = dict(init=_init_for(2, 2), draws=5, chains=2, random_seed=1)
+    small = build_gmm(data, 2)  # 2 x (2 means + 3 log-Cholesky) + 1 weight = 11 parameters
+    expected_init = {"auto": "adapt_full", "diag": "adapt_diag", "full": "adapt_full"}
+    for choice, expected in expected_init.items():
+        with pytest.raises(_Stop):
+            bm.sample(small, mass_matrix=choice, **kw)
+        assert seen["init"] == expected, choice
+    big = build_dpgmm(data, truncation=12)  # 12 x 5 + 11 sticks + 1 concentration = 72 > 60
+    with pytest.raises(_Stop):
+        bm.sample(big, **kw)
+    assert seen["init"] == "adapt_diag"
+    with pytest.raises(ValueError, match=r"mass_matrix must be one of .*'dense'"):
+        bm.sample(small, mass_matrix="dense", **kw)
