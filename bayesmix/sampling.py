@@ -9,15 +9,16 @@ Deterministic in the model).
 
 Default sampler
 ---------------
-``nuts_sampler=None`` uses PyMC's own NUTS (``"pymc"``), which compiles the model
-through PyTensor's numba backend; PyTensor caches those numba compiles on disk, so a
-model of the same structure compiles once per machine. Measured (2 cores, load ~3):
-``sample(build_gmm(old_faithful, 2), init=em_map, draws=500, tune=500, chains=2)``
-took 5.2 s wall of which 1.8 s sampling, whereas plain ``pm.sample`` on the same
-model took 37.7 s wall with nutpie (PyMC's default when nutpie is installed; most of
-it nutpie's own numba compile) and 9.4 s with PyMC's NUTS. See benchmarks/RESULTS.md
-(section "pymc") for the comparison with a hand-written ``pm.Mixture``. It also starts
-each chain at its own jittered EM point. ``"nutpie"`` (and ``"numpyro"`` /
+``nuts_sampler=None`` uses PyMC's own NUTS (``"pymc"``). The model compiles through
+PyTensor's numba backend; because the data and the data-derived prior numbers enter
+the graph as shared variables (:mod:`bayesmix.models`), PyTensor's on-disk numba
+cache serves every later data set of the same model structure, so after the first
+fit on a machine the compile takes a second or two. nutpie rebuilds its numba wrapper
+on every call (13-15 s here), which dominates at these sizes: D=2, K=3, 2 x 1000
+draws take 4-7 s wall with PyMC's NUTS and 14-16 s with nutpie (benchmarks/RESULTS.md,
+section "pymc", which also compares with a hand-written ``pm.Mixture``). Each chain
+starts at its own jittered EM point, and PyMC's NUTS adapts a dense mass matrix for
+models up to 60 parameters (``mass_matrix``). ``"nutpie"`` (and ``"numpyro"`` /
 ``"blackjax"`` where installed) are passed through; nutpie accepts a single starting
 point, so all its chains start at the first chain's jittered EM point.
 """
