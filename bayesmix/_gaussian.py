@@ -2,8 +2,8 @@
 
 These are shared by the post-sampling code: the pointwise log-likelihood stored in
 a DataTree, membership probabilities per draw, plug-in predictive densities.
-Everything works on batches of parameter sets with a leading "sample" axis, chunked
-so memory stays bounded. A batch of parameter sets (posterior draws) goes through
+Everything works on batches of parameter sets with a leading "sample" axis (callers
+chunk long batches themselves). A batch of parameter sets (posterior draws) goes through
 the numba kernel of :mod:`bayesmix._mixture_kernels` (one pass over the data per
 draw); a single parameter set, and :func:`log_component_densities`, use the numpy
 reference code (``tests/test_mixture_kernels.py`` checks the two against each other and
@@ -88,7 +88,7 @@ def _batched_lower_solve(L, B):
     return Z
 
 
-def log_mixture_density(X, weights, means, covariances, *, chunk_size=None):
+def log_mixture_density(X, weights, means, covariances):
     """Pointwise log density of a Gaussian mixture, labels summed out.
 
     Parameters
@@ -97,22 +97,20 @@ def log_mixture_density(X, weights, means, covariances, *, chunk_size=None):
     weights : ndarray, shape (S, K) or (K,)
     means : ndarray, shape (S, K, D) or (K, D)
     covariances : ndarray, shape (S, K, D, D) or (K, D, D)
-    chunk_size : int, optional
-        Parameter sets per chunk; default keeps temporaries near 64 MB.
 
     Returns
     -------
     ndarray, shape (S, N) or (N,)
     """
-    return _chunked(_log_mix_one_chunk, X, weights, means, covariances, chunk_size)
+    return _dispatch(X, weights, means, covariances, want_resp=False)
 
 
-def responsibilities(X, weights, means, covariances, *, chunk_size=None):
+def responsibilities(X, weights, means, covariances):
     """Posterior membership probabilities ``p(z_n = k | x_n, theta)``.
 
     Same shapes as :func:`log_mixture_density`; returns shape (S, N, K) or (N, K).
     """
-    return _chunked(_resp_one_chunk, X, weights, means, covariances, chunk_size)
+    return _dispatch(X, weights, means, covariances, want_resp=True)
 
 
 def _log_joint(X, weights, means, covariances):
@@ -152,25 +150,13 @@ def _numba_batch(X, weights, means, covariances, want_resp):
     return out
 
 
-def _chunked(fn, X, weights, means, covariances, chunk_size):
+def _dispatch(X, weights, means, covariances, want_resp):
+    """One parameter set: numpy; a batch (leading sample axis): the numba kernel."""
     X = np.asarray(X, dtype=float)
     weights = np.asarray(weights, dtype=float)
     means = np.asarray(means, dtype=float)
     covariances = np.asarray(covariances, dtype=float)
     if weights.ndim == 1:
+        fn = _resp_one_chunk if want_resp else _log_mix_one_chunk
         return fn(X, weights, means, covariances)
-    if fn in (_log_mix_one_chunk, _resp_one_chunk):
-        return _numba_batch(X, weights, means, covariances, fn is _resp_one_chunk)
-    S, K = weights.shape
-    N, D = X.shape
-    if chunk_size is None:
-        per_set = max(1, N * K * (D + 4) * 8)
-        chunk_size = max(1, int(64e6 // per_set))
-    out = None
-    for start in range(0, S, chunk_size):
-        sl = slice(start, start + chunk_size)
-        res = fn(X, weights[sl], means[sl], covariances[sl])
-        if out is None:
-            out = np.empty((S, *res.shape[1:]))
-        out[sl] = res
-    return out
+    return _numba_batch(X, weights, means, covariances, want_resp)

@@ -41,8 +41,6 @@ __all__ = [
     "spd_to_packed",
 ]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
 
 class SPDTransform(CholeskyCovTransform):
     """SPD matrix <-> packed log-Cholesky vector (see the module docstring).
