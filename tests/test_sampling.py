@@ -124,6 +124,8 @@ def test_log_likelihood_matches_scipy(sampled, data):
 @pytest.fixture
 def mocked(monkeypatch):
     monkeypatch.setattr(pm, "sample", mock_sample)
+    # mock_sample ignores the step: don't compile one (test_nuts_step_* test the real one)
+    monkeypatch.setattr(bm.sampling, "_nuts_step", lambda *a, **k: None)
 
 
 def _init_for(K, D, rng=0):
@@ -353,21 +355,118 @@ class _Stop(Exception):
 def test_mass_matrix_choice_reaches_pymc(monkeypatch, data):
     seen = {}
 
+    def fake_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kwargs):
+        seen.update(mass_matrix=mass_matrix, nuts_kwargs=nuts_kwargs)
+        return "step"
+
     def fake_sample(*args, **kwargs):
         seen.update(kwargs)
         raise _Stop
 
     monkeypatch.setattr(pm, "sample", fake_sample)
+    monkeypatch.setattr(bm.sampling, "_nuts_step", fake_step)
     kw = dict(init=_init_for(2, 2), draws=5, chains=2, random_seed=1)
     small = build_gmm(data, 2)  # 2 x (2 means + 3 log-Cholesky) + 1 weight = 11 parameters
-    expected_init = {"auto": "adapt_full", "diag": "adapt_diag", "full": "adapt_full"}
-    for choice, expected in expected_init.items():
+    for choice, expected in {"auto": "full", "diag": "diag", "full": "full"}.items():
         with pytest.raises(_Stop):
             bm.sample(small, mass_matrix=choice, **kw)
-        assert seen["init"] == expected, choice
+        assert seen["mass_matrix"] == expected, choice
+        assert seen["step"] == "step" and "init" not in seen
     big = build_dpgmm(data, truncation=12)  # 12 x 5 + 11 sticks + 1 concentration = 72 > 60
     with pytest.raises(_Stop):
         bm.sample(big, **kw)
-    assert seen["init"] == "adapt_diag"
+    assert seen["mass_matrix"] == "diag"
+    # NUTS settings go to the step, the rest to pm.sample
+    seen.clear()
+    with pytest.raises(_Stop):
+        bm.sample(small, target_accept=0.9, nuts={"max_treedepth": 7}, cores=1, **kw)
+    assert seen["nuts_kwargs"] == {"target_accept": 0.9, "max_treedepth": 7}
+    assert "target_accept" not in seen and "nuts" not in seen and seen["cores"] == 1
+    # a user's own step bypasses bayesmix's: PyMC's init follows mass_matrix
+    seen.clear()
+    with pytest.raises(_Stop):
+        bm.sample(small, step="user step", mass_matrix="diag", **kw)
+    assert seen["step"] == "user step" and seen["init"] == "adapt_diag"
+    assert "mass_matrix" not in seen
     with pytest.raises(ValueError, match=r"mass_matrix must be one of .*'dense'"):
         bm.sample(small, mass_matrix="dense", **kw)
+
+
+# ---------------------------------------------------------------------------- NUTS set-up
+@pytest.mark.parametrize("mass_matrix", ["full", "diag"])
+def test_nuts_step_starts_from_inverse_hessian(data, em_init, mass_matrix):
+    import pytensor
+    from pymc.step_methods.hmc import quadpotential as qp
+    from pytensor.compile.mode import Mode
+    from pytensor.graph.rewriting.basic import dfs_rewriter
+    from pytensor.graph.rewriting.utils import rewrite_graph
+
+    from bayesmix._mixture_op import expand_mixture_loglik
+
+    model = build_gmm(data, 2)
+    cfg = model.bayesmix_config
+    rng = np.random.default_rng(0)
+    w, m, c = em_init.weights, em_init.means, em_init.covariances
+    values = bm.sampling._init_values(cfg, w, m, c)
+    _, centre, upoints, n = bm.sampling._jittered_points(model, values, 2, rng, w, c)
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        step = bm.sampling._nuts_step(
+            model, centre, upoints, mass_matrix, rng, {"target_accept": 0.9}, {}
+        )
+    assert isinstance(step, pm.NUTS) and step.target_accept == 0.9
+    pot = step.potential
+    # independent reference: the symbolic Hessian of PyMC's own log density (Jacobian
+    # included: NUTS samples the unconstrained space) at the EM point, with the
+    # likelihood Op expanded to plain PyTensor (the Op has no second derivative)
+    grad_vars = step._logp_dlogp_func._grad_vars
+    cost = rewrite_graph(model.logp(), custom_rewrite=dfs_rewriter(expand_mixture_loglik))
+    blocks = [
+        pytensor.gradient.jacobian(pytensor.grad(cost, vi).flatten(), vj).reshape(
+            (vi.size, vj.size)
+        )
+        for vi in grad_vars
+        for vj in grad_vars
+    ]
+    # Python linker: no C or numba compilation for a one-off evaluation
+    ref = pytensor.function(grad_vars, blocks, mode=Mode(linker="py", optimizer="fast_compile"))
+    values = ref(*[centre[v.name] for v in grad_vars])
+    k = len(grad_vars)
+    H = np.block([[values[i * k + j] for j in range(k)] for i in range(k)])
+    assert H.shape == (n, n)
+    expected = np.linalg.inv(-H)
+    # central differences with h = 1e-5: truncation error O(h^2) times the third
+    # derivative, ~1e-9 relative here; rounding ~ eps / h ~ 1e-11. 1e-5 leaves a margin
+    if mass_matrix == "full":
+        assert isinstance(pot, qp.QuadPotentialFullAdapt)
+        np.testing.assert_allclose(pot._initial_cov, expected, rtol=1e-5, atol=1e-10)
+    else:
+        assert isinstance(pot, qp.QuadPotentialDiagAdapt)
+        np.testing.assert_allclose(pot._initial_diag, np.diag(expected), rtol=1e-5)
+    starts = np.array([np.concatenate([p[v.name].ravel() for v in grad_vars]) for p in upoints])
+    np.testing.assert_allclose(pot._initial_mean, starts.mean(0))
+
+
+def test_hessian_cov_replaces_non_positive_curvature():
+    # quadratic log density -q A q / 2 with A = [[1, 0, 2], [0, -1, 0], [2, 0, 4]]
+    # (eigenvalues 5, 0, -1): the curvature-free and the saddle direction get variance
+    # 1 (PyMC's default scale), the first 1/5
+    A = np.array([[1.0, 0, 2], [0, -1, 0], [2, 0, 4]])
+
+    class V:
+        name = "x"
+
+    def func(q, extra_vars):
+        return -0.5 * q[0] @ A @ q[0], -A @ q[0]
+
+    cov = bm.sampling._hessian_cov(func, {"x": np.array([0.3, -0.2, 0.1])}, [V()])
+    lam, vec = np.linalg.eigh(A)
+    pos = lam > 1e-6
+    expected = (vec * np.where(pos, 1 / np.where(pos, lam, 1), 1.0)) @ vec.T
+    np.testing.assert_allclose(cov, expected, atol=1e-8)
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(cov)), [0.2, 1.0, 1.0], atol=1e-8)
+
+    def bad(q, extra_vars):
+        return 0.0, np.full(3, np.nan)
+
+    assert bm.sampling._hessian_cov(bad, {"x": np.zeros(3)}, [V()]) is None
