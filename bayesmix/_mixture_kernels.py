@@ -144,7 +144,32 @@ def grad_x_numba(X, means, P, resp, g):
     return np.ascontiguousarray(dXT.T)
 
 
+@numba.njit(cache=True, nogil=True)
+def tri_inv_numba(L):
+    """Inverses (B, D, D) of lower-triangular matrices L (B, D, D) (lower triangles read)."""
+    B, D, _ = L.shape
+    P = np.zeros((B, D, D))
+    for b in range(B):
+        for j in range(D):
+            P[b, j, j] = 1.0 / L[b, j, j]
+            for i in range(j + 1, D):
+                s = 0.0
+                for k in range(j, i):
+                    s += L[b, i, k] * P[b, k, j]
+                P[b, i, j] = -s / L[b, i, i]
+    return P
+
+
 # ---------------------------------------------------------------------------- numpy reference
+def tri_inv_numpy(L):
+    """numpy version of :func:`tri_inv_numba` (triangular solves, exact zeros above)."""
+    from scipy.linalg import solve_triangular
+
+    L = np.asarray(L, dtype=float)
+    eye = np.eye(L.shape[-1])
+    return np.stack([np.tril(solve_triangular(Lb, eye, lower=True)) for Lb in L])
+
+
 def _z_numpy(X, means, P):
     diff = X[None, :, :] - means[:, None, :]  # (K, N, D)
     return diff, np.einsum("kij,knj->kni", np.tril(P), diff)  # (K, N, D)

@@ -26,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovTransform
-from pytensor.tensor.linalg import solve_triangular
 from scipy import stats
 
-from bayesmix._mixture_op import mixture_loglik_op
+from bayesmix._mixture_op import mixture_loglik_op, tri_inv
 
 __all__ = [
     "SPDTransform",
@@ -37,6 +36,8 @@ __all__ = [
     "inv_wishart_random",
     "mixture_loglik",
     "mixture_random",
+    "mvnormal_prec_chol_logp",
+    "mvnormal_prec_chol_random",
     "packed_to_spd",
     "spd_to_packed",
 ]
@@ -109,8 +110,9 @@ def inv_wishart_logp(value, nu, scale_chol):
     L = pt.linalg.cholesky(value)
     logdet = 2.0 * pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     logdet_psi = 2.0 * pt.sum(pt.log(pt.diagonal(scale_chol, axis1=-2, axis2=-1)), axis=-1)
-    rhs = pt.broadcast_to(scale_chol, L.shape)
-    M = solve_triangular(L, rhs, lower=True)
+    # tr(Psi Sigma^-1) = ||L^-1 L_Psi||_F^2, the product written as a broadcast sum
+    P = tri_inv(L)
+    M = pt.sum(P[..., :, :, None] * scale_chol[..., None, :, :], axis=-2)
     tr = pt.sum(pt.sqr(M), axis=(-2, -1))
     return (
         0.5 * nu * logdet_psi
@@ -132,6 +134,44 @@ def inv_wishart_random(nu, scale_chol, rng=None, size=None):
     n = int(np.prod(size)) if size else 1
     draws = stats.invwishart(df=float(nu), scale=scale).rvs(size=n, random_state=rng)
     return np.reshape(draws, (*size, D, D))
+
+
+def mvnormal_prec_chol_logp(value, mu, prec_chol, kappa):
+    r"""Log density of :math:`N(\mu, \Sigma / \kappa)` with :math:`\Sigma^{-1} = P^\top P`.
+
+    ``value`` (..., D), ``mu`` (..., D), ``prec_chol`` (..., D, D) lower-triangular
+    :math:`P`, ``kappa`` scalar; returns (...). The same density as
+    ``pm.MvNormal(mu, chol=L / sqrt(kappa))`` with :math:`L = P^{-1}`, written on the
+    precision factor the likelihood uses anyway, so the means' prior adds no
+    triangular solve to the model:
+
+    .. math:: \log p = \sum_i \log P_{ii} + \tfrac{D}{2}(\log\kappa - \log 2\pi)
+              - \tfrac{\kappa}{2} \lVert P (x - \mu) \rVert^2 .
+    """
+    D = prec_chol.type.shape[-1]
+    if D is None:
+        raise ValueError("mvnormal_prec_chol_logp needs prec_chol of static shape (D, D).")
+    z = pt.sum(prec_chol * (value - mu)[..., None, :], axis=-1)
+    logdet = pt.sum(pt.log(pt.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+    return (
+        logdet
+        + 0.5 * D * (pt.log(kappa) - np.log(2.0 * np.pi))
+        - 0.5 * kappa * pt.sum(pt.sqr(z), axis=-1)
+    )
+
+
+def mvnormal_prec_chol_random(mu, prec_chol, kappa, rng=None, size=None):
+    """numpy draws matching :func:`mvnormal_prec_chol_logp`."""
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    mu = np.asarray(mu, dtype=float)
+    prec_chol = np.asarray(prec_chol, dtype=float)
+    kappa = float(np.asarray(kappa).reshape(-1)[0])
+    batch = np.broadcast_shapes(mu.shape[:-1], prec_chol.shape[:-2])
+    size = batch if size is None else tuple(np.atleast_1d(size))
+    D = prec_chol.shape[-1]
+    L = np.linalg.inv(np.tril(np.broadcast_to(prec_chol, (*size, D, D))))
+    eps = rng.standard_normal((*size, D))
+    return mu + np.einsum("...ij,...j->...i", L, eps) / np.sqrt(kappa)
 
 
 def mixture_loglik(value, log_weights, means, prec_chol):
