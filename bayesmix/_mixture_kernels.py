@@ -19,7 +19,63 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 # ---------------------------------------------------------------------------- numba kernels
 # Every inner loop runs over observations on contiguous (N,) rows, so LLVM vectorises
-# the arithmetic; only exp (K per observation) and log (one) are scalar libm calls.
+# the arithmetic; the K exponentials per observation go through _exp_nonpos (below),
+# which vectorises too; the one logarithm per observation is a scalar libm call.
+
+_LOG2E = 1.4426950408889634
+# Cody-Waite split of log(2) (fdlibm): t * _LN2_HI is exact for |t| < 2**21
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+# Taylor coefficients 1/k!, k = 0..13: on |r| <= log(2)/2 the truncation error is
+# r**14/14! < 2e-17 relative, so the result is within ~1 ulp of exp (measured: 0.99 ulp)
+_E0, _E1, _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (
+    1.0 / float(np.prod(np.arange(1, k + 1))) for k in range(14)
+)
+
+
+@numba.njit(cache=True, nogil=True)
+def _exp_nonpos(d, out, t_buf):
+    """out[n] = exp(d[n]) for d <= 0 (out, t_buf: (N,) scratch, not aliasing d).
+
+    numba's exp is a scalar libm call (~3.4 ns here); this range-reduced polynomial
+    (exp(d) = 2**t exp(r), d = t log 2 + r) is plain arithmetic that LLVM vectorises,
+    about 3x faster. Arguments below -708 (where exp is subnormal or 0, i.e. a
+    component 300 nats below the best one) give exactly 0; NaN propagates. Within 1
+    ulp of libm compiled on its own; PyTensor may compile it under its fast-math flags
+    (reassociation), which costs up to 2.4e-14 relative at -708 (the log(2) split
+    folded into one constant).
+    """
+    N = d.shape[0]
+    for n in range(N):
+        x = d[n]
+        x = x if x > -708.0 else -708.0
+        t = np.floor(x * _LOG2E + 0.5)
+        r = (x - t * _LN2_HI) - t * _LN2_LO
+        p = _E13
+        p = p * r + _E12
+        p = p * r + _E11
+        p = p * r + _E10
+        p = p * r + _E9
+        p = p * r + _E8
+        p = p * r + _E7
+        p = p * r + _E6
+        p = p * r + _E5
+        p = p * r + _E4
+        p = p * r + _E3
+        p = p * r + _E2
+        p = p * r + _E1
+        p = p * r + _E0
+        out[n] = p
+        t_buf[n] = t
+    bits = t_buf.view(np.int64)  # 2**t as a float64 built from its exponent bits
+    for n in range(N):
+        bits[n] = (np.int64(t_buf[n]) + 1023) << 52
+    for n in range(N):
+        x = d[n]
+        v = out[n] * t_buf[n]
+        out[n] = v if x >= -708.0 else (0.0 if x == x else x)
+
+
 @numba.njit(cache=True, nogil=True)
 def _z_row(XT, means, P, k, i, z):
     """z[n] = (P_k (x_n - mu_k))_i for all n."""
@@ -63,12 +119,16 @@ def loglik_numba(X, logw, means, P):
         if mx[n] == -np.inf:  # every component has zero density or weight
             mx[n] = 0.0
     s = np.zeros(N)
+    e = np.empty(N)
+    t_buf = np.empty(N)
     for k in range(K):
         ck = c[k]
         for n in range(N):
-            e = np.exp(ck[n] - mx[n])
-            ck[n] = e
-            s[n] += e
+            ck[n] -= mx[n]
+        _exp_nonpos(ck, e, t_buf)
+        for n in range(N):
+            ck[n] = e[n]
+            s[n] += e[n]
     out = np.empty(N)
     for n in range(N):
         out[n] = mx[n] + np.log(s[n])
@@ -80,7 +140,9 @@ def loglik_numba(X, logw, means, P):
     return out, c
 
 
-@numba.njit(cache=True, nogil=True)
+# reassoc lets LLVM vectorise the sums over observations (4x faster here: 34 -> 9 us
+# at N=3000, K=3, D=2); contract allows FMAs. No nnan/ninf: NaN and inf propagate.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def grad_params_numba(X, means, P, resp, g):
     """Gradient of sum_n g_n l_n w.r.t. (log-weights, means, P): (K,), (K, D), (K, D, D)."""
     N, D = X.shape
@@ -160,7 +222,31 @@ def tri_inv_numba(L):
     return P
 
 
+@numba.njit(cache=True, nogil=True)
+def lower_llt_numba(L):
+    """L L^T for lower-triangular L (..., D, D) (lower triangles read), any batch rank."""
+    D = L.shape[-1]
+    B = L.size // (D * D) if D > 0 else 0
+    L3 = np.ascontiguousarray(L).reshape((B, D, D))
+    S = np.empty((B, D, D))
+    for b in range(B):
+        for i in range(D):
+            for j in range(i + 1):
+                s = 0.0
+                for k in range(j + 1):
+                    s += L3[b, i, k] * L3[b, j, k]
+                S[b, i, j] = s
+                S[b, j, i] = s
+    return S.reshape(L.shape)
+
+
 # ---------------------------------------------------------------------------- numpy reference
+def lower_llt_numpy(L):
+    """numpy version of :func:`lower_llt_numba`."""
+    Lt = np.tril(np.asarray(L, dtype=float))
+    return Lt @ np.swapaxes(Lt, -1, -2)
+
+
 def tri_inv_numpy(L):
     """numpy version of :func:`tri_inv_numba` (triangular solves, exact zeros above)."""
     from scipy.linalg import solve_triangular

@@ -53,8 +53,11 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+from pytensor.tensor.linalg.decomposition.cholesky import Cholesky
+from pytensor.tensor.rewriting.basic import register_canonicalize, register_stabilize
+from pytensor.tensor.rewriting.blockwise import blockwise_of
 
-__all__ = ["mixture_loglik_graph", "mixture_loglik_op", "tri_inv"]
+__all__ = ["lower_llt", "mixture_loglik_graph", "mixture_loglik_op", "tri_inv"]
 
 from bayesmix import _mixture_kernels as _mk
 from bayesmix._mixture_kernels import (
@@ -64,6 +67,8 @@ from bayesmix._mixture_kernels import (
     grad_x_numpy,
     loglik_numba,
     loglik_numpy,
+    lower_llt_numba,
+    lower_llt_numpy,
     tri_inv_numba,
     tri_inv_numpy,
 )
@@ -250,7 +255,78 @@ def tri_inv(L):
     return _tri_inv_op(flat).reshape((*batch, L.shape[-2], L.shape[-1]), ndim=L.ndim)
 
 
+class LowerLLT(Op):
+    r"""SPD matrix from its Cholesky factor: L (..., D, D) -> :math:`L L^\top`.
+
+    Only the lower triangle of L is read. Used by the covariance transform
+    (``_pt_dists.SPDTransform``) in place of a batched matrix product, whose numba
+    implementation calls BLAS through a pointer looked up in object mode (compiled
+    anew in every process, ~0.2 s for the first). A canonicalize rewrite turns
+    ``cholesky(LowerLLT(L))`` back into ``L`` when L is tagged as a Cholesky factor
+    (lower-triangular, positive diagonal), as PyTensor does for ``cholesky(L @ L.T)``.
+    Pullback: :math:`\bar L = \mathrm{tril}((\bar S + \bar S^\top) L)`.
+    """
+
+    __props__ = ()
+
+    def make_node(self, L):
+        L = pt.as_tensor_variable(L)
+        if L.ndim < 2:
+            raise TypeError(f"L must have at least 2 dimensions; got {L.ndim} ({L.type}).")
+        L = L if L.dtype == "float64" else pt.cast(L, "float64")
+        return Apply(self, [L], [L.type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = lower_llt_numpy(inputs[0])
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        (gS,) = cotangents
+        if isinstance(gS.type, DisconnectedType):
+            return [DisconnectedType()()]
+        (L,) = inputs
+        D = L.type.shape[-1]
+        mask = np.tril(np.ones((D, D))) if D is not None else pt.tril(pt.ones_like(L))
+        G = gS + gS.mT
+        B = pt.sum(G[..., :, :, None] * (L * mask)[..., None, :, :], axis=-2)  # G tril(L)
+        return [B * mask]
+
+
+_lower_llt_op = LowerLLT()
+
+
+def lower_llt(L):
+    """:math:`L L^\top` (..., D, D) through :class:`LowerLLT` (lower triangle read)."""
+    return _lower_llt_op(L)
+
+
+@register_canonicalize
+@register_stabilize
+@node_rewriter([blockwise_of(Cholesky)])
+def cholesky_of_lower_llt(fgraph, node):
+    """cholesky(LowerLLT(L), lower=True) -> L for L tagged ``bayesmix_cholesky_factor``."""
+    if not node.op.core_op.lower:
+        return None
+    S = node.inputs[0]
+    if S.owner is None or not isinstance(S.owner.op, LowerLLT):
+        return None
+    (L,) = S.owner.inputs
+    if not getattr(L.tag, "bayesmix_cholesky_factor", False):
+        return None
+    out = node.outputs[0]
+    if L.type.broadcastable != out.type.broadcastable:
+        return None
+    return [L]
+
+
 # ---------------------------------------------------------------------------- backends
+@register_funcify_default_op_cache_key(LowerLLT)
+def _numba_lower_llt(op, node=None, **kwargs):
+    return lower_llt_numba, _KERNEL_VERSION
+
+
 @register_funcify_default_op_cache_key(TriInv)
 def _numba_tri_inv(op, node=None, **kwargs):
     return tri_inv_numba, _KERNEL_VERSION
@@ -293,9 +369,16 @@ def expand_tri_inv(fgraph, node):
     return [solve_triangular(pt.tril(L), eye, lower=True)]
 
 
+@node_rewriter([LowerLLT])
+def expand_lower_llt(fgraph, node):
+    """Replace :class:`LowerLLT` by a matrix product (JAX backends)."""
+    L = pt.tril(node.inputs[0])
+    return [pt.matmul(L, L.mT)]
+
+
 optdb.register(
     "bayesmix_expand_mixture_loglik",
-    dfs_rewriter(expand_mixture_loglik, expand_tri_inv),
+    dfs_rewriter(expand_mixture_loglik, expand_tri_inv, expand_lower_llt),
     "jax",
     position=0.5,
 )

@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovTransform
 from scipy import stats
 
-from bayesmix._mixture_op import mixture_loglik_op, tri_inv
+from bayesmix._mixture_op import lower_llt, mixture_loglik_op, tri_inv
 
 __all__ = [
     "SPDTransform",
@@ -52,6 +52,17 @@ class SPDTransform(CholeskyCovTransform):
     """
 
     name = "spd-log-cholesky"
+
+    def backward(self, value, *inputs):
+        # PyMC's backward with the final L @ L.T through LowerLLT (no BLAS call); the
+        # tag lets cholesky(backward(y)) rewrite to L (``_mixture_op.cholesky_of_lower_llt``)
+        value = pt.as_tensor_variable(value)
+        n = self.n
+        value_pos = value[..., self.diag_idxs].set(pt.exp(value[..., self.diag_idxs]))
+        L = pt.zeros((*value.shape[:-1], n, n), dtype=value.dtype)
+        L = L[..., self.tril_idxs[0], self.tril_idxs[1]].set(value_pos)
+        L.tag.bayesmix_cholesky_factor = True
+        return lower_llt(L)
 
     def log_jac_det(self, value, *inputs):
         value = pt.as_tensor_variable(value)

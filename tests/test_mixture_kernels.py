@@ -272,3 +272,92 @@ def test_mvnormal_prec_chol_density_and_draws():
     for k in range(K):
         tol = 0.05 * np.outer(sd[k], sd[k])
         assert np.all(np.abs(np.cov(draws[:, k].T) - cov[k]) < tol)
+
+
+def test_vectorised_exp_within_two_ulp_of_libm():
+    """_exp_nonpos (the likelihood kernel's exponential) against numpy's exp."""
+    rng = np.random.default_rng(13)
+    d = np.concatenate(
+        [
+            -rng.exponential(30.0, size=20000),
+            -rng.uniform(0, 1e-6, size=1000),
+            np.linspace(-707.999, 0.0, 5001),
+            [0.0, -0.0, -1e-300, -np.log(2) / 2, -np.log(2) / 2 - 1e-16],
+        ]
+    )
+    out, t_buf = np.empty_like(d), np.empty_like(d)
+    _mixture_kernels._exp_nonpos(d, out, t_buf)
+    ref = np.exp(d)
+    # compiled on its own: within 2 ulp (measured 0.99). Inside a PyTensor graph numba
+    # may compile it under PyTensor's fast-math flags, which may fold the two-constant
+    # log(2) reduction into one: r then carries |t| x 2.3e-17 of error (t = d / log 2),
+    # i.e. up to 2.4e-14 relative at d = -708 -- far below anything a log density feels
+    tol = 2.0 * np.spacing(ref) + ref * np.abs(d) / np.log(2.0) * 2.4e-17
+    assert np.all(np.abs(out - ref) <= tol)
+    assert out[d == 0.0].tolist() == [1.0] * int((d == 0.0).sum())  # the best component
+    # below -708 (300 nats below the best component) exactly 0; -inf -> 0; NaN -> NaN
+    edge = np.array([-708.5, -1e4, -np.inf, np.nan])
+    out, t_buf = np.empty(4), np.empty(4)
+    _mixture_kernels._exp_nonpos(edge, out, t_buf)
+    assert out[:3].tolist() == [0.0, 0.0, 0.0] and np.isnan(out[3])
+
+
+# ---------------------------------------------------------------------------- LowerLLT
+@pytest.mark.parametrize("mode", ["NUMBA", pt_mode.Mode(linker="py", optimizer="fast_compile")])
+def test_lower_llt_value_and_gradient_match_matmul(mode):
+    from bayesmix._mixture_op import lower_llt
+
+    B, D = 3, 3
+    L0 = _lower(B, D, seed=21)
+    W = np.random.default_rng(22).normal(size=(B, D, D))
+    mask = np.tril(np.ones((D, D)))
+    y = pt.tensor3("L")
+    Lt = y * mask
+    ours = pt.sum(W * lower_llt(Lt))
+    ref = pt.sum(W * pt.matmul(Lt, Lt.mT))
+    f = pytensor.function([y], [ours, pytensor.grad(ours, y)], mode=mode)
+    r = pytensor.function([y], [ref, pytensor.grad(ref, y)], mode="FAST_COMPILE")
+    (v, g), (v_ref, g_ref) = f(L0), r(L0)
+    np.testing.assert_allclose(v, v_ref, rtol=RTOL)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-12)
+    # any batch rank, upper triangle ignored
+    noisy = L0[None] + np.triu(np.full((D, D), 5.0), k=1)
+    out = pytensor.function([z := pt.tensor4("Z")], lower_llt(z), mode=mode)(noisy)
+    np.testing.assert_allclose(out[0], L0 @ np.swapaxes(L0, 1, 2), rtol=1e-12)
+
+
+def test_cholesky_of_lower_llt_rewrites_to_the_tagged_factor_only():
+    from pytensor.graph.rewriting.utils import rewrite_graph
+
+    from bayesmix._mixture_op import LowerLLT, lower_llt
+
+    y = pt.tensor3("L")
+    L_tagged = y * np.tril(np.ones((2, 2)))
+    L_tagged.tag.bayesmix_cholesky_factor = True
+    out = rewrite_graph(pt.linalg.cholesky(lower_llt(L_tagged)), include=("canonicalize",))
+    ops = {
+        type(getattr(n.op, "core_op", n.op)).__name__ for n in FunctionGraph([y], [out]).apply_nodes
+    }
+    assert "Cholesky" not in ops and "LowerLLT" not in ops
+    # untagged (a negative diagonal would make cholesky(L L^T) != L): left alone
+    out = rewrite_graph(pt.linalg.cholesky(lower_llt(y)), include=("canonicalize",))
+    fg = FunctionGraph([y], [out])
+    assert any(isinstance(n.op, LowerLLT) for n in fg.apply_nodes)
+    L0 = _lower(2, 2, seed=3) * np.array([1.0, -1.0])[None, :, None]  # row 2 negated
+    f = pytensor.function([y], out, mode="FAST_COMPILE")
+    np.testing.assert_allclose(f(L0), np.linalg.cholesky(L0 @ np.swapaxes(L0, 1, 2)))
+
+
+def test_model_graphs_have_no_batched_linear_algebra():
+    """The compiled log density + gradient and PyMC's trace function of a full-covariance
+    model contain none of the nodes whose numba code looks up BLAS/LAPACK in object
+    mode at every process start (see _mixture_op.TriInv / LowerLLT)."""
+    X, _ = bm.simulate(40, [0.5, 0.5], [[0, 0], [5, 5]], [np.eye(2), np.eye(2)], random_seed=1)
+    model = bm.build_gmm(X, 2)
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    trace_fn = model.compile_fn(
+        outs=model.unobserved_value_vars, inputs=model.value_vars, on_unused_input="ignore"
+    )
+    for fgraph in (fn._pytensor_function.maker.fgraph, trace_fn.f.maker.fgraph):
+        names = {type(n.op).__name__ for n in fgraph.apply_nodes}
+        assert not names & {"Blockwise", "BatchedDot", "Dot", "Cholesky", "SolveTriangular"}, names
