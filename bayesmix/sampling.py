@@ -221,7 +221,7 @@ def _jittered_points(model, values, chains, rng, w, c):
             else:
                 u.append(val + _JITTER * rng.standard_normal(val.shape))
         points.append({n: np.asarray(v) for n, v in zip(names, back(*u), strict=True)})
-        upoints.append(dict(zip(vnames, u, strict=True)))
+        upoints.append({n: np.asarray(v, dtype=float) for n, v in zip(vnames, u, strict=True)})
     centre = dict(zip(vnames, unconstrained, strict=True))
     return points, centre, upoints, int(sum(v.size for v in unconstrained))
 
@@ -266,6 +266,29 @@ def _hessian_cov(func, centre, grad_vars):
     ok = lam > 1e-8 * max(1.0, np.max(np.abs(lam)))
     inv = np.where(ok, 1.0 / np.where(ok, lam, 1.0), 1.0)
     return (V * inv) @ V.T
+
+
+def _chain_trace(model, point):
+    """PyMC's NDArray trace with one compiled point function shared by all chains.
+
+    ``pm.sample`` builds one ``NDArray`` per chain, each compiling the same function
+    from the sampler's values to the recorded variables (0.16 s each at K=3, D=2);
+    given a trace object it makes a shallow copy per chain instead, which would share
+    the sample arrays, so the copies here are fresh traces reusing the function only.
+    """
+    from pymc.backends.ndarray import NDArray
+
+    class _ChainNDArray(NDArray):
+        def __copy__(self):
+            return _ChainNDArray(
+                model=self.model,
+                vars=self.vars,
+                fn=self.fn,
+                var_shapes=self.var_shapes,
+                var_dtypes=self.var_dtypes,
+            )
+
+    return _ChainNDArray(model=model, test_point=point)
 
 
 def _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kwargs):
@@ -576,6 +599,8 @@ def sample(
                 pymc_kwargs["step"] = _nuts_step(
                     model, centre, upoints, mass_matrix, rng, nuts_kwargs, ck
                 )
+                if pymc_kwargs.get("trace") is None and pymc_kwargs.get("var_names") is None:
+                    pymc_kwargs["trace"] = _chain_trace(model, upoints[0])
         else:
             pymc_kwargs["init"] = _MASS_MATRIX[mass_matrix]
     else:

@@ -70,6 +70,15 @@ def test_schema(sampled, data):
     assert post["means"].dims == ("chain", "draw", "component", "feature")
     assert post["covariances"].dims == ("chain", "draw", "component", "feature", "feature2")
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 30
+    # the chains' traces share one compiled function but not their arrays (_chain_trace)
+    m = post["means"].values
+    assert np.all(np.isfinite(m)) and not np.allclose(m[0], m[1])
+    assert len(np.unique(m[0, :, 0, 0])) > 5 and len(np.unique(m[1, :, 0, 0])) > 5
+    # the recorded (constrained) covariances are the transform of the sampled values
+    # (the per-draw log-likelihood is checked against scipy in a separate test)
+    c = post["covariances"].values
+    np.testing.assert_allclose(c, np.swapaxes(c, -1, -2))
+    assert np.all(np.linalg.eigvalsh(c) > 0)
     assert dt["log_likelihood"]["X"].dims == ("chain", "draw", "obs")
     assert dt["sample_stats"]["diverging"].dims == ("chain", "draw")
     for key in (
