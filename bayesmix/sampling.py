@@ -25,6 +25,8 @@ point, so all its chains start at the first chain's jittered EM point.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import numbers
 import warnings
 
@@ -547,6 +549,53 @@ def sample(
     >>> idata["posterior"]["means"].dims  # doctest: +SKIP
     ('chain', 'draw', 'component', 'feature')
     """
+    with _gc_paused():
+        return _sample(
+            model,
+            init=init,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            nuts_sampler=nuts_sampler,
+            progressbar=progressbar,
+            mass_matrix=mass_matrix,
+            **pymc_kwargs,
+        )
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector, restoring its state on exit.
+
+    Building and compiling the model's PyTensor graphs allocates millions of
+    short-lived objects, which trigger full (generation 2) collections over the whole
+    heap of PyMC, PyTensor and numba: 0.4-0.5 s of a 2.7 s fit at n=300 (three
+    collections of ~0.16 s). Paused, the fit leaves ~10^5 unreachable objects
+    (~12 MB) for the next automatic collection. Process-wide, like ``gc.disable``.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _sample(
+    model,
+    *,
+    init,
+    draws,
+    tune,
+    chains,
+    random_seed,
+    nuts_sampler,
+    progressbar,
+    mass_matrix,
+    **pymc_kwargs,
+):
     import pymc as pm
 
     cfg = get_config(model)

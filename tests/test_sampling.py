@@ -479,3 +479,22 @@ def test_hessian_cov_replaces_non_positive_curvature():
         return 0.0, np.full(3, np.nan)
 
     assert bm.sampling._hessian_cov(bad, {"x": np.zeros(3)}, [V()]) is None
+
+
+def test_gc_paused_restores_the_collector_state():
+    import gc
+
+    assert gc.isenabled()
+    with bm.sampling._gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), bm.sampling._gc_paused():
+        raise RuntimeError("fit failed")
+    assert gc.isenabled()  # restored on errors too
+    gc.disable()
+    try:
+        with bm.sampling._gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
