@@ -13,12 +13,17 @@ Default sampler
 PyTensor's numba backend; because the data and the data-derived prior numbers enter
 the graph as shared variables (:mod:`bayesmix.models`), PyTensor's on-disk numba
 cache serves every later data set of the same model structure, so after the first
-fit on a machine the compile takes a second or two. nutpie rebuilds its numba wrapper
+fit on a machine the set-up takes under a second. nutpie rebuilds its numba wrapper
 on every call (13-15 s here), which dominates at these sizes: D=2, K=3, 2 x 1000
-draws take 4-7 s wall with PyMC's NUTS and 14-16 s with nutpie (benchmarks/RESULTS.md,
-section "pymc", which also compares with a hand-written ``pm.Mixture``). Each chain
-starts at its own jittered EM point, and PyMC's NUTS adapts a dense mass matrix for
-models up to 60 parameters (``mass_matrix``). ``"nutpie"`` (and ``"numpyro"`` /
+draws take 2.5-4.5 s wall with PyMC's NUTS and 14-16 s with nutpie (benchmarks/
+RESULTS.md, section "pymc", which also compares with a hand-written ``pm.Mixture``).
+
+bayesmix builds PyMC's NUTS step itself (``pm.sample(step=...)``): each chain starts
+at its own jittered EM point; the mass-matrix adaptation (dense up to 60 parameters,
+``mass_matrix``) starts from the inverse Hessian at the EM point rather than the
+identity; the chains' traces share one compiled function; and Python's cyclic
+garbage collector is paused during the call (full collections over PyMC's, PyTensor's
+and numba's objects cost 0.4-0.5 s per fit). ``"nutpie"`` (and ``"numpyro"`` /
 ``"blackjax"`` where installed) are passed through; nutpie accepts a single starting
 point, so all its chains start at the first chain's jittered EM point.
 """

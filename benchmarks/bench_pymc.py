@@ -199,18 +199,22 @@ def _spawn(model, n, sampler, seed_data, draws, cache, seed=1):
 
 
 WHERE_THE_TIME_GOES = (
-    "Where the time goes (profiled separately, warm caches, n=300, bayesmix): about 1.4 s"
-    " of PyTensor graph rewriting inside PyMC's `logp_dlogp_function`, 0.4 s building the"
-    " jittered starting points, 0.3 s EM, 1.7 s sampling (about 27,000 leapfrog steps, "
-    "tuning included, at about 63 us each, of which about 25 us is the model's log-"
-    "density and gradient call and the rest PyMC's Python NUTS), 0.2 s post-processing. "
-    "The model's log-density and gradient cost 96 us per call at n=3000 (the likelihood "
-    "Op alone 73 us; the same likelihood as a PyTensor expression with autodiff gradient "
-    "190 us). So at n=3000 sampling time alone is 5-7x the hand-written model's ESS rate,"
-    " while at n=300 both models' wall time is mostly PyMC's fixed costs (rewriting, per-"
-    "step Python overhead), which bound the ratio on wall time below the 5x target. "
-    "nutpie rebuilds its numba wrapper on every call (13-15 s whatever the cache state), "
-    "which hides the gain at these sizes."
+    "Where the time goes (profiled separately, warm caches, bayesmix): at n=300 a fit "
+    "takes about 2.6 s: 0.03 s building the model, 0.24 s EM (most of it numba's start-"
+    "up, paid once per process by whichever numba call comes first), 0.65 s building "
+    "PyMC's NUTS step (0.54 s of it PyTensor building, differentiating and rewriting "
+    "the log-density graph; the first call, in the Hessian for the mass matrix, loads "
+    "the cached numba code), 0.15 s for the trace function, 1.2 s sampling (about "
+    "27,000 leapfrog steps, tuning included, at about 45 us each, of which 16 us is the "
+    "model's log density and gradient and the rest PyMC's Python NUTS) and 0.2 s "
+    "post-processing. At n=3000 the log density and gradient cost about 50 us per call "
+    "(the likelihood Op's value 30 us, its gradient 11 us; the same likelihood as a "
+    "PyTensor expression with autodiff gradient 190 us), sampling takes 2.4 s and "
+    "post-processing 0.6 s. bm.sample pauses Python's cyclic garbage collector while it"
+    " runs: full collections over PyMC's, PyTensor's and numba's objects cost 0.4-0.5 s"
+    " per fit otherwise (the hand-written model pays them inside pm.sample). nutpie "
+    "rebuilds its numba wrapper on every call (13-15 s whatever the cache state), which "
+    "hides the gain at these sizes."
 )
 SEEDS = {"cold": [1, 2, 3], "new data": [1, 2, 3]}
 SCENARIOS = {
