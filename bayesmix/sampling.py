@@ -19,9 +19,8 @@ draws take 2.5-4.5 s wall with PyMC's NUTS and 14-16 s with nutpie (benchmarks/
 RESULTS.md, section "pymc", which also compares with a hand-written ``pm.Mixture``).
 
 bayesmix builds PyMC's NUTS step itself (``pm.sample(step=...)``): each chain starts
-at its own jittered EM point; the mass-matrix adaptation (dense up to 60 parameters,
-``mass_matrix``) starts from the inverse Hessian at the EM point rather than the
-identity; the chains' traces share one compiled function; and Python's cyclic
+at its own jittered EM point, with a dense mass-matrix adaptation up to 60 parameters
+(``mass_matrix``); the chains' traces share one compiled function; and Python's cyclic
 garbage collector is paused during the call (full collections over PyMC's, PyTensor's
 and numba's objects cost 0.4-0.5 s per fit). ``"nutpie"`` (and ``"numpyro"`` /
 ``"blackjax"`` where installed) are passed through; nutpie accepts a single starting
@@ -247,34 +246,6 @@ _NUTS_KWARGS = (
 )
 
 
-def _hessian_cov(func, centre, grad_vars):
-    """Covariance guess: inverse negative Hessian of the log density at the EM point.
-
-    Central differences of the compiled gradient (2 x n_params calls). Eigenvalues of
-    the negative Hessian that are not clearly positive (a saddle, or a direction the
-    likelihood does not identify) are replaced by 1, PyMC's default scale. Returns
-    ``None`` if the Hessian is not finite.
-    """
-    from pymc.blocking import DictToArrayBijection
-
-    q0 = DictToArrayBijection.map({v.name: centre[v.name] for v in grad_vars}).data
-    n = q0.size
-    H = np.empty((n, n))
-    for i in range(n):
-        h = 1e-5 * max(1.0, abs(q0[i]))
-        qp, qm = q0.copy(), q0.copy()
-        qp[i] += h
-        qm[i] -= h
-        H[:, i] = (func([qp], extra_vars={})[1] - func([qm], extra_vars={})[1]) / (2 * h)
-    if not np.all(np.isfinite(H)):
-        return None
-    A = -0.5 * (H + H.T)
-    lam, V = np.linalg.eigh(A)
-    ok = lam > 1e-8 * max(1.0, np.max(np.abs(lam)))
-    inv = np.where(ok, 1.0 / np.where(ok, lam, 1.0), 1.0)
-    return (V * inv) @ V.T
-
-
 def _chain_trace(model, point):
     """PyMC's NDArray trace with one compiled point function shared by all chains.
 
@@ -299,12 +270,21 @@ def _chain_trace(model, point):
 
 
 def _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kwargs):
-    """PyMC's NUTS step with a mass matrix started from the Hessian at the EM point."""
+    """PyMC's NUTS step, set up as ``pm.sample(init="adapt_full" / "adapt_diag")`` would.
+
+    The adaptation starts from the identity (weight 10 draws) around the mean of the
+    chains' starting points, as in PyMC. Starting it from the inverse Hessian at the
+    EM point instead saved 5-10% of the sampling time on well-identified posteriors
+    but made over-fitted ones diverge more (Old Faithful, K=4, 4 x 500 draws, seeds
+    1-9: divergences 372, 0, 0, 1, 0, 12, 7, 91, 1 against 0, 14, 0, 0, 0, 0, 0, 2,
+    2), so it is not used.
+    """
     import pymc as pm
     from pymc.blocking import DictToArrayBijection
     from pymc.step_methods.hmc import quadpotential as qp
 
-    func = model.logp_dlogp_function(ravel_inputs=True, **compile_kwargs)
+    # the EM point stands in for PyMC's initial point (which it would compile a function for)
+    func = model.logp_dlogp_function(ravel_inputs=True, initial_point=centre, **compile_kwargs)
     func.trust_input = True
     grad_vars = func._grad_vars
     starts = np.array(
@@ -312,14 +292,11 @@ def _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kw
     )
     mean = starts.mean(axis=0)
     n = mean.size
-    cov = _hessian_cov(func, centre, grad_vars)
-    if cov is None:
-        cov = np.eye(n)
     seed = int(rng.integers(2**30))
     if mass_matrix == "full":
-        potential = qp.QuadPotentialFullAdapt(n, mean, cov, 10, rng=seed)
+        potential = qp.QuadPotentialFullAdapt(n, mean, np.eye(n), 10, rng=seed)
     else:
-        potential = qp.QuadPotentialDiagAdapt(n, mean, np.diag(cov).copy(), 10, rng=seed)
+        potential = qp.QuadPotentialDiagAdapt(n, mean, np.ones(n), 10, rng=seed)
     return pm.NUTS(
         potential=potential,
         model=model,
@@ -507,17 +484,12 @@ def sample(
         (estimated from the tuning draws; it captures the correlations between means,
         covariances and weights). ``"auto"`` uses ``"full"`` up to 60 unconstrained
         parameters (e.g. K=6, D=3, full covariance has 59) and ``"diag"`` above, where
-        a dense estimate from ~1000 tuning draws gets noisy. Unlike PyMC's defaults,
-        which start the adaptation from the identity, bayesmix starts it from the
-        inverse of the negative Hessian of the log density at the EM point (central
-        differences of the compiled gradient, 2 x n_params calls; eigenvalues that
-        are not positive are replaced by 1), with PyMC's weight of 10 draws. Measured
-        on three clusters, D=2, K=3 (17 parameters), 2 x 1000 draws, seeds 1-3: min
-        bulk ESS 2216-2839 with ``"diag"``, 2854-3328 with ``"full"`` (identity
-        start), same number of gradient evaluations; the Hessian start then took
-        5-10% less sampling time at the same ESS (n=300, seeds 1-4). PyMC labels its
-        dense adaptation
-        experimental; its warning saying so is not shown. Passing PyMC's ``step``
+        a dense estimate from ~1000 tuning draws gets noisy. Both start from the
+        identity with a weight of 10 draws, as in PyMC. Measured on three clusters,
+        D=2, K=3 (17 parameters), 2 x 1000 draws, seeds 1-3: min bulk ESS 2216-2839
+        with ``"diag"``, 2854-3328 with ``"full"``, same number of gradient
+        evaluations. PyMC labels its dense adaptation experimental; its warning saying
+        so is not shown. Passing PyMC's ``step``
         bypasses all of this (``init`` then follows ``mass_matrix``).
     **pymc_kwargs
         Passed to ``pymc.sample`` (``cores``, ``compile_kwargs``, ...); the NUTS
