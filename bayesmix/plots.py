@@ -520,6 +520,7 @@ def plot_selection(table, *, chosen=None):
     if has_elpd:
         axes[1].set_ylabel("expected log predictive density (higher is better)")
         axes[1].set_title("MCMC: ELPD (LOO, WAIC)")
+        _zoom_elpd(axes[1], table, kcol, loo, loo_se)
     for ax in axes:
         ax.set_xlabel("number of components K")
         ks = sorted(set(int(k) for k in table[kcol]))
@@ -529,6 +530,40 @@ def plot_selection(table, *, chosen=None):
             ax.axvline(chosen, color="0.3", ls=":", lw=1.2, label=f"chosen K={chosen}")
         ax.legend(fontsize="small")
     return fig
+
+
+def _zoom_elpd(ax, table, kcol, loo, loo_se):
+    """Keep the competitive models readable: fits far below the best ELPD-LOO.
+
+    A K far too small (e.g. K=1 on Old Faithful, 150 nats below the rest) would
+    stretch the axis until differences of a few nats, the ones the one-SE rule weighs,
+    vanish. Models more than max(20, 4 x median SE) below the best are drawn as a
+    marker on the lower edge with their value written next to it.
+    """
+    rows = table[[kcol, loo] + ([loo_se] if loo_se is not None else [])].dropna(subset=[loo])
+    if len(rows) < 2:
+        return
+    se = rows[loo_se].to_numpy(float) if loo_se is not None else np.zeros(len(rows))
+    se = np.nan_to_num(se)
+    val = rows[loo].to_numpy(float)
+    window = max(20.0, 4.0 * float(np.median(se)))
+    far = val < val.max() - window
+    if not far.any():
+        return
+    top, bottom = np.max(val + se), np.min((val - se)[~far])
+    pad = 0.08 * (top - bottom) + 1.0
+    lo = bottom - 2.5 * pad
+    ax.set_ylim(lo, top + pad)
+    for k, v in zip(rows[kcol].to_numpy()[far], val[far], strict=True):
+        ax.plot([k], [lo + 0.6 * pad], marker="v", color="0.35", ms=7, ls="none")
+        ax.annotate(
+            f"K={int(k)}: {v:.0f}\n(off scale)",
+            (k, lo + 0.6 * pad),
+            xytext=(6, 2),
+            textcoords="offset points",
+            fontsize="x-small",
+            color="0.25",
+        )
 
 
 # ---------------------------------------------------------------------------- diagnostics

@@ -131,6 +131,28 @@ def test_selection_panels():
         plots.plot_selection(t.drop(columns=["K"]))
 
 
+def test_selection_elpd_axis_not_stretched_by_a_far_worse_k():
+    # Old Faithful-like: K=1 150 nats below K=2..4, which differ by a few nats
+    t = pd.DataFrame(
+        {
+            "K": [1, 2, 3, 4],
+            "bic": [2608.0, 2323.0, 2345.0, 2366.0],
+            "elpd_loo": [-1294.0, -1141.0, -1139.0, -1138.0],
+            "elpd_loo_se": [11.6, 17.0, 17.3, 17.1],
+        }
+    )
+    ax = plots.plot_selection(t, chosen=2).axes[1]
+    lo, hi = ax.get_ylim()
+    # every competitive model with its full error bar is inside, K=1 is not
+    assert lo < -1141.0 - 17.0 and hi > -1138.0 + 17.1 and lo > -1294.0
+    assert hi - lo < 80  # a few-nat difference is a visible fraction of the axis
+    texts = [tx.get_text() for tx in ax.texts]
+    assert any("K=1: -1294" in tx for tx in texts)
+    # nothing far off: the default limits (no note)
+    ax = plots.plot_selection(t[t.K > 1], chosen=2).axes[1]
+    assert not ax.texts
+
+
 def test_rank_plot_rows_and_flat_histograms(fit):
     _, _, _, dt = fit
     fig = plots.plot_rank(dt, var_names=["weights", "means"], max_params=5)
