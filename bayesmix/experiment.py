@@ -461,7 +461,8 @@ def load_data(spec):
     Data
         ``X`` (N, D) float64, ``feature_names``, ``info`` (source, rows read, rows
         dropped, standardisation) and ``truth`` (simulated data only: labels and
-        parameters).
+        parameters, the parameters in the units and features of the analysed data:
+        marginalised to ``data.columns`` and standardised like ``X``).
     """
     import pandas as pd
 
@@ -572,7 +573,22 @@ def load_data(spec):
             )
         values = (values - mean) / sd
         info.update(standardized=True, center=mean.tolist(), scale=sd.tolist())
+    if truth is not None:
+        truth = _truth_in_data_units(truth, list(df.columns), info)
     return Data(np.ascontiguousarray(values), names, info, truth)
+
+
+def _truth_in_data_units(truth, columns, info):
+    """The simulated components as the analysed data sees them: the selected features'
+    marginals (columns are named x0, x1, ...), standardised when X is."""
+    idx = [int(str(c)[1:]) for c in columns]
+    m = np.asarray(truth["means"], float)[:, idx]
+    c = np.asarray(truth["covariances"], float)[:, idx][:, :, idx]
+    if info.get("standardized"):
+        center, scale = np.asarray(info["center"]), np.asarray(info["scale"])
+        m = (m - center) / scale
+        c = c / np.outer(scale, scale)
+    return {**truth, "means": m, "covariances": c}
 
 
 # ---------------------------------------------------------------------------- recovery

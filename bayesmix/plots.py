@@ -118,6 +118,7 @@ def plot_ellipses(
     n_draws=20,
     random_seed=0,
     ax=None,
+    truth=None,
 ):
     """Scatter the data with EM ellipses (1 and 2 sd) and posterior ellipses from draws.
 
@@ -141,6 +142,10 @@ def plot_ellipses(
     random_seed : int or numpy.random.Generator
         Chooses the posterior draws.
     ax : matplotlib.axes.Axes, optional
+    truth : dict or EMResult-like, optional
+        Known components (simulated data): ``weights`` (K,), ``means`` (K, D),
+        ``covariances`` (K, D, D), drawn as black dotted 1- and 2-sd ellipses with a
+        plus at each mean.
 
     Returns
     -------
@@ -198,13 +203,29 @@ def plot_ellipses(
             Line2D([], [], color="k", lw=1.8, label="EM 1 sd"),
             Line2D([], [], color="k", lw=1.8, ls="--", label="EM 2 sd"),
         ]
+    if truth is not None:
+        _, m, c = _truth_params(truth, D)
+        for k in range(len(m)):
+            for radius in (1.0, 2.0):
+                xy = _ellipse_xy(m[k, [i, j]], c[k][sub], radius)
+                ax.plot(xy[:, 0], xy[:, 1], color="k", lw=1.1, ls=":", zorder=5)
+            ax.plot(*m[k, [i, j]], marker="+", color="k", ms=10, mew=1.8, zorder=5)
+        handles.append(Line2D([], [], color="k", lw=1.1, ls=":", label="truth 1 and 2 sd"))
     ax.set_xlabel(names[i])
     ax.set_ylabel(names[j])
     ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
     return fig
 
 
-def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax):
+def _truth_params(truth, D):
+    if isinstance(truth, dict):
+        from types import SimpleNamespace
+
+        truth = SimpleNamespace(**{k: truth[k] for k in ("weights", "means", "covariances")})
+    return mixture_params(truth, "truth", n_features=D)
+
+
+def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax, truth=None):
     from scipy import stats
 
     x = X[:, 0]
@@ -222,12 +243,25 @@ def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax):
         for k, color in enumerate(_colors(len(w))):
             ax.plot(grid, comp[:, k], color=color, lw=1.2, ls="--")
         ax.plot(grid, comp.sum(1), color="k", lw=1.8, label="EM mixture")
+    if truth is not None:
+        w, m, c = _truth_params(truth, 1)
+        dens = (w * stats.norm.pdf(grid[:, None], m[:, 0], np.sqrt(c[:, 0, 0]))).sum(1)
+        ax.plot(grid, dens, color="k", lw=1.2, ls=":", label="truth")
     ax.set_xlabel(name)
     ax.set_ylabel("density")
     ax.legend(fontsize="small")
 
 
-def plot_fit(X=None, em_result=None, idata=None, *, feature_names=None, n_draws=20, random_seed=0):
+def plot_fit(
+    X=None,
+    em_result=None,
+    idata=None,
+    *,
+    feature_names=None,
+    n_draws=20,
+    random_seed=0,
+    truth=None,
+):
     """The data with the fitted components, whatever the number of features.
 
     One feature: histogram with the EM mixture density (components dashed) and
@@ -239,8 +273,8 @@ def plot_fit(X=None, em_result=None, idata=None, *, feature_names=None, n_draws=
     ----------
     X : array_like, shape (N, D), optional
         Defaults to ``idata``'s observed data.
-    em_result, idata, feature_names, n_draws, random_seed
-        As in :func:`plot_ellipses`.
+    em_result, idata, feature_names, n_draws, random_seed, truth
+        As in :func:`plot_ellipses` (one feature: the true density, dotted).
 
     Returns
     -------
@@ -263,10 +297,10 @@ def plot_fit(X=None, em_result=None, idata=None, *, feature_names=None, n_draws=
     X_in, X = X, check_data(X)
     D = X.shape[1]
     names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
-    kw = dict(feature_names=names, n_draws=n_draws, random_seed=random_seed)
+    kw = dict(feature_names=names, n_draws=n_draws, random_seed=random_seed, truth=truth)
     if D == 1:
         fig, ax = _new_axes(None)
-        _plot_density_1d(X, em_result, idata, names[0], n_draws, random_seed, ax)
+        _plot_density_1d(X, em_result, idata, names[0], n_draws, random_seed, ax, truth)
         return fig
     if D == 2 or D > _PAIRS_MAX:
         fig, ax = _new_axes(None, figsize=(6.5, 5.2))

@@ -371,14 +371,17 @@ def write_report(result, out_dir):
     doc.table(pd.DataFrame(rows))
     if D > 6:
         doc.p(f"(means of the first 6 of {D} features shown; all are in the saved fits)")
-    fig = plots.plot_fit(X, em, rec.idata, feature_names=names, random_seed=spec.seed)
-    doc.fig(
-        _save(fig, out_dir, "fit.png"),
+    truth = result.data.truth
+    fig = plots.plot_fit(X, em, rec.idata, feature_names=names, random_seed=spec.seed, truth=truth)
+    caption = (
         "Data with EM ellipses (solid 1 sd, dashed 2 sd) and posterior ellipses "
         "(1 sd) from 20 draws"
         if rec.idata is not None
-        else "Data with EM ellipses (solid 1 sd, dashed 2 sd)",
+        else "Data with EM ellipses (solid 1 sd, dashed 2 sd)"
     )
+    if truth is not None:
+        caption += "; the simulated components dotted (1 and 2 sd)"
+    doc.fig(_save(fig, out_dir, "fit.png"), caption)
 
     # ---- membership
     doc.h(2, "Membership uncertainty")

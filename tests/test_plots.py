@@ -131,6 +131,30 @@ def test_selection_panels():
         plots.plot_selection(t.drop(columns=["K"]))
 
 
+def test_true_components_drawn_when_given():
+    X = np.random.default_rng(3).normal(size=(40, 2))
+    truth = {
+        "weights": [0.5, 0.5],
+        "means": [[0.0, 0.0], [3.0, 1.0]],
+        "covariances": [np.eye(2), [[2.0, 0.5], [0.5, 1.0]]],
+        "labels": np.zeros(40, int),
+    }
+    ax = plots.plot_ellipses(X, truth=truth).axes[0]
+    dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert len(dotted) == 4  # 1 and 2 sd for each of the two components
+    # the 1-sd ellipse of component 1 passes through mean + sqrt(cov) along feature 0
+    xy = np.column_stack(dotted[2].get_data())
+    d = xy - [3.0, 1.0]
+    maha = np.einsum("ni,ij,nj->n", d, np.linalg.inv(truth["covariances"][1]), d)
+    np.testing.assert_allclose(maha, 1.0, rtol=1e-9)
+    assert "truth 1 and 2 sd" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # one feature: the true density
+    ax = plots.plot_fit(
+        X[:, :1], truth={**truth, "means": [[0.0], [3.0]], "covariances": [[[1.0]], [[2.0]]]}
+    ).axes[0]
+    assert any(ln.get_label() == "truth" for ln in ax.get_lines())
+
+
 def test_selection_elpd_axis_not_stretched_by_a_far_worse_k():
     # Old Faithful-like: K=1 150 nats below K=2..4, which differ by a few nats
     t = pd.DataFrame(
