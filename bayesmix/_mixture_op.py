@@ -244,15 +244,11 @@ _tri_inv_op = TriInv()
 
 
 def tri_inv(L):
-    """Batched inverse of lower-triangular matrices (..., D, D) via :class:`TriInv`."""
+    """Inverse of a lower-triangular matrix (D, D) or a stack of them (B, D, D)."""
     L = pt.as_tensor_variable(L)
     if L.ndim == 2:
         return _tri_inv_op(L[None])[0]
-    if L.ndim == 3:
-        return _tri_inv_op(L)
-    batch = L.shape[:-2]
-    flat = L.reshape((-1, L.shape[-2], L.shape[-1]))
-    return _tri_inv_op(flat).reshape((*batch, L.shape[-2], L.shape[-1]), ndim=L.ndim)
+    return _tri_inv_op(L)  # make_node rejects other ranks with a clear error
 
 
 class LowerLLT(Op):
