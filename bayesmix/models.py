@@ -276,7 +276,7 @@ def _components_lkj(prior, K, D):
         sigma=_data("mean_sd", np.sqrt(np.diag(prior.scale) / prior.mean_shrinkage)),
         dims=("component", "feature"),
     )
-    return means, _prec_chol_from_chol(L, K, D)
+    return means, tri_inv(L)
 
 
 def _lkj_support_point(sd, D):
@@ -284,10 +284,6 @@ def _lkj_support_point(sd, D):
     r, c = np.tril_indices(D)
     out = pt.zeros((*sd.shape[:-1], D * (D + 1) // 2))
     return out[..., np.flatnonzero(r == c)].set(sd)
-
-
-def _prec_chol_from_chol(L, K, D):
-    return tri_inv(L)
 
 
 #: one builder per covariance type, shared signature (prior, K, D) -> (means, prec_chol)
