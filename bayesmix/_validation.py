@@ -21,6 +21,7 @@ __all__ = [
     "DegenerateDataWarning",
     "check_covariance_type",
     "check_data",
+    "check_int",
     "check_n_components",
     "check_positive",
     "check_random_state",
@@ -116,6 +117,32 @@ def check_n_components(n_components, n_obs=None, *, name="n_components"):
             "or provide more data."
         )
     return n_components
+
+
+def check_int(value, name, *, minimum=0):
+    """Check an integer argument and return it as ``int``.
+
+    The one integer check of the package: a non-integer (``bool`` included) is a
+    ``TypeError``, an integer below ``minimum`` a ``ValueError``; both name the
+    parameter, what was expected and what came in.
+
+    Examples
+    --------
+    >>> check_int(3, "n_init", minimum=1)
+    3
+    >>> check_int(0, "n_init", minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_init must be an integer >= 1; got 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer >= {minimum}; got {type(value).__name__} {value!r}."
+        )
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+    return value
 
 
 def check_positive(value, name, *, strict=True, allow_inf=False):
