@@ -9,8 +9,6 @@ first attribute access.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -21,12 +19,12 @@ _LAZY = {
     "simulate": "bayesmix.datasets",
     "GMMPrior": "bayesmix.priors",
     "default_prior": "bayesmix.priors",
-    "kmeans": "bayesmix.kmeans",
-    "KMeansResult": "bayesmix.kmeans",
+    "kmeans": "bayesmix.clustering",
+    "KMeansResult": "bayesmix.clustering",
     "fit_em": "bayesmix.em",
     "EMResult": "bayesmix.em",
-    "em_kmeans_limit": "bayesmix.kmeans",
-    "soft_kmeans": "bayesmix.kmeans",
+    "em_kmeans_limit": "bayesmix.clustering",
+    "soft_kmeans": "bayesmix.clustering",
     "ConvergenceWarning": "bayesmix._validation",
     "DegenerateDataWarning": "bayesmix._validation",
     "BayesmixWarning": "bayesmix._validation",
@@ -38,11 +36,11 @@ _LAZY = {
     "save_fit": "bayesmix.io",
     "load_fit": "bayesmix.io",
     # ArviZ analysis layer
-    "relabel": "bayesmix.relabel",
-    "diagnostics": "bayesmix.relabel",
-    "membership": "bayesmix.membership",
-    "coclustering": "bayesmix.membership",
-    "point_partition": "bayesmix.membership",
+    "relabel": "bayesmix.labelswitching",
+    "diagnostics": "bayesmix.labelswitching",
+    "membership": "bayesmix.allocation",
+    "coclustering": "bayesmix.allocation",
+    "point_partition": "bayesmix.allocation",
     "loo": "bayesmix.selection",
     "waic": "bayesmix.selection",
     "select_k": "bayesmix.selection",
@@ -63,25 +61,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _Package(types.ModuleType):
-    """Keep ``bm.relabel`` / ``bm.membership`` functions, not their modules.
-
-    Importing a submodule (``from bayesmix.relabel import diagnostics``) makes Python
-    set the package attribute of the same name to the module object, which would
-    shadow the public function of that name depending on import order. Here a
-    submodule whose name is a lazy public name is replaced by that function.
-    """
-
-    def __setattr__(self, name, value):
-        if (
-            isinstance(value, types.ModuleType)
-            and _LAZY.get(name) == value.__name__
-            and callable(getattr(value, name, None))
-        ):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -205,8 +205,8 @@ def compare_fits(em_result, idata, *, prob=0.94):
     """
     import arviz_stats as azs
 
-    from bayesmix.membership import membership, point_partition
-    from bayesmix.relabel import check_labels_usable, relabel
+    from bayesmix.allocation import membership, point_partition
+    from bayesmix.labelswitching import check_labels_usable, relabel
 
     if not isinstance(idata, xr.DataTree):
         raise TypeError(

@@ -470,12 +470,12 @@ def _initial_resp(init, X, K, rng):
     """Initial responsibilities (N, K), or (labels-based resp, means override)."""
     if isinstance(init, str):
         if init == "kmeans":
-            from bayesmix.kmeans import kmeans
+            from bayesmix.clustering import kmeans
 
             km = kmeans(X, K, n_init=1, random_seed=rng)
             return _one_hot(np.asarray(km.labels), K), None
         if init == "k-means++":
-            from bayesmix.kmeans import _kmeans_plusplus
+            from bayesmix.clustering import _kmeans_plusplus
 
             centers = _kmeans_plusplus(X, K, rng)[0]
             return _one_hot(_nearest(X, centers), K), None

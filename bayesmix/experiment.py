@@ -792,7 +792,7 @@ def _diag_summary(idata, relabelled):
         out["divergences"] = int(ss["diverging"].values.sum())
     if relabelled:
         try:
-            from bayesmix.relabel import diagnostics
+            from bayesmix.labelswitching import diagnostics
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -853,7 +853,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     import pandas as pd
 
     import bayesmix as bm
-    from bayesmix.kmeans import kmeans  # bm.kmeans may resolve to the submodule
+    from bayesmix.clustering import kmeans
 
     log = _Progress(quiet, stream)
     t_start = time.perf_counter()

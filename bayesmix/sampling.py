@@ -390,7 +390,7 @@ def _diagnose(dt, cfg, init):
     note = ""
     if cfg.model == "gmm":
         try:
-            from bayesmix.relabel import relabel
+            from bayesmix.labelswitching import relabel
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -397,7 +397,7 @@ def select_k(
         check_random_state,
     )
     from bayesmix.em import fit_em
-    from bayesmix.relabel import LabelSwitchingWarning, diagnostics, relabel
+    from bayesmix.labelswitching import LabelSwitchingWarning, diagnostics, relabel
 
     data = X  # fits get the user's data as given (a DataFrame keeps its feature names)
     X = check_data(X)

@@ -116,7 +116,7 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     >>> membership(dt, relabel=False)["label"].values
     array([0, 1])
     """
-    from bayesmix.relabel import check_labels_usable
+    from bayesmix.labelswitching import check_labels_usable
 
     _check_tree(idata)
     check_labels_usable(idata, what="membership")
@@ -126,7 +126,7 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         raise ValueError(f"relabel must be 'auto' or False; got {relabel!r}.")
     K = get_params(idata)[0].shape[-1]
     if relabel == "auto" and K > 1 and not idata.attrs.get("relabelled"):
-        from bayesmix.relabel import relabel as _relabel
+        from bayesmix.labelswitching import relabel as _relabel
 
         warnings.warn(
             "membership: idata has not been relabelled; relabelling it now with "

@@ -322,7 +322,7 @@ def relabel(idata, reference=None, *, method="stephens", max_iter=100, chunk_siz
             "relabel: chains sat in different labellings of the components (most frequent "
             f"permutation per chain: {lines}).{within} The returned trace is aligned; R-hat/ESS "
             "computed on the raw trace are meaningless, recompute them with "
-            "`from bayesmix.relabel import diagnostics; diagnostics(relabelled)`. Initialising "
+            "`bayesmix.diagnostics(relabelled)`. Initialising "
             "every chain from the EM fit "
             "(bayesmix.sample(model, init=em_result)) avoids this.",
             LabelSwitchingWarning,

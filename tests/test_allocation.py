@@ -14,14 +14,14 @@ from scipy.stats import multivariate_normal
 
 from bayesmix._trace import from_arrays
 from bayesmix._validation import BayesmixWarning
-from bayesmix.membership import (
+from bayesmix.allocation import (
     binder_loss,
     coclustering,
     membership,
     point_partition,
     vi_lower_bound,
 )
-from bayesmix.relabel import relabel
+from bayesmix.labelswitching import relabel
 
 MEANS = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]])
 
