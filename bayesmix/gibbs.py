@@ -35,6 +35,16 @@ One sweep
      \prod_{k \le K_+} \frac{\Gamma(N_k + \gamma_K)}{\Gamma(\gamma_K)}` for
      :math:`K = K_+, \dots,` ``max_components``, then :math:`K - K_+` empty components
      from the prior and :math:`\pi \mid K \sim \mathrm{Dirichlet}(\gamma_K + N_k)`.
+   Before the weights (for the MFM: before K), split-merge moves (``SPLIT_MERGE_MOVES``
+   per sweep; Jain & Neal 2004, with a random launch state and ``SM_SCANS``
+   intermediate restricted Gibbs scans) change the allocations with the component
+   parameters and weights integrated out: two random observations in one cluster
+   propose to split it, in two clusters to merge them. They let the number of
+   occupied components change in one step (full, diag and spherical covariance; the
+   tied covariance couples the clusters' marginal likelihoods and has none). Their
+   allocation prior is the labelled Dirichlet-multinomial (finite), the labelled
+   truncated stick-breaking prior with the sticks integrated out (DP), and the MFM's
+   partition prior with K summed out (Miller & Harrison 2018).
 3. **Component parameters** given the allocations, from their exact conditionals
    (sufficient statistics by :func:`bayesmix._gibbs_kernels.suff_stats`):
    normal-inverse-Wishart for ``full`` and ``tied`` (one matrix from all
@@ -361,8 +371,10 @@ def _update_components(spec, st, rng):
 
 #: split-merge proposals per sweep (none for the tied covariance: its shared matrix
 #: makes the clusters' marginal likelihoods dependent)
-SPLIT_MERGE_MOVES = 5
+SPLIT_MERGE_MOVES = 3
 _NO_K_PRIOR = np.zeros(1)
+#: intermediate restricted Gibbs scans of a split-merge launch state (Jain & Neal 2004)
+SM_SCANS = 1
 _SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
 
 
@@ -381,10 +393,10 @@ def _split_merge(spec, st, rng, n_active, kind, param):
         i = int(rng.integers(N))
         j = int(rng.integers(N - 1))
         j += j >= i
-        keys, u = rng.random(N), rng.random(N)
+        u = rng.random((SM_SCANS + 2, N))
         u_slot, log_u = rng.random(), np.log(rng.random())
         _gk.split_merge(
-            spec.Xc, st.z, st.counts, n_active, i, j, keys, u, u_slot, log_u, spec.sm_conj, prior
+            spec.Xc, st.z, st.counts, n_active, i, j, u, u_slot, log_u, spec.sm_conj, prior
         )
 
 
@@ -402,8 +414,8 @@ def _dp_concentration(spec, st, rng):
     counts = st.counts[:-1].astype(float)
     rest = st.counts[::-1].cumsum()[::-1][1:].astype(float)  # m_k = sum_{j > k} N_j
     active = (counts + rest) > 0
-    eta = rng.beta(st.alpha + rest[active], counts[active] + 1.0)
-    rate = spec.dp_rate - np.log(eta).sum()
+    log_eta, _ = log_beta(rng, st.alpha + rest[active], counts[active] + 1.0)
+    rate = spec.dp_rate - log_eta.sum()
     st.alpha = float(rng.gamma(spec.dp_shape + active.sum()) / rate)
     return counts, rest
 

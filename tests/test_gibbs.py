@@ -573,3 +573,66 @@ def test_finite_gibbs_matches_exact_enumeration():
     # (conservative; the Gibbs chain on 6 points mixes within a few sweeps)
     se = np.sqrt(exact * (1 - exact) / (zs.shape[0] / 4)) + 1e-3
     np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
+def _set_partitions(n):
+    """All set partitions of range(n) as label arrays (restricted growth strings)."""
+    out = [[0]]
+    for _ in range(n - 1):
+        out = [[*p, k] for p in out for k in range(max(p) + 2)]
+    return [np.array(p) for p in out]
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_split_merge_alone_targets_the_exact_posterior(kind):
+    """Only split-merge moves on z (finite K = 3 labelled, truncated DP T = 4 labelled,
+    MFM partition): co-clustering frequencies match exact enumeration over the 4^6
+    labelled allocations (kinds 0, 1) or the 203 set partitions (kind 2)."""
+    import itertools
+
+    X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
+    prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
+    conj = gibbs._Conj.from_prior(prior, "full")
+    c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
+    cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
+    T = 3 if kind == 0 else 4
+    logk = np.log(np.array([0.3, 0.3, 0.2, 0.2]))
+    pr = (kind, 0.7, logk if kind == 2 else np.zeros(1), False)
+    work = np.empty((2, 1, 1))
+
+    def logpost(z):
+        counts = np.bincount(z, minlength=T).astype(np.int64)
+        lp = gk._log_prior_counts(counts, pr)
+        for k in range(T):
+            xk = X[z == k]
+            if len(xk):
+                lp += gk.log_marginal(
+                    len(xk), xk.sum(0), xk.T @ xk, 0, 0.3, 3.0, conj.Psi0, conj.psi, work
+                )
+        return lp
+
+    zs = (
+        _set_partitions(6)
+        if kind == 2
+        else [np.array(z) for z in itertools.product(range(T), repeat=6)]
+    )
+    lp = np.array([logpost(z) for z in zs])
+    p = np.exp(lp - lp.max())
+    p /= p.sum()
+    exact = np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+    rng = np.random.default_rng(11)
+    z = np.zeros(6, dtype=np.int64)
+    counts = np.bincount(z, minlength=T).astype(np.int64)
+    n_iter = 20000
+    freq = np.zeros((6, 6))
+    for _ in range(n_iter):
+        i, j = rng.choice(6, 2, replace=False)
+        u = rng.random((gibbs.SM_SCANS + 2, 6))
+        gk.split_merge(X, z, counts, T, i, j, u, rng.random(), np.log(rng.random()), cj, pr)
+        freq += z[:, None] == z[None, :]
+    freq /= n_iter
+    np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
+    # autocorrelated moves: standard errors from an effective size of 1/10 the iterations
+    exact = np.clip(exact, 0.0, 1.0)
+    se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
+    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
