@@ -35,7 +35,7 @@ One sweep
      \prod_{k \le K_+} \frac{\Gamma(N_k + \gamma_K)}{\Gamma(\gamma_K)}` for
      :math:`K = K_+, \dots,` ``max_components``, then :math:`K - K_+` empty components
      from the prior and :math:`\pi \mid K \sim \mathrm{Dirichlet}(\gamma_K + N_k)`.
-   Before the weights (for the MFM: before K), split-merge moves (``SPLIT_MERGE_MOVES``
+   For DP and MFM models, before the weights (for the MFM: before K), split-merge moves (``SPLIT_MERGE_MOVES``
    per sweep; Jain & Neal 2004, with a random launch state and ``SM_SCANS``
    intermediate restricted Gibbs scans) change the allocations with the component
    parameters and weights integrated out: two random observations in one cluster
@@ -373,6 +373,9 @@ def _update_components(spec, st, rng):
 #: makes the clusters' marginal likelihoods dependent)
 SPLIT_MERGE_MOVES = 3
 _NO_K_PRIOR = np.zeros(1)
+#: split-merge moves for finite mixtures too (off: with K fixed they only help an
+#: over-fitted mixture, and cost more than the rest of a sweep at large N)
+FINITE_SPLIT_MERGE = False
 #: intermediate restricted Gibbs scans of a split-merge launch state (Jain & Neal 2004)
 SM_SCANS = 1
 _SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
@@ -403,7 +406,8 @@ def _split_merge(spec, st, rng, n_active, kind, param):
 # ---------------------------------------------------------------------------- sweeps
 def _sweep_finite(spec, st, rng):
     _allocate(spec, st, rng)
-    _split_merge(spec, st, rng, spec.n_slots, 0, spec.weight_concentration)
+    if FINITE_SPLIT_MERGE:
+        _split_merge(spec, st, rng, spec.n_slots, 0, spec.weight_concentration)
     if spec.n_slots > 1:
         st.log_w = log_dirichlet(rng, spec.weight_concentration + st.counts)
     _update_components(spec, st, rng)

@@ -539,7 +539,8 @@ def test_spherical_log_marginal_matches_diag_in_one_dimension():
     )
 
 
-def test_finite_gibbs_matches_exact_enumeration():
+@pytest.mark.parametrize("split_merge", [False, True])
+def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     """K = 2 components, n = 6 one-dimensional points: the 64 labelled allocations
     enumerated with Dirichlet-multinomial prior and closed-form marginal likelihoods;
     the sampler's co-clustering frequencies match within Monte-Carlo error."""
@@ -566,6 +567,7 @@ def test_finite_gibbs_matches_exact_enumeration():
     p /= p.sum()
     exact = np.tensordot(p, np.array(co, dtype=float), axes=1)
     model = build_gmm(X, 2, prior=prior)
+    monkeypatch.setattr(gibbs, "FINITE_SPLIT_MERGE", split_merge)
     dt = _gibbs(model, draws=4000, tune=200, chains=2)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)
