@@ -37,8 +37,9 @@ One sweep
      from the prior and :math:`\pi \mid K \sim \mathrm{Dirichlet}(\gamma_K + N_k)`.
    For DP and MFM models, before the weights (for the MFM: before K), split-merge
    moves (``SPLIT_MERGE_MOVES`` per sweep; Jain & Neal 2004, with a random launch
-   state and ``SM_SCANS`` intermediate restricted Gibbs scans) change the allocations with the component
-   parameters and weights integrated out: two random observations in one cluster
+   state and ``SM_SCANS`` intermediate restricted Gibbs scans) change the allocations
+   with the component parameters and weights integrated out: two random observations
+   in one cluster
    propose to split it, in two clusters to merge them. They let the number of
    occupied components change in one step (full, diag and spherical covariance; the
    tied covariance couples the clusters' marginal likelihoods and has none). Their
