@@ -638,3 +638,52 @@ def test_split_merge_alone_targets_the_exact_posterior(kind):
     exact = np.clip(exact, 0.0, 1.0)
     se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
     np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
+# ---------------------------------------------------------------------------- Gibbs vs NUTS
+def _summaries(dt, X, grid, pairs):
+    """Per-draw label-invariant quantities (chain, draw, q): total log-likelihood, mixture
+    density at grid points, co-clustering probabilities of observation pairs."""
+    from bayesmix._gaussian import log_mixture_density, responsibilities
+
+    post = dt["posterior"]
+    w, m, c = (post[v].values for v in ("weights", "means", "covariances"))
+    C, S, K = w.shape
+    flat = (w.reshape(C * S, K), m.reshape(C * S, K, -1), c.reshape(C * S, K, *c.shape[-2:]))
+    ll = dt["log_likelihood"]["X"].sum("obs").values.reshape(C * S, 1)
+    dens = np.exp(log_mixture_density(grid, *flat))
+    r = responsibilities(X, *flat)
+    co = np.stack([(r[:, i] * r[:, j]).sum(-1) for i, j in pairs], axis=1)
+    return np.concatenate([ll, dens, co], axis=1).reshape(C, S, -1)
+
+
+@pytest.mark.slow
+def test_gibbs_and_nuts_agree_on_a_finite_mixture():
+    import arviz_stats as azs
+    import xarray as xr
+
+    # three overlapping clusters, K = 3: an uncertain allocation for many points
+    X, _ = bm.simulate(
+        120,
+        [0.4, 0.35, 0.25],
+        [[0.0, 0.0], [2.5, 0.5], [1.0, 3.0]],
+        [np.eye(2), [[1.0, 0.4], [0.4, 0.8]], 0.6 * np.eye(2)],
+        random_seed=5,
+    )
+    model = build_gmm(X, 3)
+    kw = dict(draws=1500, tune=1000, chains=2, random_seed=2, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = bm.sample(model, sampler="gibbs", **kw)
+        n = bm.sample(model, sampler="nuts", **kw)
+    grid = np.array([[0.0, 0.0], [2.5, 0.5], [1.0, 3.0], [1.2, 1.0], [4.0, -1.0]])
+    pairs = [(0, 1), (0, 50), (10, 90), (30, 100), (60, 119)]
+    means, ses = [], []
+    for dt in (g, n):
+        q = _summaries(dt, X, grid, pairs)
+        ess = azs.ess(xr.Dataset({"q": (("chain", "draw", "k"), q)}), method="mean")["q"].values
+        means.append(q.mean((0, 1)))
+        ses.append(q.std((0, 1)) / np.sqrt(ess))
+    # 11 quantities, each within 4.5 combined Monte-Carlo standard errors (ESS-based)
+    diff = np.abs(means[0] - means[1])
+    np.testing.assert_array_less(diff, Z * np.hypot(ses[0], ses[1]))
