@@ -405,6 +405,12 @@ def test_analysis_functions_on_a_gibbs_result(data):
     assert np.asarray(cc).shape == (len(data), len(data))
     rel = bm.relabel(dt)
     assert rel["posterior"]["means"].dims == dt["posterior"]["means"].dims
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = bm.compare_fits(em, dt)
+        waic = bm.waic(dt)
+    assert cmp.ari > 0.95  # the EM MAP and the posterior allocate the two clusters alike
+    assert abs(float(waic.elpd) - elpd) < 2.0  # LOO and WAIC agree on this easy posterior
 
 
 # ---------------------------------------------------------------------------- defaults, errors
