@@ -66,12 +66,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import numbers
 import time
 import warnings
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
 from bayesmix import _gibbs_kernels as _gk
 
@@ -170,6 +171,11 @@ class _Conj:
         return cls(covariance, prior.mean_shrinkage, prior.dof, prior.scale, psi)
 
 
+@functools.lru_cache(maxsize=32)
+def _tril_below(D):
+    return np.tril_indices(D, -1)
+
+
 def inv_wishart_draws(rng, dof, scale):
     """Batched inverse-Wishart draws by Bartlett's decomposition.
 
@@ -197,7 +203,7 @@ def inv_wishart_draws(rng, dof, scale):
     K, D = scale.shape[0], scale.shape[-1]
     U = np.linalg.cholesky(scale)
     A = np.zeros((K, D, D))
-    r, c = np.tril_indices(D, -1)
+    r, c = _tril_below(D)
     A[:, r, c] = rng.standard_normal((K, r.size))
     diag = np.arange(D)
     A[:, diag, diag] = np.sqrt(rng.chisquare(dof[:, None] - diag[None, :]))
@@ -286,7 +292,8 @@ def log_dirichlet(rng, a):
     True
     """
     lg = _log_gamma_draws(rng, np.asarray(a, dtype=float))
-    return lg - logsumexp(lg)
+    mx = lg.max()
+    return lg - (mx + np.log(np.exp(lg - mx).sum()))  # (scipy's logsumexp: 10x the overhead)
 
 
 def _log_gamma_draws(rng, a):
