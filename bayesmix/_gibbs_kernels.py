@@ -567,3 +567,107 @@ def split_merge(X, z, counts, n_active, i, j, u_alloc, u_slot, log_u, conj, prio
     for t in range(m):
         z[members[t]] = a
     return -1
+
+
+@njit(cache=True, nogil=True)
+def niw_draws(counts, sums, scatter, k0, nu0, Psi0, z, chisq, means, cov, chol, prec):
+    """Normal-inverse-Wishart draws of every component given its statistics (prior mean 0).
+
+    Bartlett's decomposition of :math:`\\Sigma_k^{-1} \\sim \\mathrm{Wishart}(\\nu_n,
+    \\Psi_n^{-1})` with :math:`\\Psi_n = \\Psi_0 + S_k + \\frac{\\kappa_0 n}{\\kappa_0 + n}
+    \\bar x_k \\bar x_k^T`, :math:`\\nu_n = \\nu_0 + n`, then :math:`\\mu_k \\sim
+    N(n \\bar x_k / \\kappa_n, \\Sigma_k / \\kappa_n)`. The random numbers come from the
+    caller (numpy's Generator).
+
+    Parameters
+    ----------
+    counts : ndarray of int64, shape (K,)
+    sums : ndarray, shape (K, D)
+    scatter : ndarray, shape (K, D, D)
+        Centred scatter matrices.
+    k0, nu0 : float
+    Psi0 : ndarray, shape (D, D)
+    z : ndarray, shape (K, D + D (D - 1) / 2)
+        Standard normals: the mean's (first D) and Bartlett's below-diagonal entries.
+    chisq : ndarray, shape (K, D)
+        ``chisq[k, d] ~ chi2(nu0 + counts[k] - d)``.
+    means, cov, chol, prec : ndarray, shapes (K, D), (K, D, D) x 3
+        Outputs: means, covariances, their lower Cholesky factors and the factors'
+        inverses (precision factors for :func:`allocate`).
+    """  # pragma: no cover - compiled
+    K, D = sums.shape
+    U = np.empty((D, D))
+    A = np.zeros((D, D))
+    Ainv = np.zeros((D, D))
+    T = np.empty((D, D))
+    M = np.empty((D, D))
+    for k in range(K):
+        n = counts[k]
+        kn = k0 + n
+        shrink = k0 / (kn * n) if n > 0 else 0.0  # k0 n / kn * xbar xbar^T = shrink * s s^T
+        for r in range(D):
+            for c in range(D):
+                M[r, c] = Psi0[r, c] + scatter[k, r, c] + shrink * sums[k, r] * sums[k, c]
+        _chol_into(M, U)
+        p = D
+        for r in range(D):
+            A[r, r] = math.sqrt(chisq[k, r])
+            for c in range(r):
+                A[r, c] = z[k, p]
+                p += 1
+        _tri_inv_into(A, Ainv)
+        # Sigma = T T^T with T = U A^{-T}
+        for r in range(D):
+            for c in range(D):
+                t = 0.0
+                for q in range(min(r, c) + 1):
+                    t += U[r, q] * Ainv[c, q]  # (A^{-T})[q, c] = (A^{-1})[c, q]
+                T[r, c] = t
+        for r in range(D):
+            for c in range(r + 1):
+                t = 0.0
+                for q in range(D):
+                    t += T[r, q] * T[c, q]
+                cov[k, r, c] = t
+                cov[k, c, r] = t
+        _chol_into(cov[k], chol[k])
+        _tri_inv_into(chol[k], prec[k])
+        sd = 1.0 / math.sqrt(kn)
+        for r in range(D):
+            t = sums[k, r] / kn
+            for c in range(r + 1):
+                t += chol[k, r, c] * z[k, c] * sd
+            means[k, r] = t
+
+
+@njit(cache=True, nogil=True)
+def _chol_into(M, L):  # pragma: no cover - compiled
+    D = M.shape[0]
+    for j in range(D):
+        s = M[j, j]
+        for q in range(j):
+            s -= L[j, q] * L[j, q]
+        d = math.sqrt(s) if s > 0.0 else 1e-300
+        L[j, j] = d
+        for r in range(j + 1, D):
+            t = M[r, j]
+            for q in range(j):
+                t -= L[r, q] * L[j, q]
+            L[r, j] = t / d
+        for c in range(j + 1, D):
+            L[j, c] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _tri_inv_into(L, out):  # pragma: no cover - compiled
+    """Inverse of a lower-triangular matrix (forward substitution)."""
+    D = L.shape[0]
+    for c in range(D):
+        for r in range(D):
+            if r < c:
+                out[r, c] = 0.0
+                continue
+            t = 1.0 if r == c else 0.0
+            for q in range(c, r):
+                t -= L[r, q] * out[q, c]
+            out[r, c] = t / L[r, r]
