@@ -693,3 +693,44 @@ def test_gibbs_and_nuts_agree_on_a_finite_mixture():
     # 11 quantities, each within 4.5 combined Monte-Carlo standard errors (ESS-based)
     diff = np.abs(means[0] - means[1])
     np.testing.assert_array_less(diff, Z * np.hypot(ses[0], ses[1]))
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_k_given_partition_matches_brute_force(dynamic):
+    """p(K | partition) of the telescoping sampler against a sum over labelled
+    allocations of the Dirichlet-multinomial p(z | K) (N = 5, K <= 5)."""
+    import itertools
+
+    part = np.array([0, 0, 1, 0, 2])  # a partition with K+ = 3, block sizes 3, 1, 1
+    kp = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    gamma = 0.8
+    spec = gibbs._Spec(
+        kind="mfm",
+        Xc=np.zeros((5, 1)),
+        conj=None,
+        n_slots=5,
+        weight_concentration=gamma,
+        log_k_prior=np.log(kp),
+        dynamic=dynamic,
+    )
+    Ks, g, lp = gibbs._log_p_k(spec, np.array([3, 1, 1]), 5)
+    got = np.exp(lp - lp.max())
+    got /= got.sum()
+    brute = []
+    for K in Ks:
+        gk_ = gamma / K if dynamic else gamma
+        tot = 0.0
+        for z in itertools.product(range(K), repeat=5):
+            z = np.array(z)
+            same = (z[:, None] == z[None, :]) == (part[:, None] == part[None, :])
+            if same.all():
+                n = np.bincount(z, minlength=K)
+                tot += np.exp(
+                    gammaln(K * gk_)
+                    - gammaln(5 + K * gk_)
+                    + (gammaln(n + gk_) - gammaln(gk_)).sum()
+                )
+        brute.append(kp[K - 1] * tot)
+    brute = np.array(brute) / np.sum(brute)
+    np.testing.assert_allclose(got, brute, rtol=1e-10)
+    np.testing.assert_allclose(g, gamma / Ks if dynamic else gamma)
