@@ -290,15 +290,24 @@ def _gibbs(model, **kw):
         return bm.sample(model, sampler="gibbs", **kw)
 
 
-def test_bit_reproducible_and_cores_independent(data):
+@pytest.fixture(scope="module")
+def em2(data):
+    return bm.fit_em(data, 2, prior=bm.GMMPrior.from_data(data, 2), random_seed=0)
+
+
+def test_bit_reproducible_and_cores_independent(data, em2):
     model = build_dpgmm(data, truncation=6)
-    a = _gibbs(model)
-    b = _gibbs(model)
-    c = _gibbs(model, cores=2)
+    a = _gibbs(model, init=em2)
+    b = _gibbs(model, init=em2)
+    c = _gibbs(model, init=em2, cores=2)
     for v in a["posterior"].data_vars:
         np.testing.assert_array_equal(a["posterior"][v].values, b["posterior"][v].values)
         np.testing.assert_array_equal(a["posterior"][v].values, c["posterior"][v].values)
-    d = _gibbs(model, random_seed=4)
+    # the default start (EM fits with K = 1 .. 6) is reproducible too
+    e = _gibbs(model, draws=3, tune=0)
+    f = _gibbs(model, draws=3, tune=0)
+    np.testing.assert_array_equal(e["posterior"]["means"].values, f["posterior"]["means"].values)
+    d = _gibbs(model, init=em2, random_seed=4)
     assert not np.array_equal(a["posterior"]["means"].values, d["posterior"]["means"].values)
 
 
@@ -308,12 +317,12 @@ def _layout(dt):
 
 @pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("kind", ["gmm", "dpgmm"])
-def test_layout_matches_the_pymc_model(data, covariance, kind):
+def test_layout_matches_the_pymc_model(data, covariance, kind, em2):
     if kind == "gmm":
         model = build_gmm(data, 2, covariance=covariance)
     else:
         model = build_dpgmm(data, truncation=4, covariance=covariance)
-    dt = _gibbs(model, draws=4, tune=2)
+    dt = _gibbs(model, draws=4, tune=2, init=em2)
     post = dt["posterior"]
     for rv in [*model.free_RVs, *model.deterministics]:
         dims = model.named_vars_to_dims.get(rv.name, ())
@@ -545,7 +554,7 @@ def test_spherical_log_marginal_matches_diag_in_one_dimension():
     )
 
 
-@pytest.mark.parametrize("split_merge", [False, True])
+@pytest.mark.parametrize("split_merge", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     """K = 2 components, n = 6 one-dimensional points: the 64 labelled allocations
     enumerated with Dirichlet-multinomial prior and closed-form marginal likelihoods;
