@@ -644,8 +644,8 @@ def test_split_merge_alone_targets_the_exact_posterior(kind):
     freq = np.zeros((6, 6))
     for _ in range(n_iter):
         i, j = rng.choice(6, 2, replace=False)
-        u = rng.random((gibbs.SM_SCANS + 2, 6))
-        gk.split_merge(X, z, counts, T, i, j, u, rng.random(), np.log(rng.random()), cj, pr)
+        keys, u = rng.random(6), rng.random(6)
+        gk.split_merge(X, z, counts, T, i, j, keys, u, rng.random(), np.log(rng.random()), cj, pr)
         freq += z[:, None] == z[None, :]
     freq /= n_iter
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
