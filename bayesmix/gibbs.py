@@ -42,8 +42,9 @@ One sweep
    one by one in random order, each by its predictive probability), in two clusters
    to merge them. (Jain & Neal's 2004 restricted-Gibbs launch state, tried with 1 and
    3 intermediate scans, gave fewer effective draws per second on Old Faithful.) They
-   let the number of occupied components change in one step (full, diag and spherical covariance; the
-   tied covariance couples the clusters' marginal likelihoods and has none). Their
+   let the number of occupied components change in one step (full, diag and
+   spherical covariance; the tied covariance couples the clusters' marginal
+   likelihoods and has none). Their
    allocation prior is the labelled Dirichlet-multinomial (finite), the labelled
    truncated stick-breaking prior with the sticks integrated out (DP), and the MFM's
    partition prior with K summed out (Miller & Harrison 2018).
