@@ -404,6 +404,35 @@ def _add(n, s, xx, x, sign):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _empty_slot(counts, n_active, u):  # pragma: no cover - compiled
+    """Number of empty slots among the first ``n_active`` and the one chosen by ``u``."""
+    n_empty = 0
+    for k in range(n_active):
+        if counts[k] == 0:
+            n_empty += 1
+    target = min(int(u * n_empty), n_empty - 1)
+    for k in range(n_active):
+        if counts[k] == 0:
+            if target == 0:
+                return n_empty, k
+            target -= 1
+    return n_empty, -1
+
+
+@njit(cache=True, nogil=True)
+def _members(z, counts, i, j, keys):  # pragma: no cover - compiled
+    """The other observations of i's and j's clusters, in ``keys`` order."""
+    a, b = z[i], z[j]
+    members = np.empty(counts[a] + (0 if a == b else counts[b]), dtype=np.int64)
+    m = 0
+    for n in range(z.shape[0]):
+        if n != i and n != j and (z[n] == a or z[n] == b):
+            members[m] = n
+            m += 1
+    return members[:m][np.argsort(keys[members[:m]])]
+
+
+@njit(cache=True, nogil=True)
 def split_merge(
     X, z, counts, n_active, i, j, keys, u_alloc, u_slot, log_u, conj, prior
 ):  # pragma: no cover
@@ -446,31 +475,16 @@ def split_merge(
     """
     ct, k0, nu0, Psi0, psi, c0 = conj
     labelled = prior[0] != 2
-    N, D = X.shape
+    D = X.shape[1]
     a, b = z[i], z[j]
     split = a == b
-    n_empty = 0
-    for k in range(n_active):
-        if counts[k] == 0:
-            n_empty += 1
-    e = b
-    if split:
-        if n_empty == 0:
-            return 0
-        target = min(int(u_slot * n_empty), n_empty - 1) if labelled else 0
-        for k in range(n_active):
-            if counts[k] == 0:
-                if target == 0:
-                    e = k
-                    break
-                target -= 1
-    members = np.empty(counts[a] + (0 if split else counts[b]), dtype=np.int64)
-    m = 0
-    for n in range(N):
-        if n != i and n != j and (z[n] == a or z[n] == b):
-            members[m] = n
-            m += 1
-    members = members[:m][np.argsort(keys[members[:m]])]
+    n_empty, e = _empty_slot(counts, n_active, u_slot if labelled else 0.0)
+    if split and n_empty == 0:
+        return 0
+    if not split:
+        e = b
+    members = _members(z, counts, i, j, keys)
+    m = members.shape[0]
     work = np.empty((2, D, D))
     sA, sB = np.zeros(D), np.zeros(D)
     xxA, xxB = np.zeros((D, D)), np.zeros((D, D))

@@ -85,8 +85,13 @@ SAMPLERS = ("gibbs", "nuts")
 #: allocations (chain, draw, obs) are stored when chains * draws * N is at most this
 MAX_STORED_ALLOCATIONS = 20_000_000
 
-#: default sampler of a finite mixture (measured: benchmarks/RESULTS.md, "gibbs")
-FINITE_DEFAULT = "nuts"
+#: default sampler of a finite mixture: ``"auto"`` picks Gibbs above
+#: ``FINITE_GIBBS_MIN_PARAMS`` free parameters, NUTS below. Measured (benchmarks/
+#: RESULTS.md, "gibbs-finite"; n = 3000, ESS per second of wall time, Gibbs / NUTS):
+#: D=2, K=3 (17 parameters) 0.9x, 2.1x and 1.1x in three runs (a tie within the noise
+#: of a shared machine, so NUTS stays); D=5, K=5 (104) 2.7x and 3.4x; D=10, K=8 (527) 7.4x.
+FINITE_DEFAULT = "auto"
+FINITE_GIBBS_MIN_PARAMS = 60
 
 #: NUTS-only keywords that are accepted and ignored by the Gibbs sampler
 _NUTS_ONLY = (
@@ -115,8 +120,9 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
         Built by a bayesmix builder.
     sampler : {"gibbs", "nuts"} or None
         ``None``: NUTS when the prior is LKJ or NUTS options were given
-        (``nuts_options``); otherwise Gibbs for DP and MFM models and
-        ``FINITE_DEFAULT`` for finite ones. An MFM is always sampled by Gibbs.
+        (``nuts_options``); otherwise Gibbs for DP and MFM models, and for finite
+        ones Gibbs above ``FINITE_GIBBS_MIN_PARAMS`` (60) free parameters, NUTS
+        below (``FINITE_DEFAULT``). An MFM is always sampled by Gibbs.
     nuts_options : bool
         Whether the caller passed options that only NUTS uses.
 
@@ -149,9 +155,20 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
     if sampler is None:
         if lkj or nuts_options:
             sampler = "nuts"
+        elif cfg.model == "dpgmm":
+            sampler = "gibbs"
+        elif FINITE_DEFAULT == "auto":
+            big = _n_params(cfg.covariance, cfg.n_components, cfg.X.shape[1])
+            sampler = "gibbs" if big > FINITE_GIBBS_MIN_PARAMS else "nuts"
         else:
-            sampler = "gibbs" if cfg.model == "dpgmm" else FINITE_DEFAULT
+            sampler = FINITE_DEFAULT
     return sampler
+
+
+def _n_params(covariance, K, D):
+    """Free parameters of a finite mixture (weights, means, covariances)."""
+    cov = {"full": K * D * (D + 1) // 2, "tied": D * (D + 1) // 2, "diag": K * D}
+    return (K - 1) + K * D + cov.get(covariance, K)
 
 
 # ---------------------------------------------------------------------------- conjugate draws

@@ -426,7 +426,11 @@ def test_analysis_functions_on_a_gibbs_result(data):
 def test_default_sampler_choice(data):
     assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
     assert gibbs.resolve_sampler(build_mfm(data), None) == "gibbs"
-    assert gibbs.resolve_sampler(build_gmm(data, 2), None) == gibbs.FINITE_DEFAULT
+    # finite: NUTS for small models (17 parameters here), Gibbs above 60 parameters
+    assert gibbs.resolve_sampler(build_gmm(data, 2), None) == "nuts"
+    assert gibbs._n_params("full", 2, 2) == 11 and gibbs._n_params("full", 5, 5) == 104
+    assert gibbs._n_params("tied", 3, 2) == 11 and gibbs._n_params("spherical", 3, 2) == 11
+    assert gibbs.resolve_sampler(build_gmm(data, 12), None) == "gibbs"  # 71 parameters
     assert gibbs.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
     assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
         "nuts"
