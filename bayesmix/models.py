@@ -378,20 +378,19 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         (increase ``truncation`` then).
     covariance : {"full", "diag", "spherical", "tied"}
     prior : GMMPrior, optional
-        Default :func:`default_cluster_prior` at K0 = 2: mclust's scale
-        ``cov(X) / 2**(2/D)`` (a component's prior mean covariance fills half the
-        data's volume), ``nu0 = D + 2``, ``kappa0 = 0.01``. In one dimension this is
-        Richardson & Green's (1997) data-dependent choice (component sd about a tenth
-        of the range, ~sd(X)/2); in two, the telescoping paper's default (E[Sigma]
-        about 0.4 var(X)). Measured with the Gibbs sampler: Old Faithful P(K+ = 2, 3,
-        4) = 0.16, 0.54, 0.24 (benchmarks/RESULTS.md); four 1-D groups (n = 82, two
-        of them 3 sd apart) P(K+ = 4) = 0.37, E[K+] = 5.0. The previous default, the data covariance (K0 = 1),
-        merged those two groups (P(K+ = 3) = 0.70); K0 = E[K+] of the DP prior
-        (Antoniak: 5.8 at N = 272) over-splits (Old Faithful P(K+ = 2) = 0.04). The
-        concentration gets Gamma(``prior.dp_concentration``), default Gamma(shape=1,
-        rate=1), whose implied prior on K+ (which does not depend on the component
-        prior) is wide: at N = 272, E[K+] = 5.8 and P(K+ = 1, 2, 3, 4) = 0.14, 0.13,
-        0.12, 0.10; at N = 82, E[K+] = 4.6.
+        Default :func:`default_cluster_prior` at K0 = 2: mclust's scale ``cov(X) /
+        2**(2/D)`` (a component's prior mean covariance fills half the data's volume), ``nu0
+        = D + 2``, ``kappa0 = 0.01``. In one dimension this is Richardson & Green's (1997)
+        data-dependent choice (component sd about a tenth of the range, ~sd(X)/2); in two,
+        the telescoping paper's default (E[Sigma] about 0.4 var(X)). Measured with the Gibbs
+        sampler: Old Faithful P(K+ = 2, 3, 4) = 0.16, 0.54, 0.24 (benchmarks/RESULTS.md);
+        four 1-D groups (n = 82, two of them 3 sd apart) P(K+ = 4) = 0.37, E[K+] = 5.0. The
+        previous default, the data covariance (K0 = 1), merged those two groups (P(K+ = 3) =
+        0.70); K0 = E[K+] of the DP prior (Antoniak: 5.8 at N = 272) over-splits (Old
+        Faithful P(K+ = 2) = 0.04). The concentration gets
+        Gamma(``prior.dp_concentration``), default Gamma(shape=1, rate=1), whose implied
+        prior on K+ (which does not depend on the component prior) is wide: at N = 272,
+        E[K+] = 5.8 and P(K+ = 1, 2, 3, 4) = 0.14, 0.13, 0.12, 0.10; at N = 82, E[K+] = 4.6.
 
     Returns
     -------
