@@ -865,10 +865,13 @@ def sample_gibbs(
 
     Examples
     --------
+    >>> import warnings
     >>> import numpy as np, bayesmix as bm
     >>> X = np.random.default_rng(0).normal(size=(40, 1))
-    >>> dt = sample_gibbs(bm.build_gmm(X, 2), draws=20, tune=20, chains=2, random_seed=1,
-    ...                   progressbar=False)
+    >>> with warnings.catch_warnings():  # 20 draws: the ESS warning is expected
+    ...     warnings.simplefilter("ignore", bm.ConvergenceWarning)
+    ...     dt = sample_gibbs(bm.build_gmm(X, 2), draws=20, tune=20, chains=2,
+    ...                       random_seed=1, progressbar=False)
     >>> dt["posterior"]["allocations"].dims
     ('chain', 'draw', 'obs')
     """
