@@ -388,6 +388,15 @@ def test_mfm_output(data):
     assert dt.attrs["model"] == "mfm" and dt.attrs["max_components"] == 8
     # two clusters 6 sd apart: the posterior keeps both
     assert np.mean(post["n_occupied"].values >= 2) > 0.9
+    # labels of an MFM are not comparable across draws: label-based analysis refuses,
+    # the label-invariant ones work
+    with pytest.raises(ValueError, match="mixture-of-finite-mixtures"):
+        bm.membership(dt)
+    cc = bm.coclustering(dt)
+    assert cc.shape == (len(data), len(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(float(bm.loo(dt).elpd))
 
 
 def test_analysis_functions_on_a_gibbs_result(data):
