@@ -18,6 +18,7 @@ __all__ = [
     "COVARIANCE_TYPES",
     "BayesmixWarning",
     "ConvergenceWarning",
+    "DataFormatWarning",
     "DegenerateDataWarning",
     "check_covariance_type",
     "check_data",
@@ -48,6 +49,10 @@ class ConvergenceWarning(BayesmixWarning):
 
 class DegenerateDataWarning(BayesmixWarning):
     """The data make a fit ill-posed (constant features, collapsed components...)."""
+
+
+class DataFormatWarning(BayesmixWarning):
+    """A data file was read with an adjustment (no header row, an index column dropped...)."""
 
 
 def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covariance"):
