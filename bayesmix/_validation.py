@@ -471,3 +471,175 @@ def _numeric_dtype(dtype):
 def warn(message, category=BayesmixWarning, stacklevel=3):
     """Emit a bayesmix warning pointing at the caller's caller."""
     warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def degenerate_report(X, feature_names=None):
+    """What makes data degenerate for a Gaussian mixture: a dict of findings.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_obs, n_features)
+        Validated data (see :func:`check_data`).
+    feature_names : list of str, optional
+
+    Returns
+    -------
+    dict
+        ``n_distinct`` (distinct rows), ``constant`` (names of constant features),
+        ``collinear`` (list of groups of feature names whose standardised columns are
+        linearly dependent, each with a description such as ``"f = 1.8 * c + 32"``),
+        ``rank`` (rank of the centred data among non-constant features).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = np.array([0.0, 10.0, 25.0, 40.0])
+    >>> degenerate_report(np.c_[c, 1.8 * c + 32], ["c", "f"])["collinear"]
+    [(['c', 'f'], 'f = 1.8 * c + 32')]
+    """
+    n, D = X.shape
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)]
+    n_distinct = int(np.unique(X, axis=0).shape[0]) if n < 2_000_000 else n
+    sd = X.std(axis=0)
+    scale = np.maximum(np.abs(X).max(axis=0), np.finfo(float).tiny)
+    const = sd <= 1e-13 * scale
+    out = {"n_distinct": n_distinct, "constant": [names[j] for j in np.flatnonzero(const)]}
+    keep = np.flatnonzero(~const)
+    out["collinear"], out["rank"] = [], int(keep.size)
+    if keep.size < 2 or n < 3:
+        return out
+    Z = (X[:, keep] - X[:, keep].mean(axis=0)) / sd[keep]
+    _, s, Vt = np.linalg.svd(Z / np.sqrt(n), full_matrices=False)
+    null = Vt[s < 1e-7 * max(s[0], 1.0)]
+    out["rank"] = int(keep.size - null.shape[0])
+    if not null.shape[0] or n_distinct <= keep.size:
+        return out
+    out["collinear"] = _collinear_groups(X, Z, null, keep, names)
+    return out
+
+
+def _collinear_groups(X, Z, null, keep, names):
+    """Groups of collinear columns: perfectly correlated pairs first, then the rest."""
+    corr = (Z.T @ Z) / Z.shape[0]
+    parent = list(range(keep.size))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(np.abs(corr) >= 1.0 - 1e-10, 1)), strict=True):
+        parent[root(int(j))] = root(int(i))
+    found = {}
+    for i in range(keep.size):
+        found.setdefault(root(i), []).append(i)
+    groups = [g for g in found.values() if len(g) > 1]
+    if sum(len(g) - 1 for g in groups) < null.shape[0]:  # dependencies beyond pairs
+        groups.append([int(i) for i in np.flatnonzero((np.abs(null) > 1e-6).any(axis=0))])
+    out = []
+    for g in groups:
+        cols = [int(keep[i]) for i in g]
+        out.append(([names[j] for j in cols], _relation(X, cols, names)))
+    return out
+
+
+def _relation(X, cols, names):
+    """'b = 1.8 * a + 32' for two collinear columns, 'linearly dependent' otherwise."""
+    if len(cols) != 2:
+        return "linearly dependent"
+    a, b = cols
+    slope, icpt = np.polyfit(X[:, a], X[:, b], 1)
+    if abs(icpt) < 1e-9 * (np.abs(X[:, b]).max() + abs(slope) * np.abs(X[:, a]).max()):
+        return f"{names[b]} = {slope:.6g} * {names[a]}"
+    return f"{names[b]} = {slope:.6g} * {names[a]} {'+' if icpt >= 0 else '-'} {abs(icpt):.6g}"
+
+
+def check_degenerate(
+    X,
+    n_components,
+    feature_names=None,
+    *,
+    covariance="full",
+    prior_given=False,
+    name="X",
+    how="",
+):
+    """Refuse (or, under an explicit prior, warn about) data a mixture cannot be fitted to.
+
+    Run before a model is built or sampled. Without an explicit prior these are
+    ``ValueError``: fewer distinct points than ``n_components``; all features constant;
+    for ``full``/``tied`` covariances, collinear columns or fewer distinct points than
+    ``D + 1``. Constant features (some, not all) are a ``DegenerateDataWarning``. With
+    ``prior_given=True`` (a prior the user chose keeps the posterior proper) every finding
+    is a ``DegenerateDataWarning``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_obs, n_features)
+    n_components : int
+    feature_names : list of str, optional
+    covariance : str
+        The covariance type to be fitted.
+    prior_given : bool
+        Whether the user passed a prior of their own.
+    name : str
+        How messages refer to the data.
+    how : str
+        How to drop columns in the caller's interface, e.g. ``" with --columns"``.
+
+    Returns
+    -------
+    dict
+        The :func:`degenerate_report`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_degenerate(np.ones((5, 2)), 2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 1 distinct point(s) but n_components=2: ...
+    """
+    rep = degenerate_report(X, feature_names)
+    D = X.shape[1]
+    errors, warns = [], []
+    if rep["n_distinct"] < n_components:
+        errors.append(
+            f"{name} has {rep['n_distinct']} distinct point(s) but n_components={n_components}: "
+            f"a component needs points of its own. Use n_components <= {rep['n_distinct']}."
+        )
+    if len(rep["constant"]) == D:
+        errors.append(
+            f"every feature of {name} is constant ({rep['constant']}): there is nothing to "
+            "cluster. Check the data (wrong columns or file?)."
+        )
+    elif rep["constant"]:
+        warns.append(
+            f"feature(s) {rep['constant']} of {name} are constant; they carry no information "
+            f"about the components. Drop them{how}."
+        )
+    full = check_covariance_type(covariance) in ("full", "tied")
+    if full and not errors and rep["n_distinct"] <= D:
+        errors.append(
+            f"{name} has {rep['n_distinct']} distinct point(s) for D={D} features: a "
+            f"{covariance} covariance needs at least D + 1 = {D + 1}. Add data, use fewer "
+            "features, or covariance='diag'."
+        )
+    elif full and rep["collinear"]:
+        desc = "; ".join(f"columns {g} are collinear ({rel})" for g, rel in rep["collinear"])
+        errors.append(
+            f"{desc}: the data covariance is singular (rank {rep['rank']} of "
+            f"{D - len(rep['constant'])}), so a {covariance} covariance is ill-defined. Keep "
+            f"one column of each group{how}, or use covariance='diag'."
+        )
+    if prior_given:
+        warns, errors = warns + errors, []
+    for msg in warns:
+        warn(
+            msg + (" The prior keeps the fit well-defined." if prior_given else ""),
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
+    if errors:
+        raise ValueError(" ".join(errors))
+    return rep
