@@ -236,14 +236,16 @@ def _check_or_sniff_sep(lines, sep, name, path):
             + "). Check the file for ragged lines, or pass the delimiter explicitly "
             "(sep=..., CLI --sep, spec data.sep)."
         )
-    if ";" in consistent and "," in consistent:
-        rows = _split(lines[1:] or lines, ";")
-        if all(_DEC_COMMA.match(f.strip()) or _INT.match(f.strip()) for r in rows for f in r):
-            return ";"  # the commas are decimal commas
-    best = max(consistent.values())
-    winners = [c for c, n in consistent.items() if n == best]
-    if len(winners) == 1 and all(consistent[c] < best for c in consistent if c != winners[0]):
-        return winners[0]
+    other = [c for c in consistent if c != ","]
+    if "," in consistent and len(other) == 1:
+        rows = _split(lines, other[0])
+
+        def numeric(r):
+            return all(_DEC_COMMA.match(f.strip()) or _INT.match(f.strip()) for f in r)
+
+        # the commas are decimal commas, unless a header line holds commas too
+        if all(numeric(r) for r in rows[1:]) and (numeric(rows[0]) or "," not in lines[0]):
+            return other[0]
     raise ValueError(
         f"{name} {str(path)!r}: the delimiter is ambiguous: "
         + ", ".join(f"{_DELIM_NAMES[c]} gives {n} fields" for c, n in consistent.items())

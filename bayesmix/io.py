@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bayesmix._validation import COVARIANCE_TYPES
+
 __all__ = ["SavedFit", "load_fit", "save_fit"]
 
 EM_FILE = "em.json"
@@ -337,6 +339,10 @@ def _load_em(file):
         )
     if not (np.isfinite(w).all() and np.isfinite(m).all() and np.isfinite(c).all()):
         raise _unreadable(file, "weights, means or covariances hold non-finite values")
+    if d["covariance"] not in COVARIANCE_TYPES:
+        raise _unreadable(
+            file, f"'em.covariance' is {d['covariance']!r}, not one of {COVARIANCE_TYPES}"
+        )
     if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-6:
         raise _unreadable(file, f"the weights {w.tolist()} are not a probability vector")
     from bayesmix.em import EMResult

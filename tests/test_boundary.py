@@ -1,0 +1,1122 @@
+"""The input boundary, degenerate data and safe output: a battery of adversarial cases.
+
+Each case states its exact outcome: an exception type and the words its message must
+contain (what is wrong, and the fix), a warning class, or a correct result (a European
+CSV parses to the right floats, a written pandas index is not fitted as a feature).
+Files are generated in ``tmp_path``; no case runs MCMC, CLI cases use ``--no-mcmc``.
+
+The README's "What bad input gets" table is rendered from ``TABLE`` below, and
+``test_readme_table_is_generated_from_the_battery`` keeps the two identical: every
+row of the table is backed by the cases tagged with its key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import bayesmix as bm
+from bayesmix._csv import check_columns, read_csv
+from bayesmix._validation import (
+    BayesmixWarning,
+    DataFormatWarning,
+    DegenerateDataWarning,
+    check_data,
+    check_degenerate,
+)
+from bayesmix.io import MARKER_FILE, load_fit, save_fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# =========================================================================== helpers
+class Err:
+    """Expect an exception of ``typ`` whose message contains every fragment."""
+
+    def __init__(self, typ, *fragments):
+        self.typ, self.fragments = typ, fragments
+
+    def check(self, fn):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BayesmixWarning)
+            with pytest.raises(self.typ) as info:
+                fn()
+        msg = str(info.value)
+        for frag in self.fragments:
+            assert frag in msg, f"{frag!r} not in {msg!r}"
+        assert "\n" not in msg.strip(), "one line"
+        return info.value
+
+
+class Warn:
+    """Expect a warning of ``category`` containing the fragments; ``then`` checks the result."""
+
+    def __init__(self, category, *fragments, then=None):
+        self.category, self.fragments, self.then = category, fragments, then
+
+    def check(self, fn):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            out = fn()
+        msgs = [str(w.message) for w in rec if issubclass(w.category, self.category)]
+        assert msgs, f"no {self.category.__name__}; got {[str(w.message) for w in rec]}"
+        for frag in self.fragments:
+            assert any(frag in m for m in msgs), f"{frag!r} not in {msgs!r}"
+        if self.then is not None:
+            self.then(out)
+        return out
+
+
+class Ok:
+    """Expect no bayesmix warning and a result satisfying ``then``."""
+
+    def __init__(self, then):
+        self.then = then
+
+    def check(self, fn):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            out = fn()
+        ours = [str(w.message) for w in rec if issubclass(w.category, BayesmixWarning)]
+        assert not ours, ours
+        self.then(out)
+        return out
+
+
+def _values(expected, names=None):
+    """Check (X, names) or a DataFrame against expected values (and names)."""
+
+    def then(out):
+        X, got_names = (
+            (out.to_numpy(dtype=float), list(out.columns)) if hasattr(out, "columns") else out
+        )
+        np.testing.assert_array_equal(X, np.asarray(expected, dtype=float))
+        if names is not None:
+            assert list(got_names) == names
+
+    return then
+
+
+# The README table: key -> (input, what bayesmix does). Every case carries one key.
+TABLE = {}
+
+
+def row(key, what, does):
+    TABLE[key] = (what, does)
+    return key
+
+
+# =========================================================================== CSV files
+R_SEP = row(
+    "csv-dialect",
+    "CSV with `;` and decimal commas (European Excel), tab, `|`, a BOM, CRLF, a "
+    "`.` thousands separator",
+    "parsed to the right floats (delimiter and decimal separator sniffed)",
+)
+R_CSV_BAD = row(
+    "csv-ambiguous",
+    "CSV mixing decimal points and commas, ragged lines, an ambiguous `1,5`, duplicate "
+    "column names, not text, empty",
+    "`ValueError` naming what was seen and the fix (`--sep` / `--decimal`, rename, re-save); "
+    "CLI: exit 2, one line",
+)
+R_CSV_ADJ = row(
+    "csv-adjusted",
+    "CSV written with its pandas index (`Unnamed: 0` = 0..n-1) or R row names, no header "
+    "row, trailing delimiters, not UTF-8",
+    "read, with a `DataFormatWarning` saying what was done (index dropped, columns named "
+    "`x0, x1, ...`, empty unnamed columns dropped, read as Windows-1252)",
+)
+R_CSV_COLS = row(
+    "csv-columns",
+    "CSV with empty, non-numeric or decimal-comma-in-a-comma-file columns",
+    "`ValueError` naming the columns (and the decimal commas), fix: `--columns`",
+)
+
+CSV_CASES = [
+    # (id, text, expectation)
+    ("eu", "a;b\n1,5;2,25\n3,0;-4,5\n", Ok(_values([[1.5, 2.25], [3.0, -4.5]], ["a", "b"]))),
+    ("eu-exp", "a;b\n1,5e3;2\n3;4,0E-2\n", Ok(_values([[1500, 2], [3, 0.04]], ["a", "b"]))),
+    ("eu-thousands", "a;b\n1.234,5;2\n3,0;4\n", Ok(_values([[1234.5, 2], [3, 4]]))),
+    ("eu-neg", "x;y\n-1,5;+2,5\n-0,5;,5\n", Ok(_values([[-1.5, 2.5], [-0.5, 0.5]]))),
+    ("eu-crlf", "a;b\r\n1,5;2\r\n3;4\r\n", Ok(_values([[1.5, 2], [3, 4]]))),
+    ("eu-one-col", "a\n1,5\n2,5\n", Ok(_values([[1.5], [2.5]], ["a"]))),
+    ("eu-ints", "a;b\n1;2\n3;4\n", Ok(_values([[1, 2], [3, 4]], ["a", "b"]))),
+    ("eu-points", "a;b\n1.5;2\n3;4.5\n", Ok(_values([[1.5, 2], [3, 4.5]]))),
+    ("eu-quoted", 'a;b\n"1,5";"2"\n"3";"4,5"\n', Ok(_values([[1.5, 2], [3, 4.5]]))),
+    ("tab-eu", "a\tb\n1,5\t2\n3\t4,5\n", Ok(_values([[1.5, 2], [3, 4.5]]))),
+    ("tab", "a\tb\n1.5\t2\n3\t4.5\n", Ok(_values([[1.5, 2], [3, 4.5]], ["a", "b"]))),
+    ("pipe", "a|b\n1.5|2\n3|4.5\n", Ok(_values([[1.5, 2], [3, 4.5]], ["a", "b"]))),
+    ("comma", "a,b\n1.5,2\n3,4.5\n", Ok(_values([[1.5, 2], [3, 4.5]], ["a", "b"]))),
+    ("bom", "\ufeffa,b\n1,2\n3,4\n", Ok(_values([[1, 2], [3, 4]], ["a", "b"]))),
+    ("spaces", "a, b\n1, 2\n3, 4\n", Ok(_values([[1, 2], [3, 4]], ["a", "b"]))),
+    ("blank-lines", "a,b\n1,2\n\n3,4\n\n", Ok(_values([[1, 2], [3, 4]]))),
+    ("quoted-comma-name", '"a,1",b\n1,2\n3,4\n', Ok(_values([[1, 2], [3, 4]], ["a,1", "b"]))),
+    ("sci", "a,b\n1e-3,2E+2\n-3.5e1,4\n", Ok(_values([[1e-3, 200], [-35, 4]]))),
+    (
+        "mixed-decimals",
+        "a;b\n1,5;2.5\n3;4\n",
+        Err(ValueError, "mixes decimal points ('2.5') and decimal commas ('1,5')", "decimal"),
+    ),
+    ("ragged", "a,b\n1,2\n3,4,5\n", Err(ValueError, "same number of fields", "sep")),
+    ("ragged-semicolon", "a;b\n1;2\n3;4;5\n", Err(ValueError, "same number of fields")),
+    ("ambiguous-1,5", "1,5\n2,5\n", Err(ValueError, "ambiguous", "decimal comma", "header")),
+    (
+        "ambiguous-sep",
+        "a,b;c,d\n1,2;3,4\n5,6;7,8\n",
+        Err(ValueError, "delimiter is ambiguous", "sep"),
+    ),
+    ("dup-names", "a,a\n1,2\n3,4\n", Err(ValueError, "duplicate column names ['a']", "Rename")),
+    ("empty", "", Err(ValueError, "is empty")),
+    ("blank", "\n\n  \n", Err(ValueError, "is empty")),
+    ("header-only", "a,b\n", Err(ValueError, "header but no data rows")),
+    (
+        "pandas-index",
+        ",a,b\n0,1.5,2\n1,3,4.5\n2,5,6\n",
+        Warn(
+            DataFormatWarning,
+            "pandas index",
+            "index=False",
+            then=_values([[1.5, 2], [3, 4.5], [5, 6]], ["a", "b"]),
+        ),
+    ),
+    (
+        "pandas-index-eu",
+        ";a;b\n0;1,5;2\n1;3;4,5\n",
+        Warn(DataFormatWarning, "pandas index", then=_values([[1.5, 2], [3, 4.5]], ["a", "b"])),
+    ),
+    (
+        "r-rownames",
+        '"","a","b"\n"1",1.5,2\n"2",3,4.5\n',
+        Warn(DataFormatWarning, "R row names", then=_values([[1.5, 2], [3, 4.5]], ["a", "b"])),
+    ),
+    (
+        "unnamed-not-index",
+        ",a\n5,1\n7,2\n",
+        Ok(_values([[5, 1], [7, 2]], ["Unnamed: 0", "a"])),
+    ),
+    (
+        "no-header",
+        "1.5,2\n3,4.5\n",
+        Warn(
+            DataFormatWarning,
+            "no header row",
+            "x0, x1",
+            then=_values([[1.5, 2], [3, 4.5]], ["x0", "x1"]),
+        ),
+    ),
+    (
+        "no-header-eu",
+        "1,5;2\n3;4,5\n",
+        Warn(DataFormatWarning, "no header row", then=_values([[1.5, 2], [3, 4.5]])),
+    ),
+    (
+        "trailing-delims",
+        "a,b,\n1,2,\n3,4,\n",
+        Warn(
+            DataFormatWarning,
+            "empty column(s) without a header",
+            then=_values([[1, 2], [3, 4]], ["a", "b"]),
+        ),
+    ),
+]
+
+CSV_COLUMN_CASES = [
+    (
+        "empty-named",
+        "a,b,c\n1,2,\n3,4,\n",
+        Err(ValueError, "column(s) ['c'] are empty", "--columns"),
+    ),
+    ("text", "a,b\n1,x\n3,4\n", Err(ValueError, "non-numeric column(s) ['b']", "holds 'x'")),
+    ("all-text", "a,b\nu,1\nv,2\n", Err(ValueError, "non-numeric column(s) ['a']", "--columns")),
+    (
+        "decimal-comma-in-comma-file",
+        'a,b\n"1,5",2\n"2,5",3\n',
+        Err(ValueError, "['a']", "decimal commas ('1,5')", "';' as the delimiter"),
+    ),
+    ("dates", "t,x\n2020-01-01,1\n2020-01-02,2\n", Err(ValueError, "non-numeric column(s) ['t']")),
+    ("bools", "a,b\nTrue,1\nFalse,2\n", Err(ValueError, "non-numeric column(s) ['a']")),
+]
+
+
+@pytest.mark.parametrize(("cid", "text", "expect"), CSV_CASES, ids=[c[0] for c in CSV_CASES])
+def test_csv(tmp_path, cid, text, expect):
+    f = tmp_path / f"{cid}.csv"
+    f.write_text(text, newline="")
+
+    def read():
+        df, _ = read_csv(f)
+        check_columns(df)
+        return df
+
+    expect.check(read)
+
+
+@pytest.mark.parametrize(
+    ("cid", "text", "expect"), CSV_COLUMN_CASES, ids=[c[0] for c in CSV_COLUMN_CASES]
+)
+def test_csv_columns(tmp_path, cid, text, expect):
+    f = tmp_path / f"{cid}.csv"
+    f.write_text(text)
+    expect.check(lambda: check_columns(read_csv(f)[0]))
+
+
+@pytest.mark.parametrize(
+    ("cid", "raw", "expect"),
+    [
+        ("utf16", "a,b\n1,2\n".encode("utf-16"), Err(ValueError, "not a text file", "UTF-8")),
+        ("xlsx-ish", b"PK\x03\x04\x00\x00binary", Err(ValueError, "not a text file")),
+        (
+            "cp1252",
+            "temp\xe9rature;b\n1,5;2\n3;4\n".encode("cp1252"),
+            Warn(
+                DataFormatWarning,
+                "Windows-1252",
+                then=_values([[1.5, 2], [3, 4]], ["temp\xe9rature", "b"]),
+            ),
+        ),
+    ],
+    ids=["utf16", "xlsx-ish", "cp1252"],
+)
+def test_csv_bytes(tmp_path, cid, raw, expect):
+    f = tmp_path / f"{cid}.csv"
+    f.write_bytes(raw)
+    expect.check(lambda: read_csv(f)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expect"),
+    [
+        ({"sep": ";;"}, Err(ValueError, "sep must be a single character")),
+        ({"decimal": ":"}, Err(ValueError, "decimal must be '.' or ','")),
+        ({"sep": ",", "decimal": ","}, Err(ValueError, "cannot equal the delimiter")),
+        ({"sep": ";", "decimal": ","}, Ok(_values([[1.5, 2], [3, 4]]))),
+    ],
+    ids=["sep-2chars", "decimal-colon", "decimal-is-sep", "explicit-eu"],
+)
+def test_csv_explicit_dialect(tmp_path, kwargs, expect):
+    f = tmp_path / "d.csv"
+    f.write_text("a;b\n1,5;2\n3;4\n")
+    expect.check(lambda: read_csv(f, **kwargs)[0])
+
+
+def test_csv_missing_file_and_folder(tmp_path):
+    Err(ValueError, "does not exist").check(lambda: read_csv(tmp_path / "nope.csv"))
+    Err(ValueError, "is a folder").check(lambda: read_csv(tmp_path))
+
+
+# =========================================================================== arrays
+R_NAN = row(
+    "nan",
+    "NaN, inf or pandas' `pd.NA` (nullable `Int64` / `Float64` / `boolean` columns)",
+    "`ValueError`: how many NaN / infinite values, in how many rows, the first row; "
+    '"remove or impute" (rows are never dropped)',
+)
+R_SHAPE = row(
+    "shape",
+    "1-D array / pandas Series / 1-D `xarray.DataArray`, 3-D, empty",
+    "`ValueError`: expected (n_obs, n_features); suggests `X.reshape(-1, 1)`, "
+    "`series.to_frame()` or `da.values.reshape(-1, 1)`",
+)
+R_DTYPE = row(
+    "dtype",
+    "complex, masked (`numpy.ma` with a mask), datetime / timedelta, non-numeric input",
+    "`ValueError` naming the dtype or the columns and the explicit conversion "
+    "(`X.real`, `X.filled(np.nan)`, `.dt.total_seconds()`, `df.select_dtypes('number')`); "
+    "never fitted on a silently converted copy",
+)
+R_SCALE = row(
+    "scale",
+    "values whose magnitude overflows the arithmetic (`|x| > 1e150`) or a feature varying "
+    "by less than 1e-100",
+    "`ValueError` before fitting, one line naming the feature, its largest value and rows: "
+    '"rescale the data first"',
+)
+R_CONVERT = row(
+    "convert",
+    "integer, boolean, Fortran-ordered, strided input, lists, a mask-free masked array, "
+    "`xarray.DataArray`",
+    "converted to a float64 C-contiguous copy; DataFrame columns / DataArray coordinates "
+    "become `feature_names`",
+)
+
+rng0 = np.random.default_rng(0)
+GOOD = rng0.normal(size=(40, 2))
+
+
+def _nan_frame(dtype):
+    vals = [1, None, 3] if dtype != "boolean" else [True, None, False]
+    return pd.DataFrame({"a": pd.array(vals, dtype=dtype), "b": [1.0, 2.0, 3.0]})
+
+
+BAD_ARRAYS = [
+    # (id, X, row key, exception, fragments)
+    (
+        "nan",
+        np.array([[1.0, np.nan], [2, 3], [np.nan, 1]]),
+        R_NAN,
+        ValueError,
+        ("2 NaN value(s) in 2 row(s)", "row 0", "impute"),
+    ),
+    ("inf", np.array([[1.0, 2], [np.inf, 3]]), R_NAN, ValueError, ("1 infinite value(s)", "row 1")),
+    ("pd-NA-Int64", _nan_frame("Int64"), R_NAN, ValueError, ("1 NaN value(s)", "row 1")),
+    ("pd-NA-Float64", _nan_frame("Float64"), R_NAN, ValueError, ("1 NaN value(s)", "row 1")),
+    ("pd-NA-boolean", _nan_frame("boolean"), R_NAN, ValueError, ("1 NaN value(s)", "row 1")),
+    (
+        "pd-NA-object",
+        np.array([[1.0, pd.NA], [2.0, 3.0]], dtype=object),
+        R_NAN,
+        ValueError,
+        ("1 NaN value(s)", "row 0"),
+    ),
+    (
+        "none-list",
+        [[1.0, None], [2.0, 3.0], [4.0, 5.0]],
+        R_NAN,
+        ValueError,
+        ("1 NaN value(s)", "row 0"),
+    ),
+    (
+        "nan-dataarray",
+        xr.DataArray([[1.0, np.nan], [2.0, 3.0]], dims=("obs", "f")),
+        R_NAN,
+        ValueError,
+        ("1 NaN value(s)",),
+    ),
+    ("1-D", np.arange(5.0), R_SHAPE, ValueError, ("1-D array", "reshape(-1, 1)")),
+    ("series", pd.Series([1.0, 2.0], name="a"), R_SHAPE, ValueError, ("1-D Series", "to_frame")),
+    (
+        "dataarray-1D",
+        xr.DataArray(np.arange(4.0), dims=("obs",)),
+        R_SHAPE,
+        ValueError,
+        ("1-D DataArray", "dim 'obs'", "reshape(-1, 1)"),
+    ),
+    ("3-D", np.zeros((2, 2, 2)), R_SHAPE, ValueError, ("3-D",)),
+    ("0-rows", np.zeros((0, 2)), R_SHAPE, ValueError, ("0 observation",)),
+    ("0-features", np.zeros((3, 0)), R_SHAPE, ValueError, ("0 features",)),
+    ("scalar", 3.0, R_SHAPE, ValueError, ("2-D",)),
+    (
+        "complex",
+        np.array([[1 + 2j, 0], [1, 1]]),
+        R_DTYPE,
+        ValueError,
+        ("real-valued", "complex", "X.real"),
+    ),
+    (
+        "complex-frame",
+        pd.DataFrame({"z": [1 + 1j, 2], "b": [1.0, 2]}),
+        R_DTYPE,
+        ValueError,
+        ("complex columns ['z']", ".real"),
+    ),
+    (
+        "complex-object",
+        np.array([[1 + 1j, 1.0]], dtype=object),
+        R_DTYPE,
+        ValueError,
+        ("real-valued",),
+    ),
+    (
+        "masked",
+        np.ma.array([[1.0, 2], [3, 4]], mask=[[0, 1], [0, 0]]),
+        R_DTYPE,
+        ValueError,
+        ("masked array with 1 masked value(s) in 1 row(s)", "X.filled(np.nan)"),
+    ),
+    (
+        "datetime64",
+        np.array([["2020-01-01"], ["2020-01-05"]], dtype="datetime64[D]"),
+        R_DTYPE,
+        ValueError,
+        ("datetime64[D]", "not turned into numbers silently"),
+    ),
+    (
+        "timedelta64",
+        np.array([[1], [2]], dtype="timedelta64[s]"),
+        R_DTYPE,
+        ValueError,
+        ("timedelta64[s]",),
+    ),
+    (
+        "datetime-frame",
+        pd.DataFrame({"t": pd.date_range("2020", periods=3), "x": [1.0, 2, 3]}),
+        R_DTYPE,
+        ValueError,
+        ("datetime/timedelta columns ['t']", "total_seconds"),
+    ),
+    (
+        "tz-frame",
+        pd.DataFrame({"t": pd.date_range("2020", periods=2, tz="UTC"), "x": [1.0, 2]}),
+        R_DTYPE,
+        ValueError,
+        ("datetime/timedelta columns ['t']",),
+    ),
+    (
+        "timedelta-frame",
+        pd.DataFrame({"d": pd.to_timedelta([1, 2], unit="s"), "x": [1.0, 2]}),
+        R_DTYPE,
+        ValueError,
+        ("datetime/timedelta columns ['d']",),
+    ),
+    (
+        "period-frame",
+        pd.DataFrame({"p": pd.period_range("2020", periods=2, freq="D")}),
+        R_DTYPE,
+        ValueError,
+        ("datetime/timedelta columns ['p']",),
+    ),
+    (
+        "timestamps-object",
+        np.array([[pd.Timestamp("2020")], [pd.Timestamp("2021")]], dtype=object),
+        R_DTYPE,
+        ValueError,
+        ("Timestamp", "not turned into numbers silently"),
+    ),
+    ("strings", np.array([["a", "b"], ["c", "d"]]), R_DTYPE, ValueError, ("must be numeric",)),
+    (
+        "text-frame",
+        pd.DataFrame({"name": ["u", "v"], "x": [1.0, 2]}),
+        R_DTYPE,
+        ValueError,
+        ("non-numeric columns ['name']", "select_dtypes"),
+    ),
+    (
+        "category-frame",
+        pd.DataFrame({"c": pd.Categorical(["a", "b"])}),
+        R_DTYPE,
+        ValueError,
+        ("non-numeric columns ['c']",),
+    ),
+    ("ragged", [[1.0, 2.0], [3.0]], R_DTYPE, ValueError, ("could not be converted",)),
+    (
+        "dataset",
+        xr.Dataset({"a": ("obs", np.ones(3))}),
+        R_DTYPE,
+        TypeError,
+        ("xarray.Dataset", "to_dataframe"),
+    ),
+    (
+        "1e200",
+        np.array([[1.0, 0], [1e200, 1], [2, 3]]),
+        R_SCALE,
+        ValueError,
+        ("feature 'x0'", "1e+200", "row(s) 1", "Rescale"),
+    ),
+    (
+        "1e300-frame",
+        pd.DataFrame({"a": [1.0, 2, 3], "big": [1.0, -1e300, 3]}),
+        R_SCALE,
+        ValueError,
+        ("feature 'big'", "1e+300", "Rescale"),
+    ),
+    (
+        "1e308",
+        np.array([[1e308, 0], [-1e308, 1], [0, 2]]),
+        R_SCALE,
+        ValueError,
+        ("rows) 0, 1" if False else "row(s) 0, 1", "overflow"),
+    ),
+    (
+        "tiny-spread",
+        np.array([[1e-120, 0], [2e-120, 1], [3e-120, 2]]),
+        R_SCALE,
+        ValueError,
+        ("feature 'x0'", "varies by only", "Rescale"),
+    ),
+]
+
+ENTRY_POINTS = {
+    "check_data": lambda X: check_data(X),
+    "fit_em": lambda X: bm.fit_em(X, 2, random_seed=0),
+    "kmeans": lambda X: bm.kmeans(X, 2, random_seed=0),
+    "GMMPrior.from_data": lambda X: bm.GMMPrior.from_data(X, 2),
+    "build_gmm": lambda X: bm.build_gmm(X, 2),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize(
+    ("cid", "X", "key", "exc", "fragments"), BAD_ARRAYS, ids=[c[0] for c in BAD_ARRAYS]
+)
+def test_bad_arrays(entry, cid, X, key, exc, fragments):
+    if entry == "build_gmm" and cid not in {"nan", "complex", "masked", "1e200", "dataarray-1D"}:
+        pytest.skip("build_gmm: a sample of the cases (it shares check_data)")
+    Err(exc, *fragments).check(lambda: ENTRY_POINTS[entry](X))
+
+
+GOOD_ARRAYS = [
+    ("int32", np.array([[1, 2], [3, 4]], dtype=np.int32), [[1, 2], [3, 4]], ["x0", "x1"]),
+    ("bool", np.array([[True, False], [False, True]]), [[1, 0], [0, 1]], None),
+    ("fortran", np.asfortranarray(np.arange(6.0).reshape(3, 2)), [[0, 1], [2, 3], [4, 5]], None),
+    ("strided", np.arange(12.0).reshape(3, 4)[:, ::2], [[0, 2], [4, 6], [8, 10]], None),
+    ("list", [[1, 2.5], [3, 4]], [[1, 2.5], [3, 4]], None),
+    ("float32", np.array([[0.5, 1.5]], dtype=np.float32), [[0.5, 1.5]], None),
+    ("masked-no-mask", np.ma.array([[1.0, 2], [3, 4]]), [[1, 2], [3, 4]], None),
+    ("Int64-complete", pd.DataFrame({"a": pd.array([1, 2], dtype="Int64")}), [[1], [2]], ["a"]),
+    (
+        "dataarray-coords",
+        xr.DataArray([[1.0, 2], [3, 4]], dims=("obs", "feature"), coords={"feature": ["u", "v"]}),
+        [[1, 2], [3, 4]],
+        ["u", "v"],
+    ),
+    (
+        "dataarray-dims",
+        xr.DataArray([[1.0, 2], [3, 4]], dims=("obs", "f")),
+        [[1, 2], [3, 4]],
+        ["f0", "f1"],
+    ),
+    ("big-but-fine", np.array([[1e140, 0], [-1e140, 1]]), [[1e140, 0], [-1e140, 1]], None),
+    ("numeric-strings", np.array([["1.5", "2"]]), [[1.5, 2]], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("cid", "X", "expected", "names"), GOOD_ARRAYS, ids=[c[0] for c in GOOD_ARRAYS]
+)
+def test_good_arrays_convert(cid, X, expected, names):
+    def run():
+        out, got = check_data(X, return_names=True)
+        assert out.dtype == np.float64 and out.flags.c_contiguous
+        return out, got
+
+    Ok(_values(expected, names)).check(run)
+
+
+def test_dataarray_names_reach_the_fit():
+    X = xr.DataArray(GOOD, dims=("obs", "feature"), coords={"feature": ["u", "v"]})
+    assert bm.fit_em(X, 1, random_seed=0).feature_names == ["u", "v"]
+
+
+def test_far_points_are_valid_for_prediction_not_for_fitting():
+    Err(ValueError, "Rescale").check(lambda: check_data([[1e200, 0.0], [0.0, 1.0]]))
+    out = check_data([[1e200, 0.0]], check_scale=False)
+    assert out[0, 0] == 1e200
+
+
+# =========================================================================== API arguments
+R_SEED = row(
+    "seed",
+    "`random_seed` negative, a float or a bool",
+    '`ValueError` / `TypeError` naming `random_seed`: "None, an integer >= 0 or a '
+    'numpy.random.Generator"',
+)
+R_K = row(
+    "k",
+    "`n_components > n_obs`, `< 1`, not an integer (also in `GMMPrior.from_data`)",
+    '`ValueError` "n_components=K is larger than the number of observations n_obs=N" / '
+    '"must be >= 1"; `TypeError` "must be an integer"',
+)
+R_COV = row(
+    "cov",
+    "unknown `covariance`",
+    "`ValueError` listing `spherical`, `diag` (alias `diagonal`), `full`, `tied`; "
+    "`TypeError` for a non-string",
+)
+R_PRIOR = row(
+    "prior",
+    "a prior whose mean / scale does not match the data's D, a scale that is not SPD, "
+    "`dof <= D - 1`",
+    "`ValueError` naming the data's D and the expected shape (not the scale's shape when "
+    "the mean is wrong)",
+)
+
+API_CASES = [
+    (
+        "seed-neg-fit_em",
+        lambda: bm.fit_em(GOOD, 2, random_seed=-1),
+        R_SEED,
+        Err(ValueError, "random_seed must be None, an integer >= 0", "got -1"),
+    ),
+    (
+        "seed-neg-kmeans",
+        lambda: bm.kmeans(GOOD, 2, random_seed=-5),
+        R_SEED,
+        Err(ValueError, "random_seed", "got -5"),
+    ),
+    (
+        "seed-neg-simulate",
+        lambda: bm.simulate(10, [1.0], [[0.0]], [[1.0]], random_seed=-1),
+        R_SEED,
+        Err(ValueError, "random_seed", "got -1"),
+    ),
+    (
+        "seed-float",
+        lambda: bm.fit_em(GOOD, 2, random_seed=1.5),
+        R_SEED,
+        Err(TypeError, "random_seed", "float 1.5"),
+    ),
+    (
+        "seed-bool",
+        lambda: bm.kmeans(GOOD, 2, random_seed=True),
+        R_SEED,
+        Err(TypeError, "random_seed", "bool"),
+    ),
+    (
+        "seed-str",
+        lambda: bm.fit_em(GOOD, 2, random_seed="1"),
+        R_SEED,
+        Err(TypeError, "random_seed", "str"),
+    ),
+    (
+        "k-too-big",
+        lambda: bm.fit_em(GOOD[:3], 4),
+        R_K,
+        Err(ValueError, "n_components=4 is larger than the number of observations n_obs=3"),
+    ),
+    ("k-0", lambda: bm.fit_em(GOOD, 0), R_K, Err(ValueError, "must be >= 1")),
+    ("k-neg-kmeans", lambda: bm.kmeans(GOOD, -2), R_K, Err(ValueError, ">= 1")),
+    ("k-float", lambda: bm.fit_em(GOOD, 2.5), R_K, Err(TypeError, "integer")),
+    ("k-bool", lambda: bm.fit_em(GOOD, True), R_K, Err(TypeError, "integer")),
+    ("k-str", lambda: bm.kmeans(GOOD, "2"), R_K, Err(TypeError, "integer")),
+    (
+        "from_data-k0",
+        lambda: bm.GMMPrior.from_data(GOOD, 0),
+        R_K,
+        Err(ValueError, "n_components must be >= 1"),
+    ),
+    (
+        "from_data-kfloat",
+        lambda: bm.GMMPrior.from_data(GOOD, 1.5),
+        R_K,
+        Err(TypeError, "n_components must be an integer"),
+    ),
+    (
+        "build-k-too-big",
+        lambda: bm.build_gmm(GOOD[:3], 4),
+        R_K,
+        Err(ValueError, "larger than the number of observations"),
+    ),
+    (
+        "cov-typo",
+        lambda: bm.fit_em(GOOD, 2, covariance="ful"),
+        R_COV,
+        Err(ValueError, "got 'ful'", "spherical", "tied"),
+    ),
+    ("cov-int", lambda: bm.fit_em(GOOD, 2, covariance=3), R_COV, Err(TypeError, "string")),
+    (
+        "cov-build",
+        lambda: bm.build_gmm(GOOD, 2, covariance="diagonals"),
+        R_COV,
+        Err(ValueError, "got 'diagonals'"),
+    ),
+    (
+        "prior-mean-3-on-D2",
+        lambda: bm.GMMPrior.from_data(GOOD, 2, mean=[0.0, 0.0, 0.0]),
+        R_PRIOR,
+        Err(ValueError, "prior mean", "(D=2)", "length 2"),
+    ),
+    (
+        "prior-scale-3x3-on-D2",
+        lambda: bm.GMMPrior.from_data(GOOD, 2, scale=np.eye(3)),
+        R_PRIOR,
+        Err(ValueError, "prior scale", "D=2", "(3, 3)"),
+    ),
+    (
+        "prior-mean-vs-scale",
+        lambda: bm.GMMPrior(mean=[0.0] * 3, scale=np.eye(2), dof=4.0),
+        R_PRIOR,
+        Err(ValueError, "D=3 entries", "(2, 2)"),
+    ),
+    (
+        "prior-D3-on-data-D2",
+        lambda: bm.fit_em(GOOD, 2, prior=bm.GMMPrior(mean=[0.0] * 3, scale=np.eye(3), dof=5.0)),
+        R_PRIOR,
+        Err(ValueError, "prior has 3 features but X has 2"),
+    ),
+    (
+        "prior-not-spd",
+        lambda: bm.GMMPrior(mean=[0.0, 0.0], scale=[[1, 2], [2, 1]], dof=4.0),
+        R_PRIOR,
+        Err(ValueError, "symmetric positive definite"),
+    ),
+    (
+        "prior-dof",
+        lambda: bm.GMMPrior(mean=[0.0, 0.0], scale=np.eye(2), dof=0.5),
+        R_PRIOR,
+        Err(ValueError, "dof must be > D - 1 = 1"),
+    ),
+    (
+        "prior-shrinkage-0",
+        lambda: bm.GMMPrior(mean=[0.0], scale=1.0, dof=3.0, mean_shrinkage=0.0),
+        R_PRIOR,
+        Err(ValueError, "mean_shrinkage must be > 0"),
+    ),
+    (
+        "prior-mean-nan",
+        lambda: bm.GMMPrior(mean=[np.nan], scale=1.0, dof=3.0),
+        R_PRIOR,
+        Err(ValueError, "finite"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("cid", "fn", "key", "expect"), API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_arguments(cid, fn, key, expect):
+    expect.check(fn)
+
+
+# =========================================================================== degenerate data
+R_DEGEN = row(
+    "degenerate",
+    "fewer distinct points than components, all features constant, collinear columns "
+    "(e.g. °C and °F), fewer than D + 1 distinct points (full / tied)",
+    "before any model is built or sampled (`build_gmm`, `build_dpgmm`, `sample`, the CLI): "
+    "`ValueError` naming the problem and the columns (`f = 1.8 * c + 32`); with a prior of "
+    "your own, a `DegenerateDataWarning` and the fit. EM keeps its finite fit with warnings",
+)
+
+_c = np.random.default_rng(3).normal(20, 8, size=60)
+_k = np.random.default_rng(4).normal(size=60)
+DEGEN_CASES = [
+    (
+        "identical-rows",
+        np.ones((50, 2)),
+        2,
+        "full",
+        Err(ValueError, "1 distinct point(s) but n_components=2", "every feature"),
+    ),
+    (
+        "two-rows",
+        np.array([[0.0, 1], [2, 5]]),
+        2,
+        "full",
+        Err(ValueError, "2 distinct point(s) for D=2 features", "D + 1 = 3"),
+    ),
+    ("two-rows-diag", np.array([[0.0, 1], [2, 5]]), 2, "diag", Ok(lambda r: None)),
+    (
+        "celsius-fahrenheit",
+        np.c_[_c, 1.8 * _c + 32],
+        2,
+        "full",
+        Err(ValueError, "columns ['c', 'f'] are collinear (f = 1.8 * c + 32)", "rank 1 of 2"),
+    ),
+    (
+        "celsius-fahrenheit-tied",
+        np.c_[_c, 1.8 * _c + 32],
+        2,
+        "tied",
+        Err(ValueError, "collinear", "covariance='diag'"),
+    ),
+    ("celsius-fahrenheit-diag", np.c_[_c, 1.8 * _c + 32], 2, "diag", Ok(lambda r: None)),
+    (
+        "three-collinear",
+        np.c_[_c, _k, _c + _k],
+        2,
+        "full",
+        Err(ValueError, "columns ['c', 'f', 'k'] are collinear (linearly dependent)"),
+    ),
+    (
+        "constant-feature",
+        np.c_[_c, np.full(60, 3.0)],
+        2,
+        "full",
+        Warn(DegenerateDataWarning, "feature(s) ['f'] of X are constant"),
+    ),
+    (
+        "duplicates-fewer-than-K",
+        np.repeat(GOOD[:2], 10, axis=0),
+        3,
+        "diag",
+        Err(ValueError, "2 distinct point(s) but n_components=3"),
+    ),
+    ("fine", GOOD, 2, "full", Ok(lambda r: None)),
+]
+
+
+@pytest.mark.parametrize(
+    ("cid", "X", "K", "cov", "expect"), DEGEN_CASES, ids=[c[0] for c in DEGEN_CASES]
+)
+def test_degenerate_data(cid, X, K, cov, expect):
+    names = ["c", "f", "k"][: X.shape[1]]
+    expect.check(lambda: check_degenerate(X, K, names, covariance=cov))
+
+
+def test_degenerate_under_a_users_prior_is_a_warning():
+    X = np.c_[_c, 1.8 * _c + 32]
+    Warn(DegenerateDataWarning, "collinear", "The prior keeps the fit well-defined").check(
+        lambda: check_degenerate(X, 2, ["c", "f"], prior_given=True)
+    )
+
+
+# =========================================================================== save / load
+R_SAVE = row(
+    "save",
+    "`save_fit` into a folder it did not write (e.g. holding your `config.json`), into its "
+    "own earlier save, an empty path, a file",
+    "`ValueError`; nothing is deleted or overwritten. Its own folder is replaced only with "
+    "`overwrite=True`, and then only the files its marker lists",
+)
+R_LOAD = row(
+    "load",
+    "`load_fit` on a corrupt or edited file (invalid JSON, missing keys, wrong types or "
+    "shapes, a damaged Zarr store)",
+    "one `ValueError` naming the file and what is wrong: save the fit again",
+)
+
+
+@pytest.fixture(scope="module")
+def em_small():
+    return bm.fit_em(GOOD, 2, random_seed=0)
+
+
+@pytest.fixture(scope="module")
+def tree():
+    from bayesmix._trace import from_arrays
+
+    return from_arrays(
+        np.full((1, 3, 1), 1.0),
+        np.zeros((1, 3, 1, 1)),
+        np.ones((1, 3, 1, 1, 1)),
+        np.zeros((4, 1)),
+    )
+
+
+def _user_file(folder, name="config.json", text='{"mine": true}'):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+@pytest.mark.parametrize(
+    "user_file", ["config.json", "em.json", "notes.txt", ".hidden", "posterior.zarr"]
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_save_never_touches_a_users_folder(tmp_path, em_small, user_file, overwrite):
+    f = _user_file(tmp_path / "out", user_file)
+    Err(ValueError, "not empty", "was not written by bayesmix.save_fit", "new or empty").check(
+        lambda: save_fit(tmp_path / "out", em_result=em_small, config={"K": 2}, overwrite=overwrite)
+    )
+    assert f.read_text() == '{"mine": true}'
+    assert not (tmp_path / "out" / MARKER_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "exc", "frag"),
+    [
+        ("", ValueError, "empty string"),
+        ("   ", ValueError, "empty string"),
+        (None, TypeError, "str or pathlib.Path"),
+        (3, TypeError, "str or pathlib.Path"),
+    ],
+    ids=["empty", "blank", "none", "int"],
+)
+def test_save_bad_paths(tmp_path, monkeypatch, em_small, path, exc, frag):
+    monkeypatch.chdir(tmp_path)
+    Err(exc, frag).check(lambda: save_fit(path, em_result=em_small))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_onto_a_file(tmp_path, em_small):
+    f = _user_file(tmp_path, "x")
+    Err(ValueError, "exists and is a file").check(lambda: save_fit(f, em_result=em_small))
+    assert f.read_text() == '{"mine": true}'
+
+
+def test_resave_needs_overwrite_and_keeps_user_files(tmp_path, em_small, tree):
+    out = save_fit(tmp_path / "fit", em_result=em_small, idata=tree, config={"K": 2})
+    Err(ValueError, "already holds a fit", "overwrite=True").check(
+        lambda: save_fit(out, config={"K": 3})
+    )
+    mine = _user_file(out, "my_notes.txt", "keep me")
+    save_fit(out, config={"K": 3}, overwrite=True)
+    loaded = load_fit(out)
+    assert loaded.config == {"K": 3} and loaded.em_result is None and loaded.idata is None
+    assert mine.read_text() == "keep me"
+
+
+def test_damaged_marker_is_not_trusted(tmp_path, em_small):
+    out = save_fit(tmp_path / "fit", em_result=em_small)
+    (out / MARKER_FILE).write_text(json.dumps({"files": ["../../etc", "em.json"]}))
+    Err(ValueError, "damaged or edited", "will not delete").check(
+        lambda: save_fit(out, em_result=em_small, overwrite=True)
+    )
+    assert (out / "em.json").exists()
+
+
+def _edit_em(d, key, value):
+    d = json.loads(json.dumps(d))
+    if value is _DELETE:
+        del d["em"][key]
+    else:
+        d["em"][key] = value
+    return json.dumps(d)
+
+
+_DELETE = object()
+
+
+def _deleter(key):
+    return lambda t: _edit_em(json.loads(t), key, _DELETE)
+
+
+EM_EDITS = (
+    [
+        ("truncated", lambda t: t[: len(t) // 2], ("invalid JSON",)),
+        ("not-json", lambda t: "hello", ("invalid JSON",)),
+        ("empty", lambda t: "", ("invalid JSON",)),
+        ("a-list", lambda t: "[1, 2]", ("not a bayesmix EM result file",)),
+        ("no-format", lambda t: json.dumps({"em": json.loads(t)["em"]}), ("not a bayesmix EM",)),
+        (
+            "em-null",
+            lambda t: json.dumps({**json.loads(t), "em": None}),
+            ("'em' holds a NoneType",),
+        ),
+        ("latin1-bytes", None, ("not UTF-8",)),
+    ]
+    + [
+        (
+            f"missing-{k}",
+            _deleter(k),
+            (f"'em.{k}' is missing",),
+        )
+        for k in (
+            "weights",
+            "means",
+            "covariances",
+            "covariance",
+            "log_likelihood",
+            "n_iter",
+            "converged",
+            "history",
+            "n_obs",
+            "feature_names",
+        )
+    ]
+    + [
+        (
+            "weights-str",
+            lambda t: _edit_em(json.loads(t), "weights", "0.5"),
+            ("'em.weights' holds str",),
+        ),
+        (
+            "n_iter-float",
+            lambda t: _edit_em(json.loads(t), "n_iter", 3.5),
+            ("'em.n_iter' holds float",),
+        ),
+        (
+            "n_obs-bool",
+            lambda t: _edit_em(json.loads(t), "n_obs", True),
+            ("'em.n_obs' holds bool",),
+        ),
+        ("converged-str", lambda t: _edit_em(json.loads(t), "converged", "yes"), ("em.converged",)),
+        (
+            "weights-short",
+            lambda t: _edit_em(json.loads(t), "weights", [1.0]),
+            ("shapes do not agree",),
+        ),
+        (
+            "means-ragged",
+            lambda t: _edit_em(json.loads(t), "means", [[0, 1], [2]]),
+            ("not numeric arrays",),
+        ),
+        (
+            "weights-sum",
+            lambda t: _edit_em(json.loads(t), "weights", [0.7, 0.7]),
+            ("not a probability vector",),
+        ),
+        (
+            "weights-neg",
+            lambda t: _edit_em(json.loads(t), "weights", [1.5, -0.5]),
+            ("not a probability vector",),
+        ),
+        (
+            "means-nan",
+            lambda t: _edit_em(json.loads(t), "means", [[0, "NaN"], [1, 1]]),
+            ("non-finite values",),
+        ),
+        (
+            "cov-not-spd",
+            lambda t: _edit_em(json.loads(t), "covariances", [[[1, 2], [2, 1]], [[1, 0], [0, 1]]]),
+            ("em.json",),
+        ),
+        (
+            "names-short",
+            lambda t: _edit_em(json.loads(t), "feature_names", ["a"]),
+            ("shapes do not agree",),
+        ),
+        ("unknown-key", lambda t: _edit_em(json.loads(t), "surprise", 1), ("TypeError",)),
+        (
+            "bad-covariance-name",
+            lambda t: _edit_em(json.loads(t), "covariance", "fool"),
+            ("'em.covariance' is 'fool'",),
+        ),
+    ]
+)
+
+
+@pytest.mark.parametrize(("cid", "edit", "frags"), EM_EDITS, ids=[c[0] for c in EM_EDITS])
+def test_load_edited_em_json(tmp_path, em_small, cid, edit, frags):
+    out = save_fit(tmp_path / "fit", em_result=em_small)
+    f = out / "em.json"
+    if edit is None:
+        f.write_bytes("caf\xe9".encode("latin-1"))
+    else:
+        f.write_text(edit(f.read_text()))
+    Err(ValueError, "em.json", "cannot be read back", *frags).check(lambda: load_fit(out))
+
+
+@pytest.mark.parametrize(
+    ("cid", "text", "frag"),
+    [
+        ("truncated", '{"K": ', "invalid JSON"),
+        ("list", "[1, 2]", "holds a list, not a dict"),
+        ("string", '"K"', "holds a str"),
+    ],
+    ids=["truncated", "list", "string"],
+)
+def test_load_edited_config(tmp_path, cid, text, frag):
+    out = save_fit(tmp_path / "fit", config={"K": 2})
+    (out / "config.json").write_text(text)
+    Err(ValueError, "config.json", frag).check(lambda: load_fit(out))
+
+
+@pytest.mark.parametrize("damage", ["zarr.json-garbage", "zarr.json-deleted", "store-is-file"])
+def test_load_damaged_zarr(tmp_path, tree, damage):
+    out = save_fit(tmp_path / "fit", idata=tree)
+    store = out / "posterior.zarr"
+    if damage == "zarr.json-garbage":
+        (store / "zarr.json").write_text("{not json")
+    elif damage == "zarr.json-deleted":
+        for f in store.rglob("zarr.json"):
+            f.unlink()
+    else:
+        import shutil
+
+        shutil.rmtree(store)
+        store.write_text("not a store")
+    Err(ValueError, "posterior.zarr", "Zarr store does not open").check(lambda: load_fit(out))
+
+
+def test_load_round_trip_still_exact(tmp_path, em_small, tree):
+    out = save_fit(tmp_path / "fit", em_result=em_small, idata=tree, config={"K": 2})
+    back = load_fit(out)
+    assert back.em_result.to_dict() == em_small.to_dict()
+    np.testing.assert_array_equal(back.idata["posterior"]["weights"], tree["posterior"]["weights"])
+
+
+# =========================================================================== README table
+def render_table():
+    lines = ["| input | what bayesmix does |", "|---|---|"]
+    lines += [f"| {what} | {does} |" for what, does in TABLE.values()]
+    return "\n".join(lines)
+
+
+def test_readme_table_is_generated_from_the_battery():
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"## What bad input gets\n(.*?)(?=\n## |\Z)", text, re.S)
+    assert m, "README has no 'What bad input gets' section"
+    assert render_table() in m.group(1), (
+        "README table out of date; regenerate with: python tests/test_boundary.py"
+    )
+
+
+if __name__ == "__main__":
+    print(render_table())
