@@ -26,6 +26,7 @@ import bayesmix as bm
 from bayesmix._csv import check_columns, read_csv
 from bayesmix._validation import (
     BayesmixWarning,
+    ConvergenceWarning,
     DataFormatWarning,
     DegenerateDataWarning,
     check_data,
@@ -538,7 +539,17 @@ ENTRY_POINTS = {
     "fit_em": lambda X: bm.fit_em(X, 2, random_seed=0),
     "kmeans": lambda X: bm.kmeans(X, 2, random_seed=0),
     "GMMPrior.from_data": lambda X: bm.GMMPrior.from_data(X, 2),
-    "build_gmm": lambda X: bm.build_gmm(X, 2),
+}
+#: The PyMC builders share check_data: a sample of the cases through them.
+BUILDER_SAMPLE = {
+    "nan",
+    "pd-NA-Int64",
+    "complex",
+    "masked",
+    "datetime-frame",
+    "1e200",
+    "dataarray-1D",
+    "series",
 }
 
 
@@ -547,9 +558,18 @@ ENTRY_POINTS = {
     ("cid", "X", "key", "exc", "fragments"), BAD_ARRAYS, ids=[c[0] for c in BAD_ARRAYS]
 )
 def test_bad_arrays(entry, cid, X, key, exc, fragments):
-    if entry == "build_gmm" and cid not in {"nan", "complex", "masked", "1e200", "dataarray-1D"}:
-        pytest.skip("build_gmm: a sample of the cases (it shares check_data)")
     Err(exc, *fragments).check(lambda: ENTRY_POINTS[entry](X))
+
+
+@pytest.mark.parametrize("builder", ["build_gmm", "build_dpgmm"])
+@pytest.mark.parametrize(
+    ("cid", "X", "key", "exc", "fragments"),
+    [c for c in BAD_ARRAYS if c[0] in BUILDER_SAMPLE],
+    ids=[c[0] for c in BAD_ARRAYS if c[0] in BUILDER_SAMPLE],
+)
+def test_bad_arrays_builders(builder, cid, X, key, exc, fragments):
+    build = {"build_gmm": lambda: bm.build_gmm(X, 2), "build_dpgmm": lambda: bm.build_dpgmm(X)}
+    Err(exc, *fragments).check(build[builder])
 
 
 GOOD_ARRAYS = [
@@ -1100,6 +1120,153 @@ def test_load_round_trip_still_exact(tmp_path, em_small, tree):
     back = load_fit(out)
     assert back.em_result.to_dict() == em_small.to_dict()
     np.testing.assert_array_equal(back.idata["posterior"]["weights"], tree["posterior"]["weights"])
+
+
+# =========================================================================== EM and models
+R_SINGULAR = row(
+    "singular",
+    "singular covariance with `reg_covar=0` (full/tied; e.g. K = n)",
+    "`ValueError` (`SingularCovarianceError`): ill-defined covariance; decrease K, increase "
+    "`reg_covar`, standardize, or use a prior (MAP)",
+)
+R_CONST = row(
+    "constant",
+    "constant feature (EM)",
+    "`DegenerateDataWarning` naming the feature(s): their variance is set by `reg_covar` (ML) "
+    'or the prior (MAP); "drop them". With `reg_covar=0` and no prior: `ValueError`',
+)
+R_COLLAPSE = row(
+    "collapse",
+    "duplicated points, a single point per component, K = n (EM)",
+    'finite fit; `DegenerateDataWarning` "k component(s) collapsed"; `EMResult.collapsed` '
+    "lists them; the advice names a prior only when none is in use",
+)
+R_FAR = row(
+    "far",
+    "far points (1e3 sd in the data; 1e200 away at prediction)",
+    "densities and responsibilities in log space: finite `score_samples` / `predict_proba` "
+    "however far",
+)
+R_ITER = row(
+    "iter",
+    "`max_iter` reached",
+    '`ConvergenceWarning`: "increase max_iter or tol, or standardize the data"',
+)
+R_DRAWS = row(
+    "draws",
+    "`loo` on fewer than 25 draws; DP `truncation < 2` or `> N`",
+    "`ValueError`: PSIS needs at least 25 draws, sample more or use `bayesmix.waic`; "
+    "truncation named with its range",
+)
+
+_rng5 = np.random.default_rng(5)
+BLOBS = np.concatenate(
+    [_rng5.normal(size=(20, 2)), _rng5.normal(size=(20, 2)) + np.array([8.0, 0.0])]
+)
+
+
+def _finite_em(res):
+    assert np.isfinite(res.means).all() and np.isfinite(res.covariances).all()
+    assert np.isfinite(res.log_likelihood)
+
+
+def _tiny_tree(draws):
+    from bayesmix._trace import from_arrays
+
+    r = np.random.default_rng(0)
+    return from_arrays(
+        np.ones((1, draws, 1)),
+        r.normal(0, 0.1, (1, draws, 1, 1)),
+        np.ones((1, draws, 1, 1, 1)),
+        r.normal(size=(10, 1)),
+    )
+
+
+EM_CASES = [
+    (
+        "singular-K=n",
+        lambda: bm.fit_em(BLOBS[:4], 4, reg_covar=0.0, random_seed=0),
+        R_SINGULAR,
+        Err(ValueError, "ill-defined empirical covariance", "reg_covar"),
+    ),
+    (
+        "singular-tied",
+        lambda: bm.fit_em(
+            np.repeat(BLOBS[:2], 3, axis=0), 2, covariance="tied", reg_covar=0.0, random_seed=0
+        ),
+        R_SINGULAR,
+        Err(ValueError, "reg_covar"),
+    ),
+    (
+        "constant-ml",
+        lambda: bm.fit_em(np.c_[BLOBS[:, 0], np.ones(40)], 2, random_seed=0),
+        R_CONST,
+        Warn(DegenerateDataWarning, "['x1'] are constant", "reg_covar", then=_finite_em),
+    ),
+    (
+        "constant-map",
+        lambda: bm.fit_em(
+            np.c_[BLOBS[:, 0], np.ones(40)],
+            2,
+            random_seed=0,
+            prior=bm.GMMPrior.from_data(np.c_[BLOBS[:, 0], np.ones(40)], 2),
+        ),
+        R_CONST,
+        Warn(DegenerateDataWarning, "the prior", then=_finite_em),
+    ),
+    (
+        "constant-reg0",
+        lambda: bm.fit_em(np.c_[BLOBS[:, 0], np.ones(40)], 2, reg_covar=0.0),
+        R_CONST,
+        Err(ValueError, "constant and reg_covar=0"),
+    ),
+    (
+        "duplicates",
+        lambda: bm.fit_em(np.repeat(BLOBS[:5], 10, axis=0), 3, covariance="diag", random_seed=0),
+        R_COLLAPSE,
+        Warn(DegenerateDataWarning, "collapsed", "a prior", then=_finite_em),
+    ),
+    (
+        "k=n",
+        lambda: bm.fit_em(BLOBS[:6], 6, random_seed=0),
+        R_COLLAPSE,
+        Warn(DegenerateDataWarning, "collapsed", then=_finite_em),
+    ),
+    (
+        "outlier-1e3",
+        lambda: bm.fit_em(np.vstack([BLOBS, [[1e3, 1e3]]]), 3, random_seed=0),
+        R_FAR,
+        Warn(DegenerateDataWarning, "collapsed", then=_finite_em),
+    ),
+    (
+        "max_iter",
+        lambda: bm.fit_em(BLOBS, 3, max_iter=1, tol=0.0, init="random", random_seed=0),
+        R_ITER,
+        Warn(
+            ConvergenceWarning,
+            "max_iter=1",
+            "Increase max_iter",
+        ),
+    ),
+    ("loo-10-draws", lambda: bm.loo(_tiny_tree(10)), R_DRAWS, Err(ValueError, "25", "waic")),
+    (
+        "dp-truncation-1",
+        lambda: bm.build_dpgmm(BLOBS, truncation=1),
+        R_DRAWS,
+        Err(ValueError, "truncation"),
+    ),
+    (
+        "dp-truncation-big",
+        lambda: bm.build_dpgmm(BLOBS[:5], truncation=6),
+        R_DRAWS,
+        Err(ValueError, "truncation"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("cid", "fn", "key", "expect"), EM_CASES, ids=[c[0] for c in EM_CASES])
+def test_em_and_models(cid, fn, key, expect):
+    expect.check(fn)
 
 
 # =========================================================================== README table
