@@ -383,6 +383,12 @@ def _diagnose(dt, cfg, init):
             )
     C = dt["posterior"].sizes["chain"]
     if C < 2:
+        warnings.warn(
+            "Sampling diagnostics: R-hat needs at least two chains and was not computed "
+            "(chains=1); run chains >= 2 (the default is 4) to check convergence.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         return
     import arviz_stats as azs
 
@@ -428,7 +434,10 @@ def _diagnose(dt, cfg, init):
     if max_rhat > 1.01:
         msgs.append(f"max R-hat {max_rhat:.3f} > 1.01")
     if min_ess < 100 * C:
-        msgs.append(f"min bulk ESS {min_ess:.0f} < 100 per chain ({100 * C})")
+        msgs.append(
+            f"min bulk ESS {min_ess:.0f} is below the threshold of 100 per chain "
+            f"(100 x {C} chains = {100 * C})"
+        )
     if msgs:
         warnings.warn(
             f"Sampling diagnostics {note}: {'; '.join(msgs)}. Try more tune and draws, "

@@ -1182,7 +1182,62 @@ def _tiny_tree(draws):
     )
 
 
+R_DIAG = row(
+    "diag",
+    "one chain; too few effective draws",
+    '`diagnostics` / `sample`: "R-hat needs at least two chains" (ESS still computed); '
+    '"min bulk ESS 155 is below the threshold of 100 per chain (100 x 2 chains = 200)"',
+)
+
+
+def _chains_tree(chains, draws):
+    from bayesmix._trace import from_arrays
+
+    r = np.random.default_rng(1)
+    w = r.dirichlet([5.0, 5.0], size=(chains, draws))
+    m = r.normal(0, 0.1, (chains, draws, 2, 1)) + np.array([[-2.0], [2.0]])
+    c = np.exp(r.normal(0, 0.1, (chains, draws, 2, 1, 1)))
+    tree = from_arrays(w, m, c, r.normal(size=(12, 1)))
+    tree.attrs["relabelled"] = 1
+    return tree
+
+
+def _rhat_nan_ess_finite(table):
+    assert len(table) and table["rhat"].isna().all()
+    assert np.isfinite(table["ess_bulk"]).all()
+
+
+def _diagnose(chains, draws):
+    from types import SimpleNamespace
+
+    from bayesmix import sampling
+
+    sampling._diagnose(_chains_tree(chains, draws), SimpleNamespace(model="dpgmm"), None)
+
+
 EM_CASES = [
+    (
+        "diagnostics-1-chain",
+        lambda: bm.diagnostics(_chains_tree(1, 40)),
+        R_DIAG,
+        Warn(
+            BayesmixWarning,
+            "R-hat needs at least two chains",
+            then=_rhat_nan_ess_finite,
+        ),
+    ),
+    (
+        "sample-1-chain",
+        lambda: _diagnose(1, 40),
+        R_DIAG,
+        Warn(BayesmixWarning, "R-hat needs at least two chains", "chains >= 2"),
+    ),
+    (
+        "ess-threshold",
+        lambda: _diagnose(2, 30),
+        R_DIAG,
+        Warn(BayesmixWarning, "is below the threshold of 100 per chain (100 x 2 chains = 200)"),
+    ),
     (
         "singular-K=n",
         lambda: bm.fit_em(BLOBS[:4], 4, reg_covar=0.0, random_seed=0),
