@@ -610,7 +610,7 @@ def check_degenerate(
         )
     if len(rep["constant"]) == D:
         errors.append(
-            f"every feature of {name} is constant ({rep['constant']}): there is nothing to "
+            f"Every feature of {name} is constant ({rep['constant']}): there is nothing to "
             "cluster. Check the data (wrong columns or file?)."
         )
     elif rep["constant"]:

@@ -651,21 +651,41 @@ def _sample(
         warnings.filterwarnings(
             "ignore", message="QuadPotentialFullAdapt is an experimental feature"
         )
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=seed,
-            nuts_sampler=nuts_sampler,
-            initvals=initvals,
-            progressbar=progressbar,
-            compute_convergence_checks=False,
-            **pymc_kwargs,
-        )
+        try:
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                random_seed=seed,
+                nuts_sampler=nuts_sampler,
+                initvals=initvals,
+                progressbar=progressbar,
+                compute_convergence_checks=False,
+                **pymc_kwargs,
+            )
+        except (ZeroDivisionError, np.linalg.LinAlgError, FloatingPointError) as exc:
+            raise ValueError(_degenerate_failure(cfg, exc)) from exc
     dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
     if nuts_sampler == "pymc":
         dt.attrs["mass_matrix"] = mass_matrix
     return dt
+
+
+def _degenerate_failure(cfg, exc):
+    """The message when the model's log density breaks down numerically while sampling."""
+    from bayesmix._validation import degenerate_report
+
+    rep = degenerate_report(cfg.X, cfg.feature_names)
+    found = [f"{rep['n_distinct']} distinct point(s)"]
+    if rep["constant"]:
+        found.append(f"constant feature(s) {rep['constant']}")
+    found += [f"collinear columns {g} ({rel})" for g, rel in rep["collinear"]]
+    return (
+        f"sampling failed: the model's log density broke down numerically "
+        f"({type(exc).__name__}) on these data ({', '.join(found)}, n={cfg.X.shape[0]}). "
+        "Use fewer components, drop constant or collinear columns, standardize the data, or "
+        "give a prior of your own (prior=bayesmix.GMMPrior(...)) with a well-conditioned scale."
+    )
 
 
 def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):

@@ -801,7 +801,7 @@ DEGEN_CASES = [
         np.ones((50, 2)),
         2,
         "full",
-        Err(ValueError, "1 distinct point(s) but n_components=2", "every feature"),
+        Err(ValueError, "1 distinct point(s) but n_components=2", "Every feature"),
     ),
     (
         "two-rows",
@@ -857,6 +857,62 @@ DEGEN_CASES = [
 def test_degenerate_data(cid, X, K, cov, expect):
     names = ["c", "f", "k"][: X.shape[1]]
     expect.check(lambda: check_degenerate(X, K, names, covariance=cov))
+
+
+_CF = np.c_[_c, 1.8 * _c + 32]
+_USER_PRIOR = bm.GMMPrior(mean=[1.0, 1.0], scale=np.eye(2), dof=4.0)
+BUILDER_DEGEN = [
+    (
+        "gmm-identical-rows",
+        lambda: bm.build_gmm(np.ones((50, 2)), 2),
+        Err(ValueError, "1 distinct point(s) but n_components=2"),
+    ),
+    (
+        "gmm-two-rows",
+        lambda: bm.build_gmm(np.array([[0.0, 0.0], [1.0, 1.0]]), 2),
+        Err(ValueError, "2 distinct point(s) for D=2 features"),
+    ),
+    (
+        "gmm-celsius-fahrenheit",
+        lambda: bm.build_gmm(pd.DataFrame({"c": _c, "f": 1.8 * _c + 32}), 2),
+        Err(ValueError, "columns ['c', 'f'] are collinear (f = 1.8 * c + 32)"),
+    ),
+    ("gmm-cf-diag", lambda: bm.build_gmm(_CF, 2, covariance="diag"), Ok(lambda m: None)),
+    (
+        "dp-identical-rows",
+        lambda: bm.build_dpgmm(np.ones((50, 2)), truncation=5),
+        Err(ValueError, "Every feature of X is constant"),
+    ),
+    ("dp-collinear", lambda: bm.build_dpgmm(_CF, truncation=5), Err(ValueError, "collinear")),
+    (
+        "gmm-identical-user-prior",
+        lambda: bm.build_gmm(np.ones((50, 2)), 2, prior=_USER_PRIOR),
+        Warn(
+            DegenerateDataWarning,
+            "1 distinct point(s)",
+            "The prior keeps the fit well-defined",
+            then=lambda m: None,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("cid", "fn", "expect"), BUILDER_DEGEN, ids=[c[0] for c in BUILDER_DEGEN])
+def test_degenerate_data_in_builders(cid, fn, expect):
+    expect.check(fn)
+
+
+def test_sampler_breakdown_becomes_a_valueerror(monkeypatch):
+    import pymc as pm
+
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(pm, "sample", boom)
+    model = bm.build_gmm(GOOD[:20, :1], 1)
+    Err(ValueError, "sampling failed", "ZeroDivisionError", "20 distinct point(s)").check(
+        lambda: bm.sample(model, draws=30, tune=10, chains=1, random_seed=0, progressbar=False)
+    )
 
 
 def test_degenerate_under_a_users_prior_is_a_warning():
