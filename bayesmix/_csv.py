@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def read_csv(path, *, sep=None, decimal=None, name="data file"):
     import pandas as pd
 
     text, encoding = _read_text(Path(path), name)
-    lines = [ln for ln in text.splitlines()[:_SNIFF_LINES] if ln.strip()]
+    lines = [ln for ln in itertools.islice(io.StringIO(text), _SNIFF_LINES) if ln.strip()]
+    lines = [ln.rstrip("\r\n") for ln in lines]
     if not lines:
         raise ValueError(f"{name} {str(path)!r} is empty; expected a header row and data.")
     sep = _check_or_sniff_sep(lines, sep, name, path)

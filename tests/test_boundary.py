@@ -117,8 +117,8 @@ def row(key, what, does):
 # =========================================================================== CSV files
 R_SEP = row(
     "csv-dialect",
-    "CSV with `;` and decimal commas (European Excel), tab, `|`, a BOM, CRLF, a "
-    "`.` thousands separator",
+    "CSV with `;` and decimal commas (European Excel), tab or pipe delimiters, a BOM, CRLF, "
+    "a `.` thousands separator",
     "parsed to the right floats (delimiter and decimal separator sniffed)",
 )
 R_CSV_BAD = row(
@@ -335,8 +335,8 @@ R_DTYPE = row(
 )
 R_SCALE = row(
     "scale",
-    "values whose magnitude overflows the arithmetic (`|x| > 1e150`) or a feature varying "
-    "by less than 1e-100",
+    "values whose magnitude overflows the arithmetic (`abs(x) > 1e150`) or a feature "
+    "varying by less than 1e-100",
     "`ValueError` before fitting, one line naming the feature, its largest value and rows: "
     '"rescale the data first"',
 )
