@@ -102,20 +102,27 @@ def check_k_grid(ks, n_obs, n_distinct=None, *, name="--k"):
     >>> check_k_grid([1, 2, 300], 272)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: --k goes up to K=300 but the data have n=272 rows; ... Use K <= 272 ...
+    ValueError: --k: K=[300] exceed the number of observations n=272; ... Use K <= 272.
     """
-    top = max(ks)
-    if top > n_obs:
+    too_big = [k for k in ks if k > n_obs]
+    if too_big:
         raise ValueError(
-            f"{name} goes up to K={top} but the data have n={n_obs} rows; a mixture cannot "
-            f"have more components than points. Use K <= {n_obs} (for example "
-            f"{name} 1-{min(6, n_obs)})."
+            f"{name}: K={_shown(too_big)} exceed the number of observations n={n_obs}; a "
+            f"mixture cannot have more components than points. Use K <= {n_obs}."
         )
-    if n_distinct is not None and top > n_distinct:
+    too_many = [k for k in ks if n_distinct is not None and k > n_distinct]
+    if too_many:
         raise ValueError(
-            f"{name} goes up to K={top} but the data have only {n_distinct} distinct rows; "
+            f"{name}: K={_shown(too_many)} exceed the {n_distinct} distinct rows of the data; "
             f"a component needs points of its own. Use K <= {n_distinct}."
         )
+
+
+def _shown(ks, k=8):
+    """A short rendering of a list of K (never the whole of a huge range)."""
+    if len(ks) <= k:
+        return str(list(ks))
+    return f"[{ks[0]}, {ks[1]}, ..., {ks[-1]}] ({len(ks)} values)"
 
 
 def check_mcmc_draws(draws, chains, *, names=("--draws", "--chains")):
