@@ -582,8 +582,6 @@ def _sample(
     mass_matrix,
     **pymc_kwargs,
 ):
-    import pymc as pm
-
     cfg = get_config(model)
     draws = _check_count(draws, "draws", 1)
     tune = _check_count(tune, "tune", 0)
@@ -645,6 +643,29 @@ def _sample(
             ck.setdefault("jitter_rvs", set())
         if ck:
             pymc_kwargs["compile_kwargs"] = ck
+    idata = _pm_sample(
+        model,
+        cfg,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        nuts_sampler=nuts_sampler,
+        initvals=initvals,
+        progressbar=progressbar,
+        compute_convergence_checks=False,
+        **pymc_kwargs,
+    )
+    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
+    if nuts_sampler == "pymc":
+        dt.attrs["mass_matrix"] = mass_matrix
+    return dt
+
+
+def _pm_sample(model, cfg, **kwargs):
+    """``pymc.sample``; a numerical breakdown of the log density becomes a ValueError."""
+    import pymc as pm
+
     with model, warnings.catch_warnings():
         # PyMC labels its dense adaptation (``adapt_full``, in PyMC since 3.9) experimental;
         # bayesmix chose it deliberately (see ``mass_matrix``), so the label is not repeated
@@ -652,23 +673,9 @@ def _sample(
             "ignore", message="QuadPotentialFullAdapt is an experimental feature"
         )
         try:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                random_seed=seed,
-                nuts_sampler=nuts_sampler,
-                initvals=initvals,
-                progressbar=progressbar,
-                compute_convergence_checks=False,
-                **pymc_kwargs,
-            )
+            return pm.sample(**kwargs)
         except (ZeroDivisionError, np.linalg.LinAlgError, FloatingPointError) as exc:
             raise ValueError(_degenerate_failure(cfg, exc)) from exc
-    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
-    if nuts_sampler == "pymc":
-        dt.attrs["mass_matrix"] = mass_matrix
-    return dt
 
 
 def _degenerate_failure(cfg, exc):
