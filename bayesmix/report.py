@@ -57,15 +57,20 @@ def df_to_markdown(df):
     Examples
     --------
     >>> import pandas as pd
-    >>> print(df_to_markdown(pd.DataFrame({"K": [1], "bic": [2.5]})))
-    | K | bic |
+    >>> print(df_to_markdown(pd.DataFrame({"K": [1], "max |error|": [2.5]})))
+    | K | max \\|error\\| |
     |---|---|
     | 1 | 2.5 |
     """
     cols, rows = _rows(df)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    out = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _cell(text):
+    """A table cell (header or body) with its pipes escaped."""
+    return text.replace("|", "\\|")
 
 
 class _Doc:

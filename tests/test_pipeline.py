@@ -55,38 +55,41 @@ def test_recovery_zero_error_for_permuted_truth():
 
 
 # ---------------------------------------------------------------------------- pipeline
+def fake_build(X, K, **kw):
+    return {"X": X, "K": K}
+
+
+def fake_sample(model, *, init, spec, seed, quiet, notes=None, what=""):
+    """Draws scattered around the EM fit ``init``, one chain in another labelling."""
+    rng = np.random.default_rng(seed)
+    C, S = 2, 60
+    K = model["K"]
+    X = np.asarray(model["X"], dtype=float)
+    n = X.shape[0]
+    w = rng.dirichlet(np.asarray(init.weights) * n + 1, size=(C, S))
+    m = init.means + rng.normal(size=(C, S, *init.means.shape)) * 0.02 * X.std(0)
+    c = np.broadcast_to(init.covariances, (C, S, *init.covariances.shape)).copy()
+    c *= rng.uniform(0.95, 1.05, size=(C, S, K, 1, 1))
+    if K > 1:  # one chain in the other labelling: relabel must undo it
+        perm = np.roll(np.arange(K), 1)
+        w[1], m[1], c[1] = w[1][:, perm], m[1][:, perm], c[1][:, perm]
+    return from_arrays(
+        w,
+        m,
+        c,
+        X,
+        attrs={"model": "gmm", "covariance": "full"},
+        sample_stats={"diverging": np.zeros((C, S), bool)},
+    )
+
+
 @pytest.fixture
 def fake_sampler(monkeypatch):
     """Replace the PyMC builder/sampler by draws scattered around the EM fit: the
-    pipeline's own logic (relabel, LOO/WAIC, choice, membership, report) stays real."""
-
-    def build(X, K, **kw):
-        return {"X": X, "K": K}
-
-    def sample(model, *, init, spec, seed, quiet, notes=None, what=""):
-        rng = np.random.default_rng(seed)
-        C, S = 2, 60
-        K = model["K"]
-        X = np.asarray(model["X"], dtype=float)
-        n = X.shape[0]
-        w = rng.dirichlet(np.asarray(init.weights) * n + 1, size=(C, S))
-        m = init.means + rng.normal(size=(C, S, *init.means.shape)) * 0.02 * X.std(0)
-        c = np.broadcast_to(init.covariances, (C, S, *init.covariances.shape)).copy()
-        c *= rng.uniform(0.95, 1.05, size=(C, S, K, 1, 1))
-        if K > 1:  # one chain in the other labelling: relabel must undo it
-            perm = np.roll(np.arange(K), 1)
-            w[1], m[1], c[1] = w[1][:, perm], m[1][:, perm], c[1][:, perm]
-        return from_arrays(
-            w,
-            m,
-            c,
-            X,
-            attrs={"model": "gmm", "covariance": "full"},
-            sample_stats={"diverging": np.zeros((C, S), bool)},
-        )
-
-    monkeypatch.setattr(pipeline, "build_gmm", build)
-    monkeypatch.setattr(pipeline, "_sample", sample)
+    pipeline's own logic (relabel, LOO/WAIC, choice, membership, report) stays real.
+    (test_report.py uses fake_build and fake_sample too.)"""
+    monkeypatch.setattr(pipeline, "build_gmm", fake_build)
+    monkeypatch.setattr(pipeline, "_sample", fake_sample)
 
 
 def test_pipeline_with_fake_sampler_recovers_simulated_truth(tmp_path, fake_sampler):
