@@ -32,11 +32,14 @@ from bayesmix._validation import (
     DegenerateDataWarning,
     check_covariance_type,
     check_data,
+    check_int,
     check_n_components,
     check_positive,
     check_random_state,
     warn,
 )
+from bayesmix.clustering import _kmeans_plusplus, kmeans
+from bayesmix.priors import GMMPrior, check_prior
 
 __all__ = ["EMResult", "fit_em"]
 
@@ -302,8 +305,6 @@ class EMResult:
     @classmethod
     def from_dict(cls, d):
         """Rebuild an :class:`EMResult` from :meth:`to_dict` output."""
-        from bayesmix.priors import GMMPrior
-
         d = dict(d)
         cov = np.asarray(d.pop("covariances"), dtype=float)
         prior = d.pop("prior")
@@ -386,42 +387,6 @@ def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior):
     return _Model(weights, means, cov, prec)
 
 
-def _check_prior(prior, n_features, n_components, covariance):
-    from bayesmix.priors import GMMPrior
-
-    if not isinstance(prior, GMMPrior):
-        raise TypeError(
-            "prior must be None (maximum likelihood) or a bayesmix.GMMPrior (MAP); got "
-            f"{type(prior).__name__}. Build one with bayesmix.GMMPrior.from_data(X, K)."
-        )
-    if prior.covariance_prior != "conjugate":
-        raise ValueError(
-            f"fit_em needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
-            "The LKJ prior has no closed-form MAP M-step: use prior.with_(covariance_prior="
-            "'conjugate') for EM, and keep the LKJ prior for the PyMC model."
-        )
-    if prior.n_features != n_features:
-        raise ValueError(
-            f"prior has {prior.n_features} features but X has {n_features}; build the prior "
-            "from the same data (GMMPrior.from_data(X, K))."
-        )
-    if n_components > 1 and prior.weight_concentration < 1.0:
-        raise ValueError(
-            f"prior.weight_concentration={prior.weight_concentration} < 1: the Dirichlet "
-            "density is unbounded at the edges of the simplex, so the posterior has no "
-            "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
-            "fit_em (the PyMC model can keep the sparse prior)."
-        )
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
-    return int(value)
-
-
 def _init_array(init, X, n_components):
     """Classify an array init: (N, K) responsibilities or (K, D) means."""
     N, D = X.shape
@@ -470,13 +435,9 @@ def _initial_resp(init, X, K, rng):
     """Initial responsibilities (N, K), or (labels-based resp, means override)."""
     if isinstance(init, str):
         if init == "kmeans":
-            from bayesmix.clustering import kmeans
-
             km = kmeans(X, K, n_init=1, random_seed=rng)
             return _one_hot(np.asarray(km.labels), K), None
         if init == "k-means++":
-            from bayesmix.clustering import _kmeans_plusplus
-
             centers = _kmeans_plusplus(X, K, rng)[0]
             return _one_hot(_nearest(X, centers), K), None
         resp = rng.uniform(size=(X.shape[0], K))
@@ -688,13 +649,13 @@ def fit_em(
     N, D = X.shape
     K = check_n_components(n_components, N)
     covariance = check_covariance_type(covariance)
-    n_init = _check_int(n_init, "n_init", 1)
-    max_iter = _check_int(max_iter, "max_iter", 0)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
     tol = check_positive(tol, "tol", strict=False)
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if prior is not None:
-        _check_prior(prior, D, K, covariance)
+        check_prior(prior, D, covariance, n_components=K, method="em")
     if reg_covar is None:
         reg_covar = 1e-6 if prior is None else 0.0
     reg_covar = check_positive(reg_covar, "reg_covar", strict=False)

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 from bayesmix._trace import from_arrays, mixture_params
-from bayesmix._validation import ConvergenceWarning, check_random_state
+from bayesmix._validation import ConvergenceWarning, check_int, check_random_state
 from bayesmix.models import get_config
 
 __all__ = ["TruncationWarning", "sample"]
@@ -64,12 +64,6 @@ _STATS = (
 
 #: jitter scale in unconstrained space for the transformed variables
 _JITTER = 0.05
-
-
-def _check_count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 # ---------------------------------------------------------------------------- init
@@ -576,14 +570,14 @@ def _sample(
     import pymc as pm
 
     cfg = get_config(model)
-    draws = _check_count(draws, "draws", 1)
-    tune = _check_count(tune, "tune", 0)
+    draws = check_int(draws, "draws", minimum=1)
+    tune = check_int(tune, "tune", minimum=0)
     if mass_matrix not in _MASS_MATRIX:
         raise ValueError(
             f"mass_matrix must be one of {list(_MASS_MATRIX)}; got {mass_matrix!r}. Use 'auto' "
             "(dense up to 60 parameters) unless you have a reason to choose."
         )
-    chains = _check_count(chains, "chains", 1)
+    chains = check_int(chains, "chains", minimum=1)
     rng = check_random_state(random_seed)
     seed_record = random_seed if isinstance(random_seed, numbers.Integral) else None
     D = len(cfg.feature_names)
