@@ -188,14 +188,12 @@ class _LloydPass:
         self.x_sq = np.einsum("nd,nd->n", X, X)
         self.upper = upper
         self.lower = lower
-        self.n_blocks = (n + _BLOCK - 1) // _BLOCK
+        self.n_blocks, parts = _split_blocks(n, n_threads)
         self.block_sums = np.empty((self.n_blocks, n_components, X.shape[1]))
         self.block_counts = np.empty((self.n_blocks, n_components))
         self.changed = np.empty(self.n_blocks, dtype=np.int64)
-        n_threads = max(1, min(n_threads, self.n_blocks))
-        bounds = np.linspace(0, self.n_blocks, n_threads + 1).astype(int)
-        self.parts = [range(bounds[t], bounds[t + 1]) for t in range(n_threads)]
-        self.executor = executor if n_threads > 1 else None
+        self.parts = [range(b0, b1) for b0, b1 in parts]
+        self.executor = executor if len(parts) > 1 else None
         self.buffers = [np.empty((_BLOCK, n_components)) for _ in self.parts]
 
     def _work(self, t, ct, c_sq, labels, bounds):
@@ -344,7 +342,7 @@ class _HamerlyPass:
     def __init__(self, X, n_components, n_threads, executor, upper, lower, prev=None):
         self.X = X
         n = X.shape[0]
-        self.n_blocks = (n + _BLOCK - 1) // _BLOCK
+        self.n_blocks, self.parts = _split_blocks(n, n_threads)
         self.block_sums = np.empty((self.n_blocks, n_components, X.shape[1]))
         self.block_counts = np.empty((self.n_blocks, n_components))
         self.changed = np.empty(self.n_blocks, dtype=np.int64)
@@ -352,10 +350,7 @@ class _HamerlyPass:
         self.upper = upper
         self.lower = lower
         self.prev = prev
-        n_threads = max(1, min(n_threads, self.n_blocks))
-        bounds = np.linspace(0, self.n_blocks, n_threads + 1).astype(int)
-        self.parts = [(int(bounds[t]), int(bounds[t + 1])) for t in range(n_threads)]
-        self.executor = executor if n_threads > 1 else None
+        self.executor = executor if len(self.parts) > 1 else None
 
     def __call__(self, centers, labels):
         """Assign ``labels`` in place; return (sums (K, D), counts (K,), n_changed)."""
@@ -382,16 +377,7 @@ class _HamerlyPass:
             self.changed,
             full,
         )
-        if self.executor is None:
-            for b0, b1 in self.parts:
-                _hamerly_kernel(self.X, b0, b1, *args)
-        else:
-            futures = [
-                self.executor.submit(_hamerly_kernel, self.X, b0, b1, *args)
-                for b0, b1 in self.parts
-            ]
-            for f in futures:
-                f.result()
+        _run_blocks(_hamerly_kernel, self.parts, self.executor, self.X, *args)
         return self.block_sums.sum(axis=0), self.block_counts.sum(axis=0), int(self.changed.sum())
 
 

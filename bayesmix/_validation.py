@@ -213,36 +213,8 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False):
     >>> X.dtype, X.shape
     (dtype('float64'), (2, 2))
     """
-    feature_names = None
-    # pandas is optional at this layer: detect a DataFrame by duck typing.
-    if hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy"):
-        feature_names = [str(c) for c in X.columns]
-        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
-        if bad:
-            raise ValueError(
-                f"{name} has non-numeric columns {bad}; bayesmix fits numeric data only. "
-                "Drop or encode these columns (for example select numeric columns with "
-                "df.select_dtypes('number'))."
-            )
-        X = X.to_numpy()
-    elif hasattr(X, "to_numpy") and hasattr(X, "name") and hasattr(X, "dtype"):
-        # a pandas Series: one feature
-        raise ValueError(
-            f"{name} must be 2-D with shape (n_obs, n_features); got a 1-D Series of length "
-            f"{len(X)}. Use series.to_frame() for a single feature."
-        )
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
-    if arr.dtype == object or not _numeric_dtype(arr.dtype):
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{name} must be numeric; got an array of dtype {arr.dtype} that cannot be "
-                f"converted to float ({exc}). Encode or drop non-numeric values first."
-            ) from exc
+    X, feature_names = _unwrap_pandas(X, name)
+    arr = _numeric_array(X, name)
     if np.iscomplexobj(arr):
         raise ValueError(f"{name} must be real-valued; got complex dtype {arr.dtype}.")
     if arr.ndim == 1:
@@ -264,24 +236,71 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False):
             f"{name} has {n_obs} observation(s) (shape {arr.shape}); at least {min_obs} required."
         )
     out = np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        n_nan = int(np.isnan(out).sum())
-        n_inf = int(np.isinf(out).sum())
-        what = " and ".join(
-            s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
-        )
-        raise ValueError(
-            f"{name} contains {what} value(s) in {bad_rows.size} row(s); the first is row "
-            f"{int(bad_rows[0])}. Remove or impute missing values before fitting (bayesmix never "
-            "drops rows silently)."
-        )
+    _check_finite(out, name)
     if feature_names is None:
         feature_names = [f"x{j}" for j in range(n_features)]
     if return_names:
         return out, feature_names
     return out
+
+
+def _unwrap_pandas(X, name):
+    """``(values, column names)`` of a DataFrame; ``(X, None)`` for anything else.
+
+    pandas is optional at this layer: a DataFrame is detected by duck typing.
+    """
+    if hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy"):
+        feature_names = [str(c) for c in X.columns]
+        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric columns {bad}; bayesmix fits numeric data only. "
+                "Drop or encode these columns (for example select numeric columns with "
+                "df.select_dtypes('number'))."
+            )
+        return X.to_numpy(), feature_names
+    if hasattr(X, "to_numpy") and hasattr(X, "name") and hasattr(X, "dtype"):
+        # a pandas Series: one feature
+        raise ValueError(
+            f"{name} must be 2-D with shape (n_obs, n_features); got a 1-D Series of length "
+            f"{len(X)}. Use series.to_frame() for a single feature."
+        )
+    return X, None
+
+
+def _numeric_array(X, name):
+    """``X`` as a numpy array of a numeric dtype (object arrays converted to float64)."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if arr.dtype == object or not _numeric_dtype(arr.dtype):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must be numeric; got an array of dtype {arr.dtype} that cannot be "
+                f"converted to float ({exc}). Encode or drop non-numeric values first."
+            ) from exc
+    return arr
+
+
+def _check_finite(out, name):
+    """Reject NaN and infinite values, with their count and the first offending row."""
+    finite = np.isfinite(out)
+    if finite.all():
+        return
+    bad_rows = np.flatnonzero(~finite.all(axis=1))
+    n_nan = int(np.isnan(out).sum())
+    n_inf = int(np.isinf(out).sum())
+    what = " and ".join(
+        s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
+    )
+    raise ValueError(
+        f"{name} contains {what} value(s) in {bad_rows.size} row(s); the first is row "
+        f"{int(bad_rows[0])}. Remove or impute missing values before fitting (bayesmix never "
+        "drops rows silently)."
+    )
 
 
 def _numeric_dtype(dtype):

@@ -275,6 +275,46 @@ def _check_init(init, n_components, n_features):
     return np.ascontiguousarray(arr)
 
 
+def _best_run(Xc, k, streams, start, max_iter, tol_abs, progress):
+    """One run per stream (k-means++ seeding unless ``start`` is given); the lowest inertia wins.
+
+    Returns ``(labels, inertia, centers, n_iter, converged, start)`` of the best run and
+    whether a seeding found fewer distinct points than ``k``.
+    """
+    n, d = Xc.shape
+    degenerate = False
+    best = None
+    # threads: numba's configured count (NUMBA_NUM_THREADS), for large enough problems
+    n_threads = numba.get_num_threads() if n * k * d >= _PARALLEL_MIN_WORK else 1
+    executor = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    # parallelism comes from a thread pool (the kernels release the GIL; idle workers
+    # sleep): numba's OpenMP threads were measured to spin and slow down a busy machine
+    try:
+        for r, stream in enumerate(streams):
+            run_start = start
+            if start is None:
+                run_start, _, deg = _kmeans_plusplus(
+                    Xc, k, stream, n_threads=n_threads, executor=executor
+                )
+                degenerate |= deg
+            labels, inertia, centers, n_iter, conv, _ = _lloyd(
+                Xc, run_start, max_iter, tol_abs, n_threads, executor
+            )
+            if progress:
+                print(
+                    f"kmeans: run {r + 1}/{len(streams)}: inertia {inertia:.6g}, "
+                    f"{n_iter} iterations{'' if conv else ' (not converged)'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if best is None or inertia < best[1]:
+                best = (labels, inertia, centers, n_iter, conv, run_start)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    return best, degenerate
+
+
 # --------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------
@@ -357,39 +397,9 @@ def kmeans(
     # ||c||^2 - 2 x.c is then accurate however far the data are from the origin
     x_mean = X.mean(axis=0)
     Xc = X - x_mean
-
-    degenerate = False
-    best = None
-    # threads: numba's configured count (NUMBA_NUM_THREADS), for large enough problems
-    n_threads = numba.get_num_threads() if n * k * d >= _PARALLEL_MIN_WORK else 1
-    executor = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    # parallelism comes from a thread pool (the kernels release the GIL; idle workers
-    # sleep): numba's OpenMP threads were measured to spin and slow down a busy machine
-    try:
-        streams = rng.spawn(n_init) if init_centers is None else [rng]
-        for r, stream in enumerate(streams):
-            if init_centers is None:
-                start, _, deg = _kmeans_plusplus(
-                    Xc, k, stream, n_threads=n_threads, executor=executor
-                )
-                degenerate |= deg
-            else:
-                start = init_centers - x_mean
-            labels, inertia, centers, n_iter, conv, _ = _lloyd(
-                Xc, start, max_iter, tol_abs, n_threads, executor
-            )
-            if progress:
-                print(
-                    f"kmeans: run {r + 1}/{len(streams)}: inertia {inertia:.6g}, "
-                    f"{n_iter} iterations{'' if conv else ' (not converged)'}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            if best is None or inertia < best[1]:
-                best = (labels, inertia, centers, n_iter, conv, start)
-    finally:
-        if executor is not None:
-            executor.shutdown()
+    streams = rng.spawn(n_init) if init_centers is None else [rng]
+    start = None if init_centers is None else init_centers - x_mean
+    best, degenerate = _best_run(Xc, k, streams, start, max_iter, tol_abs, progress)
     labels, inertia, centers, n_iter, conv, start = best
 
     if not degenerate and k > 1:
