@@ -28,11 +28,6 @@ def _sklearn_single_thread():
 
 
 @pytest.fixture(scope="module")
-def faithful():
-    return bm.load_old_faithful().to_numpy()
-
-
-@pytest.fixture(scope="module")
 def simulated():
     # five overlapping 3-D Gaussian clusters: several local optima for k-means
     rng = np.random.default_rng(123)
