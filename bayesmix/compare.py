@@ -31,6 +31,8 @@ from bayesmix._trace import get_observed, get_params
 from bayesmix.allocation import membership, point_partition
 from bayesmix.labelswitching import check_labels_usable, relabel
 
+# arviz_stats is imported inside _parameter_table() only (import cost of ArviZ).
+
 __all__ = ["FitComparison", "adjusted_rand_index", "compare_fits"]
 
 #: Above this many observations the N x N co-clustering matrix is not formed and the

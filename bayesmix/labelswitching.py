@@ -49,6 +49,8 @@ from bayesmix._gaussian import responsibilities
 from bayesmix._trace import get_observed, get_params, mixture_params
 from bayesmix._validation import BayesmixWarning, check_positive
 
+# arviz_stats is imported inside diagnostics() only: relabel() needs no ArviZ.
+
 __all__ = ["LabelSwitchingWarning", "check_labels_usable", "diagnostics", "relabel"]
 
 _METHODS = ("stephens", "means")

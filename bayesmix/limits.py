@@ -27,6 +27,8 @@ from bayesmix._validation import (
 )
 from bayesmix.clustering import KMeansResult, kmeans
 
+# numpy layer: pandas is imported only by KMeansLimitResult.to_dataframe().
+
 __all__ = ["KMeansLimitResult", "SoftKMeansResult", "em_kmeans_limit", "soft_kmeans"]
 
 

@@ -35,6 +35,15 @@ import numbers
 import warnings
 
 import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.backends.ndarray import NDArray
+from pymc.blocking import DictToArrayBijection
+from pymc.pytensorf import resolve_backend_compile_kwargs
+from pymc.step_methods.hmc import quadpotential as qp
+from pytensor.compile.mode import Mode
 
 from bayesmix._gaussian import log_component_densities
 from bayesmix._trace import from_arrays, mixture_params
@@ -42,6 +51,9 @@ from bayesmix._validation import ConvergenceWarning, check_int, check_random_sta
 from bayesmix.em import fit_em
 from bayesmix.labelswitching import relabel
 from bayesmix.models import get_config
+
+# This is the PyMC layer (PyMC and PyTensor come with bayesmix.models anyway); only
+# arviz_stats is imported inside the function that needs it, to keep `import` light.
 
 __all__ = ["TruncationWarning", "sample"]
 
@@ -184,9 +196,6 @@ def _jittered_points(model, values, chains, rng, w, c):
     evaluated with PyTensor's Python linker and no graph rewriting: a few small
     arrays, where compiling would cost more than running.
     """
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.compile.mode import Mode
 
     N = model.bayesmix_config.X.shape[0]
     names, vnames, fwd, bwd_in, bwd_out = [], [], [], [], []
@@ -250,7 +259,6 @@ def _chain_trace(model, point):
     given a trace object it makes a shallow copy per chain instead, which would share
     the sample arrays, so the copies here are fresh traces reusing the function only.
     """
-    from pymc.backends.ndarray import NDArray
 
     class _ChainNDArray(NDArray):
         def __copy__(self):
@@ -275,9 +283,6 @@ def _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kw
     1-9: divergences 372, 0, 0, 1, 0, 12, 7, 91, 1 against 0, 14, 0, 0, 0, 0, 0, 2,
     2), so it is not used.
     """
-    import pymc as pm
-    from pymc.blocking import DictToArrayBijection
-    from pymc.step_methods.hmc import quadpotential as qp
 
     # the EM point stands in for PyMC's initial point (which it would compile a function for)
     func = model.logp_dlogp_function(ravel_inputs=True, initial_point=centre, **compile_kwargs)
@@ -351,7 +356,6 @@ def _varying(ds):
     a K=1 model, the zero off-diagonal entries of diagonal covariances. They are left
     out instead of producing NaN and warnings.
     """
-    import xarray as xr
 
     out = {}
     for name, da in ds.data_vars.items():
@@ -394,7 +398,6 @@ def _diagnostic_dataset(dt, cfg, init):
             return post, "after relabelling against the EM fit"
         except Exception:  # relabel failed: label-invariant quantities
             pass
-    import xarray as xr
 
     ll = dt["log_likelihood"]["X"].sum("obs")
     post = xr.Dataset(
@@ -415,7 +418,7 @@ def _diagnose(dt, cfg, init):
     C = dt["posterior"].sizes["chain"]
     if C < 2:
         return
-    import arviz_stats as azs
+    import arviz_stats as azs  # lazy: only multi-chain fits need it (see the imports)
 
     post, note = _diagnostic_dataset(dt, cfg, init)
     post = _varying(post)
@@ -577,7 +580,6 @@ def _sample(
     mass_matrix,
     **pymc_kwargs,
 ):
-    import pymc as pm
 
     cfg = get_config(model)
     draws = check_int(draws, "draws", minimum=1)
@@ -650,7 +652,6 @@ def _set_pymc_step(model, pymc_kwargs, centre, upoints, mass_matrix, rng):
 
     A user-given ``step`` is kept; then only ``mass_matrix`` picks PyMC's ``init``.
     """
-    from pymc.pytensorf import resolve_backend_compile_kwargs
 
     if "step" in pymc_kwargs:
         pymc_kwargs["init"] = _MASS_MATRIX[mass_matrix]
