@@ -106,22 +106,20 @@ class KMeansResult:
         -------
         ndarray of int, shape (n_obs,)
         """
+        return _assign(self._check_X(X), self.centers)[0]
+
+    def transform(self, X):
+        """Squared Euclidean distances of each row of ``X`` to each centre, shape (n_obs, K)."""
+        return _sq_dists(self._check_X(X), self.centers)
+
+    def _check_X(self, X):
         X = check_data(X)
         if X.shape[1] != self.centers.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}; "
                 "pass data with the same columns as used for fitting."
             )
-        return _assign(X, self.centers)[0]
-
-    def transform(self, X):
-        """Squared Euclidean distances of each row of ``X`` to each centre, shape (n_obs, K)."""
-        X = check_data(X)
-        if X.shape[1] != self.centers.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}."
-            )
-        return _sq_dists(X, self.centers)
+        return X
 
 
 # --------------------------------------------------------------------------------------
