@@ -108,13 +108,7 @@ def check_n_components(n_components, n_obs=None, *, name="n_components"):
     -------
     int
     """
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an integer >= 1; got {type(n_components).__name__} {n_components!r}."
-        )
-    n_components = int(n_components)
-    if n_components < 1:
-        raise ValueError(f"{name} must be >= 1; got {n_components}.")
+    n_components = check_int(n_components, name, minimum=1)
     if n_obs is not None and n_components > n_obs:
         raise ValueError(
             f"{name}={n_components} is larger than the number of observations n_obs={n_obs}: "
@@ -124,12 +118,13 @@ def check_n_components(n_components, n_obs=None, *, name="n_components"):
     return n_components
 
 
-def check_int(value, name, *, minimum=0):
+def check_int(value, name, *, minimum=0, hint=""):
     """Check an integer argument and return it as ``int``.
 
     The one integer check of the package: a non-integer (``bool`` included) is a
     ``TypeError``, an integer below ``minimum`` a ``ValueError``; both name the
-    parameter, what was expected and what came in.
+    parameter, what was expected and what came in. ``hint`` (the fix, or what the
+    parameter means) is appended to the ``ValueError`` message.
 
     Examples
     --------
@@ -146,7 +141,9 @@ def check_int(value, name, *, minimum=0):
         )
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}; got {value}." + (hint and f" {hint}")
+        )
     return value
 
 

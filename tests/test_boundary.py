@@ -639,7 +639,7 @@ R_K = row(
     "k",
     "`n_components > n_obs`, `< 1`, not an integer (also in `GMMPrior.from_data`)",
     '`ValueError` "n_components=K is larger than the number of observations n_obs=N" / '
-    '"must be >= 1"; `TypeError` "must be an integer"',
+    '"must be an integer >= 1" (`TypeError` for a non-integer)',
 )
 R_COV = row(
     "cov",
@@ -698,7 +698,7 @@ API_CASES = [
         R_K,
         Err(ValueError, "n_components=4 is larger than the number of observations n_obs=3"),
     ),
-    ("k-0", lambda: bm.fit_em(GOOD, 0), R_K, Err(ValueError, "must be >= 1")),
+    ("k-0", lambda: bm.fit_em(GOOD, 0), R_K, Err(ValueError, "must be an integer >= 1; got 0")),
     ("k-neg-kmeans", lambda: bm.kmeans(GOOD, -2), R_K, Err(ValueError, ">= 1")),
     ("k-float", lambda: bm.fit_em(GOOD, 2.5), R_K, Err(TypeError, "integer")),
     ("k-bool", lambda: bm.fit_em(GOOD, True), R_K, Err(TypeError, "integer")),
@@ -707,7 +707,7 @@ API_CASES = [
         "from_data-k0",
         lambda: bm.GMMPrior.from_data(GOOD, 0),
         R_K,
-        Err(ValueError, "n_components must be >= 1"),
+        Err(ValueError, "n_components must be an integer >= 1"),
     ),
     (
         "from_data-kfloat",
