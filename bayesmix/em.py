@@ -56,6 +56,58 @@ _COLLAPSE_MIN_NK = 1.0
 
 
 # =========================================================================== result
+#: Points whose squared Mahalanobis distance overflows float64 (a point 1e200 away) are
+#: moved along their ray from the components' centre to this many Mahalanobis units
+#: (at most): enough to order the components as infinitely far points are ordered
+#: (tied covariances included, where the linear term decides), for predict/predict_proba.
+_FAR_ORDER = 1e8
+#: ... and to this many for score_samples: the log density saturates near -1e300
+#: (finite) instead of overflowing; the true value is below float64's range.
+_FAR_SCORE = 1e150
+
+
+def _far_safe(log_prob, X, means, prec_chol, far_scale):
+    """``log_prob(X, means, prec_chol)`` with rows that overflow recomputed at ``far_scale``.
+
+    A far row x becomes ``c + (x - c) * d / max|x - c|`` with c the mean of the component
+    means and ``d = far_scale / G``, G the largest absolute column sum of the precision
+    Cholesky factors, so that every ``(x' - mu_k) P_k`` stays near ``far_scale``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = log_prob(X, means, prec_chol)
+    far = ~np.isfinite(out).all(axis=1)
+    if far.any():
+        centre = means.mean(axis=0)
+        d = X[far] - centre
+        G = float(np.abs(prec_chol).sum(axis=-2).max())
+        size = np.abs(d).max(axis=1)
+        Xf = centre + d * (far_scale / G / size)[:, None]
+        out[far] = log_prob(Xf, means, prec_chol)
+    return out
+
+
+def _match_columns(X, feature_names):
+    """A DataFrame's columns matched to the fitted feature names (reordered by name)."""
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
+        return X
+    cols = [str(c) for c in X.columns]
+    if cols == list(feature_names):
+        return X
+    if list(feature_names) == [f"x{j}" for j in range(len(feature_names))]:
+        return X  # fitted on an array: columns are matched by position
+    missing = [n for n in feature_names if n not in cols]
+    extra = [c for c in cols if c not in feature_names]
+    if missing or extra:
+        raise ValueError(
+            f"X has columns {cols} but the mixture was fitted on {list(feature_names)}"
+            + (f": missing column(s) {missing}" if missing else "")
+            + (f"{';' if missing else ':'} unexpected column(s) {extra}" if extra else "")
+            + ". Pass a DataFrame with the fitted columns (any order), e.g. "
+            f"X[{list(feature_names)}], or an array in that order."
+        )
+    return X.iloc[:, [cols.index(n) for n in feature_names]]
+
+
 @dataclass(frozen=True, eq=False)
 class EMResult:
     """A fitted Gaussian mixture (maximum likelihood or MAP), returned by :func:`fit_em`.
@@ -164,7 +216,10 @@ class EMResult:
 
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X):
-        X = check_data(X)
+        X = _match_columns(X, self.feature_names)
+        # a point far from the data is valid input here (check_scale=False): the
+        # densities below stay finite however far it is
+        X = check_data(X, check_scale=False)
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features but the mixture was fitted on {self.n_features} "
@@ -172,10 +227,15 @@ class EMResult:
             )
         return X
 
-    def _log_joint(self, X):
+    def _log_joint(self, X, far_scale=_FAR_ORDER):
+        """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``; points too far for float64 are
+        evaluated at ``far_scale`` Mahalanobis units along their ray (see _far_safe)."""
         with np.errstate(divide="ignore"):
             logw = np.log(self.weights)
-        return cv.LOG_GAUSSIAN_PROB["full"](X, self.means, self.precisions_cholesky) + logw
+        lp = _far_safe(
+            cv.LOG_GAUSSIAN_PROB["full"], X, self.means, self.precisions_cholesky, far_scale
+        )
+        return lp + logw
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -196,7 +256,7 @@ class EMResult:
         >>> res.score_samples(X).shape
         (272,)
         """
-        return _logsumexp_rows(self._log_joint(self._check_X(X)))
+        return _logsumexp_rows(self._log_joint(self._check_X(X), _FAR_SCORE))
 
     def score(self, X):
         """Mean log density per observation, ``score_samples(X).mean()``."""
@@ -819,8 +879,13 @@ def _warn_fit_problems(best, X, cfg):
         warn(
             f"{len(found)} component(s) collapsed ({details}). Such a component sits on a few "
             "(or on integer-valued / duplicated) points and inflates the likelihood. Use fewer "
-            "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a larger "
-            "reg_covar, or standardize the data.",
+            + (
+                "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a "
+                "larger reg_covar, or standardize the data."
+                if cfg.prior is None
+                else "components, drop duplicated or collinear columns, a prior with a larger "
+                "scale (the prior in use does not prevent it), or standardize the data."
+            ),
             DegenerateDataWarning,
             stacklevel=4,
         )

@@ -33,7 +33,7 @@ import numpy as np
 
 from bayesmix._validation import COVARIANCE_TYPES
 
-__all__ = ["SavedFit", "load_fit", "save_fit"]
+__all__ = ["SavedFit", "check_save_target", "load_fit", "save_fit"]
 
 EM_FILE = "em.json"
 POSTERIOR_FILE = "posterior.zarr"
@@ -165,7 +165,7 @@ def _check_save_args(em_result, idata, config):
         _check_json(config, "config")
 
 
-def _check_target(path, overwrite):
+def _check_target(path, overwrite, dry_run=False):
     """The folder to write, after refusing anything that would touch a user's file."""
     if not isinstance(path, (str, Path)) or isinstance(path, bool):
         raise TypeError(f"path must be a str or pathlib.Path; got {type(path).__name__}.")
@@ -193,6 +193,8 @@ def _check_target(path, overwrite):
             f"path {str(path)!r} already holds a fit saved by bayesmix.save_fit; pass "
             "overwrite=True to replace it, or choose a new folder."
         )
+    if dry_run:
+        return path
     for name in own:
         target = path / name
         if target.is_dir() and not target.is_symlink():
@@ -207,7 +209,7 @@ def _read_marker(path):
     """Files listed by the folder's save_fit marker, or None when there is none."""
     marker = path / MARKER_FILE
     if not marker.is_file():
-        return None
+        return _legacy_files(path)
     try:
         files = json.loads(marker.read_text()).get("files", [])
     except (OSError, ValueError, AttributeError):
@@ -220,6 +222,30 @@ def _read_marker(path):
             "folder yourself or choose a new one."
         )
     return files
+
+
+def _legacy_files(path):
+    """A folder saved before the marker existed: em.json carries bayesmix's format tag and
+    the folder holds nothing but save_fit's file names. Otherwise None (not ours)."""
+    names = {p.name for p in path.iterdir()}
+    if EM_FILE not in names or not names <= {EM_FILE, POSTERIOR_FILE, CONFIG_FILE}:
+        return None
+    try:
+        tagged = json.loads((path / EM_FILE).read_text()).get("format") == _FORMAT
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sorted(names) if tagged else None
+
+
+def check_save_target(path, *, overwrite=False):
+    """Raise the ``ValueError`` :func:`save_fit` would raise for ``path``, writing nothing.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_save_target(tempfile.mkdtemp())
+    """
+    _check_target(path, overwrite, dry_run=True)
 
 
 def load_fit(path):

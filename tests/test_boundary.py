@@ -1405,3 +1405,429 @@ def test_readme_table_is_generated_from_the_battery():
 
 if __name__ == "__main__":
     print(render_table())
+
+
+# =========================================================================== specs and CLI
+R_CLI_OUT = row(
+    "cli-out",
+    "`--out` an existing file, under a file, or not writable; `--k 1-100000000`, a K above n; "
+    "`--draws 10 --chains 1`",
+    "exit code 2 and one short line before the first fit (the K range is never expanded: "
+    "rejected in well under a second), naming the option and the fix",
+)
+R_CLI_CSV = row(
+    "cli-csv",
+    "CSV with missing values, non-numeric or empty columns, or a value of 1e308 (CLI, with "
+    "or without `--standardize`)",
+    'exit code 2, one line: "N row(s) have missing or infinite values (CSV lines ...); pass '
+    '--dropna"; the columns named: "select numeric columns with --columns"; "rescale"',
+)
+R_CLI_DEGEN = row(
+    "cli-degenerate",
+    "collinear columns (°C and °F), identical rows through the CLI",
+    "exit code 2 naming the collinear columns and their relation (or the distinct points); "
+    "`--covariance diag` fits them",
+)
+R_SPEC = row(
+    "spec",
+    'a spec value of the wrong type or range (`seed = "1"`, `draws = 2.5`, '
+    '`columns = [1]`, `k = "1-100000000"`, an unknown key)',
+    "`SpecError` (a `ValueError`) naming the key, what was expected and what came in; CLI exit 2",
+)
+R_PREDICT = row(
+    "predict-columns",
+    "`EMResult.predict` / `predict_proba` / `score_samples` with a DataFrame whose columns are "
+    "reordered, missing or extra",
+    "columns matched by name (reordered: same labels); a missing column is a `ValueError` "
+    "naming it",
+)
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    f = tmp_path / name
+    f.write_text(text)
+    return str(f)
+
+
+def _two_blobs_csv(sep=",", decimal=".", index=False):
+    r = np.random.default_rng(7)
+    X = np.r_[r.normal(size=(25, 2)), r.normal(size=(25, 2)) + 6.0]
+    df = pd.DataFrame(X, columns=["a", "b"])
+    return df, df.to_csv(sep=sep, decimal=decimal, index=index)
+
+
+def _cli(args, tmp_path, capsys):
+    from bayesmix.cli import main
+
+    rc = main([*args, "--quiet"] if "--quiet" not in args else args)
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+CLI_FAIL = [
+    # (id, args builder(tmp_path) -> list, key, stderr fragments)
+    (
+        "out-is-file",
+        lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", _csv(p, "x", "f.txt")],
+        R_CLI_OUT,
+        ("--out", "is an existing file"),
+    ),
+    (
+        "out-under-file",
+        lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", _csv(p, "x", "f.txt") + "/sub"],
+        R_CLI_OUT,
+        ("is a file, not a folder",),
+    ),
+    (
+        "k-huge",
+        lambda p: ["fit", "--no-mcmc", "--k", "1-100000000", "--out", str(p / "o")],
+        R_CLI_OUT,
+        ("--k", "1000"),
+    ),
+    (
+        "k-above-n",
+        lambda p: ["fit", "--no-mcmc", "--k", "1-300", "--out", str(p / "o")],
+        R_CLI_OUT,
+        ("--k", "K=[273, 274, ..., 300] (28 values) exceed the number of observations n=272"),
+    ),
+    (
+        "k-zero",
+        lambda p: ["fit", "--no-mcmc", "--k", "0", "--out", str(p / "o")],
+        R_CLI_OUT,
+        ("--k", ">= 1"),
+    ),
+    (
+        "k-text",
+        lambda p: ["fit", "--no-mcmc", "--k", "two", "--out", str(p / "o")],
+        R_CLI_OUT,
+        ("--k must look like",),
+    ),
+    (
+        "draws-10-chains-1",
+        lambda p: ["fit", "--k", "1-2", "--draws", "10", "--chains", "1", "--out", str(p / "o")],
+        R_CLI_OUT,
+        ("--draws 10 x --chains 1 = 10", "at least 25"),
+    ),
+    (
+        "csv-missing-values",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b\n1,2\n3,\n4,5\n5,6\n"),
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_CSV,
+        ("1 row(s) have missing", "--dropna"),
+    ),
+    (
+        "csv-non-numeric",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b\n1,x\n3,y\n4,z\n"),
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_CSV,
+        ("non-numeric column(s) ['b']", "--columns"),
+    ),
+    (
+        "csv-empty-column",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b,c\n1,2,\n3,4,\n5,7,\n"),
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_CSV,
+        ("['c'] are empty",),
+    ),
+    (
+        "csv-1e308-standardize",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b\n1,1e308\n2,-1e308\n3,4\n5,1\n"),
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--standardize",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_CSV,
+        ("'b'", "Rescale"),
+    ),
+    (
+        "csv-mixed-decimals",
+        lambda p: [
+            "fit",
+            _csv(p, "a;b\n1,5;2.5\n3;4\n5;6\n"),
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CSV_BAD,
+        ("mixes decimal points",),
+    ),
+    (
+        "csv-missing-file",
+        lambda p: ["fit", str(p / "nope.csv"), "--no-mcmc", "--out", str(p / "o")],
+        R_CLI_CSV,
+        ("does not exist",),
+    ),
+    (
+        "csv-unknown-column",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b\n1,2\n3,4\n5,5\n"),
+            "--columns",
+            "z",
+            "--no-mcmc",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_CSV,
+        ("['z'] not in the data",),
+    ),
+    (
+        "celsius-fahrenheit",
+        lambda p: [
+            "fit",
+            _csv(p, pd.DataFrame({"c": _c, "f": 1.8 * _c + 32}).to_csv(index=False)),
+            "--no-mcmc",
+            "--k",
+            "1-2",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_DEGEN,
+        ("columns ['c', 'f'] are collinear (f = 1.8 * c + 32)",),
+    ),
+    (
+        "identical-rows",
+        lambda p: [
+            "fit",
+            _csv(p, "a,b\n" + "1,2\n" * 30),
+            "--no-mcmc",
+            "--k",
+            "1-2",
+            "--out",
+            str(p / "o"),
+        ],
+        R_CLI_DEGEN,
+        ("Every feature of data is constant", "['a', 'b']"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("cid", "args", "key", "frags"), CLI_FAIL, ids=[c[0] for c in CLI_FAIL])
+def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
+    import time
+
+    t0 = time.perf_counter()
+    rc, err = _cli(args(tmp_path), tmp_path, capsys)
+    elapsed = time.perf_counter() - t0
+    assert rc == 2, err
+    line = err.splitlines()[-1]
+    for frag in frags:
+        assert frag in line, f"{frag!r} not in {line!r}"
+    assert len(line) < 600
+    # nothing was fitted: no report folder (checks run before the first fit); the bound is
+    # generous for a loaded CI machine, a fit plus report takes several seconds
+    assert not (tmp_path / "o" / "fits").exists()
+    assert elapsed < 20
+
+
+def test_cli_out_not_writable(tmp_path, capsys, monkeypatch):
+    from bayesmix import _preflight
+
+    monkeypatch.setattr(_preflight.os, "access", lambda *a, **k: False)
+    rc, err = _cli(["fit", "--no-mcmc", "--k", "1", "--out", str(tmp_path / "o")], tmp_path, capsys)
+    assert rc == 2 and "is not writable" in err
+
+
+def test_cli_huge_k_range_is_rejected_at_once(tmp_path, capsys):
+    import time
+
+    from bayesmix.spec import parse_k
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="1000"):
+        parse_k("1-100000000", name="--k")
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize(
+    ("cid", "make", "names", "warn_frag"),
+    [
+        ("european", lambda: _two_blobs_csv(sep=";", decimal=","), ["a", "b"], None),
+        ("pandas-index", lambda: _two_blobs_csv(index=True), ["a", "b"], "pandas index"),
+        ("tab", lambda: _two_blobs_csv(sep="\t"), ["a", "b"], None),
+    ],
+    ids=["european", "pandas-index", "tab"],
+)
+def test_cli_reads_csv_dialects_correctly(tmp_path, capsys, cid, make, names, warn_frag):
+    df, text = make()
+    path = _csv(tmp_path, text)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        rc, err = _cli(
+            ["fit", path, "--no-mcmc", "--k", "1", "--out", str(tmp_path / "o")], tmp_path, capsys
+        )
+    assert rc == 0, err
+    fit = load_fit(tmp_path / "o" / "fits" / "full_K1").em_result
+    assert fit.feature_names == names
+    # K=1: the fitted mean is the data mean (MAP shrinkage kappa0 = 0.01 towards the data
+    # mean itself), to rounding of the CSV's 16-17 significant digits
+    np.testing.assert_allclose(fit.means[0], df.mean().to_numpy(), rtol=1e-9)
+    said = err + " ".join(str(w.message) for w in rec)
+    if warn_frag:
+        assert warn_frag in said
+
+
+def test_cli_collinear_with_diag_fits(tmp_path, capsys):
+    path = _csv(tmp_path, pd.DataFrame({"c": _c, "f": 1.8 * _c + 32}).to_csv(index=False))
+    rc, err = _cli(
+        [
+            "fit",
+            path,
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--covariance",
+            "diag",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        tmp_path,
+        capsys,
+    )
+    assert rc == 0, err
+
+
+SPEC_CASES = [
+    ({"seed": "1"}, ("seed", "integer >= 0", "'1'")),
+    ({"seed": -1}, ("seed", "-1")),
+    ({"sampler": {"draws": 2.5}}, ("sampler.draws", "2.5")),
+    ({"sampler": {"chains": 0}}, ("sampler.chains", ">= 1")),
+    ({"sampler": {"draws": 10, "chains": 1}}, ("sampler.draws", "at least 25")),
+    ({"sampler": {"mcmc": "yes"}}, ("sampler.mcmc", "true or false")),
+    ({"data": {"source": "csv", "path": "x.csv", "columns": [1, 2]}}, ("data.columns",)),
+    ({"data": {"standardize": "yes"}}, ("data.standardize",)),
+    ({"data": {"source": "csv"}}, ("data.path",)),
+    ({"data": {"source": "csv", "path": 3}}, ("data.path",)),
+    ({"data": {"source": "csv", "path": "x.csv", "sep": ";;"}}, ("data.sep",)),
+    ({"data": {"source": "csv", "path": "x.csv", "decimal": ":"}}, ("data.decimal",)),
+    ({"data": {"source": "excel"}}, ("data.source",)),
+    ({"model": {"k": "1-100000000"}}, ("model.k", "1000")),
+    ({"model": {"k": [1, "2"]}}, ("model.k",)),
+    ({"model": {"k": "3-1"}}, ("model.k", "empty")),
+    ({"model": {"covariance": "fool"}}, ("model.covariance", "'fool'")),
+    ({"model": {"estimate": 1}}, ("model.estimate",)),
+    ({"model": {"truncation": 1}}, ("model.truncation", ">= 2")),
+    ({"model": {"kind": ["dp"]}}, ("model.kind",)),
+    ({"prior": {"dof": -1}}, ("prior.dof", "positive")),
+    ({"prior": {"mean": "zero"}}, ("prior.mean",)),
+    ({"prior": {"scale": [[1, 0]]}}, ("prior.scale",)),
+    ({"prior": {"dp_concentration": [1]}}, ("prior.dp_concentration",)),
+    ({"surprise": 1}, ("unknown key(s) ['surprise']",)),
+    ({"model": {"kk": 1}}, ("unknown key(s) ['kk']", "[model]")),
+    ({"output": 3}, ("output",)),
+    ({"name": "a b"}, ("name",)),
+    ({"sampler": {"mcmc_k": [5]}, "model": {"k": [1, 2]}}, ("sampler.mcmc_k", "K=[5]")),
+]
+
+
+@pytest.mark.parametrize(("d", "frags"), SPEC_CASES, ids=[str(i) for i in range(len(SPEC_CASES))])
+def test_spec_values_named(d, frags):
+    from bayesmix.spec import SpecError, spec_from_dict
+
+    Err(SpecError, *frags).check(lambda: spec_from_dict(d))
+
+
+@pytest.fixture(scope="module")
+def em_ab():
+    r = np.random.default_rng(11)
+    df = pd.DataFrame(
+        np.r_[r.normal(size=(30, 2)), r.normal(size=(30, 2)) + np.array([6.0, -3.0])],
+        columns=["a", "b"],
+    )
+    return bm.fit_em(df, 2, random_seed=0), df
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples"])
+def test_predict_matches_columns_by_name(em_ab, method):
+    fit, df = em_ab
+    same = getattr(fit, method)(df)
+    swapped = getattr(fit, method)(df[["b", "a"]])
+    np.testing.assert_array_equal(same, swapped)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples"])
+@pytest.mark.parametrize(
+    ("cols", "frag"),
+    [(["a", "c"], "missing column(s) ['b']"), (["a"], "missing column(s) ['b']")],
+    ids=["renamed", "dropped"],
+)
+def test_predict_missing_column_named(em_ab, method, cols, frag):
+    fit, df = em_ab
+    X = df.rename(columns={"b": "c"})[cols] if "c" in cols else df[cols]
+    Err(ValueError, frag, "['a', 'b']").check(lambda: getattr(fit, method)(X))
+
+
+@pytest.mark.parametrize("method", ["predict_proba", "score_samples"])
+@pytest.mark.parametrize("cov", ["full", "diag", "spherical", "tied"])
+@pytest.mark.parametrize("far", [1e200, -1e250, 1e300])
+def test_predict_far_points_finite(method, cov, far):
+    fit = bm.fit_em(BLOBS, 2, covariance=cov, random_seed=0)
+    P = np.array([[far, 0.0], [0.0, far], [far, far]])
+    out = getattr(fit, method)(P)
+    assert np.isfinite(out).all()
+    if method == "predict_proba":
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag", "spherical", "tied"])
+def test_far_point_labels_are_the_limit_of_moderately_far_ones(cov):
+    # beyond ~1e154 the squared distance overflows and the point is evaluated at 1e8
+    # Mahalanobis units along its ray; at 1e6 units nothing overflows and the labels
+    # (and the one-hot probabilities) already are the limiting ones, for a tied
+    # covariance too, where the linear term decides
+    fit = bm.fit_em(BLOBS, 2, covariance=cov, random_seed=0)
+    c = fit.means.mean(axis=0)
+    dirs = np.array([[1.0, 0.0], [-1.0, 0.0], [0.6, 0.8], [-0.3, -1.0], [0.0, 1.0]])
+    far = c + 1e200 * dirs
+    near = c + 1e6 * dirs
+    np.testing.assert_array_equal(fit.predict(far), fit.predict(near))
+    np.testing.assert_allclose(fit.predict_proba(far), fit.predict_proba(near), atol=1e-12)
+    # the log density keeps decreasing with distance (saturating near -1e300, finite)
+    assert np.all(fit.score_samples(far) < fit.score_samples(near))
+    assert np.all(np.isfinite(fit.score_samples(far)))
+
+
+def test_map_collapse_advice_does_not_ask_for_a_prior():
+    # MAP fit (a prior in use) on collinear columns with K=3: a component collapses onto
+    # ~1 point; the advice must not be "use a prior"
+    prior = bm.GMMPrior.from_data(_CF, 3)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = bm.fit_em(_CF, 3, prior=prior, random_seed=0)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, DegenerateDataWarning)]
+    assert fit.collapsed and msgs
+    assert all("a prior (prior=" not in m for m in msgs)
+    assert any("the prior in use does not prevent it" in m for m in msgs)
+    # the same collapse without a prior does advise one
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        bm.fit_em(np.repeat(BLOBS[:5], 10, axis=0), 3, covariance="diag", random_seed=0)
+    assert any("a prior (prior=" in str(w.message) for w in rec)
