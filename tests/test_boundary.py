@@ -637,7 +637,8 @@ R_SEED = row(
 )
 R_K = row(
     "k",
-    "`n_components > n_obs`, `< 1`, not an integer (also in `GMMPrior.from_data`)",
+    "`n_components > n_obs`, `< 1`, not an integer (also in `GMMPrior.from_data`; "
+    "`max_clusters` of `point_partition`)",
     '`ValueError` "n_components=K is larger than the number of observations n_obs=N" / '
     '"must be an integer >= 1" (`TypeError` for a non-integer)',
 )
@@ -720,6 +721,18 @@ API_CASES = [
         lambda: bm.build_gmm(GOOD[:3], 4),
         R_K,
         Err(ValueError, "larger than the number of observations"),
+    ),
+    (
+        "max_clusters-0",
+        lambda: bm.point_partition(np.eye(3), max_clusters=0),
+        R_K,
+        Err(ValueError, "max_clusters must be an integer >= 1; got 0"),
+    ),
+    (
+        "max_clusters-float",
+        lambda: bm.point_partition(np.eye(3), max_clusters=2.5),
+        R_K,
+        Err(TypeError, "max_clusters must be an integer", "float 2.5"),
     ),
     (
         "cov-typo",
