@@ -355,8 +355,9 @@ def _hint(series, col):
     vals = [str(v).strip() for v in series.dropna().astype(str).head(200)]
     if vals and all(_DEC_COMMA.match(v) or _INT.match(v) for v in vals):
         return (
-            f"Column {col!r} holds numbers with decimal commas ({vals[0]!r}) in a "
-            "comma-delimited file: re-save it with ';' as the delimiter or with decimal points."
+            f"Column {col!r} holds numbers with commas ({vals[0]!r}: decimal commas, or "
+            "thousands separators) in a comma-delimited file: re-save it with ';' as the "
+            "delimiter, or with decimal points and no thousands separators."
         )
     odd = [v for v in vals if not _is_number(v, ".", None)]
     if odd and len(odd) < len(vals):

@@ -247,7 +247,12 @@ CSV_COLUMN_CASES = [
     (
         "decimal-comma-in-comma-file",
         'a,b\n"1,5",2\n"2,5",3\n',
-        Err(ValueError, "['a']", "decimal commas ('1,5')", "';' as the delimiter"),
+        Err(
+            ValueError,
+            "['a']",
+            "numbers with commas ('1,5': decimal commas",
+            "';' as the delimiter",
+        ),
     ),
     ("dates", "t,x\n2020-01-01,1\n2020-01-02,2\n", Err(ValueError, "non-numeric column(s) ['t']")),
     ("bools", "a,b\nTrue,1\nFalse,2\n", Err(ValueError, "non-numeric column(s) ['a']")),
