@@ -1,4 +1,11 @@
-"""Fused numba E-step + sufficient-statistics pass for EM.
+"""The numba backend of the Gaussian-density layer: the fused EM pass, draw batches.
+
+:class:`NumbaGaussianDensity` subclasses the numpy reference
+:class:`bayesmix._gaussian.GaussianDensity` (same API, same conventions) and overrides
+its two hot methods with compiled kernels: :meth:`~NumbaGaussianDensity.estep`, the
+fused E-step + sufficient-statistics pass of EM below, and
+:meth:`~NumbaGaussianDensity.mixture_draws`, the PyMC Op's kernel
+(:func:`bayesmix._mixture_kernels.loglik_numba`) called once per posterior draw.
 
 One sweep over the data computes, for every row, the component log densities (through
 the precision Cholesky factors), the log-sum-exp normaliser and the responsibilities,
@@ -18,12 +25,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bayesmix import _covariance as cv
+from bayesmix._gaussian import LOG_2PI, LOG_DET_CHOLESKY, GaussianDensity, kernel_layout
+from bayesmix._mixture_kernels import loglik_numba
 
-__all__ = ["estep"]
+__all__ = ["NUMBA", "NumbaGaussianDensity", "estep"]
 
 _CHUNK = 1024  # rows per parallel work item
-_LOG_2PI = np.log(2.0 * np.pi)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
@@ -178,7 +185,7 @@ def estep(X, covariance, weights, means, prec_chol, labels):
         Canonical covariance type.
     weights : ndarray (K,)
     means : ndarray (K, D)
-    prec_chol : native precision Cholesky factor (see :mod:`bayesmix._covariance`)
+    prec_chol : native precision Cholesky factor (see :mod:`bayesmix._gaussian`)
     labels : ndarray (N,) int64, written with the most probable component
 
     Returns
@@ -192,8 +199,8 @@ def estep(X, covariance, weights, means, prec_chol, labels):
     K = weights.shape[0]
     with np.errstate(divide="ignore"):
         logw = np.log(weights)
-    logdet = cv.LOG_DET_CHOLESKY[covariance](prec_chol, D)
-    const = np.ascontiguousarray(logw + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
+    logdet = LOG_DET_CHOLESKY[covariance](prec_chol, D)
+    const = np.ascontiguousarray(logw + logdet - 0.5 * D * LOG_2PI, dtype=np.float64)
     if covariance in ("full", "tied"):
         P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
         # P_all[i, j * K + k] = P_k[i, j]; b[j * K + k] = (mu_k @ P_k)[j]
@@ -211,3 +218,34 @@ def estep(X, covariance, weights, means, prec_chol, labels):
         a_ll, a_n, a_x, a_xx = _pass_diag(X, means_t, prec_t, const, labels)
         sxx = a_xx.sum(0)
     return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx
+
+
+class NumbaGaussianDensity(GaussianDensity):
+    """The numba backend: :class:`bayesmix._gaussian.GaussianDensity` with compiled passes."""
+
+    name = "numba"
+
+    def estep(self, X, covariance, weights, means, prec_chol, labels):
+        """The fused parallel pass :func:`estep` (``X`` C-contiguous float64)."""
+        return estep(X, covariance, weights, means, prec_chol, labels)
+
+    def mixture_draws(self, X, weights, means, prec_chol, want_resp):
+        """Same as the numpy method, through :func:`bayesmix._mixture_kernels.loglik_numba`.
+
+        A Python loop over draws calling the PyMC Op's own kernel: no extra numba function
+        to compile (a batched kernel would add seconds of compilation on a cold cache).
+        """
+        S, K = weights.shape
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        P = kernel_layout(prec_chol)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.ascontiguousarray(np.log(weights))
+        out = np.empty((S, X.shape[0], K) if want_resp else (S, X.shape[0]))
+        for s in range(S):
+            ll, resp = loglik_numba(X, logw[s], means[s], P[s])
+            out[s] = resp.T if want_resp else ll
+        return out
+
+
+NUMBA = NumbaGaussianDensity()

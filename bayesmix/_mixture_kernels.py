@@ -4,9 +4,11 @@ Shared by the PyTensor Ops of :mod:`bayesmix._mixture_op` (model log-likelihood 
 its gradient) and by :mod:`bayesmix._gaussian` (pointwise log-likelihood and
 responsibilities for every posterior draw). No PyTensor import here.
 
-All functions take lower-triangular precision Cholesky factors ``P`` (K, D, D)
-(:math:`\Sigma_k^{-1} = P_k^\top P_k`; only the lower triangle is read) and the
-data ``X`` (N, D).
+All functions take the precision Cholesky factors of :mod:`bayesmix._gaussian` in the
+kernels' layout: ``P`` (K, D, D) is the transpose of scikit-learn's upper factor, i.e.
+lower-triangular with :math:`\Sigma_k^{-1} = P_k^\top P_k` and :math:`P_k = L_k^{-1}`
+(only the lower triangle is read; :func:`bayesmix._gaussian.kernel_layout` converts), and
+the data ``X`` (N, D). The numpy references build on :mod:`bayesmix._gaussian`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
+from bayesmix._gaussian import LOG_2PI, LOG_GAUSSIAN_PROB, tri_inv
 
 # ---------------------------------------------------------------------------- numba kernels
 # Every inner loop runs over observations on contiguous (N,) rows, so LLVM vectorises
@@ -99,7 +100,7 @@ def loglik_numba(X, logw, means, P):
     c = np.zeros((K, N))
     z = np.empty(N)
     for k in range(K):
-        const = logw[k] - 0.5 * D * _LOG_2PI
+        const = logw[k] - 0.5 * D * LOG_2PI
         for i in range(D):
             const += np.log(P[k, i, i])
         ck = c[k]
@@ -247,13 +248,8 @@ def lower_llt_numpy(L):
     return Lt @ np.swapaxes(Lt, -1, -2)
 
 
-def tri_inv_numpy(L):
-    """numpy version of :func:`tri_inv_numba` (triangular solves, exact zeros above)."""
-    from scipy.linalg import solve_triangular
-
-    L = np.asarray(L, dtype=float)
-    eye = np.eye(L.shape[-1])
-    return np.stack([np.tril(solve_triangular(Lb, eye, lower=True)) for Lb in L])
+#: numpy version of :func:`tri_inv_numba`: the density layer's one triangular inverse
+tri_inv_numpy = tri_inv
 
 
 def _z_numpy(X, means, P):
@@ -262,11 +258,14 @@ def _z_numpy(X, means, P):
 
 
 def loglik_numpy(X, logw, means, P):
-    """numpy version of :func:`loglik_numba`: ((N,), (K, N))."""
-    D = X.shape[1]
-    _, z = _z_numpy(X, means, P)
-    logdet = np.sum(np.log(np.diagonal(P, axis1=-2, axis2=-1)), axis=-1)
-    c = (logw + logdet)[:, None] - 0.5 * np.sum(z**2, axis=-1) - 0.5 * D * _LOG_2PI  # (K, N)
+    """numpy version of :func:`loglik_numba`: ((N,), (K, N)).
+
+    The component log densities are the density layer's
+    (:data:`bayesmix._gaussian.LOG_GAUSSIAN_PROB`, on the transposed, upper factors).
+    """
+    X = np.asarray(X, dtype=float)
+    upper = np.swapaxes(np.tril(P), -1, -2)
+    c = (LOG_GAUSSIAN_PROB["full"](X, np.asarray(means, dtype=float), upper) + logw).T  # (K, N)
     mx = np.max(c, axis=0)
     mx = np.where(mx == -np.inf, 0.0, mx)
     e = np.exp(c - mx)

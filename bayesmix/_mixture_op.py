@@ -59,7 +59,8 @@ from pytensor.tensor.rewriting.blockwise import blockwise_of
 
 __all__ = ["lower_llt", "mixture_loglik_graph", "mixture_loglik_op", "tri_inv"]
 
-from bayesmix import _mixture_kernels as _mk
+from bayesmix import _gaussian, _mixture_kernels
+from bayesmix._gaussian import LOG_2PI
 from bayesmix._mixture_kernels import (
     grad_params_numba,
     grad_params_numpy,
@@ -73,11 +74,15 @@ from bayesmix._mixture_kernels import (
     tri_inv_numpy,
 )
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-#: part of PyTensor's cache key for the Ops' numba code: a hash of the kernels' and
-#: this file's source, so an edited kernel is never served from a stale on-disk cache
+#: part of PyTensor's cache key for the Ops' numba code: a hash of the source of the
+#: kernels, of the density layer they take their constants from, and of this file, so an
+#: edited kernel is never served from a stale on-disk cache
 _KERNEL_VERSION = int.from_bytes(
-    hashlib.sha256(Path(_mk.__file__).read_bytes() + Path(__file__).read_bytes()).digest()[:6],
+    hashlib.sha256(
+        b"".join(
+            Path(f).read_bytes() for f in (_mixture_kernels.__file__, _gaussian.__file__, __file__)
+        )
+    ).digest()[:6],
     "big",
 )
 
@@ -193,14 +198,18 @@ def mixture_loglik_op(X, log_weights, means, prec_chol):
 
 
 def mixture_loglik_graph(X, log_weights, means, prec_chol):
-    """The same density as a plain PyTensor expression (one batched log-sum-exp)."""
+    """The same density as a plain PyTensor expression (one batched log-sum-exp).
+
+    The symbolic mirror of the density layer (:mod:`bayesmix._gaussian`: same factors in
+    the kernels' layout, same ``LOG_2PI``), for backends without the numba kernels.
+    """
     D = X.shape[-1]
     P = pt.tril(prec_chol)
     PT = P.mT  # (K, D, D)
     z = pt.matmul(X[None, :, :], PT) - pt.matmul(means[:, None, :], PT)  # (K, N, D)
     maha = pt.sum(pt.sqr(z), axis=-1)  # (K, N)
     logdet = pt.sum(pt.log(pt.diagonal(P, axis1=-2, axis2=-1)), axis=-1)  # (K,)
-    comp = (log_weights + logdet)[:, None] - 0.5 * maha - 0.5 * D * _LOG_2PI
+    comp = (log_weights + logdet)[:, None] - 0.5 * maha - 0.5 * D * LOG_2PI
     return pt.logsumexp(comp, axis=0)
 
 
