@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovTransform
 from scipy import stats
 
-from bayesmix._gaussian import LOG_2PI
+from bayesmix._gaussian import LOG_2PI, cholesky_or_raise
 from bayesmix._gaussian import tri_inv as tri_inv_numpy
 from bayesmix._mixture_op import lower_llt, mixture_loglik_op, tri_inv
 
@@ -78,7 +78,7 @@ def spd_to_packed(S):
     """numpy forward map: SPD matrices (..., D, D) -> packed log-Cholesky (..., D(D+1)/2)."""
     S = np.asarray(S, dtype=float)
     D = S.shape[-1]
-    L = np.linalg.cholesky(S)
+    L = cholesky_or_raise(S, name="S")
     r, c = np.tril_indices(D)
     flat = L[..., r, c].copy()
     diag = np.flatnonzero(r == c)
