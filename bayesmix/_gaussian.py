@@ -35,6 +35,8 @@ as arviz-stats keeps its numba array class a subclass of the numpy one.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "cholesky_or_raise",
     "kernel_layout",
     "log_component_densities",
+    "log_gaussian_prob",
     "log_mixture_density",
     "logsumexp_rows",
     "numba_available",
@@ -218,64 +221,74 @@ def row_chunks(n, width, budget=2**21):
         yield slice(start, min(n, start + step))
 
 
-def _log_prob_full(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
+def _maha_full(Xs, means, prec_chol):
+    K, D = means.shape
     # all components at once: Y = X @ [P_1 ... P_K] - [mu_1 P_1 ... mu_K P_K]
     P_all = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(D, K * D))
     b = np.einsum("kd,kde->ke", means, prec_chol).reshape(K * D)
-    block_sum = np.kron(np.eye(K), np.ones((D, 1)))  # (K*D, K): sums each block of D
-    out = np.empty((N, K))
-    for sl in row_chunks(N, K * D):
-        Y = X[sl] @ P_all
-        Y -= b
-        np.square(Y, out=Y)
-        out[sl] = Y @ block_sum
-    logdet = LOG_DET_CHOLESKY["full"](prec_chol, D)
-    return -0.5 * (D * LOG_2PI + out) + logdet
+    Y = Xs @ P_all
+    Y -= b
+    np.square(Y, out=Y)
+    return Y @ np.kron(np.eye(K), np.ones((D, 1)))  # (K*D, K): sums each block of D
 
 
-def _log_prob_tied(X, means, prec_chol):
+def _maha_tied(Xs, means, prec_chol):
+    Y = (Xs @ prec_chol)[:, None, :] - (means @ prec_chol)[None]
+    return np.einsum("nkd,nkd->nk", Y, Y)
+
+
+def _maha_diag(Xs, means, prec_chol):
+    Y = (Xs[:, None, :] - means[None]) * prec_chol[None]
+    return np.einsum("nkd,nkd->nk", Y, Y)
+
+
+def _maha_spherical(Xs, means, prec_chol):
+    Y = Xs[:, None, :] - means[None]
+    return np.einsum("nkd,nkd->nk", Y, Y) * prec_chol**2
+
+
+#: squared Mahalanobis distances (rows, K) of a chunk of rows, per covariance type
+_MAHALANOBIS = {
+    "full": _maha_full,
+    "tied": _maha_tied,
+    "diag": _maha_diag,
+    "spherical": _maha_spherical,
+}
+
+
+def log_gaussian_prob(X, means, prec_chol, covariance="full"):
+    """Log density of every row under every component, on precision Cholesky factors.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    means : ndarray, shape (K, D)
+    prec_chol : ndarray
+        The native factor of ``covariance`` (see the module docstring).
+    covariance : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    ndarray, shape (N, K)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_gaussian_prob(np.zeros((1, 2)), np.zeros((1, 2)), np.ones(1), "spherical")
+    array([[-1.83787707]])
+    """
     N, D = X.shape
     K = means.shape[0]
-    b = means @ prec_chol  # (K, D)
+    maha = _MAHALANOBIS[covariance]
     out = np.empty((N, K))
     for sl in row_chunks(N, K * D):
-        Y = (X[sl] @ prec_chol)[:, None, :] - b[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y)
-    logdet = LOG_DET_CHOLESKY["tied"](prec_chol, D)
-    return -0.5 * (D * LOG_2PI + out) + logdet
-
-
-def _log_prob_diag(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    out = np.empty((N, K))
-    for sl in row_chunks(N, K * D):
-        Y = (X[sl][:, None, :] - means[None]) * prec_chol[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y)
-    logdet = LOG_DET_CHOLESKY["diag"](prec_chol, D)
-    return -0.5 * (D * LOG_2PI + out) + logdet
-
-
-def _log_prob_spherical(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    out = np.empty((N, K))
-    for sl in row_chunks(N, K * D):
-        Y = X[sl][:, None, :] - means[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y) * prec_chol**2
-    logdet = LOG_DET_CHOLESKY["spherical"](prec_chol, D)
+        out[sl] = maha(X[sl], means, prec_chol)
+    logdet = LOG_DET_CHOLESKY[covariance](prec_chol, D)
     return -0.5 * (D * LOG_2PI + out) + logdet
 
 
 #: ``LOG_GAUSSIAN_PROB[type](X (N, D), means (K, D), prec_chol)`` -> (N, K)
-LOG_GAUSSIAN_PROB = {
-    "full": _log_prob_full,
-    "tied": _log_prob_tied,
-    "diag": _log_prob_diag,
-    "spherical": _log_prob_spherical,
-}
+LOG_GAUSSIAN_PROB = {c: partial(log_gaussian_prob, covariance=c) for c in _MAHALANOBIS}
 
 
 def logsumexp_rows(a):
@@ -444,7 +457,7 @@ def log_component_densities(X, means, covariances):
     K, D = means.shape[-2:]
     means = np.broadcast_to(means, (*batch, K, D)).reshape(-1, K, D)
     P = np.broadcast_to(P, (*batch, K, D, D)).reshape(-1, K, D, D)
-    out = np.stack([_log_prob_full(X, m, p) for m, p in zip(means, P, strict=True)])
+    out = np.stack([log_gaussian_prob(X, m, p) for m, p in zip(means, P, strict=True)])
     return out.reshape(*batch, X.shape[0], K)
 
 

@@ -1,7 +1,8 @@
 r"""numba kernels (and their numpy references) for the Gaussian mixture log density.
 
 Shared by the PyTensor Ops of :mod:`bayesmix._mixture_op` (model log-likelihood and
-its gradient) and by :mod:`bayesmix._gaussian` (pointwise log-likelihood and
+its gradient) and by the numba backend of the density layer
+(:class:`bayesmix._em_kernels.NumbaGaussianDensity`: pointwise log-likelihood and
 responsibilities for every posterior draw). No PyTensor import here.
 
 All functions take the precision Cholesky factors of :mod:`bayesmix._gaussian` in the
