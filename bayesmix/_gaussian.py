@@ -26,11 +26,14 @@ Conventions (one of each)
 
 Backends
 --------
-:class:`GaussianDensity` is the numpy reference implementation. Its numba subclass
-:class:`bayesmix._em_kernels.NumbaGaussianDensity` overrides the hot methods (the fused
-EM pass, the batch over posterior draws) with compiled kernels and keeps the same API,
-as arviz-stats keeps its numba array class a subclass of the numpy one.
-:func:`backend` returns one or the other; this module itself imports no numba.
+:class:`GaussianDensity` is the numpy reference implementation. Its subclass
+:class:`NumbaGaussianDensity` overrides the hot methods (the fused EM pass, the batch
+over posterior draws) with the compiled kernels of :mod:`bayesmix._em_kernels` and
+:mod:`bayesmix._mixture_kernels` and keeps the same API, as arviz-stats keeps its numba
+array class a subclass of the numpy one. :func:`backend` returns one or the other. The
+kernel modules are imported on first use only (numba takes about a second to import),
+and they import nothing from here (``LOG_2PI`` comes from the leaf
+:mod:`bayesmix._constants`), so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from functools import partial
 
 import numpy as np
 
+from bayesmix._constants import LOG_2PI
+
 __all__ = [
     "LOG_2PI",
     "LOG_DET_CHOLESKY",
@@ -46,6 +51,7 @@ __all__ = [
     "PRECISION_CHOLESKY",
     "SECOND_MOMENTS",
     "GaussianDensity",
+    "NumbaGaussianDensity",
     "SingularCovarianceError",
     "backend",
     "cholesky_or_raise",
@@ -60,9 +66,6 @@ __all__ = [
     "row_chunks",
     "tri_inv",
 ]
-
-#: log(2 pi), shared by every Gaussian density in bayesmix (numpy, numba, PyTensor)
-LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 # --------------------------------------------------------------------------- Cholesky
@@ -333,9 +336,9 @@ SECOND_MOMENTS = {
 class GaussianDensity:
     """Mixture densities on precision Cholesky factors: the numpy reference backend.
 
-    The numba backend (:class:`bayesmix._em_kernels.NumbaGaussianDensity`) subclasses
-    this class and overrides :meth:`estep` and :meth:`mixture_draws`; both backends
-    give the same results up to rounding (``tests/test_gaussian.py``).
+    The numba backend (:class:`NumbaGaussianDensity`) subclasses this class and overrides
+    :meth:`estep` and :meth:`mixture_draws`; both backends give the same results up to
+    rounding (``tests/test_gaussian.py``).
     """
 
     name = "numpy"
@@ -400,13 +403,81 @@ class GaussianDensity:
         return out
 
 
-_NUMPY = GaussianDensity()
+def _unpack_upper(packed, D):
+    K = packed.shape[0]
+    out = np.empty((K, D, D))
+    iu = np.triu_indices(D)
+    out[:, iu[0], iu[1]] = packed
+    out[:, iu[1], iu[0]] = packed
+    return out
+
+
+class NumbaGaussianDensity(GaussianDensity):
+    """The numba backend: :class:`GaussianDensity` with compiled hot methods."""
+
+    name = "numba"
+
+    def estep(self, X, covariance, weights, means, prec_chol, labels):
+        """Same as the numpy method, as one fused parallel pass (``X`` C-contiguous float64).
+
+        Every row's component log densities, log-sum-exp and responsibilities, and the
+        sufficient statistics, in one sweep with no (N, K) array
+        (:func:`bayesmix._em_kernels._pass_full` / ``_pass_diag``).
+        """
+        from bayesmix import _em_kernels  # deliberately lazy: numba is heavy
+
+        D = X.shape[1]
+        K = weights.shape[0]
+        with np.errstate(divide="ignore"):
+            logw = np.log(weights)
+        logdet = LOG_DET_CHOLESKY[covariance](prec_chol, D)
+        const = np.ascontiguousarray(logw + logdet - 0.5 * D * LOG_2PI, dtype=np.float64)
+        if covariance in ("full", "tied"):
+            P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
+            # P_all[i, j * K + k] = P_k[i, j]; b[j * K + k] = (mu_k @ P_k)[j]
+            P_all = np.ascontiguousarray(np.transpose(P, (1, 2, 0)).reshape(D, D * K))
+            b = np.ascontiguousarray(np.einsum("kd,kde->ek", means, P).reshape(D * K))
+            mode = 1 if covariance == "full" else 2
+            a_ll, a_n, a_x, a_xx = _em_kernels._pass_full(X, P_all, b, const, mode, labels)
+            sxx = _unpack_upper(a_xx.sum(0), D)
+            if covariance == "tied":
+                sxx = sxx[0]
+        else:
+            prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, 1)
+            prec_t = np.ascontiguousarray(np.asarray(prec, dtype=np.float64).T)
+            means_t = np.ascontiguousarray(np.asarray(means, dtype=np.float64).T)
+            a_ll, a_n, a_x, a_xx = _em_kernels._pass_diag(X, means_t, prec_t, const, labels)
+            sxx = a_xx.sum(0)
+        return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx
+
+    def mixture_draws(self, X, weights, means, prec_chol, want_resp):
+        """Same as the numpy method, through :func:`bayesmix._mixture_kernels.loglik_numba`.
+
+        A Python loop over draws calling the PyMC Op's own kernel: no extra numba function
+        to compile (a batched kernel would add seconds of compilation on a cold cache).
+        """
+        from bayesmix._mixture_kernels import loglik_numba  # deliberately lazy (numba)
+
+        S, K = weights.shape
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        P = kernel_layout(prec_chol)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            logw = np.ascontiguousarray(np.log(weights))
+        out = np.empty((S, X.shape[0], K) if want_resp else (S, X.shape[0]))
+        for s in range(S):
+            ll, resp = loglik_numba(X, logw[s], means[s], P[s])
+            out[s] = resp.T if want_resp else ll
+        return out
+
+
+_BACKENDS = {"numpy": GaussianDensity(), "numba": NumbaGaussianDensity()}
 
 
 def numba_available():
     """Whether the numba backend imports (numba installed and working)."""
     try:
-        from bayesmix import _em_kernels  # noqa: F401  (deliberately lazy: numba is heavy)
+        from bayesmix import _em_kernels, _mixture_kernels  # noqa: F401  (deliberately lazy)
     except ImportError:
         return False
     return True
@@ -420,13 +491,9 @@ def backend(engine="numpy"):
     >>> backend("numpy").name
     'numpy'
     """
-    if engine == "numpy":
-        return _NUMPY
-    if engine == "numba":
-        from bayesmix._em_kernels import NUMBA  # deliberately lazy: numba is heavy
-
-        return NUMBA
-    raise ValueError(f"engine must be 'numpy' or 'numba'; got {engine!r}.")
+    if engine not in _BACKENDS:
+        raise ValueError(f"engine must be 'numpy' or 'numba'; got {engine!r}.")
+    return _BACKENDS[engine]
 
 
 # --------------------------------------------------------------------------- on covariances
@@ -508,7 +575,7 @@ def _dispatch(X, weights, means, covariances, want_resp):
     means = np.asarray(means, dtype=float)
     P = precision_cholesky(covariances)
     if weights.ndim == 1:
-        lj = _NUMPY.log_joint(X, weights, means, P)
+        lj = _BACKENDS["numpy"].log_joint(X, weights, means, P)
         lse = logsumexp_rows(lj)
         return np.exp(lj - lse[:, None]) if want_resp else lse
     return backend("numba").mixture_draws(X, weights, means, P, want_resp)
