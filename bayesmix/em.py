@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmix import _covariance as cv
+from bayesmix import _gaussian as gs
 from bayesmix._validation import (
     ConvergenceWarning,
     DegenerateDataWarning,
@@ -56,36 +57,6 @@ _COLLAPSE_MIN_NK = 1.0
 
 
 # =========================================================================== result
-#: Points whose squared Mahalanobis distance overflows float64 (a point 1e200 away) are
-#: moved along their ray from the components' centre to this many Mahalanobis units
-#: (at most): enough to order the components as infinitely far points are ordered
-#: (tied covariances included, where the linear term decides), for predict/predict_proba.
-_FAR_ORDER = 1e8
-#: ... and to this many for score_samples: the log density saturates near -1e300
-#: (finite) instead of overflowing; the true value is below float64's range.
-_FAR_SCORE = 1e150
-
-
-def _far_safe(log_prob, X, means, prec_chol, far_scale):
-    """``log_prob(X, means, prec_chol)`` with rows that overflow recomputed at ``far_scale``.
-
-    A far row x becomes ``c + (x - c) * d / max|x - c|`` with c the mean of the component
-    means and ``d = far_scale / G``, G the largest absolute column sum of the precision
-    Cholesky factors, so that every ``(x' - mu_k) P_k`` stays near ``far_scale``.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = log_prob(X, means, prec_chol)
-    far = ~np.isfinite(out).all(axis=1)
-    if far.any():
-        centre = means.mean(axis=0)
-        d = X[far] - centre
-        G = float(np.abs(prec_chol).sum(axis=-2).max())
-        size = np.abs(d).max(axis=1)
-        Xf = centre + d * (far_scale / G / size)[:, None]
-        out[far] = log_prob(Xf, means, prec_chol)
-    return out
-
-
 def _match_columns(X, feature_names):
     """A DataFrame's columns matched to the fitted feature names (reordered by name)."""
     if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
@@ -227,15 +198,13 @@ class EMResult:
             )
         return X
 
-    def _log_joint(self, X, far_scale=_FAR_ORDER):
+    def _log_joint(self, X, far_scale=gs.FAR_ORDER):
         """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``; points too far for float64 are
-        evaluated at ``far_scale`` Mahalanobis units along their ray (see _far_safe)."""
-        with np.errstate(divide="ignore"):
-            logw = np.log(self.weights)
-        lp = _far_safe(
-            cv.LOG_GAUSSIAN_PROB["full"], X, self.means, self.precisions_cholesky, far_scale
+        evaluated ``far_scale`` Mahalanobis units out along their ray (see
+        :func:`bayesmix._gaussian.log_gaussian_prob`)."""
+        return gs.backend("numpy").log_joint(
+            X, self.weights, self.means, self.precisions_cholesky, far_scale=far_scale
         )
-        return lp + logw
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -256,7 +225,7 @@ class EMResult:
         >>> res.score_samples(X).shape
         (272,)
         """
-        return _logsumexp_rows(self._log_joint(self._check_X(X), _FAR_SCORE))
+        return _logsumexp_rows(self._log_joint(self._check_X(X), gs.FAR_SCORE))
 
     def score(self, X):
         """Mean log density per observation, ``score_samples(X).mean()``."""
@@ -396,35 +365,12 @@ class EMResult:
 
 
 # =========================================================================== helpers
-def _logsumexp_rows(a):
-    mx = a.max(axis=1)
-    safe = np.where(np.isfinite(mx), mx, 0.0)
-    with np.errstate(divide="ignore", under="ignore"):
-        return safe + np.log(np.exp(a - safe[:, None]).sum(axis=1))
+_logsumexp_rows = gs.logsumexp_rows
 
 
 def _estep_numpy(X, covariance, weights, means, prec_chol, labels):
-    """One pass: total log-likelihood, sufficient statistics and labels (numpy path)."""
-    N, D = X.shape
-    K = weights.shape[0]
-    with np.errstate(divide="ignore"):
-        logw = np.log(weights)
-    ll = 0.0
-    nk = np.zeros(K)
-    sx = np.zeros((K, D))
-    sxx = None
-    for sl in cv._chunks(N, 4 * K * D):
-        Xs = X[sl]
-        lp = cv.LOG_GAUSSIAN_PROB[covariance](Xs, means, prec_chol) + logw
-        lse = _logsumexp_rows(lp)
-        r = np.exp(lp - lse[:, None])
-        ll += float(lse.sum())
-        labels[sl] = np.argmax(lp, axis=1)
-        nk += r.sum(0)
-        sx += np.ascontiguousarray(r.T) @ Xs
-        s = cv.SECOND_MOMENTS[covariance](Xs, r)
-        sxx = s if sxx is None else sxx + s
-    return ll, nk, sx, sxx
+    """One pass: total log-likelihood, sufficient statistics and labels (numpy backend)."""
+    return gs.backend("numpy").estep(X, covariance, weights, means, prec_chol, labels)
 
 
 def _stats_from_resp(X, covariance, resp):
@@ -601,18 +547,12 @@ def _best_of_restarts(Xc, init, cfg, n_init, rng):
     return best
 
 
-def _numba_available():
-    try:
-        from bayesmix import _em_kernels  # noqa: F401
-    except ImportError:
-        return False
-    return True
+_numba_available = gs.numba_available
 
 
 def _estep_numba(X, covariance, weights, means, prec_chol, labels):
-    from bayesmix import _em_kernels
-
-    return _em_kernels.estep(X, covariance, weights, means, prec_chol, labels)
+    """The same pass through the numba backend (:mod:`bayesmix._em_kernels`)."""
+    return gs.backend("numba").estep(X, covariance, weights, means, prec_chol, labels)
 
 
 def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
