@@ -1874,3 +1874,35 @@ def _cases_per_row():
 def test_every_readme_row_is_backed_by_cases():
     count = _cases_per_row()
     assert all(n >= 1 for n in count.values()), {k: n for k, n in count.items() if n < 1}
+
+
+def test_cli_explicit_dialect_resolves_an_ambiguous_file(tmp_path, capsys):
+    # "1,5" on every line: two integer columns or one decimal-comma column; sniffing
+    # refuses to guess, --sep/--decimal decide
+    path = _csv(tmp_path, "1,5\n2,5\n3,5\n")
+    rc, err = _cli(
+        ["fit", path, "--no-mcmc", "--k", "1", "--out", str(tmp_path / "a")], tmp_path, capsys
+    )
+    assert rc == 2 and "ambiguous" in err and "--sep/--decimal" in err
+    rc, err = _cli(
+        [
+            "fit",
+            path,
+            "--no-mcmc",
+            "--k",
+            "1",
+            "--sep",
+            ";",
+            "--decimal",
+            ",",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        tmp_path,
+        capsys,
+    )
+    assert rc == 0, err
+    assert "no header row" in err  # said even with --quiet
+    fit = load_fit(tmp_path / "b" / "fits" / "full_K1").em_result
+    assert fit.feature_names == ["x0"]
+    np.testing.assert_allclose(fit.means[0], [2.5], rtol=1e-12)
