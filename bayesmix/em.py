@@ -37,6 +37,7 @@ from bayesmix._validation import (
     check_n_components,
     check_positive,
     check_random_state,
+    degenerate_report,
     warn,
 )
 from bayesmix.clustering import _kmeans_plusplus, kmeans
@@ -726,7 +727,12 @@ def fit_em(
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - shift)
-    best = _best_of_restarts(Xc, init_parsed, cfg, n_init, rng)
+    try:
+        best = _best_of_restarts(Xc, init_parsed, cfg, n_init, rng)
+    except gs.SingularCovarianceError as exc:
+        if prior is None:
+            raise
+        raise _singular_under_prior(X, feature_names, K, covariance) from exc
 
     collapsed = _warn_fit_problems(best, X, cfg)
     return _em_result(
@@ -742,6 +748,25 @@ def fit_em(
 
 
 # =========================================================================== fit_em's stages
+def _singular_under_prior(X, feature_names, K, covariance):
+    """The error when a MAP fit still meets a singular covariance: say why, not "use a
+    prior" (one is in use)."""
+    rep = degenerate_report(X, feature_names)
+    found = [f"columns {g} are collinear ({rel})" for g, rel in rep["collinear"]]
+    if rep["constant"]:
+        found.append(f"feature(s) {rep['constant']} are constant")
+    if rep["n_distinct"] <= X.shape[1]:
+        found.append(f"only {rep['n_distinct']} distinct point(s) for {X.shape[1]} features")
+    why = "; ".join(found) or "a component sits on too few distinct points"
+    return gs.SingularCovarianceError(
+        f"the MAP fit (K={K}, covariance={covariance!r}) met a covariance that is not "
+        f"positive definite although a prior is in use: {why}. The prior's scale is too "
+        "small to regularise this; drop one column of each collinear group (or the constant "
+        "ones), use covariance='diag' or fewer components, or give the prior a larger scale "
+        "(bayesmix.GMMPrior(..., scale=...))."
+    )
+
+
 def _parse_init(init, X, K, n_init):
     """``(parsed init, name recorded in the result)`` for a string or an array init."""
     if isinstance(init, str):

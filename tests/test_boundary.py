@@ -1906,3 +1906,19 @@ def test_cli_explicit_dialect_resolves_an_ambiguous_file(tmp_path, capsys):
     fit = load_fit(tmp_path / "b" / "fits" / "full_K1").em_result
     assert fit.feature_names == ["x0"]
     np.testing.assert_allclose(fit.means[0], [2.5], rtol=1e-12)
+
+
+def test_map_singular_covariance_names_the_columns_not_a_prior():
+    # °F = 1.8 °C + 32 up to 1e-9 noise: the default prior (from these data) is itself
+    # near singular, so the MAP covariance is not positive definite. The error names
+    # the collinear columns; "use a prior" would be wrong advice (one is in use)
+    r = np.random.default_rng(0)
+    c = r.normal(20, 8, 80)
+    X = pd.DataFrame({"c": c, "f": 1.8 * c + 32 + r.normal(0, 1e-9, 80)})
+    err = Err(
+        ValueError,
+        "although a prior is in use",
+        "columns ['c', 'f'] are collinear",
+        "covariance='diag'",
+    ).check(lambda: bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0))
+    assert "GMMPrior.from_data" not in str(err)
