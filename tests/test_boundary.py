@@ -1206,9 +1206,11 @@ def test_load_round_trip_still_exact(tmp_path, em_small, tree):
 # =========================================================================== EM and models
 R_SINGULAR = row(
     "singular",
-    "singular covariance with `reg_covar=0` (full/tied; e.g. K = n)",
+    "singular covariance with `reg_covar=0` (full/tied; e.g. K = n), or under a prior that "
+    "cannot regularise it (MAP on near-collinear columns)",
     "`ValueError` (`SingularCovarianceError`): ill-defined covariance; decrease K, increase "
-    "`reg_covar`, standardize, or use a prior (MAP)",
+    "`reg_covar`, standardize, or use a prior (MAP). Under a prior: the collinear or constant "
+    "columns named, and no advice to use a prior",
 )
 R_CONST = row(
     "constant",
