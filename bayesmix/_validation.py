@@ -274,6 +274,7 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False, check_
 
 def _unwrap(X, name):
     """Turn containers (DataFrame, DataArray, masked array) into an array and names."""
+    _reject_containers(X, name)
     if isinstance(X, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(X)
         if mask.any():
@@ -301,6 +302,30 @@ def _unwrap(X, name):
             f"{len(X)}. Use series.to_frame() for a single feature."
         )
     return X, None
+
+
+def _reject_containers(X, name):
+    """Inputs that are not a table of numbers, with the conversion that makes them one."""
+    fixes = [
+        (X is None, "None", "pass the data (an array of shape (n_obs, n_features))"),
+        (isinstance(X, (str, bytes)), "a string", "read the file first (pandas.read_csv)"),
+        (isinstance(X, dict), "a dict", "pass pandas.DataFrame(X) (one column per feature)"),
+        (
+            hasattr(X, "toarray") and hasattr(X, "nnz"),
+            "a scipy.sparse matrix",
+            "pass X.toarray() (a mixture needs dense data)",
+        ),
+        (
+            hasattr(X, "__next__") or isinstance(X, (set, frozenset)),
+            f"an unordered or one-pass {type(X).__name__}",
+            "pass a list or an array",
+        ),
+    ]
+    for bad, what, fix in fixes:
+        if bad:
+            raise TypeError(
+                f"{name} must be an array-like of shape (n_obs, n_features); got {what}: {fix}."
+            )
 
 
 def _unwrap_dataarray(X, name):
@@ -335,7 +360,11 @@ def _unwrap_dataframe(X, name):
             f"{name} has complex columns {cplx}; bayesmix fits real data only. Pass their "
             ".real (or abs) explicitly if that is what you mean to fit."
         )
-    bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
+    bad = [
+        str(c)
+        for c, dt in zip(X.columns, X.dtypes, strict=True)
+        if not _numeric_dtype(dt) and not _numbers_as_objects(X[c])
+    ]
     if bad:
         raise ValueError(
             f"{name} has non-numeric columns {bad}; bayesmix fits numeric data only. "
@@ -344,6 +373,14 @@ def _unwrap_dataframe(X, name):
         )
     # nullable extension columns (Int64, Float64, boolean) hold pd.NA: NaN here
     return X.to_numpy(dtype=np.float64, na_value=np.nan), names
+
+
+def _numbers_as_objects(col):
+    """An object column holding real numbers only (missing values allowed)."""
+    if getattr(col.dtype, "kind", "") != "O":
+        return False
+    vals = [v for v in col.tolist() if v is not None and type(v).__name__ != "NAType"]
+    return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals)
 
 
 def _as_float_array(X, name):

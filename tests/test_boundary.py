@@ -340,9 +340,11 @@ R_SHAPE = row(
 )
 R_DTYPE = row(
     "dtype",
-    "complex, masked (`numpy.ma` with a mask), datetime / timedelta, non-numeric input",
+    "complex, masked (`numpy.ma` with a mask), datetime / timedelta, non-numeric input; "
+    "`None`, a path string, a dict, a generator, a `scipy.sparse` matrix",
     "`ValueError` naming the dtype or the columns and the explicit conversion "
-    "(`X.real`, `X.filled(np.nan)`, `.dt.total_seconds()`, `df.select_dtypes('number')`); "
+    "(`X.real`, `X.filled(np.nan)`, `.dt.total_seconds()`, `df.select_dtypes('number')`, "
+    "`X.toarray()`, `pandas.DataFrame(X)`; `TypeError` for what is not a table); "
     "never fitted on a silently converted copy",
 )
 R_SCALE = row(
@@ -516,6 +518,17 @@ BAD_ARRAYS = [
         TypeError,
         ("xarray.Dataset", "to_dataframe"),
     ),
+    ("none", None, R_DTYPE, TypeError, ("got None",)),
+    ("path-string", "data.csv", R_DTYPE, TypeError, ("got a string", "read_csv")),
+    ("dict", {"a": [1.0, 2.0]}, R_DTYPE, TypeError, ("got a dict", "pandas.DataFrame(X)")),
+    ("generator", (float(i) for i in range(3)), R_DTYPE, TypeError, ("generator",)),
+    (
+        "sparse",
+        __import__("scipy.sparse").sparse.csr_matrix(np.eye(3)),
+        R_DTYPE,
+        TypeError,
+        ("scipy.sparse", "X.toarray()"),
+    ),
     (
         "1e200",
         np.array([[1.0, 0], [1e200, 1], [2, 3]]),
@@ -607,6 +620,12 @@ GOOD_ARRAYS = [
     ),
     ("big-but-fine", np.array([[1e140, 0], [-1e140, 1]]), [[1e140, 0], [-1e140, 1]], None),
     ("numeric-strings", np.array([["1.5", "2"]]), [[1.5, 2]], None),
+    (
+        "object-frame-of-floats",
+        pd.DataFrame({"a": [1.0, None, 3.0], "b": [1, 2, 3]}, dtype=object).fillna(0.5),
+        [[1, 1], [0.5, 2], [3, 3]],
+        ["a", "b"],
+    ),
 ]
 
 
