@@ -292,6 +292,26 @@ class GMMPrior:
 
     @classmethod
     def from_dict(cls, d):
+        """Rebuild a prior from :meth:`to_dict` output (keys and values checked).
+
+        Examples
+        --------
+        >>> GMMPrior.from_dict({"mean": [0.0], "scale": [[1.0]], "dof": 3.0}).dof
+        3.0
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"prior must be a dict of GMMPrior fields; got {type(d).__name__}.")
+        fields = set(cls.__dataclass_fields__)
+        missing = sorted({"mean", "scale", "dof"} - set(d))
+        unknown = sorted(set(d) - fields)
+        if missing or unknown:
+            raise ValueError(
+                "prior dict "
+                + (f"lacks the required key(s) {missing}" if missing else "")
+                + (" and " if missing and unknown else "")
+                + (f"has unknown key(s) {unknown}" if unknown else "")
+                + f"; GMMPrior fields are {sorted(fields)}."
+            )
         d = dict(d)
         d["dp_concentration"] = tuple(d.get("dp_concentration", (1.0, 1.0)))
         return cls(**d)

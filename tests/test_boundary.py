@@ -666,6 +666,13 @@ R_K = row(
     '`ValueError` "n_components=K is larger than the number of observations n_obs=N" / '
     '"must be an integer >= 1" (`TypeError` for a non-integer)',
 )
+R_ARGS = row(
+    "args",
+    "other arguments out of range or of the wrong type (`tol`, `max_iter`, `reg_covar`, "
+    "`init`, `n_init`, `engine`, `prior`, `simulate`'s parameters, a prior dict, a posterior "
+    "that is not a DataTree)",
+    "`ValueError` / `TypeError` naming the parameter, the expected range or type and what came in",
+)
 R_COV = row(
     "cov",
     "unknown `covariance`",
@@ -758,6 +765,110 @@ API_CASES = [
         R_K,
         Err(TypeError, "max_clusters must be an integer", "float 2.5"),
     ),
+    ("tol-neg", lambda: bm.fit_em(GOOD, 2, tol=-1), R_ARGS, Err(ValueError, "tol must be >= 0")),
+    (
+        "max_iter-neg",
+        lambda: bm.fit_em(GOOD, 2, max_iter=-1),
+        R_ARGS,
+        Err(ValueError, "max_iter must be an integer >= 0"),
+    ),
+    (
+        "reg_covar-neg",
+        lambda: bm.fit_em(GOOD, 2, reg_covar=-1.0),
+        R_ARGS,
+        Err(ValueError, "reg_covar must be >= 0"),
+    ),
+    (
+        "reg_covar-nan",
+        lambda: bm.fit_em(GOOD, 2, reg_covar=float("nan")),
+        R_ARGS,
+        Err(ValueError, "reg_covar must be finite"),
+    ),
+    (
+        "init-unknown",
+        lambda: bm.fit_em(GOOD, 2, init="foo"),
+        R_ARGS,
+        Err(ValueError, "init must be one of", "got 'foo'"),
+    ),
+    (
+        "init-shape",
+        lambda: bm.fit_em(GOOD, 2, init=np.zeros((3, 2))),
+        R_ARGS,
+        Err(ValueError, "init array has shape (3, 2)"),
+    ),
+    (
+        "n_init-0",
+        lambda: bm.fit_em(GOOD, 2, n_init=0),
+        R_ARGS,
+        Err(ValueError, "n_init must be an integer >= 1"),
+    ),
+    (
+        "engine-gpu",
+        lambda: bm.fit_em(GOOD, 2, engine="gpu"),
+        R_ARGS,
+        Err(ValueError, "engine must be one of", "'gpu'"),
+    ),
+    (
+        "prior-as-dict",
+        lambda: bm.fit_em(GOOD, 2, prior={"dof": 3}),
+        R_ARGS,
+        Err(TypeError, "prior must be a bayesmix.GMMPrior", "got dict"),
+    ),
+    (
+        "kmeans-max_iter-0",
+        lambda: bm.kmeans(GOOD, 2, max_iter=0),
+        R_ARGS,
+        Err(ValueError, "max_iter must be an integer >= 1"),
+    ),
+    (
+        "simulate-weights",
+        lambda: bm.simulate(10, [0.5, 0.6], [[0.0], [1.0]], [1.0, 1.0]),
+        R_ARGS,
+        Err(ValueError, "sum to 1", "sum 1.1"),
+    ),
+    (
+        "simulate-means",
+        lambda: bm.simulate(10, [0.5, 0.5], [[0.0], [1.0], [2.0]], [1.0, 1.0]),
+        R_ARGS,
+        Err(ValueError, "means must have shape (K, D) with K=2"),
+    ),
+    (
+        "simulate-cov",
+        lambda: bm.simulate(10, [1.0], [[0.0]], [-1.0]),
+        R_ARGS,
+        Err(ValueError, "covariances[0] is not symmetric positive definite"),
+    ),
+    (
+        "prior-from_dict-missing",
+        lambda: bm.GMMPrior.from_dict({"mean": [0.0]}),
+        R_ARGS,
+        Err(ValueError, "lacks the required key(s) ['dof', 'scale']"),
+    ),
+    (
+        "prior-from_dict-unknown",
+        lambda: bm.GMMPrior.from_dict({"mean": [0.0], "scale": 1.0, "dof": 3.0, "dfo": 1}),
+        R_ARGS,
+        Err(ValueError, "unknown key(s) ['dfo']"),
+    ),
+    (
+        "bic-wrong-D",
+        lambda: bm.fit_em(GOOD, 1).bic(np.zeros((3, 3))),
+        R_ARGS,
+        Err(ValueError, "X has 3 features but the mixture was fitted on 2"),
+    ),
+    (
+        "relabel-not-a-tree",
+        lambda: bm.relabel("x"),
+        R_ARGS,
+        Err(TypeError, "idata must be an xarray.DataTree"),
+    ),
+    (
+        "loo-not-a-tree",
+        lambda: bm.loo(np.zeros(3)),
+        R_ARGS,
+        Err(TypeError, "idata must be an xarray.DataTree"),
+    ),
+    ("select_k-empty", lambda: bm.select_k(GOOD, []), R_ARGS, Err(ValueError, "is empty")),
     (
         "cov-typo",
         lambda: bm.fit_em(GOOD, 2, covariance="ful"),
