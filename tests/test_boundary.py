@@ -1997,7 +1997,7 @@ def _cases_per_row():
     count[R_DEGEN] += len(DEGEN_CASES) + len(BUILDER_DEGEN)
     count[R_SAVE] += 5 * 2 + 4 + 3  # users' folders x overwrite, bad paths, file/resave/marker
     count[R_LOAD] += len(EM_EDITS) + 3 + 3
-    count[R_SPEC] += len(SPEC_CASES)
+    count[R_SPEC] += len(SPEC_CASES) + len(SPEC_FILES)
     count[R_PREDICT] += 3 + 3 * 2
     count[R_FAR] += 2 * 4 * 3 + 4
     return count
@@ -2054,3 +2054,26 @@ def test_map_singular_covariance_names_the_columns_not_a_prior():
         "covariance='diag'",
     ).check(lambda: bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0))
     assert "GMMPrior.from_data" not in str(err)
+
+
+SPEC_FILES = [
+    ("invalid-toml", b"[model\nk = 1\n", ("not valid TOML",)),
+    ("not-utf8", "name = 'caf\xe9'\n".encode("latin-1"), ("not a text (UTF-8) file",)),
+    ("csv-missing", b"[data]\nsource = 'csv'\npath = 'nope.csv'\n", ("does not exist",)),
+    ("csv-is-folder", b"[data]\nsource = 'csv'\npath = '.'\n", ("is a folder",)),
+    ("draws-too-few", b"[sampler]\ndraws = 5\nchains = 2\n", ("sampler.draws 5", "at least 25")),
+    ("k-huge", b"[model]\nk = '1-100000000'\n", ("model.k", "1000")),
+    ("sep-wrong", b"[data]\nsource = 'csv'\npath = 'x.csv'\nsep = 'ab'\n", ("data.sep",)),
+]
+
+
+@pytest.mark.parametrize(("cid", "raw", "frags"), SPEC_FILES, ids=[c[0] for c in SPEC_FILES])
+def test_spec_files_through_the_cli(tmp_path, capsys, cid, raw, frags):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(raw)
+    rc, err = _cli(["run", str(spec), "--no-mcmc", "--out", str(tmp_path / "o")], tmp_path, capsys)
+    assert rc == 2, err
+    line = err.splitlines()[-1]
+    for frag in frags:
+        assert frag in line, (frag, line)
+    assert not (tmp_path / "o").exists()
