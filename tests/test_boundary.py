@@ -1581,7 +1581,8 @@ R_CLI_DEGEN = row(
 R_SPEC = row(
     "spec",
     'a spec value of the wrong type or range (`seed = "1"`, `draws = 2.5`, '
-    '`columns = [1]`, `k = "1-100000000"`, an unknown key)',
+    '`columns = [1]`, `k = "1-100000000"`, an unknown key); a spec file that is not TOML '
+    "or not UTF-8",
     "`SpecError` (a `ValueError`) naming the key, what was expected and what came in; CLI exit 2",
 )
 R_PREDICT = row(
