@@ -340,6 +340,9 @@ def _parse_data(s, data, base_dir):
             cols = [c.strip() for c in cols.split(",") if c.strip()]
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
             raise SpecError(f"data.columns must be a non-empty list of column names; got {cols!r}.")
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice:
+            raise SpecError(f"data.columns names {twice} more than once; list each column once.")
         s.columns = cols
     if "standardize" in data:
         s.standardize = _bool(data["standardize"], "data.standardize")

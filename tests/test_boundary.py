@@ -1875,6 +1875,7 @@ SPEC_CASES = [
     ({"sampler": {"mcmc": "yes"}}, ("sampler.mcmc", "true or false")),
     ({"data": {"source": "csv", "path": "x.csv", "columns": [1, 2]}}, ("data.columns",)),
     ({"data": {"standardize": "yes"}}, ("data.standardize",)),
+    ({"data": {"columns": ["a", "b", "a"]}}, ("data.columns", "['a'] more than once")),
     ({"data": {"source": "csv"}}, ("data.path",)),
     ({"data": {"source": "csv", "path": 3}}, ("data.path",)),
     ({"data": {"source": "csv", "path": "x.csv", "sep": ";;"}}, ("data.sep",)),
