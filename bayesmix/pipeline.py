@@ -212,6 +212,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
             _save_fits(result)
         with _timer(timings, "report"):
             result.report_path = write_report(result, result.out_dir)
+            (result.out_dir / REPORT_MARKER).write_text('{"format": "bayesmix-report"}\n')
         timings["total"] = time.perf_counter() - t_start
         run.log(f"done in {timings['total']:.0f} s: {result.report_path}")
     return result
@@ -280,12 +281,33 @@ def _check_before_fitting(spec, data, out_dir):
                 f"model.truncation={spec.truncation} exceeds the number of observations n={N}; "
                 f"use a truncation <= {N}."
             )
+        _check_report_folder(out_dir)
         if (out_dir / "fits").is_dir():
             for sub in sorted((out_dir / "fits").iterdir()):
                 if sub.is_dir():
                     check_save_target(sub, overwrite=True)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
+
+
+#: Written into a report folder after its report: a later run may replace its files.
+REPORT_MARKER = ".bayesmix-report"
+
+
+def _check_report_folder(out_dir):
+    """The report folder must not hold report files bayesmix did not write."""
+    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).exists():
+        return
+    md = out_dir / "report.md"
+    if md.is_file() and md.read_text(errors="replace").startswith("# bayesmix report"):
+        return  # a report written before the marker existed
+    clash = [n for n in ("report.md", "report.html", "figures", "fits") if (out_dir / n).exists()]
+    if clash:
+        raise ValueError(
+            f"--out {str(out_dir)!r} holds {clash} that bayesmix did not write; the report "
+            "would overwrite them, and bayesmix never overwrites files it did not write. "
+            "Choose a new or empty folder."
+        )
 
 
 def _kmeans_stage(run):

@@ -1081,9 +1081,11 @@ def test_degenerate_under_a_users_prior_is_a_warning():
 R_SAVE = row(
     "save",
     "`save_fit` into a folder it did not write (e.g. holding your `config.json`), into its "
-    "own earlier save, an empty path, a file",
-    "`ValueError`; nothing is deleted or overwritten. Its own folder is replaced only with "
-    "`overwrite=True`, and then only the files its marker lists",
+    "own earlier save, an empty path, a file; a CLI `--out` folder holding your own "
+    "`report.md`, `report.html`, `figures/` or `fits/`",
+    "`ValueError` (CLI: exit 2 before any fit); nothing is deleted or overwritten. Its own "
+    "folder is replaced only with `overwrite=True`, and then only the files its marker lists "
+    "(the CLI reruns into its own report folder)",
 )
 R_LOAD = row(
     "load",
@@ -1997,7 +1999,7 @@ def _cases_per_row():
             count[case[pos]] += 1
     count[R_CONVERT] += len(GOOD_ARRAYS)
     count[R_DEGEN] += len(DEGEN_CASES) + len(BUILDER_DEGEN)
-    count[R_SAVE] += 5 * 2 + 4 + 3  # users' folders x overwrite, bad paths, file/resave/marker
+    count[R_SAVE] += 5 * 2 + 4 + 3 + 5  # folders x overwrite, paths, file/resave/marker, CLI
     count[R_LOAD] += len(EM_EDITS) + 3 + 3
     count[R_SPEC] += len(SPEC_CASES) + len(SPEC_FILES)
     count[R_PREDICT] += 3 + 3 * 2
@@ -2079,3 +2081,29 @@ def test_spec_files_through_the_cli(tmp_path, capsys, cid, raw, frags):
     for frag in frags:
         assert frag in line, (frag, line)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("mine", ["report.md", "report.html", "figures", "fits"])
+def test_cli_never_overwrites_a_users_report_files(tmp_path, capsys, mine):
+    out = tmp_path / "o"
+    out.mkdir()
+    target = out / mine
+    if mine in ("figures", "fits"):
+        target.mkdir()
+        (target / "x.png").write_text("mine")
+    else:
+        target.write_text("my own notes")
+    rc, err = _cli(["fit", "--no-mcmc", "--k", "1", "--out", str(out)], tmp_path, capsys)
+    assert rc == 2 and "bayesmix did not write" in err and mine in err
+    if target.is_dir():
+        assert (target / "x.png").read_text() == "mine"
+    else:
+        assert target.read_text() == "my own notes"
+
+
+def test_cli_reruns_into_its_own_report_folder(tmp_path, capsys):
+    out = tmp_path / "o"
+    for _ in range(2):
+        rc, err = _cli(["fit", "--no-mcmc", "--k", "1", "--out", str(out)], tmp_path, capsys)
+        assert rc == 0, err
+    assert (out / ".bayesmix-report").exists() and (out / "fits" / "full_K1" / MARKER_FILE).exists()
