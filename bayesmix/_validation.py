@@ -347,6 +347,12 @@ def _unwrap_dataarray(X, name):
 
 def _unwrap_dataframe(X, name):
     names = [str(c) for c in X.columns]
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise ValueError(
+            f"{name} has duplicate column names {twice}; features are matched by name, so "
+            "rename them (df.columns = [...]) or drop the copies."
+        )
     timelike = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if _timelike(dt)]
     if timelike:
         raise ValueError(

@@ -341,7 +341,8 @@ R_SHAPE = row(
 R_DTYPE = row(
     "dtype",
     "complex, masked (`numpy.ma` with a mask), datetime / timedelta, non-numeric input; "
-    "`None`, a path string, a dict, a generator, a `scipy.sparse` matrix",
+    "duplicate DataFrame column names; `None`, a path string, a dict, a generator, a "
+    "`scipy.sparse` matrix",
     "`ValueError` naming the dtype or the columns and the explicit conversion "
     "(`X.real`, `X.filled(np.nan)`, `.dt.total_seconds()`, `df.select_dtypes('number')`, "
     "`X.toarray()`, `pandas.DataFrame(X)`; `TypeError` for what is not a table); "
@@ -517,6 +518,13 @@ BAD_ARRAYS = [
         R_DTYPE,
         TypeError,
         ("xarray.Dataset", "to_dataframe"),
+    ),
+    (
+        "duplicate-names",
+        pd.DataFrame(np.ones((3, 2)), columns=["a", "a"]),
+        R_DTYPE,
+        ValueError,
+        ("duplicate column names ['a']",),
     ),
     ("none", None, R_DTYPE, TypeError, ("got None",)),
     ("path-string", "data.csv", R_DTYPE, TypeError, ("got a string", "read_csv")),
