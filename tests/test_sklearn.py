@@ -414,3 +414,22 @@ def test_bayesian_dirichlet_process(blobs):
     assert proba.shape == (150, 6)
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
     assert np.isfinite(est.score_samples(X)).all()
+
+
+def test_sklearn_imported_only_with_the_module():
+    """``import bayesmix`` and its numpy layer never import scikit-learn."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, warnings, numpy as np, bayesmix as bm\n"
+        "warnings.simplefilter('ignore')\n"
+        "X = np.random.default_rng(0).normal(size=(40, 2))\n"
+        "bm.fit_em(X, 2); bm.kmeans(X, 2)\n"
+        "assert 'sklearn' not in sys.modules and 'sklearn' not in dir(bm)\n"
+        "import bayesmix.sklearn\n"
+        "assert 'sklearn' in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
