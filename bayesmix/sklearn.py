@@ -98,6 +98,16 @@ def _seed(random_state):
     )
 
 
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _check_covariance_type(value):
+    """The canonical covariance type, with errors naming ``covariance_type``."""
+    from bayesmix._validation import check_covariance_type
+
+    return check_covariance_type(value, name="covariance_type")
+
+
 def _accepts(func, name):
     """Whether ``func`` has a parameter called ``name``."""
     return name in inspect.signature(func).parameters
@@ -202,9 +212,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         -------
         self
         """
+        from bayesmix._validation import check_n_components
         from bayesmix.clustering import kmeans
 
         X = _validate(self, X, reset=True)
+        check_n_components(self.n_clusters, X.shape[0], name="n_clusters")
         kwargs = {}
         if sample_weight is not None:
             if not _accepts(kmeans, "sample_weight"):
@@ -344,8 +356,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _fit_em(self, X):
         from bayesmix.em import fit_em
 
+        if self.init_params not in _INIT_PARAMS:
+            raise ValueError(
+                f"init_params must be one of {list(_INIT_PARAMS)}; got {self.init_params!r}."
+            )
         kwargs = dict(
-            covariance=self.covariance_type,
+            covariance=_check_covariance_type(self.covariance_type),
             prior=self.prior,
             max_iter=self.max_iter,
             tol=self.tol,
@@ -584,12 +600,11 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         import bayesmix as bm
 
         X = _validate(self, X, reset=True, min_samples=2)
+        covariance = _check_covariance_type(self.covariance_type)
         seed = _seed(self.random_state)
         kwargs = self._sampler_kwargs(bm.sample)
         if self.truncation is None:
-            model = bm.build_gmm(
-                X, self.n_components, covariance=self.covariance_type, prior=self.prior
-            )
+            model = bm.build_gmm(X, self.n_components, covariance=covariance, prior=self.prior)
             cfg = model.bayesmix_config
             em = bm.fit_em(
                 X,
@@ -600,7 +615,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
             )
         else:
             model = bm.build_dpgmm(
-                X, truncation=self.truncation, covariance=self.covariance_type, prior=self.prior
+                X, truncation=self.truncation, covariance=covariance, prior=self.prior
             )
             cfg, em = model.bayesmix_config, None
         idata = bm.sample(

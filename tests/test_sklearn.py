@@ -302,16 +302,18 @@ def test_bad_input_messages(blobs):
     with pytest.raises(ValueError, match="X has 1 features, but GaussianMixture is expecting 2"):
         gm.predict(X[:, :1])
     # bayesmix's own argument checks, naming the parameter, at fit time
-    with pytest.raises(ValueError, match="covariance must be one of"):
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
         GaussianMixture(2, covariance_type="bogus").fit(X)
     with pytest.raises(ValueError, match="n_components must be >= 1"):
         GaussianMixture(0).fit(X)
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match="init_params must be one of"):
         GaussianMixture(2, init_params="bogus").fit(X)
     with pytest.raises(TypeError, match="random_state"):
         GaussianMixture(2, random_state="seed").fit(X)
-    with pytest.raises(ValueError, match="larger than the number of observations"):
+    with pytest.raises(ValueError, match="n_clusters=200 is larger than the number of obs"):
         KMeans(200).fit(X)
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        BayesianGaussianMixture(2, covariance_type="bogus").fit(X)
 
 
 def test_feature_names(blobs):
