@@ -304,7 +304,7 @@ def test_bad_input_messages(blobs):
     # bayesmix's own argument checks, naming the parameter, at fit time
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         GaussianMixture(2, covariance_type="bogus").fit(X)
-    with pytest.raises(ValueError, match="n_components must be >= 1"):
+    with pytest.raises(ValueError, match=r"n_components must be .*>= 1"):
         GaussianMixture(0).fit(X)
     with pytest.raises(ValueError, match="init_params must be one of"):
         GaussianMixture(2, init_params="bogus").fit(X)
