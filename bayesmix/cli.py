@@ -4,7 +4,8 @@
 MCMC for each K with LOO/WAIC, the chosen K, membership uncertainty, EM against
 MCMC, saved fits and a report folder) on a CSV file or, without a file, on the
 built-in Old Faithful data. ``bayesmix run models/NAME.toml`` runs a declared
-experiment (format in :mod:`bayesmix.experiment`).
+experiment (format in :mod:`bayesmix.spec`); both run
+:func:`bayesmix.pipeline.run_experiment`.
 
 Any bad input ends with exit status 2 and one line on stderr (``bayesmix: error:
 ...``), never a traceback; ``--debug`` shows tracebacks (for bug reports).
@@ -14,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from bayesmix.experiment import CHOICE_RULE, DEFAULTS, SpecError
+from bayesmix import __version__
+from bayesmix._preflight import check_out_dir
+from bayesmix.selection import CHOICE_RULE
+from bayesmix.spec import DEFAULTS, SpecError, load_spec, parse_k, spec_from_dict
 
 __all__ = ["main"]
 
@@ -70,8 +75,6 @@ def _build_parser():
         prog="bayesmix",
         description="Bayesian Gaussian mixture models: k-means, EM and MCMC side by side.",
     )
-    from bayesmix import __version__
-
     p.add_argument("--version", action="version", version=f"bayesmix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="{fit,run}", parser_class=_Parser)
 
@@ -100,6 +103,8 @@ def _build_parser():
         "(default full)",
     )
     f.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    f.add_argument("--sep", help="CSV delimiter, e.g. ';' (default: sniffed among , ; tab |)")
+    f.add_argument("--decimal", choices=(".", ","), help="CSV decimal separator (default: sniffed)")
     f.add_argument("--standardize", action="store_true", help="z-score every column")
     f.add_argument("--dropna", action="store_true", help="drop rows with missing values")
     f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
@@ -130,8 +135,6 @@ def _build_parser():
 
 
 def _fit_spec(args):
-    from bayesmix.experiment import parse_k, spec_from_dict
-
     data = {}
     if args.data is not None:
         data.update(source="csv", path=args.data)
@@ -141,6 +144,9 @@ def _fit_spec(args):
             raise SpecError(f"--columns must name at least one column; got {args.columns!r}.")
         data["columns"] = cols
     data.update(standardize=args.standardize, dropna=args.dropna)
+    for key in ("sep", "decimal"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
     model = {"kind": args.model, "estimate": args.estimate}
     sampler = {
         "mcmc": not args.no_mcmc,
@@ -167,6 +173,10 @@ def _fit_spec(args):
             ("model.k", "--k"),
             ("model.covariance", "--covariance"),
             ("data.columns", "--columns"),
+            ("sampler.draws", "--draws"),
+            ("sampler.chains", "--chains"),
+            ("data.sep", "--sep"),
+            ("data.decimal", "--decimal"),
         ):
             msg = msg.replace(key, opt)
         raise SpecError(msg) from None
@@ -174,7 +184,8 @@ def _fit_spec(args):
 
 
 def _run(args):
-    from bayesmix.experiment import load_spec, run_experiment
+    # deliberately lazy: the pipeline imports PyMC, which --help and bad options need not load
+    from bayesmix.pipeline import run_experiment
 
     if args.command == "fit":
         spec = _fit_spec(args)
@@ -184,6 +195,8 @@ def _run(args):
         if args.no_mcmc:
             spec.mcmc = False
         out = args.out
+    # before the (slow) pipeline import and any fit: the report folder must be writable
+    check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
     result = run_experiment(spec, out=out, quiet=args.quiet)
     if not args.quiet:
         print(f"report: {result.report_path}")

@@ -63,9 +63,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import stats
 
-from bayesmix._validation import check_covariance_type, check_data, check_positive
+from bayesmix._validation import (
+    check_covariance_type,
+    check_data,
+    check_n_components,
+    check_positive,
+)
 
-__all__ = ["GMMPrior", "default_prior"]
+__all__ = ["GMMPrior", "check_prior", "default_prior"]
 
 _COVARIANCE_PRIORS = ("conjugate", "lkj")
 
@@ -125,8 +130,9 @@ class GMMPrior:
             scale = np.diag(scale)
         if scale.shape != (D, D):
             raise ValueError(
-                f"prior scale must have shape (D, D)=({D}, {D}) matching the mean; got "
-                f"{scale.shape}."
+                f"prior mean has D={D} entries but the prior scale has shape {scale.shape}; "
+                f"they must agree on the number of features: give a ({D}, {D}) scale or a "
+                f"mean of length {scale.shape[0] if scale.ndim else '?'}."
             )
         if not np.allclose(scale, scale.T) or np.any(np.linalg.eigvalsh(scale) <= 0):
             raise ValueError("prior scale must be symmetric positive definite.")
@@ -176,7 +182,8 @@ class GMMPrior:
         """
         X = check_data(X)
         N, D = X.shape
-        K = int(n_components)
+        K = check_n_components(n_components)
+        _check_overrides_match(overrides, D)
         if N > 1:
             cov = np.atleast_2d(np.cov(X, rowvar=False))
         else:
@@ -285,6 +292,26 @@ class GMMPrior:
 
     @classmethod
     def from_dict(cls, d):
+        """Rebuild a prior from :meth:`to_dict` output (keys and values checked).
+
+        Examples
+        --------
+        >>> GMMPrior.from_dict({"mean": [0.0], "scale": [[1.0]], "dof": 3.0}).dof
+        3.0
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"prior must be a dict of GMMPrior fields; got {type(d).__name__}.")
+        fields = set(cls.__dataclass_fields__)
+        missing = sorted({"mean", "scale", "dof"} - set(d))
+        unknown = sorted(set(d) - fields)
+        if missing or unknown:
+            raise ValueError(
+                "prior dict "
+                + (f"lacks the required key(s) {missing}" if missing else "")
+                + (" and " if missing and unknown else "")
+                + (f"has unknown key(s) {unknown}" if unknown else "")
+                + f"; GMMPrior fields are {sorted(fields)}."
+            )
         d = dict(d)
         d["dp_concentration"] = tuple(d.get("dp_concentration", (1.0, 1.0)))
         return cls(**d)
@@ -302,6 +329,24 @@ class GMMPrior:
         )
 
 
+def _check_overrides_match(overrides, D):
+    """An explicit prior mean / scale must have the data's number of features D."""
+    if "mean" in overrides:
+        mean = np.atleast_1d(np.asarray(overrides["mean"], dtype=float))
+        if mean.ndim != 1 or mean.size != D:
+            raise ValueError(
+                f"prior mean must have one entry per feature of X (D={D}); got shape "
+                f"{mean.shape}. Give a mean of length {D}."
+            )
+    if "scale" in overrides:
+        scale = np.asarray(overrides["scale"], dtype=float)
+        if scale.ndim > 0 and scale.shape not in ((D,), (D, D)):
+            raise ValueError(
+                f"prior scale must be a ({D}, {D}) matrix (or {D} variances, or a scalar) "
+                f"for X with D={D} features; got shape {scale.shape}."
+            )
+
+
 def default_prior(X, n_components, **overrides):
     """Shortcut for :meth:`GMMPrior.from_data`.
 
@@ -313,3 +358,81 @@ def default_prior(X, n_components, **overrides):
     (3,)
     """
     return GMMPrior.from_data(X, n_components, **overrides)
+
+
+def check_prior(prior, n_features, covariance, *, n_components=1, method="pymc"):
+    """Check that ``prior`` is a :class:`GMMPrior` that ``method`` can use on this data.
+
+    The one prior check of the package (:func:`bayesmix.fit_em` and the model builders).
+
+    Parameters
+    ----------
+    prior : GMMPrior
+        The prior to check (``None`` is the caller's business: maximum likelihood for
+        :func:`bayesmix.fit_em`, a default prior for the model builders).
+    n_features : int
+        Number of features D of the data.
+    covariance : str
+        Canonical covariance type of the fit.
+    n_components : int, default 1
+        Number of components K (the MAP needs ``weight_concentration >= 1`` when K > 1).
+    method : {"pymc", "em"}, default "pymc"
+        ``"pymc"``: the LKJ covariance prior needs ``covariance="full"``. ``"em"``: the
+        MAP M-step needs the conjugate covariance prior and a Dirichlet density that is
+        bounded (``weight_concentration >= 1``).
+
+    Returns
+    -------
+    GMMPrior
+        ``prior``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``prior`` is not a :class:`GMMPrior`.
+    ValueError
+        If it does not match the data or the method, with what to change.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prior = GMMPrior.from_data(np.eye(3) * 2.0, 1)
+    >>> check_prior(prior, 3, "full") is prior
+    True
+    """
+    if not isinstance(prior, GMMPrior):
+        raise TypeError(
+            "prior must be a bayesmix.GMMPrior or None (for fit_em: None is maximum likelihood, "
+            f"a GMMPrior the MAP); got {type(prior).__name__}. Build one with "
+            "bayesmix.GMMPrior.from_data(X, n_components)."
+        )
+    if prior.n_features != n_features:
+        raise ValueError(
+            f"prior has {prior.n_features} features but X has {n_features}; build the prior "
+            "from the same data (bayesmix.GMMPrior.from_data(X, n_components))."
+        )
+    if method == "em":
+        _check_em_prior(prior, n_components)
+    elif prior.covariance_prior == "lkj" and covariance != "full":
+        raise ValueError(
+            f"covariance_prior='lkj' is available for covariance='full' only; got "
+            f"covariance={covariance!r}. Use covariance='full' or covariance_prior='conjugate'."
+        )
+    return prior
+
+
+def _check_em_prior(prior, n_components):
+    """The MAP by EM needs a closed-form M-step and an interior posterior mode."""
+    if prior.covariance_prior != "conjugate":
+        raise ValueError(
+            f"fit_em needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
+            "The LKJ prior has no closed-form MAP M-step: use prior.with_(covariance_prior="
+            "'conjugate') for EM, and keep the LKJ prior for the PyMC model."
+        )
+    if n_components > 1 and prior.weight_concentration < 1.0:
+        raise ValueError(
+            f"prior.weight_concentration={prior.weight_concentration} < 1: the Dirichlet "
+            "density is unbounded at the edges of the simplex, so the posterior has no "
+            "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
+            "fit_em (the PyMC model can keep the sparse prior)."
+        )

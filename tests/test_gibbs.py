@@ -471,7 +471,7 @@ def test_bad_input(data):
         assert "k_prior" in str(info.value)
     with pytest.raises(ValueError, match="all its mass above"):
         build_mfm(data, k_prior=stats.randint(10, 12), max_components=5)
-    with pytest.raises(ValueError, match="max_components must be >= 2"):
+    with pytest.raises(ValueError, match="max_components must be an integer >= 2"):
         build_mfm(data, max_components=1)
     with pytest.raises(TypeError, match="max_components"):
         build_mfm(data, max_components=2.5)
