@@ -74,9 +74,10 @@ def _random_resp(X, K, rng):
     return resp / resp.sum(1, keepdims=True)
 
 
-def hierarchical_labels(X, K, rng, covariance="full", max_n=HC_MAX_N):
+def hierarchical_labels(X, K, rng, covariance="full", max_n=None):
     """Labels (N,) of the hierarchical initialiser (see the module docstring)."""
     N = X.shape[0]
+    max_n = HC_MAX_N if max_n is None else max_n
     if K == 1:
         return np.zeros(N, dtype=np.int64)
     idx = None if N <= max_n else np.sort(rng.choice(N, size=max_n, replace=False))
