@@ -660,15 +660,37 @@ def fit_em(
         posterior :func:`bayesmix.build_gmm` samples with the same prior.
     n_init : int, default 1
         Number of EM runs from independent initialisations; the run with the highest
-        final objective is returned. Must be 1 when ``init`` is an array.
-    init : {"kmeans", "k-means++", "random"} or ndarray, default "kmeans"
-        ``"kmeans"``: one k-means run (:func:`bayesmix.kmeans`), its hard labels as
-        one-hot responsibilities; ``"k-means++"``: k-means++ seeds, each point assigned
-        to its nearest seed; ``"random"``: uniform random responsibilities, rows
-        normalised; an (N, K) array of responsibilities (non-negative, rows summing to
-        1); or a (K, D) array of initial means (points assigned to the nearest mean give
-        the initial weights and covariances; the means are used as given). The first
-        M-step is computed from these responsibilities, as in scikit-learn.
+        final objective is returned. With ``init="auto"``: the number of k-means starts
+        of each kind in the portfolio. Must be 1 when ``init`` is an array.
+    init : str or ndarray, default "auto"
+        How EM starts; the first M-step is computed from initial responsibilities, as
+        in scikit-learn. ``EMResult.init_strategy`` records the start that won.
+
+        * ``"auto"``: a portfolio whose best objective wins, so that the result does
+          not depend on the units of the features: mclust's ``"hierarchical"`` start,
+          ``n_init`` ``"kmeans-standardized"`` and ``n_init`` ``"kmeans"`` starts, and
+          one ``"random"`` start. Every start gets 20 EM updates; the two best of these
+          short runs, and the hierarchical one (mclust's own start) always, then run to
+          convergence. Cost: the k-means runs, the agglomeration (at most 2000 rows,
+          about 0.1-1 s) and ``20 * (2 n_init + 2)`` EM updates, plus at most three
+          runs to convergence: typically 1-2x the time of ``n_init`` k-means-started
+          runs (``benchmarks/RESULTS.md``, section "mclust").
+        * ``"hierarchical"``: model-based hierarchical agglomeration (Fraley 1998,
+          criterion ``"VVV"``) on the standardised, SVD-rotated data, as R mclust's
+          default (``hc(X, "VVV", use = "SVD")``), cut at K clusters: deterministic
+          and invariant to the units. It needs ``8 n^2`` bytes for n rows, so above
+          2000 rows a random subsample of 2000 is agglomerated and the other rows go
+          to the most probable cluster under Gaussians fitted to it.
+        * ``"kmeans-standardized"``: one k-means run (:func:`bayesmix.kmeans`) on the
+          data with every feature centred and scaled to unit variance, its labels
+          one-hot.
+        * ``"kmeans"``: one k-means run on the data as given (the default before
+          ``"auto"``; a feature with large units dominates it).
+        * ``"k-means++"``: k-means++ seeds, each point assigned to its nearest seed.
+        * ``"random"``: uniform random responsibilities, rows normalised.
+        * an (N, K) array of responsibilities (non-negative, rows summing to 1), or a
+          (K, D) array of initial means (points assigned to the nearest mean give the
+          initial weights and covariances; the means are used as given).
     max_iter : int, default 500
         Maximum number of EM updates per run.
     tol : float, default 1e-6
