@@ -553,16 +553,18 @@ def _best_of_restarts(Xc, init, cfg, n_init, rng):
     return dataclasses.replace(best, strategy=name)
 
 
-def _portfolio(n_init):
-    """The starts of init="auto", in the order they are drawn."""
-    return ["hierarchical"] + ["kmeans-standardized", "kmeans"] * n_init + ["random"]
+def _portfolio(n_init, n_components):
+    """The starts of init="auto", in the order they are drawn (one for K=1: all agree)."""
+    if n_components == 1:
+        return [_HC]
+    return [_HC] + ["kmeans-standardized", "kmeans"] * n_init + ["random"]
 
 
 def _best_of_portfolio(Xc, cfg, n_init, rng):
     """init="auto": short EM runs from every start, the best ones run to convergence."""
     short = []
     failure = None
-    for name in _portfolio(n_init):
+    for name in _portfolio(n_init, cfg.n_components):
         label = f" {name} start"
         if cfg.progress:
             print(f"[fit_em] short run from a {name} start", file=sys.stderr)
