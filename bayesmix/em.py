@@ -671,12 +671,14 @@ def fit_em(
         * ``"auto"``: a portfolio whose best objective wins, so that the result does
           not depend on the units of the features: mclust's ``"hierarchical"`` start,
           ``n_init`` ``"kmeans-standardized"`` and ``n_init`` ``"kmeans"`` starts, and
-          one ``"random"`` start. Every start gets 20 EM updates; the two best of these
-          short runs, and the hierarchical one (mclust's own start) always, then run to
-          convergence. Cost: the k-means runs, the agglomeration (at most 2000 rows,
-          about 0.1-1 s) and ``20 * (2 n_init + 2)`` EM updates, plus at most three
-          runs to convergence: typically 1-2x the time of ``n_init`` k-means-started
-          runs (``benchmarks/RESULTS.md``, section "mclust").
+          one ``"random"`` start (one start when K=1). Every start gets 20 EM updates;
+          the two best of these short runs, and the hierarchical one (mclust's own
+          start) always, then run to convergence. Budget: the k-means runs, the
+          agglomeration (at most 2000 rows, under a second) and ``20 * (2 n_init + 2)``
+          EM updates, plus at most three runs to convergence; measured: about the time
+          of ``init="kmeans"`` with the same ``n_init=10``, and 2-6x one k-means-started
+          run for ``n_init=1`` (``benchmarks/RESULTS.md``, section "mclust"). The EM
+          updates themselves cost the same as with any other start.
         * ``"hierarchical"``: model-based hierarchical agglomeration (Fraley 1998,
           criterion ``"VVV"``) on the standardised, SVD-rotated data, as R mclust's
           default (``hc(X, "VVV", use = "SVD")``), cut at K clusters: deterministic
