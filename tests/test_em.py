@@ -149,9 +149,7 @@ def test_old_faithful_bic_by_k(faithful_df):
 def test_old_faithful_diag_k5_collapse_flagged(faithful_df):
     with pytest.warns(DegenerateDataWarning, match=r"component \d.*collapsed|collapsed"):
         # k-means starts reach the collapsed optimum (init="auto" ends elsewhere)
-        res = bm.fit_em(
-            faithful_df, 5, covariance="diag", n_init=10, random_seed=1, init="kmeans"
-        )
+        res = bm.fit_em(faithful_df, 5, covariance="diag", n_init=10, random_seed=1, init="kmeans")
     assert len(res.collapsed) == 1
     k = res.collapsed[0]
     # the collapsed component sits on one integer waiting time: variance set by reg_covar
