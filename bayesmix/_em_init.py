@@ -26,6 +26,7 @@ import numpy as np
 
 from bayesmix import _covariance as cv
 from bayesmix import _hierarchical as hc
+from bayesmix._gaussian import row_chunks
 from bayesmix.clustering import _kmeans_plusplus, kmeans
 
 __all__ = ["HC_MAX_N", "STRATEGIES", "initial_resp"]
@@ -48,7 +49,7 @@ def one_hot(labels, K):
 def nearest(X, centers):
     """Index of the nearest centre (squared Euclidean distance, computed directly)."""
     labels = np.empty(X.shape[0], dtype=np.int64)
-    for sl in cv._chunks(X.shape[0], centers.size):
+    for sl in row_chunks(X.shape[0], centers.size):
         labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
     return labels
 
@@ -105,7 +106,7 @@ def _assign_rest(Xs, idx, sub_labels, K, covariance, reg=1e-6):
         labels = np.empty(Xs.shape[0], dtype=np.int64)
         with np.errstate(divide="ignore"):
             logw = np.log(weights)
-        for sl in cv._chunks(Xs.shape[0], 4 * K * Xs.shape[1]):
+        for sl in row_chunks(Xs.shape[0], 4 * K * Xs.shape[1]):
             lp = cv.LOG_GAUSSIAN_PROB[covariance](Xs[sl], means, prec) + logw
             labels[sl] = np.argmax(lp, axis=1)
     labels[idx] = sub_labels
