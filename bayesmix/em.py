@@ -554,10 +554,18 @@ def _best_of_portfolio(Xc, cfg, n_init, rng):
     if not short:
         raise failure
     # the best short runs, and always mclust's own start, the hierarchical one, continue
-    order = sorted(range(len(short)), key=lambda i: -short[i].objective)
+    score = [r.objective if np.isfinite(r.objective) else -np.inf for r in short]
+    order = sorted(range(len(short)), key=lambda i: -score[i])
     keep = set(order[:_AUTO_FINALISTS]) | {i for i, r in enumerate(short) if r.strategy == _HC}
-    finals = [_continue_em(Xc, short[i], cfg, f" {short[i].strategy} start") for i in sorted(keep)]
-    return max(finals, key=lambda r: r.objective)
+    finals = []
+    for i in sorted(keep):
+        try:
+            finals.append(_continue_em(Xc, short[i], cfg, f" {short[i].strategy} start"))
+        except cv.SingularCovarianceError as err:
+            failure = err
+    if not finals:
+        raise failure
+    return max(finals, key=lambda r: r.objective if np.isfinite(r.objective) else -np.inf)
 
 
 _numba_available = gs.numba_available

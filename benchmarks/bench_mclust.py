@@ -22,6 +22,7 @@ RESULTS.md), or ``--quick`` for a smoke run on two data sets that writes nothing
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -146,6 +147,7 @@ def main():
     ]
     import bayesmix.em as em
 
+    load_before = os.getloadavg()[0]
     results = {}
     for label, kwargs in RUNS.items():
         t0 = time.perf_counter()
@@ -173,6 +175,8 @@ def main():
             f"{em._AUTO_SHORT_ITER} EM updates from each; the best two and the hierarchical "
             "run continue to convergence):",
             cost,
+            f"Load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+            "(other jobs share the cores: timings are noisy, ratios measured together).",
         ]
     )
     if args.quick:
