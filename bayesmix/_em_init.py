@@ -29,7 +29,14 @@ from bayesmix import _hierarchical as hc
 from bayesmix._gaussian import row_chunks
 from bayesmix.clustering import _kmeans_plusplus, kmeans
 
-__all__ = ["HC_MAX_N", "STRATEGIES", "initial_resp"]
+__all__ = [
+    "HC_MAX_N",
+    "STRATEGIES",
+    "initial_labels",
+    "initial_resp",
+    "stats_from_labels",
+    "stats_from_resp",
+]
 
 #: named strategies (``"auto"`` is the portfolio run by :mod:`bayesmix.em`)
 STRATEGIES = ("auto", "hierarchical", "kmeans", "kmeans-standardized", "k-means++", "random")
@@ -111,6 +118,59 @@ def _assign_rest(Xs, idx, sub_labels, K, covariance, reg=1e-6):
             labels[sl] = np.argmax(lp, axis=1)
     labels[idx] = sub_labels
     return labels
+
+
+def stats_from_labels(X, covariance, labels, K):
+    """Sufficient statistics ``(N_k, Sx, Sxx)`` of one-hot responsibilities, by groups.
+
+    Equal (up to rounding) to those of ``one_hot(labels, K)``, in O(N D^2) operations
+    instead of O(N K D^2): the portfolio of ``init="auto"`` starts EM from several
+    partitions of large data, where the dense products would cost more than an E-step.
+    """
+    D = X.shape[1]
+    nk = np.bincount(labels, minlength=K).astype(float)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(K + 1))
+    sx = np.zeros((K, D))
+    sxx = np.zeros((K, D, D)) if covariance == "full" else np.zeros((K, D))
+    for k in range(K):
+        Xk = X[order[bounds[k] : bounds[k + 1]]]
+        sx[k] = Xk.sum(axis=0)
+        if covariance == "full":
+            sxx[k] = np.ascontiguousarray(Xk.T) @ Xk
+        elif covariance != "tied":
+            sxx[k] = (Xk * Xk).sum(axis=0)
+    if covariance == "tied":
+        sxx = np.ascontiguousarray(X.T) @ X
+    return nk, sx, sxx
+
+
+def stats_from_resp(X, covariance, resp):
+    """Sufficient statistics of soft responsibilities (N, K), one matrix product per
+    component for ``"full"`` (no (N, K, D) temporary)."""
+    if covariance != "full":
+        return resp.sum(0), resp.T @ X, cv.SECOND_MOMENTS[covariance](X, resp)
+    Xt = np.ascontiguousarray(X.T)
+    sxx = np.stack([(Xt * resp[:, k]) @ X for k in range(resp.shape[1])])
+    return resp.sum(0), resp.T @ X, sxx
+
+
+def initial_labels(strategy, X, K, rng, covariance="full"):
+    """Hard labels (N,) of a partition strategy; ``None`` for ``"random"`` (soft).
+
+    Draws from ``rng`` exactly as :func:`initial_resp` does.
+    """
+    if strategy == "random":
+        return None
+    if strategy == "kmeans":
+        return np.asarray(kmeans(X, K, n_init=1, random_seed=rng).labels)
+    if strategy == "kmeans-standardized":
+        return np.asarray(kmeans(standardize(X), K, n_init=1, random_seed=rng).labels)
+    if strategy == "k-means++":
+        return nearest(X, _kmeans_plusplus(X, K, rng)[0])
+    if strategy == "hierarchical":
+        return hierarchical_labels(X, K, rng, covariance)
+    raise ValueError(f"unknown initialisation strategy {strategy!r}; expected {STRATEGIES[1:]}.")
 
 
 def initial_resp(strategy, X, K, rng, covariance="full"):

@@ -29,7 +29,15 @@ import numpy as np
 
 from bayesmix import _covariance as cv
 from bayesmix import _gaussian as gs
-from bayesmix._em_init import STRATEGIES, initial_resp, nearest, one_hot
+from bayesmix._em_init import (
+    STRATEGIES,
+    initial_labels,
+    initial_resp,
+    nearest,
+    one_hot,
+    stats_from_labels,
+    stats_from_resp,
+)
 from bayesmix._validation import (
     ConvergenceWarning,
     DegenerateDataWarning,
@@ -463,10 +471,11 @@ class _RunResult:
     strategy: str | None = None  # the initialisation strategy of the run
 
 
-def _run_em(X, resp, means_init, cfg, label="", max_iter=None):
-    """One EM run from initial responsibilities (and optionally initial means)."""
+def _run_em(X, resp, means_init, cfg, label="", max_iter=None, stats=None):
+    """One EM run from initial responsibilities (or their statistics ``stats``), and
+    optionally initial means."""
     N = X.shape[0]
-    nk, sx, sxx = _stats_from_resp(X, cfg.covariance, resp)
+    nk, sx, sxx = _stats_from_resp(X, cfg.covariance, resp) if stats is None else stats
     model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
@@ -536,6 +545,18 @@ def _portfolio(n_init, n_components):
     return [_HC] + ["kmeans-standardized", "kmeans"] * n_init + ["random"]
 
 
+def _start(name, Xc, cfg, rng):
+    """``(None, statistics)`` of the first M-step of a start, computed without the dense
+    products of ``_stats_from_resp`` (by groups for a hard partition), which on large
+    data cost more than an E-step."""
+    K = cfg.n_components
+    labels = initial_labels(name, Xc, K, rng, cfg.covariance)
+    if labels is None:
+        resp = initial_resp(name, Xc, K, rng, cfg.covariance)
+        return None, stats_from_resp(Xc, cfg.covariance, resp)
+    return None, stats_from_labels(Xc, cfg.covariance, labels, K)
+
+
 def _best_of_portfolio(Xc, cfg, n_init, rng):
     """init="auto": short EM runs from every start, the best ones run to convergence."""
     short = []
@@ -545,8 +566,9 @@ def _best_of_portfolio(Xc, cfg, n_init, rng):
         if cfg.progress:
             print(f"[fit_em] short run from a {name} start", file=sys.stderr)
         try:
-            resp = initial_resp(name, Xc, cfg.n_components, rng, cfg.covariance)
-            out = _run_em(Xc, resp, None, cfg, label, min(_AUTO_SHORT_ITER, cfg.max_iter))
+            resp, stats = _start(name, Xc, cfg, rng)
+            n_short = min(_AUTO_SHORT_ITER, cfg.max_iter)
+            out = _run_em(Xc, resp, None, cfg, label, n_short, stats=stats)
         except cv.SingularCovarianceError as err:  # only with reg_covar=0: try the others
             failure = err
             continue

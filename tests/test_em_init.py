@@ -221,3 +221,23 @@ def test_full_mclust_grid_none_below(n_init):
         if fit.log_likelihood < r.loglik - 1e-6 * abs(r.loglik):
             below.append((r.dataset, r.covariance, r.k, fit.log_likelihood - r.loglik))
     assert not below
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+def test_portfolio_statistics_equal_the_dense_ones(covariance):
+    # the portfolio's cheaper first-M-step statistics (by groups for a partition, one
+    # product per component for soft responsibilities) against em's dense reference
+    from bayesmix import em
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 4)) * [1.0, 10.0, 0.1, 3.0]
+    labels = rng.integers(4, size=500)
+    labels[labels == 2] = 1  # an empty component
+    resp = rng.dirichlet(np.ones(4), size=500)
+    for got, ref in (
+        (_em_init.stats_from_labels(X, covariance, labels, 4), _em_init.one_hot(labels, 4)),
+        (_em_init.stats_from_resp(X, covariance, resp), resp),
+    ):
+        for a, b in zip(got, em._stats_from_resp(X, covariance, ref), strict=True):
+            # summation order differs: equal to rounding (sums of 500 terms)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-10)
