@@ -58,7 +58,7 @@ One sweep
 The inverse-Wishart draws use Bartlett's decomposition on batches of components. The
 data are centred at the prior mean inside the sampler (the means are shifted back).
 
-Chains start at the EM fit (as for NUTS, :func:`bayesmix.sampling._em_init`), each
+Chains start at the EM fit (as for NUTS, :func:`bayesmix._mcmc._em_init`), each
 with its own random stream spawned from ``random_seed``: the draws do not depend on
 ``cores`` (chains run in threads when ``cores > 1``; the numba kernels release the
 GIL).
@@ -637,7 +637,7 @@ def _full_from_own(covariance, own, K, D):
 
 def _initial_state(cfg, spec, w, m, c):
     """A state from an EM-like point (w (k,), m (k, D), c (k, D, D)), padded as needed."""
-    from bayesmix.sampling import _pad_components
+    from bayesmix._mcmc import _pad_components
 
     K, (N, D) = spec.n_slots, spec.Xc.shape
     k_init = w.size
@@ -712,7 +712,7 @@ def _spec(cfg):
 
 def _init_point(cfg, init, rng):
     """(w, m, c) of the starting point: the EM fit by default, as for NUTS."""
-    from bayesmix.sampling import _check_init, _em_init
+    from bayesmix._mcmc import _check_init, _em_init
 
     D = cfg.X.shape[1]
     if init is None:
@@ -799,7 +799,7 @@ def _to_datatree(cfg, results, attrs, store_z):
 
 
 def _warn_truncation(cfg, dt):
-    from bayesmix.sampling import TruncationWarning
+    from bayesmix._mcmc import TruncationWarning
 
     last = float(dt["posterior"]["weights"].isel(component=-1).mean())
     if last > 0.01:
@@ -875,9 +875,9 @@ def sample_gibbs(
     >>> dt["posterior"]["allocations"].dims
     ('chain', 'draw', 'obs')
     """
+    from bayesmix._mcmc import _diagnose
     from bayesmix._validation import check_random_state
     from bayesmix.models import get_config
-    from bayesmix.sampling import _diagnose
 
     cfg = get_config(model)
     unknown = sorted(set(kwargs) - set(_NUTS_ONLY))
