@@ -383,7 +383,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         = D + 2``, ``kappa0 = 0.01``. In one dimension this is Richardson & Green's (1997)
         data-dependent choice (component sd about a tenth of the range, ~sd(X)/2); in two,
         the telescoping paper's default (E[Sigma] about 0.4 var(X)). Measured with the Gibbs
-        sampler: Old Faithful P(K+ = 2, 3, 4) = 0.16, 0.54, 0.24 (benchmarks/RESULTS.md);
+        sampler: Old Faithful P(K+ = 2, 3, 4) about 0.2, 0.54, 0.2 (benchmarks/RESULTS.md);
         four 1-D groups (n = 82, two of them 3 sd apart) P(K+ = 4) = 0.37, E[K+] = 5.0. The
         previous default, the data covariance (K0 = 1), merged those two groups (P(K+ = 3) =
         0.70); K0 = E[K+] of the DP prior (Antoniak: 5.8 at N = 272) over-splits (Old
