@@ -152,7 +152,7 @@ def _kmeans_plusplus(
         n_local_trials = 2 + int(np.log(n_components))
     centers = np.empty((n_components, d))
     indices = np.full(n_components, -1, dtype=np.int64)
-    if sample_weight is None:
+    if sample_weight is None or np.all(w == w[0]):  # equal weights: the unweighted draw
         first = int(rng.integers(n))
     else:
         first = int(rng.choice(n, p=w / w.sum()))
