@@ -162,3 +162,54 @@ def test_check_sample_weight_accepts_series():
     out = check_sample_weight(pd.Series([1, 2, 3]), 3)
     assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0, 3.0]
     assert check_sample_weight(None, 3) is None
+
+
+# --------------------------------------------------------------------------- PyMC model
+def _logp_and_grad(model, point):
+    # FAST_COMPILE (Python/numpy perform of the Op): the same density, seconds less compile
+    fn = model.compile_fn([model.logp(), model.dlogp()], mode="FAST_COMPILE")
+    return fn(point)
+
+
+@pytest.mark.parametrize(
+    "covariance", ["full", *(pytest.param(c, marks=pytest.mark.slow) for c in COVS[1:])]
+)
+def test_build_gmm_weighted_logp_equals_duplicates(data, covariance):
+    X, w, _, Xd, _ = data
+    prior = bm.GMMPrior.from_data(Xd, 3)
+    ma = bm.build_gmm(X, 3, covariance=covariance, prior=prior, sample_weight=w)
+    mb = bm.build_gmm(Xd, 3, covariance=covariance, prior=prior)
+    rng = np.random.default_rng(1)
+    point = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in ma.initial_point().items()}
+    (la, ga), (lb, gb) = _logp_and_grad(ma, point), _logp_and_grad(mb, point)
+    assert la == pytest.approx(lb, rel=1e-10)
+    np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-10)
+    # and it is not the unweighted model's
+    mc = bm.build_gmm(X, 3, covariance=covariance, prior=prior)
+    assert abs(_logp_and_grad(mc, point)[0] - la) > 1.0
+
+
+def test_build_gmm_default_prior_is_duplicated_datas(data):
+    X, w, _, Xd, _ = data
+    pa = bm.build_gmm(X, 2, sample_weight=w).bayesmix_config.prior
+    pb = bm.GMMPrior.from_data(Xd, 2)
+    np.testing.assert_allclose(pa.mean, pb.mean, atol=1e-12)
+    np.testing.assert_allclose(pa.scale, pb.scale, atol=1e-12)
+
+
+def test_build_dpgmm_weighted_logp_equals_duplicates(data):
+    X, w, _, Xd, _ = data
+    prior = bm.GMMPrior.from_data(Xd, 1)
+    ma = bm.build_dpgmm(X, truncation=3, covariance="diag", prior=prior, sample_weight=w)
+    mb = bm.build_dpgmm(Xd, truncation=3, covariance="diag", prior=prior)
+    point = ma.initial_point()
+    assert _logp_and_grad(ma, point)[0] == pytest.approx(_logp_and_grad(mb, point)[0], rel=1e-10)
+    assert ma.bayesmix_config.sample_weight is not None
+
+
+def test_build_gmm_bad_sample_weight(data):
+    X = data[0]
+    with pytest.raises(ValueError, match="sample_weight"):
+        bm.build_gmm(X, 2, sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="sample_weight"):
+        bm.build_dpgmm(X, truncation=3, sample_weight=np.ones(3))
