@@ -84,3 +84,21 @@ def test_bootstrap_lrt_size_under_the_null():
     p = np.array(p)
     assert 1 <= (p <= 0.05 + 1e-12).sum() <= 19
     assert 32 <= (p <= 0.25 + 1e-12).sum() <= 68
+
+
+def test_select_k_lrt_column(two_clusters):
+    tab = bm.select_k(
+        two_clusters,
+        [1, 2],
+        mcmc=False,
+        n_init=1,
+        random_seed=0,
+        progress=False,
+        lrt=True,
+        lrt_boot=19,
+    )
+    assert tab.loc[tab["K"] == 1, "lrt_p_value"].item() == pytest.approx(0.05)
+    assert tab.loc[tab["K"] == 2, "lrt_p_value"].item() > 0.1
+    assert tab.attrs["recommended"]["lrt"] == 2
+    with pytest.raises(ValueError, match="lrt"):
+        bm.select_k(two_clusters, [1], mcmc=False, lrt=True, sample_weight=np.ones(60))
