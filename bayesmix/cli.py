@@ -103,6 +103,11 @@ def _build_parser():
     f.add_argument("--columns", help="comma-separated columns to use (default: all)")
     f.add_argument("--standardize", action="store_true", help="z-score every column")
     f.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    f.add_argument(
+        "--weights",
+        metavar="COLUMN",
+        help="column of frequency weights (removed from the features, named in the report)",
+    )
     f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
     f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
     f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
@@ -140,6 +145,8 @@ def _fit_spec(args):
             raise SpecError(f"--columns must name at least one column; got {args.columns!r}.")
         data["columns"] = cols
     data.update(standardize=args.standardize, dropna=args.dropna)
+    if args.weights is not None:
+        data["weights"] = args.weights
     model = {"kind": args.model, "estimate": args.estimate}
     sampler = {
         "mcmc": not args.no_mcmc,
@@ -166,6 +173,7 @@ def _fit_spec(args):
             ("model.k", "--k"),
             ("model.covariance", "--covariance"),
             ("data.columns", "--columns"),
+            ("data.weights", "--weights"),
         ):
             msg = msg.replace(key, opt)
         raise SpecError(msg) from None

@@ -288,6 +288,14 @@ def _data_and_settings(doc, result, out_dir):
     items = [
         f"Data: {info['source']}.",
         f"Used {N} observations x {D} features ({', '.join(names)}){dropped}.",
+        *(
+            [
+                f"Frequency weights: column `{info['weights']}` (not a feature; total weight "
+                f"{info['total_weight']:g}, the n of BIC/ICL)."
+            ]
+            if info.get("weights")
+            else []
+        ),
         "Standardized (each feature centred and divided by its sample SD): " + standardized,
         f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
         f"{spec.em_n_init} starts.",

@@ -223,3 +223,55 @@ def test_select_k_weighted_equals_duplicates(data):
     # K=1 has a unique optimum; K=2 may start elsewhere (k-means++ draws differ), so the
     # BIC is compared where the fits agree (both reach the same optimum here)
     np.testing.assert_allclose(a["bic"], b["bic"], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- specs and CLI
+@pytest.fixture
+def weighted_csv(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(30, 2)), columns=["a", "b"])
+    df["count"] = rng.integers(0, 4, size=30)
+    path = tmp_path / "w.csv"
+    df.to_csv(path, index=False)
+    return path, df
+
+
+def test_spec_weights_column(weighted_csv):
+    from bayesmix.spec import load_data, spec_from_dict
+
+    path, df = weighted_csv
+    spec = spec_from_dict({"data": {"source": "csv", "path": str(path), "weights": "count"}})
+    data = load_data(spec)
+    assert data.feature_names == ["a", "b"]  # the weights column is not a feature
+    np.testing.assert_array_equal(data.sample_weight, df["count"].to_numpy(float))
+    assert data.info["weights"] == "count"
+    assert data.info["total_weight"] == df["count"].sum()
+
+
+def test_spec_weights_errors(weighted_csv, tmp_path):
+    from bayesmix.spec import SpecError, load_data, spec_from_dict
+
+    path, df = weighted_csv
+    src = {"source": "csv", "path": str(path)}
+    with pytest.raises(SpecError, match="not in the data"):
+        load_data(spec_from_dict({"data": {**src, "weights": "nope"}}))
+    with pytest.raises(SpecError, match=r"also listed in data\.columns"):
+        spec_from_dict({"data": {**src, "weights": "count", "columns": ["a", "count"]}})
+    with pytest.raises(SpecError, match=r"data\.weights"):
+        spec_from_dict({"data": {**src, "weights": 3}})
+    bad = df.assign(count=-df["count"] - 1)
+    bad_path = tmp_path / "bad.csv"
+    bad.to_csv(bad_path, index=False)
+    with pytest.raises(SpecError, match="non-negative"):
+        load_data(
+            spec_from_dict({"data": {"source": "csv", "path": str(bad_path), "weights": "count"}})
+        )
+
+
+def test_cli_weights_option(weighted_csv):
+    from bayesmix.cli import _build_parser, _fit_spec
+
+    path, _ = weighted_csv
+    args = _build_parser().parse_args(["fit", str(path), "--weights", "count", "--no-mcmc"])
+    assert _fit_spec(args).weights == "count"
