@@ -725,6 +725,7 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
         sample_stats=stats or None,
     )
     if getattr(cfg, "noise_volume", None) is not None:
+        dt.attrs["noise_volume"] = float(cfg.noise_volume)
         # the pointwise density includes the noise component's w_0 / V
         ll = dt["log_likelihood"]["X"]
         log_w0 = np.log(dt["posterior"]["noise_weight"]) - np.log(cfg.noise_volume)
