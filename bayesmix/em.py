@@ -783,6 +783,17 @@ def fit_em(
     >>> mp = bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0)
     >>> mp.log_posterior is not None
     True
+
+    Frequency weights (every row counted twice doubles the log-likelihood) and a
+    noise component (its class is the last column of ``predict_proba``):
+
+    >>> import numpy as np
+    >>> wt = bm.fit_em(X, 2, sample_weight=np.full(len(X), 2.0), random_seed=0)
+    >>> round(wt.log_likelihood / ml.log_likelihood, 6)
+    2.0
+    >>> nz = bm.fit_em(X, 2, noise=True, random_seed=0)
+    >>> nz.predict_proba(X).shape
+    (272, 3)
     """
     X, feature_names = check_data(X, return_names=True)
     N, D = X.shape
