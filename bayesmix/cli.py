@@ -104,6 +104,11 @@ def _build_parser():
     f.add_argument("--standardize", action="store_true", help="z-score every column")
     f.add_argument("--dropna", action="store_true", help="drop rows with missing values")
     f.add_argument(
+        "--noise",
+        action="store_true",
+        help="add a uniform noise component (outliers, background) to the finite mixtures",
+    )
+    f.add_argument(
         "--weights",
         metavar="COLUMN",
         help="column of frequency weights (removed from the features, named in the report)",
@@ -148,6 +153,8 @@ def _fit_spec(args):
     if args.weights is not None:
         data["weights"] = args.weights
     model = {"kind": args.model, "estimate": args.estimate}
+    if args.noise:
+        model["noise"] = True
     sampler = {
         "mcmc": not args.no_mcmc,
         "draws": args.draws,

@@ -280,6 +280,7 @@ def _em_stage(run):
                         n_init=spec.em_n_init,
                         random_seed=em_seed,
                         sample_weight=run.sample_weight,
+                        noise=spec.noise,
                     )
                 row.update(
                     log_likelihood=float(rec.em.log_likelihood),
@@ -287,6 +288,9 @@ def _em_stage(run):
                     icl=float(rec.em.icl(X, sample_weight=run.sample_weight)),
                     converged=bool(rec.em.converged),
                     collapsed=len(getattr(rec.em, "collapsed", ()) or ()),
+                    **(
+                        {} if rec.em.noise_weight is None else {"noise_weight": rec.em.noise_weight}
+                    ),
                     error=None,
                 )
             except (ValueError, np.linalg.LinAlgError) as exc:
@@ -336,7 +340,14 @@ def _mcmc_stage(run):
 def _mcmc_fit(run, rec):
     cov, K, what = rec.covariance, rec.K, f"MCMC {rec.covariance} K={rec.K}"
     t1 = time.perf_counter()
-    model = build_gmm(run.Xdf, K, covariance=cov, prior=rec.prior, sample_weight=run.sample_weight)
+    model = build_gmm(
+        run.Xdf,
+        K,
+        covariance=cov,
+        prior=rec.prior,
+        sample_weight=run.sample_weight,
+        noise=run.spec.noise,
+    )
     t2 = time.perf_counter()
     seed = next(run.seeds)
     idata = _sample(

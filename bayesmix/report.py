@@ -296,6 +296,20 @@ def _data_and_settings(doc, result, out_dir):
             if info.get("weights")
             else []
         ),
+        *(
+            [
+                "Noise component: a uniform density over "
+                + (
+                    "the data's bounding box"
+                    if spec.noise is True
+                    else f"a region of volume {spec.noise:g}"
+                )
+                + " with its own weight (finite mixtures; points whose most probable class is "
+                "noise are labelled -1 and drawn grey)."
+            ]
+            if getattr(spec, "noise", False)
+            else []
+        ),
         "Standardized (each feature centred and divided by its sample SD): " + standardized,
         f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
         f"{spec.em_n_init} starts.",

@@ -225,6 +225,7 @@ class ExperimentSpec:
     estimate: str = DEFAULTS["estimate"]
     em_n_init: int = DEFAULTS["em_n_init"]
     truncation: int = DEFAULTS["truncation"]
+    noise: bool | float = False
     prior: dict = field(default_factory=dict)
     mcmc: bool = True
     mcmc_k: list | None = None
@@ -240,7 +241,7 @@ class ExperimentSpec:
 _TOP = ("name", "description", "seed", "output", "data", "model", "prior", "sampler")
 _DATA = ("source", "name", "path", "columns", "standardize", "dropna", "simulate", "weights")
 _SIM = ("n_obs", "weights", "means", "covariances", "seed")
-_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation")
+_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation", "noise")
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "tune", "chains")
 
 
@@ -365,6 +366,14 @@ def _parse_model(s, model):
         s.em_n_init = _int(model["em_n_init"], "model.em_n_init")
     if "truncation" in model:
         s.truncation = _int(model["truncation"], "model.truncation", 2)
+    if "noise" in model:
+        noise = model["noise"]
+        if not (isinstance(noise, bool) or _is_positive_number(noise)):
+            raise SpecError(
+                "model.noise must be true/false (a uniform noise component over the data's "
+                f"bounding box) or a positive volume; got {noise!r}."
+            )
+        s.noise = noise
 
 
 def _is_positive_number(x):

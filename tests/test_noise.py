@@ -207,3 +207,18 @@ def test_plots_noise_points_grey(small):
     np.testing.assert_array_equal(grey, labels == -1)
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(t.startswith("noise") for t in texts)
+
+
+# --------------------------------------------------------------------------- specs and CLI
+def test_spec_and_cli_noise():
+    from bayesmix.cli import _build_parser, _fit_spec
+    from bayesmix.spec import SpecError, spec_from_dict
+
+    assert spec_from_dict({"model": {"noise": True}}).noise is True
+    assert spec_from_dict({"model": {"noise": 50.0}}).noise == 50.0
+    assert spec_from_dict({}).noise is False
+    for bad in (-1.0, 0, "yes"):
+        with pytest.raises(SpecError, match=r"model\.noise"):
+            spec_from_dict({"model": {"noise": bad}})
+    args = _build_parser().parse_args(["fit", "--noise", "--no-mcmc"])
+    assert _fit_spec(args).noise is True
