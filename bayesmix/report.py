@@ -440,7 +440,8 @@ def _membership(doc, result, out_dir):
         f"Membership from the {result.membership_source}. Uncertainty = 1 - max_k P(z=k): "
         f"median {np.median(unc):.3f}, {int((unc > 0.1).sum())} of {N} observations above 0.1, "
         f"{int((unc > 0.3).sum())} above 0.3. Component sizes (most probable label): "
-        f"{np.bincount(labels, minlength=K).tolist()}."
+        f"{np.bincount(labels[labels >= 0], minlength=K).tolist()}"
+        + (f"; noise class: {int((labels == -1).sum())}." if (labels == -1).any() else ".")
     )
     if result.partition is not None:
         fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
