@@ -82,6 +82,7 @@ from bayesmix._pt_dists import (
 from bayesmix._validation import (
     check_covariance_type,
     check_data,
+    check_degenerate,
     check_int,
     check_n_components,
     check_sample_weight,
@@ -394,6 +395,14 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
         log-sum-exp. Predictive draws put noise points uniformly in the data's bounding
         box (scaled about its centre to volume V).
 
+    Raises
+    ------
+    ValueError
+        On degenerate data (fewer distinct points than K, every feature constant, and
+        for full/tied covariances collinear columns or fewer than D + 1 distinct
+        points), naming the columns; with a ``prior`` of your own these are a
+        ``DegenerateDataWarning`` instead (see :func:`bayesmix._validation.check_degenerate`).
+
     Returns
     -------
     pymc.Model
@@ -414,6 +423,8 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
     sw = check_sample_weight(sample_weight, N)
     K = check_n_components(n_components, N if sw is None else int(np.count_nonzero(sw)))
     covariance = check_covariance_type(covariance)
+    # degenerate data are refused before the default prior (derived from them) is built
+    check_degenerate(X, K, names, covariance=covariance, prior_given=prior is not None)
     prior = _prior_or_default(prior, X, K, covariance, sw)
     volume, box = _noise_box(noise, X if sw is None else X[sw > 0])
     coords = _coords(K, names, N)
@@ -524,6 +535,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None, sample_weigh
             f"truncation <= {N}."
         )
     covariance = check_covariance_type(covariance)
+    check_degenerate(X, 1, names, covariance=covariance, prior_given=prior is not None)
     prior = _prior_or_default(prior, X, 1, covariance, sw)
     coords = _coords(T, names, N)
     coords["stick"] = np.arange(T - 1)
