@@ -47,21 +47,30 @@ def _em_init(cfg, rng):
         prior = prior.with_(covariance_prior="conjugate")
     if prior.weight_concentration < 1:
         prior = prior.with_(weight_concentration=1.0)
+    sw = getattr(cfg, "sample_weight", None)
     if cfg.model != "dpgmm":
         return fit_em(
-            cfg.X, cfg.n_components, covariance=cfg.covariance, prior=prior, random_seed=rng
+            cfg.X,
+            cfg.n_components,
+            covariance=cfg.covariance,
+            prior=prior,
+            random_seed=rng,
+            sample_weight=sw,
+            noise=getattr(cfg, "noise_volume", None) or False,
         )
     k_max = min(cfg.n_components, _DP_INIT_MAX_K, max(1, cfg.X.shape[0] // 10))
     best, best_bic, first = None, np.inf, None
     for k in range(1, k_max + 1):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = fit_em(cfg.X, k, covariance=cfg.covariance, prior=prior, random_seed=rng)
+            fit = fit_em(
+                cfg.X, k, covariance=cfg.covariance, prior=prior, random_seed=rng, sample_weight=sw
+            )
         if first is None:
             first = (fit, caught)
         if caught:
             continue
-        bic = fit.bic(cfg.X)
+        bic = fit.bic(cfg.X, sample_weight=sw)
         if bic < best_bic:
             best, best_bic = fit, bic
     if best is None:

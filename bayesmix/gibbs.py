@@ -119,10 +119,11 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
     model : pymc.Model or MFMModel
         Built by a bayesmix builder.
     sampler : {"gibbs", "nuts"} or None
-        ``None``: NUTS when the prior is LKJ or NUTS options were given
-        (``nuts_options``); otherwise Gibbs for DP and MFM models, and for finite
-        ones Gibbs above ``FINITE_GIBBS_MIN_PARAMS`` (60) free parameters, NUTS
-        below (``FINITE_DEFAULT``). An MFM is always sampled by Gibbs.
+        ``None``: NUTS when the prior is LKJ, the model has sample weights or a noise
+        component, or NUTS options were given (``nuts_options``); otherwise Gibbs for
+        DP and MFM models, and for finite ones Gibbs above
+        ``FINITE_GIBBS_MIN_PARAMS`` (60) free parameters, NUTS below
+        (``FINITE_DEFAULT``). An MFM is always sampled by Gibbs.
     nuts_options : bool
         Whether the caller passed options that only NUTS uses.
 
@@ -152,8 +153,17 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
             "covariance_prior='lkj'; sample it with sampler='nuts', or build the model with "
             "GMMPrior(..., covariance_prior='conjugate')."
         )
+    weighted = getattr(cfg, "sample_weight", None) is not None
+    noise = bool(getattr(cfg, "noise_volume", None))
+    if sampler == "gibbs" and (weighted or noise):
+        what = "sample_weight" if weighted else "a noise component"
+        raise ValueError(
+            f"sampler='gibbs' does not support models built with {what} (the Gibbs "
+            "sampler allocates whole, unweighted observations to Gaussian components); "
+            "sample this model with sampler='nuts'."
+        )
     if sampler is None:
-        if lkj or nuts_options:
+        if lkj or nuts_options or weighted or noise:
             sampler = "nuts"
         elif cfg.model == "dpgmm":
             sampler = "gibbs"

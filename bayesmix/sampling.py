@@ -101,6 +101,12 @@ def _init_values(cfg, w, m, c):
         vals["concentration"] = np.float64(a / b)
     elif cfg.n_components > 1:
         vals["weights"] = np.clip(w, 1e-10, None) / np.clip(w, 1e-10, None).sum()
+    if getattr(cfg, "noise_volume", None) is not None:
+        # noise model: the free Dirichlet is over K + 1 weights (an EM noise fit leaves
+        # 1 - sum(w) to the noise; a start without noise gives it 1%)
+        vals.pop("weights", None)
+        wn = np.append(np.clip(w, 1e-10, None), max(1.0 - float(np.sum(w)), 0.01))
+        vals["weights_noise"] = wn / wn.sum()
     if cov == "full" and cfg.covariance_prior == "lkj":
         L = np.linalg.cholesky(c)
         r, cc = np.tril_indices(c.shape[-1])
@@ -600,6 +606,12 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
         extra_dims=extra_dims,
         sample_stats=stats or None,
     )
+    if getattr(cfg, "noise_volume", None) is not None:
+        dt.attrs["noise_volume"] = float(cfg.noise_volume)
+        # the pointwise density includes the noise component's w_0 / V
+        ll = dt["log_likelihood"]["X"]
+        log_w0 = np.log(dt["posterior"]["noise_weight"]) - np.log(cfg.noise_volume)
+        dt["log_likelihood"]["X"] = np.logaddexp(ll, log_w0)
     if "stick" in dt["posterior"].dims:
         dt["posterior"] = (
             dt["posterior"].to_dataset().assign_coords(stick=np.arange(cfg.n_components - 1))

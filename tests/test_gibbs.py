@@ -454,6 +454,10 @@ def test_bad_input(data):
         bm.sample(build_gmm(data, 2, prior=lkj), sampler="gibbs")
     with pytest.raises(ValueError, match="sampler='gibbs'"):
         bm.sample(build_mfm(data), sampler="nuts")
+    weighted = build_gmm(data, 2, sample_weight=np.ones(len(data)))
+    assert gibbs.resolve_sampler(weighted, None) == "nuts"
+    with pytest.raises(ValueError, match=r"sample_weight.*sampler='nuts'"):
+        bm.sample(weighted, sampler="gibbs")
     with pytest.raises(ValueError, match="sampler must be one of"):
         bm.sample(build_gmm(data, 2), sampler="hmc")
     with pytest.raises(TypeError, match="unexpected keyword"):
