@@ -199,25 +199,31 @@ def _dp_prior(n, concentration):
 
 def _mfm_prior(n, k_prior, gamma, dynamic):
     """MFM's P(K+ = t), t = 1..n (Miller & Harrison 2018, Fruehwirth-Schnatter et al. 2021)."""
+    K = np.flatnonzero(k_prior > 0) + 1.0  # (J,) values of K with prior mass
+    g = gamma / K if dynamic else np.full(K.size, float(gamma))
+    tmax = int(min(n, K.max()))  # K+ <= K
+    t = np.arange(1, tmax + 1)
+    # log C(m, t) for every K at once: the sum over partitions of m points into t blocks
+    # of prod_c g^(n_c) (rising factorials); point m opens a block (factor g) or joins one
+    # of the t blocks of total size m - 1 (factor sum_c (g + n_c) = t g + m - 1)
+    logc = np.full((K.size, tmax + 1), -np.inf)
+    logc[:, 0] = 0.0
+    log_g = np.log(g)[:, None]
+    with np.errstate(divide="ignore"):
+        for m in range(1, n + 1):
+            grow = np.log(t[None, :] * g[:, None] + m - 1)
+            logc[:, 1:] = np.logaddexp(log_g + logc[:, :-1], grow + logc[:, 1:])
+            logc[:, 0] = -np.inf
+        ok = t[None, :] <= K[:, None]
+        log_fall = np.where(
+            ok,
+            special.gammaln(K + 1)[:, None] - special.gammaln(np.where(ok, K[:, None] - t + 1, 1)),
+            -np.inf,
+        )
+    log_rise = special.gammaln(g * K + n) - special.gammaln(g * K)
+    terms = log_fall - log_rise[:, None] + logc[:, 1:]
     out = np.zeros(n)
-    t = np.arange(1, n + 1)
-    for i, pk in enumerate(k_prior):
-        if pk <= 0:
-            continue
-        K = i + 1
-        g = gamma / K if dynamic else gamma
-        # log C(m, t): sum over partitions of m points into t blocks of prod_c g^(n_c)
-        logc = np.full(n + 1, -np.inf)
-        logc[0] = 0.0
-        with np.errstate(divide="ignore"):
-            for m in range(1, n + 1):
-                tail = np.logaddexp(np.log(g) + logc[:-1], np.log(t * g + m - 1) + logc[1:])
-                logc = np.concatenate([[-np.inf], tail])
-            log_fall = np.where(
-                t <= K, special.gammaln(K + 1) - special.gammaln(K - t + 1), -np.inf
-            )
-        log_rise = special.gammaln(g * K + n) - special.gammaln(g * K)
-        out += pk * np.exp(log_fall - log_rise + logc[1:])
+    out[:tmax] = k_prior[k_prior > 0] @ np.exp(terms)
     return out
 
 
