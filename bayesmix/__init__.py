@@ -31,6 +31,7 @@ _LAZY = {
     # PyMC layer
     "build_gmm": "bayesmix.models",
     "build_dpgmm": "bayesmix.models",
+    "build_mfm": "bayesmix.models",
     "sample": "bayesmix.sampling",
     "from_arrays": "bayesmix._trace",
     "save_fit": "bayesmix.io",

@@ -451,6 +451,7 @@ def sample(
     nuts_sampler=None,
     progressbar=True,
     mass_matrix="auto",
+    sampler=None,
     **pymc_kwargs,
 ):
     """Sample a bayesmix model with NUTS, chains started near the EM MAP.
@@ -491,6 +492,15 @@ def sample(
         evaluations. PyMC labels its dense adaptation experimental; its warning saying
         so is not shown. Passing PyMC's ``step``
         bypasses all of this (``init`` then follows ``mass_matrix``).
+    sampler : {"gibbs", "nuts"}, optional
+        ``"gibbs"``: the conditionally conjugate Gibbs sampler of :mod:`bayesmix.gibbs`
+        (conjugate priors only; it takes ``init``, ``draws``, ``tune`` (burn-in),
+        ``chains``, ``random_seed``, ``progressbar`` and ``cores``, ignores NUTS
+        settings, and adds ``allocations`` and ``n_occupied`` to the posterior).
+        ``None``: Gibbs for DP and MFM models (an MFM has no NUTS sampler); for finite
+        models :data:`bayesmix.gibbs.FINITE_DEFAULT` (the one with more ESS per second,
+        benchmarks/RESULTS.md), NUTS when an LKJ prior or a NUTS option
+        (``nuts_sampler``, ``mass_matrix``, ``step``, ``target_accept`` ...) is given.
     **pymc_kwargs
         Passed to ``pymc.sample`` (``cores``, ``compile_kwargs``, ...); the NUTS
         settings (``target_accept``, ``max_treedepth``, ``step_scale``, ...; or a
@@ -526,8 +536,23 @@ def sample(
     >>> idata["posterior"]["means"].dims  # doctest: +SKIP
     ('chain', 'draw', 'component', 'feature')
     """
+    from bayesmix.gibbs import _NUTS_ONLY, resolve_sampler, sample_gibbs
+
+    nuts_options = nuts_sampler is not None or mass_matrix != "auto" or "step" in pymc_kwargs
+    nuts_options = nuts_options or any(k in pymc_kwargs for k in _NUTS_ONLY)
+    if resolve_sampler(model, sampler, nuts_options=nuts_options) == "gibbs":
+        return sample_gibbs(
+            model,
+            init=init,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **pymc_kwargs,
+        )
     with _gc_paused():
-        return _sample(
+        dt = _sample(
             model,
             init=init,
             draws=draws,
@@ -539,6 +564,8 @@ def sample(
             mass_matrix=mass_matrix,
             **pymc_kwargs,
         )
+    dt.attrs.setdefault("sampler", "nuts")
+    return dt
 
 
 @contextlib.contextmanager
