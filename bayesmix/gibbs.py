@@ -100,8 +100,9 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
     model : pymc.Model or MFMModel
         Built by a bayesmix builder.
     sampler : {"gibbs", "nuts"} or None
-        ``None``: Gibbs for DP and MFM models; for finite models ``FINITE_DEFAULT``
-        unless NUTS options were given (``nuts_options``) or the prior is LKJ.
+        ``None``: NUTS when the prior is LKJ or NUTS options were given
+        (``nuts_options``); otherwise Gibbs for DP and MFM models and
+        ``FINITE_DEFAULT`` for finite ones. An MFM is always sampled by Gibbs.
     nuts_options : bool
         Whether the caller passed options that only NUTS uses.
 
@@ -132,12 +133,10 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
             "GMMPrior(..., covariance_prior='conjugate')."
         )
     if sampler is None:
-        if lkj:
+        if lkj or nuts_options:
             sampler = "nuts"
-        elif cfg.model == "dpgmm":
-            sampler = "gibbs"
         else:
-            sampler = "nuts" if nuts_options else FINITE_DEFAULT
+            sampler = "gibbs" if cfg.model == "dpgmm" else FINITE_DEFAULT
     return sampler
 
 
@@ -275,9 +274,31 @@ def log_dirichlet(rng, a):
     >>> bool(np.isclose(np.exp(lw).sum(), 1.0)) and bool(np.all(np.isfinite(lw)))
     True
     """
-    a = np.asarray(a, dtype=float)
-    lg = np.log(rng.gamma(a + 1.0)) + np.log(rng.random(a.shape)) / a
+    lg = _log_gamma_draws(rng, np.asarray(a, dtype=float))
     return lg - logsumexp(lg)
+
+
+def _log_gamma_draws(rng, a):
+    return np.log(rng.gamma(a + 1.0)) + np.log(rng.random(np.shape(a))) / a
+
+
+def log_beta(rng, a, b):
+    """``(log v, log(1 - v))`` of Beta(a, b) draws, both exact when v is near 0 or 1.
+
+    A stick ``v`` drawn as a float can round to 1 (e.g. Beta(1, a) with a tiny
+    concentration ``a``), which would cut every later weight to an exact 0; the
+    ratio of two Gamma variables in log space keeps ``log(1 - v)`` finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lv, l1m = log_beta(np.random.default_rng(0), np.array([1.0]), np.array([1e-3]))
+    >>> bool(np.isfinite(l1m[0])) and bool(np.isclose(np.exp(lv) + np.exp(l1m), 1.0)[0])
+    True
+    """
+    la, lb = _log_gamma_draws(rng, a), _log_gamma_draws(rng, b)
+    tot = np.logaddexp(la, lb)
+    return la - tot, lb - tot
 
 
 # ---------------------------------------------------------------------------- state
@@ -367,12 +388,9 @@ def _sweep_dp(spec, st, rng):
         st.permute(perm)
         st.counts = counts
     counts, rest = _dp_concentration(spec, st, rng)
-    v = rng.beta(1.0 + counts, st.alpha + rest)
-    log1m = np.log1p(-v)
-    cum = np.concatenate([[0.0], np.cumsum(log1m)])
-    with np.errstate(divide="ignore"):
-        st.log_w = np.concatenate([np.log(v), [0.0]]) + cum
-    st.sticks = v
+    log_v, log1m = log_beta(rng, 1.0 + counts, st.alpha + rest)
+    st.log_w = np.concatenate([log_v, [0.0]]) + np.concatenate([[0.0], np.cumsum(log1m)])
+    st.sticks = np.exp(log_v)
     _update_components(spec, st, rng)
 
 
@@ -380,7 +398,11 @@ def _log_p_k(spec, counts_occupied, N):
     """log p(K | partition) for K = K+ .. Kmax, unnormalised (module docstring)."""
     kp = counts_occupied.size
     Ks = np.arange(kp, spec.n_slots + 1, dtype=float)
-    g = spec.weight_concentration / Ks if spec.dynamic else np.full(Ks.shape, spec.weight_concentration)
+    g = (
+        spec.weight_concentration / Ks
+        if spec.dynamic
+        else np.full(Ks.shape, spec.weight_concentration)
+    )
     occ = counts_occupied[None, :].astype(float)
     lp = (
         spec.log_k_prior[kp - 1 :]
@@ -452,9 +474,7 @@ def _store(out, s, st):
 def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     """Run one chain from a copy of ``init``; returns the recorded arrays."""
     rng = np.random.default_rng(seed)
-    st = dataclasses.replace(
-        init, z=init.z.copy(), counts=init.counts.copy(), own=dict(init.own)
-    )
+    st = dataclasses.replace(init, z=init.z.copy(), counts=init.counts.copy(), own=dict(init.own))
     sweep = _SWEEPS[spec.kind]
     out = _record_arrays(spec, draws, store_z)
     done = 0

@@ -614,7 +614,6 @@ def build_mfm(X, *, covariance="full", prior=None, k_prior=None, max_components=
     ('mfm', 1.0)
     """
     X, names = check_data(X, return_names=True)
-    N, D = X.shape
     if isinstance(max_components, bool) or not isinstance(max_components, numbers.Integral):
         raise TypeError(
             f"max_components must be an integer >= 2; got {type(max_components).__name__} "

@@ -177,7 +177,9 @@ def test_dpgmm_mocked_n_occupied_and_truncation_warning(mocked, data):
     model = build_dpgmm(data, truncation=4)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        dt = bm.sample(model, init=_init_for(2, 2), draws=20, chains=1, random_seed=2)
+        dt = bm.sample(
+            model, init=_init_for(2, 2), draws=20, chains=1, random_seed=2, sampler="nuts"
+        )
     post = dt["posterior"]
     # the warning fires exactly when the last component's mean weight exceeds 1%
     last = float(post["weights"].values[..., -1].mean())
@@ -346,7 +348,14 @@ def test_dp_occupied_mode_is_three():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bm.ConvergenceWarning)
         dt = bm.sample(
-            model, draws=300, tune=300, chains=2, cores=1, progressbar=False, random_seed=6
+            model,
+            draws=300,
+            tune=300,
+            chains=2,
+            cores=1,
+            progressbar=False,
+            random_seed=6,
+            sampler="nuts",
         )
     occ = dt["posterior"]["n_occupied"].values.ravel()
     counts = np.bincount(occ)
@@ -383,7 +392,7 @@ def test_mass_matrix_choice_reaches_pymc(monkeypatch, data):
         assert seen["step"] == "step" and "init" not in seen
     big = build_dpgmm(data, truncation=12)  # 12 x 5 + 11 sticks + 1 concentration = 72 > 60
     with pytest.raises(_Stop):
-        bm.sample(big, **kw)
+        bm.sample(big, sampler="nuts", **kw)
     assert seen["mass_matrix"] == "diag"
     # NUTS settings go to the step, the rest to pm.sample
     seen.clear()

@@ -1,0 +1,474 @@
+"""Tests of the conjugate Gibbs samplers (bayesmix.gibbs, bayesmix._gibbs_kernels).
+
+Conditional updates against closed forms and scipy.stats, prior reproduction with the
+likelihood switched off, bit-reproducibility, the DataTree layout against the PyMC
+models and NUTS, analysis functions on a Gibbs result, bad input. The exact
+enumeration of partitions and the prior-on-K+ checks live in tests/test_nclusters.py.
+
+Monte-Carlo tolerances: a mean of n draws is compared within 4.5 standard errors
+(two-sided probability of a false failure < 1e-5 per comparison, a few dozen
+comparisons per run); the standard errors use the draws' own standard deviation, or
+an effective sample size where draws are autocorrelated.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import bayesmix as bm
+from bayesmix import _gibbs_kernels as gk
+from bayesmix import gibbs
+from bayesmix.models import build_dpgmm, build_gmm, build_mfm
+
+Z = 4.5  # standard errors allowed for a Monte-Carlo mean (module docstring)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = bm.simulate(
+        60,
+        [0.5, 0.5],
+        [[0.0, 0.0], [6.0, 6.0]],
+        [np.eye(2), [[1.0, 0.3], [0.3, 1.0]]],
+        random_seed=0,
+    )
+    return X
+
+
+def _close(draws, expected, se_scale=None):
+    """Means of draws (axis 0) equal ``expected`` within Z standard errors."""
+    draws = np.asarray(draws)
+    se = draws.std(0) / np.sqrt(draws.shape[0]) if se_scale is None else se_scale
+    np.testing.assert_array_less(np.abs(draws.mean(0) - expected), Z * se + 1e-12)
+
+
+# ---------------------------------------------------------------------------- kernels
+def test_allocate_probabilities_match_scipy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 2))
+    w = np.array([0.2, 0.5, 0.3])
+    means = rng.normal(size=(3, 2))
+    A = rng.normal(size=(3, 2, 2))
+    cov = A @ A.swapaxes(1, 2) + np.eye(2)
+    prec = np.linalg.inv(np.linalg.cholesky(cov))
+    logp = np.stack(
+        [np.log(w[k]) + stats.multivariate_normal(means[k], cov[k]).logpdf(X) for k in range(3)],
+        1,
+    )
+    p = np.exp(logp - logp.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    z = np.empty(5, dtype=np.int64)
+    counts = np.empty(3, dtype=np.int64)
+    # inverse CDF: u just below / above each cumulative boundary picks that component
+    cum = np.cumsum(p, axis=1)
+    for k in range(3):
+        lo = (cum[:, k - 1] if k else np.zeros(5)) + 1e-9
+        ll = gk.allocate(X, np.log(w), means, prec, lo, z, counts)
+        np.testing.assert_array_equal(z, k)
+        assert counts[k] == 5
+    np.testing.assert_allclose(ll, np.log(np.exp(logp).sum(1)).sum(), rtol=1e-12)
+    # a component with log weight -inf is never chosen
+    z_all = np.empty(5, dtype=np.int64)
+    with np.errstate(divide="ignore"):
+        log_w = np.log([0.0, 0.5, 0.5])
+    gk.allocate(X, log_w, means, prec, np.full(5, 1e-12), z_all, counts)
+    assert np.all(z_all >= 1)
+
+
+def test_suff_stats_match_numpy():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 3))
+    z = rng.integers(0, 4, size=50)
+    z[z == 3] = 2  # component 3 stays empty
+    counts = np.bincount(z, minlength=4).astype(np.int64)
+    sums = np.empty((4, 3))
+    scatter = np.empty((4, 3, 3))
+    gk.suff_stats(X, z.astype(np.int64), counts, sums, scatter)
+    for k in range(3):
+        xk = X[z == k]
+        np.testing.assert_allclose(sums[k], xk.sum(0))
+        np.testing.assert_allclose(scatter[k], (len(xk) - 1) * np.cov(xk, rowvar=False))
+    assert np.all(sums[3] == 0) and np.all(scatter[3] == 0)
+
+
+# ---------------------------------------------------------------------------- conditionals
+def test_inv_wishart_draws_match_scipy():
+    rng = np.random.default_rng(2)
+    psi = np.array([[2.0, 0.6, 0.1], [0.6, 1.0, -0.2], [0.1, -0.2, 0.5]])
+    nu = 9.0
+    n = 20000
+    cov, chol = gibbs.inv_wishart_draws(rng, np.full(n, nu), np.broadcast_to(psi, (n, 3, 3)))
+    np.testing.assert_allclose(chol @ chol.swapaxes(1, 2), cov, atol=1e-12)
+    _close(cov, psi / (nu - 3 - 1))
+    ref = stats.invwishart(df=nu, scale=psi).rvs(size=n, random_state=3)
+    # the whole distribution of two entries against scipy's sampler (independent code)
+    for idx in [(0, 0), (1, 2)]:
+        assert stats.ks_2samp(cov[:, idx[0], idx[1]], ref[:, idx[0], idx[1]]).pvalue > 1e-4
+
+
+def _fixed_stats(rng, X, K):
+    z = np.repeat(np.arange(K), len(X) // K)
+    counts = np.bincount(z, minlength=K).astype(np.int64)
+    sums = np.empty((K, X.shape[1]))
+    scatter = np.empty((K, X.shape[1], X.shape[1]))
+    gk.suff_stats(X, z.astype(np.int64), counts, sums, scatter)
+    return counts, sums, scatter
+
+
+def _repeat(n, *arrays):
+    return [np.repeat(a[None], n, axis=0).reshape(-1, *a.shape[1:]) for a in arrays]
+
+
+def test_niw_conditional_matches_textbook():
+    """Full covariance: draws of (mu, Sigma) | z against Murphy (2007) eqs. 250-254."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(12, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]]) + [1.0, -2.0]
+    prior = bm.GMMPrior(mean=np.zeros(2), scale=np.diag([1.5, 0.8]), dof=5.0, mean_shrinkage=0.5)
+    conj = gibbs._Conj.from_prior(prior, "full")
+    counts, sums, scatter = _fixed_stats(rng, X, 2)  # 6 observations per component
+    n = 15000
+    c, s, sc = _repeat(n, counts, sums, scatter)
+    means, cov, _, own = gibbs.draw_components(rng, conj, c, s, sc)
+    for k in range(2):
+        xk = X[6 * k : 6 * k + 6]
+        xbar = xk.mean(0)
+        S = (xk - xbar).T @ (xk - xbar)
+        kn, nun = 0.5 + 6, 5.0 + 6
+        mn = 6 * xbar / kn
+        psin = prior.scale + S + 0.5 * 6 / kn * np.outer(xbar, xbar)
+        e_sigma = psin / (nun - 2 - 1)
+        _close(cov[k::2], e_sigma)
+        _close(means[k::2], mn)
+        # Cov(mu) = E[Sigma] / kappa_n; compare the empirical covariance entries
+        emp = np.cov(means[k::2], rowvar=False)
+        np.testing.assert_allclose(emp, e_sigma / kn, rtol=0.08)  # 15000 draws: ~2% sd
+    assert own["covariances"] is cov
+
+
+@pytest.mark.parametrize("covariance", ["diag", "spherical"])
+def test_nig_conditional_matches_closed_form(covariance):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(10, 3)) * [1.0, 2.0, 0.5] + 3.0
+    prior = bm.GMMPrior(mean=np.zeros(3), scale=np.diag([1.0, 2.0, 0.3]), dof=6.0)
+    conj = gibbs._Conj.from_prior(prior, covariance)
+    counts, sums, scatter = _fixed_stats(rng, X, 1)
+    n = 20000
+    c, s, sc = _repeat(n, counts, sums, scatter)
+    means, cov, chol, own = gibbs.draw_components(rng, conj, c, s, sc)
+    k0, xbar = prior.mean_shrinkage, X.mean(0)
+    S = (X - xbar).T @ (X - xbar)
+    kn = k0 + 10
+    shrink = k0 * 10 / kn
+    if covariance == "diag":
+        a = (6.0 + 10) / 2
+        b = (np.diag(prior.scale) + np.diag(S) + shrink * xbar**2) / 2
+    else:
+        a = (6.0 + 10 * 3) / 2
+        b = (np.trace(prior.scale) / 3 + np.trace(S) + shrink * xbar @ xbar) / 2
+    _close(own["variances"], b / (a - 1))
+    _close(means, 10 * xbar / kn)
+    np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2), (chol**2).sum(-1))
+    # the variances follow InvGamma(a, b) as a whole (KS against scipy)
+    v = own["variances"] if covariance == "spherical" else own["variances"][:, 0]
+    b0 = b if covariance == "spherical" else b[0]
+    assert stats.kstest(v, stats.invgamma(a, scale=b0).cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+def test_empty_components_reproduce_the_prior(covariance):
+    """Likelihood off (no observations): component draws have the prior's moments."""
+    rng = np.random.default_rng(6)
+    D = 2
+    prior = bm.GMMPrior(mean=np.zeros(D), scale=np.array([[1.0, 0.3], [0.3, 2.0]]), dof=8.0)
+    conj = gibbs._Conj.from_prior(prior, covariance)
+    K = 3 if covariance == "tied" else 15000
+    reps = 5000 if covariance == "tied" else 1
+    covs, means = [], []
+    for _ in range(reps):
+        m, c, _, _ = gibbs.draw_components(
+            rng, conj, np.zeros(K, dtype=np.int64), np.zeros((K, D)), np.zeros((K, D, D))
+        )
+        means.append(m[:1] if covariance == "tied" else m)
+        covs.append(c[:1] if covariance == "tied" else c)
+    means, covs = np.concatenate(means), np.concatenate(covs)
+    nu = 8.0
+    if covariance in ("full", "tied"):
+        e_sigma = prior.scale / (nu - D - 1)
+    elif covariance == "diag":
+        e_sigma = np.diag(np.diag(prior.scale)) / (nu - 2)
+    else:
+        e_sigma = np.eye(D) * np.trace(prior.scale) / D / (nu - 2)
+    _close(covs, e_sigma)
+    _close(means, prior.mean)
+    # mu | Sigma ~ N(0, Sigma / kappa0): the mean's variance is E[Sigma] / kappa0
+    np.testing.assert_allclose(
+        means.var(0), np.diag(e_sigma) / prior.mean_shrinkage, rtol=0.1
+    )  # heavy-tailed draws (t with nu - D + 1 dof): 10% covers ~4 sd of the variance estimate
+
+
+def test_log_dirichlet_moments():
+    rng = np.random.default_rng(7)
+    a = np.array([0.01, 0.5, 3.0])
+    lw = np.array([gibbs.log_dirichlet(rng, a) for _ in range(4000)])
+    assert np.all(np.isfinite(lw))
+    _close(np.exp(lw), a / a.sum())
+
+
+# ---------------------------------------------------------------------------- prior runs
+def _prior_chain(model, sweeps, seed=0, burn=200):
+    """Run sweeps with every component at the same fixed parameters: the likelihood is
+    the same for every allocation, so the chain targets the prior of (z, weights, K)."""
+    cfg = model.bayesmix_config
+    spec = gibbs._spec(cfg)
+    w = np.full(2, 0.5)
+    m = np.repeat(cfg.X.mean(0)[None], 2, axis=0)
+    c = np.repeat(np.eye(cfg.X.shape[1])[None], 2, axis=0)
+    st = gibbs._initial_state(cfg, spec, w, m, c)
+    st.means = np.zeros_like(st.means)
+    st.chol = np.broadcast_to(np.eye(cfg.X.shape[1]), st.chol.shape).copy()
+    rng = np.random.default_rng(seed)
+    rec = []
+    sweep = gibbs._SWEEPS[spec.kind]
+    orig = gibbs._update_components
+    try:
+        gibbs._update_components = lambda spec, st, rng: None
+        for i in range(burn + sweeps):
+            sweep(spec, st, rng)
+            if i >= burn:
+                rec.append((st.alpha, st.K, (st.counts > 0).sum(), np.exp(st.log_w)))
+    finally:
+        gibbs._update_components = orig
+    return rec
+
+
+def _ess(x):
+    import arviz_stats as azs
+
+    return float(azs.ess(np.asarray(x, dtype=float)[None, :], method="mean"))
+
+
+def test_dp_concentration_and_sticks_reproduce_the_prior(data):
+    model = build_dpgmm(
+        data, truncation=10, prior=bm.GMMPrior.from_data(data, 1).with_(dp_concentration=(2.0, 1.5))
+    )
+    rec = _prior_chain(model, 3000)
+    alpha = np.array([r[0] for r in rec])
+    # marginal of the concentration: Gamma(shape 2, rate 1.5), mean 4/3, sd sqrt(2)/1.5
+    _close(alpha, 2.0 / 1.5, se_scale=np.sqrt(2.0) / 1.5 / np.sqrt(_ess(alpha)))
+    assert stats.kstest(alpha[::10], stats.gamma(2.0, scale=1 / 1.5).cdf).pvalue > 1e-4
+    # first stick-breaking weight: E[v1] = E[1 / (1 + a)] under the Gamma prior
+    w1 = np.array([r[3][0] for r in rec])
+    grid = stats.gamma(2.0, scale=1 / 1.5)
+    e_v1 = grid.expect(lambda a: 1.0 / (1.0 + a))
+    _close(w1, e_v1, se_scale=w1.std() / np.sqrt(_ess(w1)))
+
+
+def test_mfm_k_reproduces_k_prior(data):
+    kp = np.array([0.1, 0.3, 0.2, 0.25, 0.15])
+    model = build_mfm(data, k_prior=kp, max_components=5)
+    rec = _prior_chain(model, 3000)
+    K = np.array([r[1] for r in rec])
+    freq = np.bincount(K, minlength=6)[1:] / K.size
+    se = np.sqrt(kp * (1 - kp) / _ess(K))
+    np.testing.assert_array_less(np.abs(freq - kp), Z * se)
+    kplus = np.array([r[2] for r in rec])
+    assert np.all(kplus <= K)
+
+
+# ---------------------------------------------------------------------------- sampling
+def _gibbs(model, **kw):
+    kw = dict(dict(draws=30, tune=20, chains=2, random_seed=3, progressbar=False), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        return bm.sample(model, sampler="gibbs", **kw)
+
+
+def test_bit_reproducible_and_cores_independent(data):
+    model = build_dpgmm(data, truncation=6)
+    a = _gibbs(model)
+    b = _gibbs(model)
+    c = _gibbs(model, cores=2)
+    for v in a["posterior"].data_vars:
+        np.testing.assert_array_equal(a["posterior"][v].values, b["posterior"][v].values)
+        np.testing.assert_array_equal(a["posterior"][v].values, c["posterior"][v].values)
+    d = _gibbs(model, random_seed=4)
+    assert not np.array_equal(a["posterior"]["means"].values, d["posterior"]["means"].values)
+
+
+def _layout(dt):
+    return {v: dt["posterior"][v].dims for v in dt["posterior"].data_vars}
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("kind", ["gmm", "dpgmm"])
+def test_layout_matches_the_pymc_model(data, covariance, kind):
+    if kind == "gmm":
+        model = build_gmm(data, 2, covariance=covariance)
+    else:
+        model = build_dpgmm(data, truncation=4, covariance=covariance)
+    dt = _gibbs(model, draws=4, tune=2)
+    post = dt["posterior"]
+    for rv in [*model.free_RVs, *model.deterministics]:
+        dims = model.named_vars_to_dims.get(rv.name, ())
+        assert post[rv.name].dims == ("chain", "draw", *dims), rv.name
+        assert post[rv.name].shape[2:] == tuple(model.coords[d].__len__() for d in dims)
+    assert post["covariances"].dims[2:] == ("component", "feature", "feature2")
+    assert post["n_occupied"].dims == ("chain", "draw")
+    assert post["allocations"].dims == ("chain", "draw", "obs")
+    assert np.issubdtype(post["allocations"].dtype, np.integer)
+    assert dt["log_likelihood"]["X"].dims == ("chain", "draw", "obs")
+    assert dt.attrs["sampler"] == "gibbs" and dt.attrs["model"] == kind
+    assert dt.attrs["covariance"] == covariance
+    assert bm.GMMPrior.from_dict(__import__("json").loads(dt.attrs["prior"])) == (
+        model.bayesmix_config.prior
+    )
+    # allocations agree with n_occupied; weights are a distribution
+    occ = np.array([[np.unique(z).size for z in ch] for ch in post["allocations"].values])
+    np.testing.assert_array_equal(occ, post["n_occupied"].values)
+    np.testing.assert_allclose(post["weights"].sum("component"), 1.0, rtol=1e-12)
+
+
+def test_layout_matches_nuts(data):
+    model = build_gmm(data, 2)
+    g = _gibbs(model, draws=5, tune=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = bm.sample(
+            model, sampler="nuts", draws=5, tune=5, chains=2, random_seed=1, progressbar=False
+        )
+    assert n.attrs["sampler"] == "nuts"
+    assert set(n.children) <= set(g.children) | {"sample_stats"}
+    for v, dims in _layout(n).items():
+        assert _layout(g)[v] == dims, v
+    assert set(_layout(g)) - set(_layout(n)) <= {"n_occupied", "allocations"}
+    for key in ("model", "n_components", "covariance", "prior", "covariance_prior"):
+        assert g.attrs[key] == n.attrs[key], key
+
+
+def test_allocations_omitted_when_too_many(data, monkeypatch):
+    monkeypatch.setattr(gibbs, "MAX_STORED_ALLOCATIONS", 100)
+    dt = _gibbs(build_gmm(data, 2), draws=5, tune=0)
+    assert "allocations" not in dt["posterior"].data_vars
+    assert dt.attrs["allocations_stored"] == 0 and "not stored" in dt.attrs["allocations_note"]
+
+
+def test_mfm_output(data):
+    model = build_mfm(data, max_components=8, covariance="diag")
+    dt = _gibbs(model, draws=40)
+    post = dt["posterior"]
+    K = post["n_components"].values
+    assert post["weights"].sizes["component"] == 8
+    assert np.all(post["n_occupied"].values <= K) and np.all(K >= 1) and np.all(K <= 8)
+    w = post["weights"].values
+    absent = np.arange(8)[None, None] >= K[..., None]
+    assert np.all(w[absent] == 0) and np.all(w[~absent] > 0)
+    for v in ("means", "covariances", "variances"):
+        assert np.all(np.isfinite(post[v].values)), v
+    # absent components sit at the prior mode
+    prior = model.bayesmix_config.prior
+    np.testing.assert_allclose(
+        post["means"].values[absent], np.broadcast_to(prior.mean, (absent.sum(), 2))
+    )
+    assert dt.attrs["model"] == "mfm" and dt.attrs["max_components"] == 8
+    # two clusters 6 sd apart: the posterior keeps both
+    assert np.mean(post["n_occupied"].values >= 2) > 0.9
+
+
+def test_analysis_functions_on_a_gibbs_result(data):
+    model = build_gmm(data, 2)
+    dt = _gibbs(model, draws=100, tune=50)
+    mem = bm.membership(dt, relabel=False)
+    assert mem["probability"].shape == (len(data), 2)
+    # clusters 6 sd apart: every observation belongs to its cluster with probability ~1
+    far = np.linalg.norm(data - [6.0, 6.0], axis=1) < np.linalg.norm(data, axis=1)
+    lab = mem["label"].values
+    assert len(set(lab[far])) == 1 and len(set(lab[~far])) == 1 and lab[far][0] != lab[~far][0]
+    assert float(mem["max_probability"].min()) > 0.99
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = bm.loo(dt)
+    # the two clusters are 6 sd apart: elpd close to the EM fit's log-likelihood
+    em = bm.fit_em(data, 2, prior=model.bayesmix_config.prior, random_seed=0)
+    ll_em = float(np.sum(em.score_samples(data))) if hasattr(em, "score_samples") else None
+    elpd = float(getattr(loo, "elpd", getattr(loo, "elpd_loo", np.nan)))
+    assert np.isfinite(elpd)
+    if ll_em is not None:
+        assert ll_em - 20 < elpd < ll_em  # loo costs ~ p_loo (about 11 parameters)
+    cc = bm.coclustering(dt)
+    assert np.asarray(cc).shape == (len(data), len(data))
+    rel = bm.relabel(dt)
+    assert rel["posterior"]["means"].dims == dt["posterior"]["means"].dims
+
+
+# ---------------------------------------------------------------------------- defaults, errors
+def test_default_sampler_choice(data):
+    assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
+    assert gibbs.resolve_sampler(build_mfm(data), None) == "gibbs"
+    assert gibbs.resolve_sampler(build_gmm(data, 2), None) == gibbs.FINITE_DEFAULT
+    assert gibbs.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
+    assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
+        "nuts"
+    )
+    lkj = bm.GMMPrior.from_data(data, 2).with_(covariance_prior="lkj")
+    assert gibbs.resolve_sampler(build_gmm(data, 2, prior=lkj), None) == "nuts"
+
+
+def test_bad_input(data):
+    lkj = bm.GMMPrior.from_data(data, 2).with_(covariance_prior="lkj")
+    with pytest.raises(ValueError, match="sampler='nuts'"):
+        bm.sample(build_gmm(data, 2, prior=lkj), sampler="gibbs")
+    with pytest.raises(ValueError, match="sampler='gibbs'"):
+        bm.sample(build_mfm(data), sampler="nuts")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        bm.sample(build_gmm(data, 2), sampler="hmc")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        bm.sample(build_gmm(data, 2), sampler="gibbs", step=object())
+    with pytest.raises(ValueError, match="draws must be"):
+        bm.sample(build_gmm(data, 2), sampler="gibbs", draws=0)
+    for bad, msg in [
+        ([0.5, -0.1, 0.6], "non-negative"),
+        ([0.5, 0.4], "summing to 1"),
+        (np.r_[np.zeros(5), 1.0], "all its mass above max_components"),
+        ([[0.5, 0.5]], "1-D array"),
+    ]:
+        with pytest.raises(ValueError, match=msg) as info:
+            build_mfm(data, k_prior=bad, max_components=5)
+        assert "k_prior" in str(info.value)
+    with pytest.raises(ValueError, match="all its mass above"):
+        build_mfm(data, k_prior=stats.randint(10, 12), max_components=5)
+    with pytest.raises(ValueError, match="max_components must be >= 2"):
+        build_mfm(data, max_components=1)
+    with pytest.raises(TypeError, match="max_components"):
+        build_mfm(data, max_components=2.5)
+
+
+def test_k_prior_forms(data):
+    bnb = stats.betanbinom(n=1, a=4, b=3)
+    p = build_mfm(data, max_components=30).bayesmix_config.k_prior
+    np.testing.assert_allclose(p, bnb.pmf(np.arange(30)) / bnb.cdf(29), rtol=1e-12)
+    p = build_mfm(data, k_prior=[0.2, 0.3, 0.5], max_components=5).bayesmix_config.k_prior
+    np.testing.assert_allclose(p, [0.2, 0.3, 0.5, 0, 0])
+    p = build_mfm(data, k_prior=[0.2, 0.3, 0.5], max_components=2).bayesmix_config.k_prior
+    np.testing.assert_allclose(p, [0.4, 0.6])
+
+
+def test_truncation_warning():
+    X, _ = bm.simulate(90, [1 / 3] * 3, [[0, 0], [8, 0], [0, 8]], [np.eye(2)] * 3, random_seed=1)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dt = bm.sample(
+            build_dpgmm(X, truncation=2),
+            draws=30,
+            tune=10,
+            chains=1,
+            random_seed=0,
+            progressbar=False,
+        )
+    # three clusters 8 sd apart, two components: the last one keeps about 2/3 of the mass
+    assert float(dt["posterior"]["weights"].values[..., -1].mean()) > 0.3
+    warned = [r for r in rec if issubclass(r.category, bm.sampling.TruncationWarning)]
+    assert len(warned) == 1 and "Increase truncation" in str(warned[0].message)
