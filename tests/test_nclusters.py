@@ -350,6 +350,13 @@ def _exact_dp(alpha=None, gamma_prior=None, T=8, truncated=True):
     return P.posterior(L, lp, ll)[1]
 
 
+@pytest.fixture(scope="module")
+def dp_gamma_fit():
+    """Gibbs DP fit of X_TINY, alpha ~ Gamma(2, 2), truncation 8, 2 x 3000 draws."""
+    prior = _gmm_prior(dp_concentration=(2.0, 2.0))
+    return _gibbs(bm.build_dpgmm(X_TINY[:, None], truncation=8, prior=prior), draws=3000)
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -357,13 +364,17 @@ def _exact_dp(alpha=None, gamma_prior=None, T=8, truncated=True):
         pytest.param("fixed", id="alpha=1", marks=pytest.mark.slow),
     ],
 )
-def test_gibbs_dp_matches_enumeration(case):
+def test_gibbs_dp_matches_enumeration(case, request):
     # build_dpgmm needs truncation <= N = 8: the target is the truncated stick-breaking
     # model, whose partition law the reference computes exactly (tests/_partitions.py).
     # A fixed alpha is Gamma(1e6, 1e6): sd 1e-3, which moves P(K+ = k) by O(1e-6).
     conc = (2.0, 2.0) if case == "gamma" else (1e6, 1e6)
-    model = bm.build_dpgmm(X_TINY[:, None], truncation=8, prior=_gmm_prior(dp_concentration=conc))
-    table = bm.n_clusters(_gibbs(model, draws=3000 if case == "gamma" else 5000))
+    if case == "gamma":
+        fit = request.getfixturevalue("dp_gamma_fit")
+    else:
+        prior = _gmm_prior(dp_concentration=conc)
+        fit = _gibbs(bm.build_dpgmm(X_TINY[:, None], truncation=8, prior=prior), draws=5000)
+    table = bm.n_clusters(fit)
     exact = _exact_dp(gamma_prior=conc) if case == "gamma" else _exact_dp(alpha=1.0)
     p, exact, z = _z_scores(table, "n_occupied", exact)
     assert np.all(np.abs(z) < Z_MAX), (p.round(4), exact.round(4), z.round(2))
@@ -372,6 +383,57 @@ def test_gibbs_dp_matches_enumeration(case):
         # Gamma(2, 2) the truncation at 8 matters: P(K+ = 7) 0.005 truncated vs 0.020)
         wrong = _exact_dp(gamma_prior=conc, truncated=False)
         assert np.abs(_z_scores(table, "n_occupied", wrong)[2]).max() > Z_MAX
+
+
+def _exact_psm(log_post, labels):
+    """P(z_n = z_m | x) = sum over partitions of p(C | x) 1(n ~ m)."""
+    same = labels[:, :, None] == labels[:, None, :]
+    return np.einsum("p,pnm->nm", np.exp(log_post), same)
+
+
+def test_coclustering_from_allocations_matches_enumeration(dp_gamma_fit):
+    import arviz_stats as azs
+
+    psm = bm.coclustering(dp_gamma_fit)
+    assert psm.attrs["source"] == "allocations"
+    L = P.set_partitions(X_TINY.size)
+    lp = P.log_eppf_tsb(L, 8, gamma_prior=(2.0, 2.0))
+    log_post, _ = P.posterior(L, lp, P.partition_log_likelihood(X_TINY, L, **NIG))
+    exact = _exact_psm(log_post, L)
+    # z-scores per pair, MCSE from the ESS of the pair's indicator (as n_clusters does);
+    # same |z| bound as above over the 28 pairs
+    z_draws = dp_gamma_fit["posterior"]["allocations"].transpose("chain", "draw", "obs").values
+    iu = np.triu_indices(X_TINY.size, 1)
+    ind = (z_draws[..., iu[0]] == z_draws[..., iu[1]]).astype(float)
+    ess = np.asarray(azs.ess(ind, method="mean", chain_axis=0, draw_axis=1))
+    p = exact[iu]
+    z = (psm.values[iu] - p) / np.sqrt(p * (1 - p) / ess)
+    assert np.abs(z).max() < Z_MAX, z.round(2)
+    # the Rao-Blackwellised estimate from the parameters targets the same matrix with no
+    # larger MC error: sd <= sqrt(0.25 / ESS) ~ 0.02 for the ESS of several hundred here
+    rb = bm.coclustering(dp_gamma_fit, source="parameters")
+    assert rb.attrs["source"] == "parameters"
+    assert np.abs(rb.values - exact).max() < 0.05
+    with pytest.raises(ValueError, match="source"):
+        bm.coclustering(dp_gamma_fit, source="labels")
+
+
+@pytest.mark.parametrize("loss", ["binder", "vi"])
+def test_point_partition_finds_the_exact_optimum(loss, dp_gamma_fit):
+    # the search (hierarchical cuts + greedy moves) against brute force over all 4140
+    # partitions, with the exact PSM: the same minimal expected loss
+    from bayesmix.allocation import binder_loss, vi_lower_bound
+
+    L = P.set_partitions(X_TINY.size)
+    lp = P.log_eppf_tsb(L, 8, gamma_prior=(2.0, 2.0))
+    log_post, _ = P.posterior(L, lp, P.partition_log_likelihood(X_TINY, L, **NIG))
+    exact = _exact_psm(log_post, L)
+    fn = binder_loss if loss == "binder" else vi_lower_bound
+    best = min(fn(lab, exact) for lab in L)
+    assert bm.point_partition(exact, loss=loss).expected_loss == pytest.approx(best, abs=1e-9)
+    # from the Gibbs fit: candidates include the sampled allocations
+    got = bm.point_partition(dp_gamma_fit, loss=loss)
+    assert fn(got.labels, exact) < best + 0.05 * X_TINY.size
 
 
 @pytest.mark.xfail(
