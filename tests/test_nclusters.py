@@ -579,3 +579,24 @@ def test_gibbs_mfm_prior_on_k_plus(monkeypatch, dynamic):
     ):
         p, exact, z = _z_scores(table, var, exact)
         assert np.all(np.abs(z) < Z_MAX), (var, p.round(4), exact.round(4), z.round(2))
+
+
+@pytest.mark.slow
+def test_n_clusters_on_a_nuts_fit():
+    # NUTS trees carry n_occupied (each draw's MAP allocation), no allocations
+    X, _ = bm.simulate(60, [0.5, 0.5], [[0.0], [8.0]], [1.0, 1.0], random_seed=0)
+    idata = bm.sample(
+        bm.build_gmm(X, 3),
+        sampler="nuts",
+        draws=100,
+        tune=100,
+        chains=1,
+        random_seed=0,
+        progressbar=False,
+    )
+    assert "allocations" not in idata["posterior"]
+    table = bm.n_clusters(idata)
+    assert abs(table["probability"].sum() - 1) < 1e-12
+    # two groups 8 sd apart: at least two occupied components in every draw
+    assert table.loc[table["k"] == 1, "probability"].sum() == 0
+    assert bm.coclustering(idata).attrs["source"] == "parameters"
