@@ -22,7 +22,14 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["allocate", "dp_label_swaps", "suff_stats"]
+__all__ = [
+    "allocate",
+    "dp_label_swaps",
+    "log_marginal",
+    "prior_constant",
+    "split_merge",
+    "suff_stats",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -225,3 +232,297 @@ def dp_label_swaps(counts, alpha, pairs, log_u, perm):  # pragma: no cover - com
             counts[b] = counts[a]
             counts[a] = ca
     return accepted
+
+
+# ---------------------------------------------------------------------------- split-merge
+@njit(cache=True, nogil=True)
+def _chol_logdet(M, work):  # pragma: no cover - compiled
+    """log det of an SPD matrix by an in-place Cholesky on ``work``; -inf if not SPD."""
+    D = M.shape[0]
+    for r in range(D):
+        for c in range(D):
+            work[r, c] = M[r, c]
+    out = 0.0
+    for j in range(D):
+        s = work[j, j]
+        for k in range(j):
+            s -= work[j, k] * work[j, k]
+        if s <= 0.0:
+            return -np.inf
+        d = math.sqrt(s)
+        work[j, j] = d
+        out += 2.0 * math.log(d)
+        for r in range(j + 1, D):
+            t = work[r, j]
+            for k in range(j):
+                t -= work[r, k] * work[j, k]
+            work[r, j] = t / d
+    return out
+
+
+@njit(cache=True, nogil=True)
+def prior_constant(ct, nu0, Psi0, psi):  # pragma: no cover - compiled
+    """The data-free part of :func:`log_marginal` (computed once per model)."""
+    D = Psi0.shape[0]
+    a0 = 0.5 * nu0
+    if ct == 0:
+        out = 0.5 * nu0 * _chol_logdet(Psi0, np.empty((D, D)))
+        for d in range(D):
+            out -= math.lgamma(0.5 * (nu0 - d))
+        return out
+    if ct == 2:
+        out = 0.0
+        for d in range(D):
+            out += a0 * math.log(0.5 * psi[d]) - math.lgamma(a0)
+        return out
+    return a0 * math.log(0.5 * psi[0]) - math.lgamma(a0)
+
+
+@njit(cache=True, nogil=True)
+def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: no cover
+    """:func:`log_marginal` of the statistics (n + w, s + w x, xx + w x x^T), w in {0, 1}."""
+    D = s.shape[0]
+    n = n + w
+    kn = k0 + n
+    out = const0 + 0.5 * D * (math.log(k0) - math.log(kn))
+    if ct == 0:
+        M = work[0]
+        for r in range(D):
+            sr = s[r] + w * x[r]
+            for c in range(r + 1):
+                sc = s[c] + w * x[c]
+                M[r, c] = Psi0[r, c] + xx[r, c] + w * x[r] * x[c] - sr * sc / kn
+                M[c, r] = M[r, c]
+        nun = nu0 + n
+        out += -0.5 * n * D * math.log(math.pi) - 0.5 * nun * _chol_logdet(M, work[1])
+        for d in range(D):
+            out += math.lgamma(0.5 * (nun - d))
+        return out
+    out -= 0.5 * n * D * _LOG_2PI
+    a0 = 0.5 * nu0
+    if ct == 2:
+        an = a0 + 0.5 * n
+        for d in range(D):
+            sd = s[d] + w * x[d]
+            bn = 0.5 * psi[d] + 0.5 * (xx[d, d] + w * x[d] * x[d] - sd * sd / kn)
+            out += math.lgamma(an) - an * math.log(bn)
+        return out
+    an = a0 + 0.5 * n * D
+    bn = 0.5 * psi[0]
+    for d in range(D):
+        sd = s[d] + w * x[d]
+        bn += 0.5 * (xx[d, d] + w * x[d] * x[d] - sd * sd / kn)
+    return out + math.lgamma(an) - an * math.log(bn)
+
+
+@njit(cache=True, nogil=True)
+def log_marginal(n, s, xx, ct, k0, nu0, Psi0, psi, work):  # pragma: no cover - compiled
+    """Log marginal likelihood of a cluster under the conjugate prior (prior mean 0).
+
+    Parameters
+    ----------
+    n : int
+        Cluster size.
+    s : ndarray, shape (D,)
+        Sum of the cluster's (centred) observations.
+    xx : ndarray, shape (D, D)
+        Sum of their outer products.
+    ct : int
+        0 full (normal-inverse-Wishart), 2 diag, 3 spherical (normal-inverse-gamma).
+    k0, nu0 : float
+    Psi0 : ndarray, shape (D, D)
+    psi : ndarray, shape (D,)
+        Inverse-gamma scales (diag), ``psi[0]`` for spherical.
+    work : ndarray, shape (2, D, D)
+        Scratch space.
+
+    Returns
+    -------
+    float
+    """
+    const0 = prior_constant(ct, nu0, Psi0, psi)
+    return _log_marg(n, s, xx, s, 0, ct, k0, nu0, Psi0, psi, const0, work)
+
+
+@njit(cache=True, nogil=True)
+def _log_mfm_partition(counts, gamma, log_k_prior, dynamic):  # pragma: no cover - compiled
+    """log p(C) of a mixture of finite mixtures' partition, K summed out (Miller &
+    Harrison 2018 with gamma_K = gamma / K when ``dynamic``)."""
+    t = 0
+    N = 0
+    for k in range(counts.shape[0]):
+        if counts[k] > 0:
+            t += 1
+            N += counts[k]
+    mx = -np.inf
+    terms = np.full(log_k_prior.shape[0], -np.inf)
+    for K in range(max(t, 1), log_k_prior.shape[0] + 1):
+        if log_k_prior[K - 1] == -np.inf:
+            continue
+        g = gamma / K if dynamic else gamma
+        v = log_k_prior[K - 1] + math.lgamma(K + 1.0) - math.lgamma(K - t + 1.0)
+        v += math.lgamma(K * g) - math.lgamma(N + K * g)
+        for k in range(counts.shape[0]):
+            if counts[k] > 0:
+                v += math.lgamma(counts[k] + g) - math.lgamma(g)
+        terms[K - 1] = v
+        mx = max(mx, v)
+    if mx == -np.inf:
+        return mx
+    tot = 0.0
+    for v in terms:
+        tot += math.exp(v - mx)
+    return mx + math.log(tot)
+
+
+@njit(cache=True, nogil=True)
+def _log_prior_counts(counts, prior):  # pragma: no cover - compiled
+    """Log prior of allocations up to a constant. ``prior = (kind, param, log_k_prior,
+    dynamic)``: kind 0 labelled Dirichlet-multinomial with parameter ``param`` (finite
+    mixture), 1 labelled truncated DP (concentration ``param``), 2 MFM partition
+    (:func:`_log_mfm_partition`, gamma ``param``)."""
+    kind, param, log_k_prior, dynamic = prior
+    if kind == 1:
+        return _log_dp_allocation(counts, param)
+    if kind == 2:
+        return _log_mfm_partition(counts, param, log_k_prior, dynamic)
+    out = 0.0
+    for k in range(counts.shape[0]):
+        if counts[k] > 0:
+            out += math.lgamma(counts[k] + param) - math.lgamma(param)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _add(n, s, xx, x, sign):  # pragma: no cover - compiled
+    D = x.shape[0]
+    for r in range(D):
+        s[r] += sign * x[r]
+        for c in range(D):
+            xx[r, c] += sign * x[r] * x[c]
+    return n + sign
+
+
+@njit(cache=True, nogil=True)
+def split_merge(
+    X, z, counts, n_active, i, j, keys, u_alloc, u_slot, log_u, conj, prior
+):  # pragma: no cover
+    """One sequentially-allocated split-merge move (Dahl 2005) on labelled allocations.
+
+    Metropolis-Hastings on ``z`` with the component parameters and weights integrated
+    out: observations ``i`` and ``j`` in one cluster propose to split it (``j`` opens an
+    empty slot among the first ``n_active``, chosen uniformly; the others follow one by
+    one in ``keys`` order, each by its predictive probability), in two clusters to
+    merge them (into ``z[i]``'s label). The acceptance ratio has the allocation prior
+    (:func:`_log_prior_counts`), the clusters' marginal likelihoods
+    (:func:`log_marginal`) and the proposal probabilities of the move and its reverse.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+        Data centred at the prior mean.
+    z, counts : ndarray of int64, shapes (N,) and (T,)
+        Updated in place when the move is accepted.
+    n_active : int
+        Slots ``0 .. n_active - 1`` may hold observations.
+    i, j : int
+        Two distinct observations.
+    keys, u_alloc : ndarray, shape (N,)
+        Uniforms: the allocation order and the allocation draws.
+    u_slot, log_u : float
+        Uniform for the empty slot; log-uniform for the acceptance test.
+    conj : tuple
+        ``(ct, k0, nu0, Psi0, psi, const0)`` as for :func:`log_marginal`, ``const0``
+        from :func:`prior_constant`.
+    prior : tuple
+        ``(kind, param, log_k_prior, dynamic)`` as for :func:`_log_prior_counts`. For
+        kind 2 (an MFM partition, labels immaterial) the new cluster takes the first
+        empty slot and the slot-choice terms of the labelled kinds drop out.
+
+    Returns
+    -------
+    int
+        1 split accepted, -1 merge accepted, 0 rejected or impossible.
+    """
+    ct, k0, nu0, Psi0, psi, c0 = conj
+    labelled = prior[0] != 2
+    N, D = X.shape
+    a, b = z[i], z[j]
+    split = a == b
+    n_empty = 0
+    for k in range(n_active):
+        if counts[k] == 0:
+            n_empty += 1
+    e = b
+    if split:
+        if n_empty == 0:
+            return 0
+        target = min(int(u_slot * n_empty), n_empty - 1) if labelled else 0
+        for k in range(n_active):
+            if counts[k] == 0:
+                if target == 0:
+                    e = k
+                    break
+                target -= 1
+    members = np.empty(counts[a] + (0 if split else counts[b]), dtype=np.int64)
+    m = 0
+    for n in range(N):
+        if n != i and n != j and (z[n] == a or z[n] == b):
+            members[m] = n
+            m += 1
+    members = members[:m][np.argsort(keys[members[:m]])]
+    work = np.empty((2, D, D))
+    sA, sB = np.zeros(D), np.zeros(D)
+    xxA, xxB = np.zeros((D, D)), np.zeros((D, D))
+    nA = _add(0, sA, xxA, X[i], 1)
+    nB = _add(0, sB, xxB, X[j], 1)
+    lmA = _log_marg(nA, sA, xxA, sA, 0, ct, k0, nu0, Psi0, psi, c0, work)
+    lmB = _log_marg(nB, sB, xxB, sB, 0, ct, k0, nu0, Psi0, psi, c0, work)
+    to_b = np.zeros(m, dtype=np.bool_)
+    log_q = 0.0
+    for t in range(m):
+        n = members[t]
+        x = X[n]
+        lmA1 = _log_marg(nA, sA, xxA, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
+        lmB1 = _log_marg(nB, sB, xxB, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
+        la = math.log(nA) + lmA1 - lmA
+        lb = math.log(nB) + lmB1 - lmB
+        tot = max(la, lb) + math.log1p(math.exp(-abs(la - lb)))
+        go_b = (u_alloc[n] < math.exp(lb - tot)) if split else (z[n] == b)
+        to_b[t] = go_b
+        if go_b:
+            log_q += lb - tot
+            nB = _add(nB, sB, xxB, x, 1)
+            lmB = lmB1
+        else:
+            log_q += la - tot
+            nA = _add(nA, sA, xxA, x, 1)
+            lmA = lmA1
+    s_all = sA + sB
+    lmC = _log_marg(nA + nB, s_all, xxA + xxB, s_all, 0, ct, k0, nu0, Psi0, psi, c0, work)
+    old = _log_prior_counts(counts, prior)
+    ca, cb = counts[a], counts[e]
+    if split:
+        counts[a], counts[e] = nA, nB
+    else:
+        counts[a], counts[b] = nA + nB, 0
+    new = _log_prior_counts(counts, prior)
+    if split:
+        log_r = new - old + lmA + lmB - lmC - log_q
+    else:
+        log_r = new - old + lmC - lmA - lmB + log_q
+    if labelled:  # the empty slot chosen by the split, among n_empty (n_empty + 1 after a merge)
+        log_r += math.log(n_empty) if split else -math.log(n_empty + 1)
+    if not log_u < log_r:
+        counts[a], counts[e] = ca, cb
+        return 0
+    if split:
+        z[j] = e
+        for t in range(m):
+            if to_b[t]:
+                z[members[t]] = e
+        return 1
+    z[j] = a
+    for t in range(m):
+        z[members[t]] = a
+    return -1

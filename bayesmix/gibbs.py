@@ -315,6 +315,7 @@ class _Spec:
     dp_rate: float = 1.0
     log_k_prior: np.ndarray | None = None  # (max_components,), log P(K = 1..Kmax)
     dynamic: bool = False
+    sm_conj: tuple | None = None  # split-merge constants; None: no split-merge moves
 
 
 @dataclasses.dataclass
@@ -358,9 +359,39 @@ def _update_components(spec, st, rng):
     st.means, st.cov, st.chol, st.own = draw_components(rng, spec.conj, st.counts, sums, scatter)
 
 
+#: split-merge proposals per sweep (none for the tied covariance: its shared matrix
+#: makes the clusters' marginal likelihoods dependent)
+SPLIT_MERGE_MOVES = 5
+_NO_K_PRIOR = np.zeros(1)
+_SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
+
+
+def _split_merge(spec, st, rng, n_active, kind, param):
+    """Split-merge moves on z (weights and parameters integrated out), Dahl (2005).
+
+    ``kind``: 0 finite mixture (labelled, Dirichlet-multinomial), 1 truncated DP
+    (labelled), 2 MFM partition (K summed out; ``n_active`` is then ``max_components``).
+    """
+    if spec.sm_conj is None or n_active < 2:
+        return
+    N = spec.Xc.shape[0]
+    logk = spec.log_k_prior if kind == 2 else _NO_K_PRIOR
+    prior = (kind, float(param), logk, bool(spec.dynamic))
+    for _ in range(max(1, min(SPLIT_MERGE_MOVES, 200_000 // N))):
+        i = int(rng.integers(N))
+        j = int(rng.integers(N - 1))
+        j += j >= i
+        keys, u = rng.random(N), rng.random(N)
+        u_slot, log_u = rng.random(), np.log(rng.random())
+        _gk.split_merge(
+            spec.Xc, st.z, st.counts, n_active, i, j, keys, u, u_slot, log_u, spec.sm_conj, prior
+        )
+
+
 # ---------------------------------------------------------------------------- sweeps
 def _sweep_finite(spec, st, rng):
     _allocate(spec, st, rng)
+    _split_merge(spec, st, rng, spec.n_slots, 0, spec.weight_concentration)
     if spec.n_slots > 1:
         st.log_w = log_dirichlet(rng, spec.weight_concentration + st.counts)
     _update_components(spec, st, rng)
@@ -387,7 +418,10 @@ def _sweep_dp(spec, st, rng):
         counts = st.counts.copy()  # already in the new labelling
         st.permute(perm)
         st.counts = counts
-    counts, rest = _dp_concentration(spec, st, rng)
+    _dp_concentration(spec, st, rng)
+    _split_merge(spec, st, rng, T, 1, st.alpha)
+    counts = st.counts[:-1].astype(float)
+    rest = st.counts[::-1].cumsum()[::-1][1:].astype(float)
     log_v, log1m = log_beta(rng, 1.0 + counts, st.alpha + rest)
     st.log_w = np.concatenate([log_v, [0.0]]) + np.concatenate([[0.0], np.cumsum(log1m)])
     st.sticks = np.exp(log_v)
@@ -417,6 +451,7 @@ def _log_p_k(spec, counts_occupied, N):
 
 def _sweep_mfm(spec, st, rng):
     _allocate(spec, st, rng)
+    _split_merge(spec, st, rng, spec.n_slots, 2, spec.weight_concentration)
     order = np.argsort(st.counts == 0, kind="stable")  # occupied components first
     st.permute(order)
     kp = int((st.counts > 0).sum())
@@ -610,7 +645,14 @@ def _spec(cfg):
     a, b = cfg.prior.dp_concentration
     extra = {}
     if cfg.model == "mfm":
-        extra = dict(log_k_prior=np.log(cfg.k_prior), dynamic=cfg.dynamic)
+        with np.errstate(divide="ignore"):
+            extra = dict(log_k_prior=np.log(cfg.k_prior), dynamic=cfg.dynamic)
+    if cfg.covariance in _SM_TYPES:
+        ct = _SM_TYPES[cfg.covariance]
+        psi = np.ascontiguousarray(conj.psi[:1] if ct == 3 else conj.psi)
+        Psi0 = np.ascontiguousarray(conj.Psi0)
+        c0 = float(_gk.prior_constant(ct, float(conj.nu0), Psi0, psi))
+        extra["sm_conj"] = (ct, float(conj.k0), float(conj.nu0), Psi0, psi, c0)
     return _Spec(
         kind=cfg.model,
         Xc=Xc,

@@ -378,11 +378,17 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         (increase ``truncation`` then).
     covariance : {"full", "diag", "spherical", "tied"}
     prior : GMMPrior, optional
-        Default ``GMMPrior.from_data(X, 1)``: the component covariance scale is the data
-        covariance. (``from_data(X, T)`` would shrink it by ``T**(2/D)``, a prior belief
-        in T tiny clusters that is far too strong for a truncation level, which is not a
-        number of clusters.) The concentration gets Gamma(``prior.dp_concentration``),
-        default Gamma(shape=1, rate=1).
+        Default :func:`default_cluster_prior` at K0 = E[K+], the number of clusters the
+        DP prior expects among N observations (Antoniak 1974; ``min(K0, T)``): mclust's
+        scale ``cov(X) / K0**(2/D)``, so a component's prior mean covariance fills
+        ``1/K0`` of the data's volume, ``nu0 = D + 2``, ``kappa0 = 0.01``. The
+        concentration gets Gamma(``prior.dp_concentration``), default Gamma(shape=1,
+        rate=1), whose implied prior on K+ is wide: at N = 272 (Old Faithful)
+        E[K+] = 5.8 and P(K+ = 1, 2, 3, 4) = 0.14, 0.13, 0.12, 0.10; at N = 82,
+        E[K+] = 4.6. (The previous default, the whole data covariance as the scale,
+        i.e. K0 = 1, favoured a few wide clusters; ``from_data(X, T)`` would believe in
+        T tiny clusters, too strong for a truncation level, which is not a number of
+        clusters.) The prior on K+ does not depend on the component prior.
 
     Returns
     -------
@@ -422,6 +428,8 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
             f"truncation <= {N}."
         )
     covariance = check_covariance_type(covariance)
+    if prior is None:
+        prior = default_cluster_prior(X, min(_expected_k_plus_dp(N, 1.0, 1.0), T))
     prior = _check_prior(prior, X, 1, covariance)
     coords = _coords(T, names, N)
     coords["stick"] = np.arange(T - 1)

@@ -266,8 +266,17 @@ def test_dpgmm_structure(data):
     assert len(model.coords["component"]) == 6
     cfg = model.bayesmix_config
     assert cfg.truncation == 6
-    # default DP prior: the data-covariance scale (from_data(X, 1))
-    np.testing.assert_allclose(cfg.prior.scale, bm.GMMPrior.from_data(data, 1).scale)
+    # default DP prior: mclust's scale cov(X) / K0^(2/D) at K0 = E[K+] under the DP prior
+    # (Antoniak: E[K+ | a] = sum_{i<N} a / (a + i)), a ~ Gamma(1, 1), computed here by
+    # quadrature independently of bayesmix (clipped to the truncation T = 6)
+    from scipy import integrate
+
+    N, D = data.shape
+    i = np.arange(N)
+    k0 = integrate.quad(lambda a: np.sum(a / (a + i)) * np.exp(-a), 0, np.inf)[0]
+    assert 3 < k0 < 8
+    expected = np.cov(data, rowvar=False) / min(k0, 6) ** (2 / D)
+    np.testing.assert_allclose(cfg.prior.scale, expected, rtol=1e-6)
 
 
 def test_bad_input_messages(data):
