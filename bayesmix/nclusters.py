@@ -49,6 +49,8 @@ def _count_variable(idata, name):
     if name == "n_occupied" and "allocations" in post.data_vars:
         z = np.sort(post["allocations"].transpose("chain", "draw", "obs").values, axis=-1)
         return 1 + (np.diff(z, axis=-1) != 0).sum(-1)
+    if name == "n_occupied" and {"weights", "means", "covariances"} <= set(post.data_vars):
+        return _map_occupied(idata)
     fix = (
         "sample with bm.sample (every sampler writes n_occupied), or add it as "
         "extra={'n_occupied': ...} to bayesmix._trace.from_arrays"
@@ -59,6 +61,29 @@ def _count_variable(idata, name):
     raise ValueError(
         f"idata's posterior has no variable {name!r} (it has {sorted(post.data_vars)}); {fix}."
     )
+
+
+def _map_occupied(idata, chunk=200):
+    """Components holding >= 1 observation under each draw's MAP allocation, (C, S).
+
+    The definition ``bm.sample`` uses for NUTS fits of a DP; used for posteriors that
+    carry neither ``n_occupied`` nor ``allocations`` (finite NUTS fits).
+    """
+    from bayesmix._gaussian import log_component_densities
+    from bayesmix._trace import get_observed, get_params
+
+    w, m, c = get_params(idata)
+    X = get_observed(idata)
+    C, S, K = w.shape
+    w, m, c = w.reshape(C * S, K), m.reshape(C * S, K, -1), c.reshape(C * S, *c.shape[2:])
+    out = np.empty(C * S, dtype=np.int64)
+    for start in range(0, C * S, chunk):
+        sl = slice(start, start + chunk)
+        with np.errstate(divide="ignore"):
+            lj = log_component_densities(X, m[sl], c[sl]) + np.log(w[sl])[:, None]
+        z = np.sort(lj.argmax(-1), axis=-1)  # (s, N)
+        out[sl] = 1 + (np.diff(z, axis=-1) != 0).sum(-1)
+    return out.reshape(C, S)
 
 
 def _summarise(name, counts):
@@ -102,9 +127,10 @@ def n_clusters(idata, *, var_names=None):
     Parameters
     ----------
     idata : xarray.DataTree
-        A posterior from :func:`bayesmix.sample` (NUTS or Gibbs). Its ``posterior``
-        group needs ``n_occupied`` (chain, draw); without it, ``allocations`` (chain,
-        draw, obs) are counted instead. A mixture of finite mixtures also has
+        A posterior from :func:`bayesmix.sample` (NUTS or Gibbs). ``n_occupied``
+        (chain, draw) is read from its ``posterior`` group; without it, the sampled
+        ``allocations`` (chain, draw, obs) are counted, and without those each draw's
+        MAP allocation (as NUTS does for a DP). A mixture of finite mixtures also has
         ``n_components`` (chain, draw).
     var_names : str or list of str, optional
         Which counts to summarise among ``"n_occupied"`` (K+) and ``"n_components"``
@@ -129,7 +155,8 @@ def n_clusters(idata, *, var_names=None):
     Raises
     ------
     ValueError
-        If the posterior lacks the requested variable (the message says how to get it).
+        If the posterior lacks the requested variable and the parameters to derive it
+        (the message says how to get it).
 
     Examples
     --------
