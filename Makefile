@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bayesmix-installed
 OUT    ?= bayesmix-report
 
-.PHONY: install run test test-slow lint bench
+.PHONY: install run test test-slow lint bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check bayesmix tests benchmarks
 	$(BIN)/ruff format --check bayesmix tests benchmarks
 
+# every benchmarks/bench_*.py; full runs rewrite their sections of benchmarks/RESULTS.md
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# smoke runs of every benchmark (RESULTS.md left unchanged)
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
