@@ -615,3 +615,40 @@ def test_n_clusters_on_a_nuts_fit():
     # two groups 8 sd apart: at least two occupied components in every draw
     assert table.loc[table["k"] == 1, "probability"].sum() == 0
     assert bm.coclustering(idata).attrs["source"] == "parameters"
+
+
+# ----------------------------------------------------------------------------- integration
+def test_select_k_puts_the_mfm_posterior_next_to_the_criteria():
+    X, _ = bm.simulate(
+        150,
+        [0.4, 0.3, 0.3],
+        [[0.0, 0.0], [7.0, 0.0], [0.0, 7.0]],
+        [1.0, 1.0, 1.0],
+        random_seed=0,
+    )
+    table = bm.select_k(
+        X,
+        range(1, 5),
+        mcmc=False,
+        n_init=2,
+        random_seed=0,
+        progress=False,
+        mfm={"max_components": 8},
+        draws=300,
+        tune=100,
+        chains=2,
+    )
+    assert {"p_mfm", "p_mfm_mcse"} <= set(table.columns)
+    nc = table.attrs["mfm_n_clusters"]
+    k = nc[nc["variable"] == "n_components"].set_index("k")
+    for _, row in table.iterrows():
+        want = k["probability"].get(row["K"], 0.0)
+        assert row["p_mfm"] == want
+    assert table["p_mfm"].sum() <= 1 + 1e-12
+    # three clusters 7 sd apart: BIC and the MFM agree, and the table says so
+    assert table.attrs["recommended"]["bic"] == 3 == table.attrs["recommended"]["mfm"]
+    assert "mfm" in table.loc[table["K"] == 3, "recommended_by"].item()
+    assert table.attrs["mfm"]["posterior"]["n_components"].sizes == {"chain": 2, "draw": 300}
+    assert table.attrs["mfm"].attrs["max_components"] == 8
+    with pytest.raises(TypeError, match="mfm"):
+        bm.select_k(X, [1, 2], mcmc=False, progress=False, mfm="yes")
