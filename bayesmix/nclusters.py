@@ -362,13 +362,13 @@ def plot_n_clusters(data, *, prior=None, ax=None, max_k=None):
     ax : matplotlib.axes.Axes, optional
     max_k : int, optional
         Right end of the k axis (default: the largest k with posterior probability
-        >= 0.001, and the same for the prior).
+        >= 0.001 or prior probability >= 0.01).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Bars are the posterior probabilities, error bars +- 2 MCSE; the prior is drawn
-        as open markers joined by a thin line.
+        Bars are the posterior probabilities, error bars +- 2 MCSE (cut at 0 and 1);
+        the prior is drawn as open markers joined by a thin line.
 
     Examples
     --------
@@ -397,15 +397,19 @@ def plot_n_clusters(data, *, prior=None, ax=None, max_k=None):
     width = 0.8 / max(len(variables), 1)
     shown = table.loc[table["probability"] >= 1e-3, "k"]
     if prior is not None:
-        shown = pd.concat([shown, prior.loc[prior["probability"] >= 1e-3, "k"]])
+        shown = pd.concat([shown, prior.loc[prior["probability"] >= 1e-2, "k"]])
     kmax = int(max_k if max_k is not None else (shown.max() if len(shown) else 1))
     for i, var in enumerate(variables):
         sub = table[(table["variable"] == var) & (table["k"] <= kmax)]
         off = (i - (len(variables) - 1) / 2) * width
-        yerr = 2 * sub["mcse"] if "mcse" in sub else None
+        p = sub["probability"].to_numpy()
+        yerr = None
+        if "mcse" in sub:  # +- 2 MCSE, cut at 0 and 1
+            two = 2 * sub["mcse"].to_numpy()
+            yerr = np.vstack([np.minimum(two, p), np.minimum(two, 1 - p)])
         ax.bar(
             sub["k"] + off,
-            sub["probability"],
+            p,
             width=width * 0.95,
             color=f"C{i}",
             alpha=0.8,

@@ -9,7 +9,8 @@ stages in order:
    default, so that EM is the mode of the posterior MCMC explores), BIC and ICL;
 4. MCMC for each K (finite mixtures), relabelled against the EM fit, with ELPD-LOO and
    ELPD-WAIC;
-5. one Dirichlet-process mixture;
+5. one Dirichlet-process mixture; one mixture of finite mixtures (``model.mfm``, Gibbs
+   sampler), whose posterior P(K = k) becomes the ``p_mfm`` column of the table;
 6. analysis: the chosen model (:func:`bayesmix.selection.choose_model`, rule in
    :data:`bayesmix.selection.CHOICE_RULE`), membership uncertainty, co-clustering,
    point partition, EM against MCMC, recovery of the truth for simulated data;
@@ -44,7 +45,7 @@ from bayesmix.compare import adjusted_rand_index, compare_fits
 from bayesmix.em import fit_em
 from bayesmix.io import save_fit
 from bayesmix.labelswitching import diagnostics, relabel
-from bayesmix.models import build_dpgmm, build_gmm
+from bayesmix.models import build_dpgmm, build_gmm, build_mfm
 from bayesmix.priors import GMMPrior
 from bayesmix.report import write_report
 from bayesmix.sampling import sample
@@ -97,6 +98,7 @@ class ExperimentResult:
     table: object = None
     records: dict = field(default_factory=dict)
     dp: FitRecord | None = None
+    mfm: FitRecord | None = None
     chosen: tuple | None = None
     choice_reason: str = ""
     membership: object = None
@@ -202,6 +204,8 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
             _mcmc_stage(run)
         if spec.mcmc and spec.kind in ("dp", "both"):
             _dp_stage(run)
+        if spec.mcmc and spec.mfm:
+            _mfm_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
     timings["analysis_total"] = time.perf_counter() - t_start
@@ -398,6 +402,50 @@ def _dp_stage(run):
     run.log(f"  ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, {rec.seconds:.0f} s")
 
 
+def _mfm_stage(run):
+    """One mixture of finite mixtures (first covariance type): the posterior on K."""
+    from bayesmix.models import default_cluster_prior
+    from bayesmix.nclusters import n_clusters
+
+    spec, result = run.spec, run.result
+    cov = spec.covariance[0]
+    run.log(f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs)")
+    t1 = time.perf_counter()
+    k_prior = build_mfm(run.Xdf, covariance=cov).bayesmix_config.k_prior
+    prior = None
+    if spec.prior:  # the spec's [prior] fields over the MFM's default prior
+        k0 = float(k_prior @ np.arange(1, k_prior.size + 1))
+        overrides = {k: v for k, v in spec.prior.items() if k != "dp_concentration"}
+        try:
+            prior = default_cluster_prior(run.X, k0, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"prior: {exc}") from None
+    model = build_mfm(run.Xdf, covariance=cov, prior=prior)
+    rec = FitRecord(cov, "MFM", prior=model.bayesmix_config.prior)
+    with _notes(result.notes, "MFM"):
+        rec.idata = sample(
+            model,
+            sampler="gibbs",
+            draws=spec.draws,
+            tune=spec.tune,
+            chains=spec.chains,
+            random_seed=next(run.seeds),
+            progressbar=not run.quiet,
+        )
+    rec.diagnostics["n_clusters"] = table = n_clusters(rec.idata)
+    k = table[table["variable"] == "n_components"].set_index("k")
+    on = result.table["covariance"] == cov
+    result.table["p_mfm"] = np.where(
+        on, result.table["K"].map(k["probability"]).fillna(0.0), np.nan
+    )
+    rec.seconds = time.perf_counter() - t1
+    result.mfm = rec
+    s = table.attrs["summary"]["n_components"]
+    run.log(
+        f"  posterior mode K={s['mode']} (P = {s['mode_probability']:.2f}), {rec.seconds:.0f} s"
+    )
+
+
 def _analysis_stage(run):
     """The chosen model and what the report says about it."""
     result, X = run.result, run.X
@@ -463,6 +511,11 @@ def _save_fits(result):
             model="dp",
             prior=rec.prior.to_dict() if rec.prior is not None else None,
         )
+        save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg))
+    if result.mfm is not None:
+        rec = result.mfm
+        rec.path = str(fits / f"mfm_{rec.covariance}")
+        cfg = dict(base, covariance=rec.covariance, model="mfm", prior=rec.prior.to_dict())
         save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg))
 
 

@@ -36,6 +36,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     estimate = "map"       # EM: "map" (under [prior]) or "ml"
     em_n_init = 5
     truncation = 15        # Dirichlet-process truncation
+    mfm = true             # also a mixture of finite mixtures (Gibbs): posterior on K
 
     [prior]                # GMMPrior fields; defaults from GMMPrior.from_data(X, K)
     mean_shrinkage = 0.01
@@ -218,6 +219,7 @@ class ExperimentSpec:
     estimate: str = DEFAULTS["estimate"]
     em_n_init: int = DEFAULTS["em_n_init"]
     truncation: int = DEFAULTS["truncation"]
+    mfm: bool = True
     prior: dict = field(default_factory=dict)
     mcmc: bool = True
     mcmc_k: list | None = None
@@ -233,7 +235,7 @@ class ExperimentSpec:
 _TOP = ("name", "description", "seed", "output", "data", "model", "prior", "sampler")
 _DATA = ("source", "name", "path", "columns", "standardize", "dropna", "simulate")
 _SIM = ("n_obs", "weights", "means", "covariances", "seed")
-_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation")
+_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation", "mfm")
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "tune", "chains")
 
 
@@ -348,6 +350,8 @@ def _parse_model(s, model):
         s.em_n_init = _int(model["em_n_init"], "model.em_n_init")
     if "truncation" in model:
         s.truncation = _int(model["truncation"], "model.truncation", 2)
+    if "mfm" in model:
+        s.mfm = _bool(model["mfm"], "model.mfm")
 
 
 def _is_positive_number(x):
