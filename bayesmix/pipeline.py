@@ -422,9 +422,15 @@ def _mfm_stage(run):
             raise SpecError(f"prior: {exc}") from None
     model = build_mfm(run.Xdf, covariance=cov, prior=prior)
     rec = FitRecord(cov, "MFM", prior=model.bayesmix_config.prior)
+    # start at the grid's lowest-BIC EM fit (no EM restarts inside bm.sample)
+    fits = [r.em for (c, K), r in result.records.items() if c == cov and r.em is not None]
+    init = min(fits, key=lambda em: em.bic(run.X)) if fits else None
+    if init is not None and init.weights.size > model.bayesmix_config.n_components:
+        init = None
     with _notes(result.notes, "MFM"):
         rec.idata = sample(
             model,
+            init=init,
             sampler="gibbs",
             draws=spec.draws,
             tune=spec.tune,
