@@ -394,6 +394,42 @@ def _log_prior_counts(counts, prior):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _restricted_scan(X, members, in_b, ns, ss, xxs, lms, u, forced, use_forced, cj):
+    """One restricted Gibbs scan of ``members`` between clusters A (0) and B (1).
+
+    Each member moves to A or B with probability proportional to the other members'
+    count times its predictive density (the seeds i, j stay put, so counts are >= 1).
+    With ``use_forced`` the assignments are those of ``forced`` and only their
+    probability is computed. Returns the log probability of the scan's assignments.
+    """  # pragma: no cover - compiled
+    ct, k0, nu0, Psi0, psi, c0 = cj
+    D = X.shape[1]
+    work = np.empty((2, D, D))
+    log_q = 0.0
+    for t in range(members.shape[0]):
+        x = X[members[t]]
+        cur = 1 if in_b[t] else 0
+        oth = 1 - cur
+        lm_wo = _log_marg(ns[cur], ss[cur], xxs[cur], x, -1, ct, k0, nu0, Psi0, psi, c0, work)
+        lm_w = _log_marg(ns[oth], ss[oth], xxs[oth], x, 1, ct, k0, nu0, Psi0, psi, c0, work)
+        l_stay = math.log(ns[cur] - 1) + lms[cur] - lm_wo
+        l_move = math.log(ns[oth]) + lm_w - lms[oth]
+        tot = max(l_stay, l_move) + math.log1p(math.exp(-abs(l_stay - l_move)))
+        if use_forced:
+            new = 1 if forced[t] else 0
+        else:
+            new = 1 if u[members[t]] < math.exp((l_move if cur == 0 else l_stay) - tot) else 0
+        log_q += (l_stay if new == cur else l_move) - tot
+        if new != cur:
+            ns[cur] = _add(ns[cur], ss[cur], xxs[cur], x, -1)
+            ns[oth] = _add(ns[oth], ss[oth], xxs[oth], x, 1)
+            lms[cur] = lm_wo
+            lms[oth] = lm_w
+            in_b[t] = new == 1
+    return log_q
+
+
+@njit(cache=True, nogil=True)
 def _add(n, s, xx, x, sign):  # pragma: no cover - compiled
     D = x.shape[0]
     for r in range(D):
@@ -404,18 +440,19 @@ def _add(n, s, xx, x, sign):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def split_merge(
-    X, z, counts, n_active, i, j, keys, u_alloc, u_slot, log_u, conj, prior
-):  # pragma: no cover
-    """One sequentially-allocated split-merge move (Dahl 2005) on labelled allocations.
+def split_merge(X, z, counts, n_active, i, j, u_alloc, u_slot, log_u, conj, prior):
+    """One restricted-Gibbs split-merge move (Jain & Neal 2004, conjugate form).
 
     Metropolis-Hastings on ``z`` with the component parameters and weights integrated
     out: observations ``i`` and ``j`` in one cluster propose to split it (``j`` opens an
-    empty slot among the first ``n_active``, chosen uniformly; the others follow one by
-    one in ``keys`` order, each by its predictive probability), in two clusters to
-    merge them (into ``z[i]``'s label). The acceptance ratio has the allocation prior
-    (:func:`_log_prior_counts`), the clusters' marginal likelihoods
-    (:func:`log_marginal`) and the proposal probabilities of the move and its reverse.
+    empty slot among the first ``n_active``, chosen uniformly), in two clusters to merge
+    them (into ``z[i]``'s label). The other members of the two clusters start at random
+    in i's or j's part, go through ``len(u_alloc) - 2`` intermediate restricted Gibbs
+    scans (the launch state), and a final scan proposes the split, or, for a merge,
+    gives the probability of the reverse split reaching the current state. The
+    acceptance ratio has the allocation prior (:func:`_log_prior_counts`), the
+    clusters' marginal likelihoods (:func:`log_marginal`) and these proposal
+    probabilities.
 
     Parameters
     ----------
@@ -427,8 +464,8 @@ def split_merge(
         Slots ``0 .. n_active - 1`` may hold observations.
     i, j : int
         Two distinct observations.
-    keys, u_alloc : ndarray, shape (N,)
-        Uniforms: the allocation order and the allocation draws.
+    u_alloc : ndarray, shape (S + 2, N)
+        Uniforms: the random launch (row 0), S intermediate scans, the final scan.
     u_slot, log_u : float
         Uniform for the empty slot; log-uniform for the acceptance test.
     conj : tuple
@@ -470,34 +507,38 @@ def split_merge(
         if n != i and n != j and (z[n] == a or z[n] == b):
             members[m] = n
             m += 1
-    members = members[:m][np.argsort(keys[members[:m]])]
-    work = np.empty((2, D, D))
-    sA, sB = np.zeros(D), np.zeros(D)
-    xxA, xxB = np.zeros((D, D)), np.zeros((D, D))
-    nA = _add(0, sA, xxA, X[i], 1)
-    nB = _add(0, sB, xxB, X[j], 1)
-    lmA = _log_marg(nA, sA, xxA, sA, 0, ct, k0, nu0, Psi0, psi, c0, work)
-    lmB = _log_marg(nB, sB, xxB, sB, 0, ct, k0, nu0, Psi0, psi, c0, work)
-    to_b = np.zeros(m, dtype=np.bool_)
-    log_q = 0.0
+    members = members[:m]
+    # launch state: members split at random, then restricted Gibbs scans (Jain & Neal)
+    ns = np.zeros(2, dtype=np.int64)
+    ss = np.zeros((2, D))
+    xxs = np.zeros((2, D, D))
+    ns[0] = _add(0, ss[0], xxs[0], X[i], 1)
+    ns[1] = _add(0, ss[1], xxs[1], X[j], 1)
+    in_b = np.empty(m, dtype=np.bool_)
     for t in range(m):
-        n = members[t]
-        x = X[n]
-        lmA1 = _log_marg(nA, sA, xxA, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
-        lmB1 = _log_marg(nB, sB, xxB, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
-        la = math.log(nA) + lmA1 - lmA
-        lb = math.log(nB) + lmB1 - lmB
-        tot = max(la, lb) + math.log1p(math.exp(-abs(la - lb)))
-        go_b = (u_alloc[n] < math.exp(lb - tot)) if split else (z[n] == b)
-        to_b[t] = go_b
-        if go_b:
-            log_q += lb - tot
-            nB = _add(nB, sB, xxB, x, 1)
-            lmB = lmB1
-        else:
-            log_q += la - tot
-            nA = _add(nA, sA, xxA, x, 1)
-            lmA = lmA1
+        in_b[t] = u_alloc[0, members[t]] < 0.5
+        side = 1 if in_b[t] else 0
+        ns[side] = _add(ns[side], ss[side], xxs[side], X[members[t]], 1)
+    work = np.empty((2, D, D))
+    lms = np.empty(2)
+    for side in range(2):
+        lms[side] = _log_marg(
+            ns[side], ss[side], xxs[side], X[i], 0, ct, k0, nu0, Psi0, psi, c0, work
+        )
+    n_scans = u_alloc.shape[0] - 1
+    for r in range(1, n_scans):
+        _restricted_scan(X, members, in_b, ns, ss, xxs, lms, u_alloc[r], in_b, False, conj)
+    forced = np.empty(m, dtype=np.bool_)
+    for t in range(m):
+        forced[t] = z[members[t]] == b
+    log_q = _restricted_scan(
+        X, members, in_b, ns, ss, xxs, lms, u_alloc[n_scans], forced, not split, conj
+    )
+    to_b = in_b
+    nA, nB = ns[0], ns[1]
+    sA, sB = ss[0], ss[1]
+    xxA, xxB = xxs[0], xxs[1]
+    lmA, lmB = lms[0], lms[1]
     s_all = sA + sB
     lmC = _log_marg(nA + nB, s_all, xxA + xxB, s_all, 0, ct, k0, nu0, Psi0, psi, c0, work)
     old = _log_prior_counts(counts, prior)
@@ -526,3 +567,107 @@ def split_merge(
     for t in range(m):
         z[members[t]] = a
     return -1
+
+
+@njit(cache=True, nogil=True)
+def niw_draws(counts, sums, scatter, k0, nu0, Psi0, z, chisq, means, cov, chol, prec):
+    """Normal-inverse-Wishart draws of every component given its statistics (prior mean 0).
+
+    Bartlett's decomposition of :math:`\\Sigma_k^{-1} \\sim \\mathrm{Wishart}(\\nu_n,
+    \\Psi_n^{-1})` with :math:`\\Psi_n = \\Psi_0 + S_k + \\frac{\\kappa_0 n}{\\kappa_0 + n}
+    \\bar x_k \\bar x_k^T`, :math:`\\nu_n = \\nu_0 + n`, then :math:`\\mu_k \\sim
+    N(n \\bar x_k / \\kappa_n, \\Sigma_k / \\kappa_n)`. The random numbers come from the
+    caller (numpy's Generator).
+
+    Parameters
+    ----------
+    counts : ndarray of int64, shape (K,)
+    sums : ndarray, shape (K, D)
+    scatter : ndarray, shape (K, D, D)
+        Centred scatter matrices.
+    k0, nu0 : float
+    Psi0 : ndarray, shape (D, D)
+    z : ndarray, shape (K, D + D (D - 1) / 2)
+        Standard normals: the mean's (first D) and Bartlett's below-diagonal entries.
+    chisq : ndarray, shape (K, D)
+        ``chisq[k, d] ~ chi2(nu0 + counts[k] - d)``.
+    means, cov, chol, prec : ndarray, shapes (K, D), (K, D, D) x 3
+        Outputs: means, covariances, their lower Cholesky factors and the factors'
+        inverses (precision factors for :func:`allocate`).
+    """  # pragma: no cover - compiled
+    K, D = sums.shape
+    U = np.empty((D, D))
+    A = np.zeros((D, D))
+    Ainv = np.zeros((D, D))
+    T = np.empty((D, D))
+    M = np.empty((D, D))
+    for k in range(K):
+        n = counts[k]
+        kn = k0 + n
+        shrink = k0 / (kn * n) if n > 0 else 0.0  # k0 n / kn * xbar xbar^T = shrink * s s^T
+        for r in range(D):
+            for c in range(D):
+                M[r, c] = Psi0[r, c] + scatter[k, r, c] + shrink * sums[k, r] * sums[k, c]
+        _chol_into(M, U)
+        p = D
+        for r in range(D):
+            A[r, r] = math.sqrt(chisq[k, r])
+            for c in range(r):
+                A[r, c] = z[k, p]
+                p += 1
+        _tri_inv_into(A, Ainv)
+        # Sigma = T T^T with T = U A^{-T}
+        for r in range(D):
+            for c in range(D):
+                t = 0.0
+                for q in range(min(r, c) + 1):
+                    t += U[r, q] * Ainv[c, q]  # (A^{-T})[q, c] = (A^{-1})[c, q]
+                T[r, c] = t
+        for r in range(D):
+            for c in range(r + 1):
+                t = 0.0
+                for q in range(D):
+                    t += T[r, q] * T[c, q]
+                cov[k, r, c] = t
+                cov[k, c, r] = t
+        _chol_into(cov[k], chol[k])
+        _tri_inv_into(chol[k], prec[k])
+        sd = 1.0 / math.sqrt(kn)
+        for r in range(D):
+            t = sums[k, r] / kn
+            for c in range(r + 1):
+                t += chol[k, r, c] * z[k, c] * sd
+            means[k, r] = t
+
+
+@njit(cache=True, nogil=True)
+def _chol_into(M, L):  # pragma: no cover - compiled
+    D = M.shape[0]
+    for j in range(D):
+        s = M[j, j]
+        for q in range(j):
+            s -= L[j, q] * L[j, q]
+        d = math.sqrt(s) if s > 0.0 else 1e-300
+        L[j, j] = d
+        for r in range(j + 1, D):
+            t = M[r, j]
+            for q in range(j):
+                t -= L[r, q] * L[j, q]
+            L[r, j] = t / d
+        for c in range(j + 1, D):
+            L[j, c] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _tri_inv_into(L, out):  # pragma: no cover - compiled
+    """Inverse of a lower-triangular matrix (forward substitution)."""
+    D = L.shape[0]
+    for c in range(D):
+        for r in range(D):
+            if r < c:
+                out[r, c] = 0.0
+                continue
+            t = 1.0 if r == c else 0.0
+            for q in range(c, r):
+                t -= L[r, q] * out[q, c]
+            out[r, c] = t / L[r, r]

@@ -35,6 +35,17 @@ One sweep
      \prod_{k \le K_+} \frac{\Gamma(N_k + \gamma_K)}{\Gamma(\gamma_K)}` for
      :math:`K = K_+, \dots,` ``max_components``, then :math:`K - K_+` empty components
      from the prior and :math:`\pi \mid K \sim \mathrm{Dirichlet}(\gamma_K + N_k)`.
+   For DP and MFM models, before the weights (for the MFM: before K), split-merge
+   moves (``SPLIT_MERGE_MOVES`` per sweep; Jain & Neal 2004, with a random launch
+   state and ``SM_SCANS`` intermediate restricted Gibbs scans) change the allocations
+   with the component parameters and weights integrated out: two random observations
+   in one cluster
+   propose to split it, in two clusters to merge them. They let the number of
+   occupied components change in one step (full, diag and spherical covariance; the
+   tied covariance couples the clusters' marginal likelihoods and has none). Their
+   allocation prior is the labelled Dirichlet-multinomial (finite), the labelled
+   truncated stick-breaking prior with the sticks integrated out (DP), and the MFM's
+   partition prior with K summed out (Miller & Harrison 2018).
 3. **Component parameters** given the allocations, from their exact conditionals
    (sufficient statistics by :func:`bayesmix._gibbs_kernels.suff_stats`):
    normal-inverse-Wishart for ``full`` and ``tied`` (one matrix from all
@@ -55,12 +66,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import numbers
 import time
 import warnings
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
 from bayesmix import _gibbs_kernels as _gk
 
@@ -159,6 +171,11 @@ class _Conj:
         return cls(covariance, prior.mean_shrinkage, prior.dof, prior.scale, psi)
 
 
+@functools.lru_cache(maxsize=32)
+def _tril_below(D):
+    return np.tril_indices(D, -1)
+
+
 def inv_wishart_draws(rng, dof, scale):
     """Batched inverse-Wishart draws by Bartlett's decomposition.
 
@@ -186,7 +203,7 @@ def inv_wishart_draws(rng, dof, scale):
     K, D = scale.shape[0], scale.shape[-1]
     U = np.linalg.cholesky(scale)
     A = np.zeros((K, D, D))
-    r, c = np.tril_indices(D, -1)
+    r, c = _tril_below(D)
     A[:, r, c] = rng.standard_normal((K, r.size))
     diag = np.arange(D)
     A[:, diag, diag] = np.sqrt(rng.chisquare(dof[:, None] - diag[None, :]))
@@ -231,20 +248,24 @@ def draw_components(rng, conj, counts, sums, scatter):
         The model's own variable (``covariances``, ``covariance`` or ``variances``).
     """
     K, D = sums.shape
+    cv = conj.covariance
+    if cv == "full":  # one numba kernel (numpy's batched linear algebra: 3x the time at K=3)
+        z = rng.standard_normal((K, D + D * (D - 1) // 2))
+        chisq = rng.chisquare((conj.nu0 + counts)[:, None] - np.arange(D)[None, :])
+        means, cov, chol, prec = (np.empty((K, D)), *np.empty((3, K, D, D)))
+        _gk.niw_draws(
+            counts, sums, scatter, conj.k0, conj.nu0, conj.Psi0, z, chisq, means, cov, chol, prec
+        )
+        return means, cov, chol, {"covariances": cov}
     kn, mn, xbar, shrink = _posterior_terms(conj, counts, sums, scatter)
     eps = rng.standard_normal((K, D))
-    cv = conj.covariance
-    if cv in ("full", "tied"):
+    if cv == "tied":
         outer = shrink[:, None, None] * xbar[:, :, None] * xbar[:, None, :]
-        if cv == "full":
-            cov, chol = inv_wishart_draws(rng, conj.nu0 + counts, conj.Psi0 + scatter + outer)
-            own = {"covariances": cov}
-        else:
-            psin = conj.Psi0 + (scatter + outer).sum(0)
-            cov1, chol1 = inv_wishart_draws(rng, np.array([conj.nu0 + counts.sum()]), psin[None])
-            cov = np.broadcast_to(cov1, (K, D, D))
-            chol = np.broadcast_to(chol1, (K, D, D))
-            own = {"covariance": cov1[0]}
+        psin = conj.Psi0 + (scatter + outer).sum(0)
+        cov1, chol1 = inv_wishart_draws(rng, np.array([conj.nu0 + counts.sum()]), psin[None])
+        cov = np.broadcast_to(cov1, (K, D, D))
+        chol = np.broadcast_to(chol1, (K, D, D))
+        own = {"covariance": cov1[0]}
         means = mn + np.einsum("kij,kj->ki", chol, eps) / np.sqrt(kn)[:, None]
         return means, cov, chol, own
     if cv == "diag":
@@ -275,7 +296,8 @@ def log_dirichlet(rng, a):
     True
     """
     lg = _log_gamma_draws(rng, np.asarray(a, dtype=float))
-    return lg - logsumexp(lg)
+    mx = lg.max()
+    return lg - (mx + np.log(np.exp(lg - mx).sum()))  # (scipy's logsumexp: 10x the overhead)
 
 
 def _log_gamma_draws(rng, a):
@@ -361,8 +383,13 @@ def _update_components(spec, st, rng):
 
 #: split-merge proposals per sweep (none for the tied covariance: its shared matrix
 #: makes the clusters' marginal likelihoods dependent)
-SPLIT_MERGE_MOVES = 5
+SPLIT_MERGE_MOVES = 3
 _NO_K_PRIOR = np.zeros(1)
+#: split-merge moves for finite mixtures too (off: with K fixed they only help an
+#: over-fitted mixture, and cost more than the rest of a sweep at large N)
+FINITE_SPLIT_MERGE = False
+#: intermediate restricted Gibbs scans of a split-merge launch state (Jain & Neal 2004)
+SM_SCANS = 1
 _SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
 
 
@@ -381,17 +408,18 @@ def _split_merge(spec, st, rng, n_active, kind, param):
         i = int(rng.integers(N))
         j = int(rng.integers(N - 1))
         j += j >= i
-        keys, u = rng.random(N), rng.random(N)
+        u = rng.random((SM_SCANS + 2, N))
         u_slot, log_u = rng.random(), np.log(rng.random())
         _gk.split_merge(
-            spec.Xc, st.z, st.counts, n_active, i, j, keys, u, u_slot, log_u, spec.sm_conj, prior
+            spec.Xc, st.z, st.counts, n_active, i, j, u, u_slot, log_u, spec.sm_conj, prior
         )
 
 
 # ---------------------------------------------------------------------------- sweeps
 def _sweep_finite(spec, st, rng):
     _allocate(spec, st, rng)
-    _split_merge(spec, st, rng, spec.n_slots, 0, spec.weight_concentration)
+    if FINITE_SPLIT_MERGE:
+        _split_merge(spec, st, rng, spec.n_slots, 0, spec.weight_concentration)
     if spec.n_slots > 1:
         st.log_w = log_dirichlet(rng, spec.weight_concentration + st.counts)
     _update_components(spec, st, rng)
@@ -402,8 +430,8 @@ def _dp_concentration(spec, st, rng):
     counts = st.counts[:-1].astype(float)
     rest = st.counts[::-1].cumsum()[::-1][1:].astype(float)  # m_k = sum_{j > k} N_j
     active = (counts + rest) > 0
-    eta = rng.beta(st.alpha + rest[active], counts[active] + 1.0)
-    rate = spec.dp_rate - np.log(eta).sum()
+    log_eta, _ = log_beta(rng, st.alpha + rest[active], counts[active] + 1.0)
+    rate = spec.dp_rate - log_eta.sum()
     st.alpha = float(rng.gamma(spec.dp_shape + active.sum()) / rate)
     return counts, rest
 

@@ -195,49 +195,62 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-nuts-dp", action="store_true")
-    ap.add_argument("--big", action="store_true")
+    ap.add_argument("--big", action="store_true", help="add n = 100,000 to the finite runs")
+    ap.add_argument("--skip-dp", action="store_true")
     ap.add_argument("--skip-finite", action="store_true")
+    ap.add_argument("--sizes", help="finite runs as n x D x K, e.g. 3000x2x3,100000x2x3")
     args = ap.parse_args()
-    load0 = os.getloadavg()[0]
-    dp_lines, notes = bench_dp_mfm(args.quick, not args.no_nuts_dp)
-    fin = []
+    if not args.skip_dp:
+        load0 = os.getloadavg()[0]
+        dp_lines, notes = bench_dp_mfm(args.quick, not args.no_nuts_dp)
+        md = [
+            "## Gibbs sampler: DP and MFM (`benchmarks/bench_gibbs.py`)",
+            "",
+            machine_info(),
+            "",
+            f"Load average (1 min) at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} "
+            "(2 cores shared with other jobs: timings are noisy).",
+            "",
+            "Old Faithful, full covariance, default priors; DP truncation 20. Gibbs: 4 chains "
+            "x 2000 draws after 500 burn-in sweeps, `cores=2` (threads), from the EM fit; "
+            "wall = the whole `bm.sample` call (numba caches warm). NUTS (today's sampler "
+            "for the DP): 2 chains x 500 draws after 500 tuning steps. Targets: R-hat < "
+            "1.01, bulk ESS >= 1000, wall < 15 s.",
+            "",
+            *dp_lines,
+            "",
+            *notes,
+        ]
+        text = "\n".join(md)
+        print(text)
+        write_section("gibbs", text)
     if not args.skip_finite:
+        load0 = os.getloadavg()[0]
         sizes = [(3000, 2, 3)] if args.quick else [(3000, 2, 3), (3000, 5, 5), (3000, 10, 8)]
         if args.big:
             sizes.append((100_000, 2, 3))
+        if args.sizes:
+            sizes = [tuple(int(v) for v in t.split("x")) for t in args.sizes.split(",")]
         fin = bench_finite(sizes)
-    md = [
-        "## Gibbs sampler (`benchmarks/bench_gibbs.py`)",
-        "",
-        machine_info(),
-        "",
-        f"Load average (1 min) at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} "
-        "(2 cores shared with other jobs: timings are noisy).",
-        "",
-        "### DP (truncation 20) and MFM (default priors) on Old Faithful, full covariance",
-        "",
-        "Gibbs: 4 chains x 2000 draws after 500 burn-in sweeps, `cores=2` (threads), from "
-        "the EM fit; wall = the whole `bm.sample` call (numba caches warm). Targets: "
-        "R-hat < 1.01, bulk ESS >= 1000, wall < 15 s.",
-        "",
-        *dp_lines,
-        "",
-        *notes,
-    ]
-    if fin:
-        md += [
+        md = [
+            "## Gibbs vs NUTS on finite mixtures (`benchmarks/bench_gibbs.py`)",
             "",
-            "### Finite mixtures: Gibbs vs NUTS",
+            machine_info(),
             "",
-            "2 chains x 1000 draws (NUTS: 1000 tuning steps; Gibbs: 200 burn-in sweeps), "
-            "both from the EM fit, warm caches; min bulk ESS over weights, means and "
-            "covariance entries after sorting components by their first mean coordinate.",
+            f"Load average (1 min) at start {load0:.1f}, at end {os.getloadavg()[0]:.1f}.",
+            "",
+            "`bm.sample(build_gmm(X, K), sampler=...)`, full covariance, simulated clusters "
+            "6 sd apart along the first feature; 2 chains x 1000 draws (NUTS: 1000 tuning "
+            "steps; Gibbs: 200 burn-in sweeps), both from the EM fit, warm caches, "
+            "`cores=1`; min bulk ESS over weights, means and covariance entries after "
+            "sorting components by their first mean coordinate; wall = the whole "
+            "`bm.sample` call (EM start, log-likelihood, diagnostics included).",
             "",
             *fin,
         ]
-    text = "\n".join(md)
-    print(text)
-    write_section("gibbs", text)
+        text = "\n".join(md)
+        print(text)
+        write_section("gibbs-finite", text)
 
 
 if __name__ == "__main__":

@@ -290,15 +290,24 @@ def _gibbs(model, **kw):
         return bm.sample(model, sampler="gibbs", **kw)
 
 
-def test_bit_reproducible_and_cores_independent(data):
+@pytest.fixture(scope="module")
+def em2(data):
+    return bm.fit_em(data, 2, prior=bm.GMMPrior.from_data(data, 2), random_seed=0)
+
+
+def test_bit_reproducible_and_cores_independent(data, em2):
     model = build_dpgmm(data, truncation=6)
-    a = _gibbs(model)
-    b = _gibbs(model)
-    c = _gibbs(model, cores=2)
+    a = _gibbs(model, init=em2)
+    b = _gibbs(model, init=em2)
+    c = _gibbs(model, init=em2, cores=2)
     for v in a["posterior"].data_vars:
         np.testing.assert_array_equal(a["posterior"][v].values, b["posterior"][v].values)
         np.testing.assert_array_equal(a["posterior"][v].values, c["posterior"][v].values)
-    d = _gibbs(model, random_seed=4)
+    # the default start (EM fits with K = 1 .. 6) is reproducible too
+    e = _gibbs(model, draws=3, tune=0)
+    f = _gibbs(model, draws=3, tune=0)
+    np.testing.assert_array_equal(e["posterior"]["means"].values, f["posterior"]["means"].values)
+    d = _gibbs(model, init=em2, random_seed=4)
     assert not np.array_equal(a["posterior"]["means"].values, d["posterior"]["means"].values)
 
 
@@ -308,12 +317,12 @@ def _layout(dt):
 
 @pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("kind", ["gmm", "dpgmm"])
-def test_layout_matches_the_pymc_model(data, covariance, kind):
+def test_layout_matches_the_pymc_model(data, covariance, kind, em2):
     if kind == "gmm":
         model = build_gmm(data, 2, covariance=covariance)
     else:
         model = build_dpgmm(data, truncation=4, covariance=covariance)
-    dt = _gibbs(model, draws=4, tune=2)
+    dt = _gibbs(model, draws=4, tune=2, init=em2)
     post = dt["posterior"]
     for rv in [*model.free_RVs, *model.deterministics]:
         dims = model.named_vars_to_dims.get(rv.name, ())
@@ -405,6 +414,12 @@ def test_analysis_functions_on_a_gibbs_result(data):
     assert np.asarray(cc).shape == (len(data), len(data))
     rel = bm.relabel(dt)
     assert rel["posterior"]["means"].dims == dt["posterior"]["means"].dims
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = bm.compare_fits(em, dt)
+        waic = bm.waic(dt)
+    assert cmp.ari > 0.95  # the EM MAP and the posterior allocate the two clusters alike
+    assert abs(float(waic.elpd) - elpd) < 2.0  # LOO and WAIC agree on this easy posterior
 
 
 # ---------------------------------------------------------------------------- defaults, errors
@@ -539,7 +554,8 @@ def test_spherical_log_marginal_matches_diag_in_one_dimension():
     )
 
 
-def test_finite_gibbs_matches_exact_enumeration():
+@pytest.mark.parametrize("split_merge", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     """K = 2 components, n = 6 one-dimensional points: the 64 labelled allocations
     enumerated with Dirichlet-multinomial prior and closed-form marginal likelihoods;
     the sampler's co-clustering frequencies match within Monte-Carlo error."""
@@ -566,6 +582,7 @@ def test_finite_gibbs_matches_exact_enumeration():
     p /= p.sum()
     exact = np.tensordot(p, np.array(co, dtype=float), axes=1)
     model = build_gmm(X, 2, prior=prior)
+    monkeypatch.setattr(gibbs, "FINITE_SPLIT_MERGE", split_merge)
     dt = _gibbs(model, draws=4000, tune=200, chains=2)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)
@@ -573,3 +590,156 @@ def test_finite_gibbs_matches_exact_enumeration():
     # (conservative; the Gibbs chain on 6 points mixes within a few sweeps)
     se = np.sqrt(exact * (1 - exact) / (zs.shape[0] / 4)) + 1e-3
     np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
+def _set_partitions(n):
+    """All set partitions of range(n) as label arrays (restricted growth strings)."""
+    out = [[0]]
+    for _ in range(n - 1):
+        out = [[*p, k] for p in out for k in range(max(p) + 2)]
+    return [np.array(p) for p in out]
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_split_merge_alone_targets_the_exact_posterior(kind):
+    """Only split-merge moves on z (finite K = 3 labelled, truncated DP T = 4 labelled,
+    MFM partition): co-clustering frequencies match exact enumeration over the 4^6
+    labelled allocations (kinds 0, 1) or the 203 set partitions (kind 2)."""
+    import itertools
+
+    X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
+    prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
+    conj = gibbs._Conj.from_prior(prior, "full")
+    c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
+    cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
+    T = 3 if kind == 0 else 4
+    logk = np.log(np.array([0.3, 0.3, 0.2, 0.2]))
+    pr = (kind, 0.7, logk if kind == 2 else np.zeros(1), False)
+    work = np.empty((2, 1, 1))
+
+    def logpost(z):
+        counts = np.bincount(z, minlength=T).astype(np.int64)
+        lp = gk._log_prior_counts(counts, pr)
+        for k in range(T):
+            xk = X[z == k]
+            if len(xk):
+                lp += gk.log_marginal(
+                    len(xk), xk.sum(0), xk.T @ xk, 0, 0.3, 3.0, conj.Psi0, conj.psi, work
+                )
+        return lp
+
+    zs = (
+        _set_partitions(6)
+        if kind == 2
+        else [np.array(z) for z in itertools.product(range(T), repeat=6)]
+    )
+    lp = np.array([logpost(z) for z in zs])
+    p = np.exp(lp - lp.max())
+    p /= p.sum()
+    exact = np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+    rng = np.random.default_rng(11)
+    z = np.zeros(6, dtype=np.int64)
+    counts = np.bincount(z, minlength=T).astype(np.int64)
+    n_iter = 20000
+    freq = np.zeros((6, 6))
+    for _ in range(n_iter):
+        i, j = rng.choice(6, 2, replace=False)
+        u = rng.random((gibbs.SM_SCANS + 2, 6))
+        gk.split_merge(X, z, counts, T, i, j, u, rng.random(), np.log(rng.random()), cj, pr)
+        freq += z[:, None] == z[None, :]
+    freq /= n_iter
+    np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
+    # autocorrelated moves: standard errors from an effective size of 1/10 the iterations
+    exact = np.clip(exact, 0.0, 1.0)
+    se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
+    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
+# ---------------------------------------------------------------------------- Gibbs vs NUTS
+def _summaries(dt, X, grid, pairs):
+    """Per-draw label-invariant quantities (chain, draw, q): total log-likelihood, mixture
+    density at grid points, co-clustering probabilities of observation pairs."""
+    from bayesmix._gaussian import log_mixture_density, responsibilities
+
+    post = dt["posterior"]
+    w, m, c = (post[v].values for v in ("weights", "means", "covariances"))
+    C, S, K = w.shape
+    flat = (w.reshape(C * S, K), m.reshape(C * S, K, -1), c.reshape(C * S, K, *c.shape[-2:]))
+    ll = dt["log_likelihood"]["X"].sum("obs").values.reshape(C * S, 1)
+    dens = np.exp(log_mixture_density(grid, *flat))
+    r = responsibilities(X, *flat)
+    co = np.stack([(r[:, i] * r[:, j]).sum(-1) for i, j in pairs], axis=1)
+    return np.concatenate([ll, dens, co], axis=1).reshape(C, S, -1)
+
+
+@pytest.mark.slow
+def test_gibbs_and_nuts_agree_on_a_finite_mixture():
+    import arviz_stats as azs
+    import xarray as xr
+
+    # three overlapping clusters, K = 3: an uncertain allocation for many points
+    X, _ = bm.simulate(
+        120,
+        [0.4, 0.35, 0.25],
+        [[0.0, 0.0], [2.5, 0.5], [1.0, 3.0]],
+        [np.eye(2), [[1.0, 0.4], [0.4, 0.8]], 0.6 * np.eye(2)],
+        random_seed=5,
+    )
+    model = build_gmm(X, 3)
+    kw = dict(draws=1500, tune=1000, chains=2, random_seed=2, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = bm.sample(model, sampler="gibbs", **kw)
+        n = bm.sample(model, sampler="nuts", **kw)
+    grid = np.array([[0.0, 0.0], [2.5, 0.5], [1.0, 3.0], [1.2, 1.0], [4.0, -1.0]])
+    pairs = [(0, 1), (0, 50), (10, 90), (30, 100), (60, 119)]
+    means, ses = [], []
+    for dt in (g, n):
+        q = _summaries(dt, X, grid, pairs)
+        ess = azs.ess(xr.Dataset({"q": (("chain", "draw", "k"), q)}), method="mean")["q"].values
+        means.append(q.mean((0, 1)))
+        ses.append(q.std((0, 1)) / np.sqrt(ess))
+    # 11 quantities, each within 4.5 combined Monte-Carlo standard errors (ESS-based)
+    diff = np.abs(means[0] - means[1])
+    np.testing.assert_array_less(diff, Z * np.hypot(ses[0], ses[1]))
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_k_given_partition_matches_brute_force(dynamic):
+    """p(K | partition) of the telescoping sampler against a sum over labelled
+    allocations of the Dirichlet-multinomial p(z | K) (N = 5, K <= 5)."""
+    import itertools
+
+    part = np.array([0, 0, 1, 0, 2])  # a partition with K+ = 3, block sizes 3, 1, 1
+    kp = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    gamma = 0.8
+    spec = gibbs._Spec(
+        kind="mfm",
+        Xc=np.zeros((5, 1)),
+        conj=None,
+        n_slots=5,
+        weight_concentration=gamma,
+        log_k_prior=np.log(kp),
+        dynamic=dynamic,
+    )
+    Ks, g, lp = gibbs._log_p_k(spec, np.array([3, 1, 1]), 5)
+    got = np.exp(lp - lp.max())
+    got /= got.sum()
+    brute = []
+    for K in Ks:
+        gk_ = gamma / K if dynamic else gamma
+        tot = 0.0
+        for z in itertools.product(range(K), repeat=5):
+            z = np.array(z)
+            same = (z[:, None] == z[None, :]) == (part[:, None] == part[None, :])
+            if same.all():
+                n = np.bincount(z, minlength=K)
+                tot += np.exp(
+                    gammaln(K * gk_)
+                    - gammaln(5 + K * gk_)
+                    + (gammaln(n + gk_) - gammaln(gk_)).sum()
+                )
+        brute.append(kp[K - 1] * tot)
+    brute = np.array(brute) / np.sum(brute)
+    np.testing.assert_allclose(got, brute, rtol=1e-10)
+    np.testing.assert_allclose(g, gamma / Ks if dynamic else gamma)
