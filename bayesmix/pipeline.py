@@ -568,7 +568,14 @@ def _diag_summary(idata, relabelled):
 
 
 def _occupied(idata, max_draws=400):
-    """Posterior draws of the number of occupied components (hard allocations)."""
+    """Posterior distribution of the number of occupied components: the sampled
+    ``n_occupied`` when the posterior has it (bm.n_clusters), else hard allocations."""
+    if "n_occupied" in idata["posterior"].data_vars:
+        from bayesmix.nclusters import n_clusters
+
+        table = n_clusters(idata, var_names="n_occupied")
+        pairs = zip(table["k"], table["probability"], strict=True)
+        return {int(k): float(p) for k, p in pairs if p > 0}
     w, m, c = get_params(idata)
     C, S = w.shape[:2]
     X = get_observed(idata)

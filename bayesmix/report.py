@@ -505,7 +505,7 @@ def _cluster_models(result):
         conc = result.dp.prior.dp_concentration if result.dp.prior is not None else (1.0, 1.0)
         out.append(
             (
-                f"Dirichlet process ({result.dp.K})",
+                f"Dirichlet process (truncation {result.dp.idata.attrs.get('truncation', '?')})",
                 n_clusters(result.dp.idata),
                 prior_n_clusters(N, concentration=tuple(conc)),
             )
