@@ -47,6 +47,9 @@ _LAZY = {
     "waic": "bayesmix.selection",
     "select_k": "bayesmix.selection",
     "compare_fits": "bayesmix.compare",
+    "n_clusters": "bayesmix.nclusters",
+    "plot_n_clusters": "bayesmix.nclusters",
+    "prior_n_clusters": "bayesmix.nclusters",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
