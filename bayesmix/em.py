@@ -61,6 +61,11 @@ _AUTO_SHORT_ITER = 20
 #: ... and how many of the best short runs are then run to convergence (the
 #: hierarchical start, mclust's, always is)
 _AUTO_FINALISTS = 2
+#: ... except on small data (n_obs x n_components up to this), where every start runs to
+#: convergence: it costs milliseconds, and a ridge that 20 updates have not climbed yet
+#: cannot hide the best mode (Old Faithful, full, K=3, MAP: a finalist-only portfolio
+#: stopped at log posterior -1158.87 where another start reaches -1155.23)
+_AUTO_ALL_FINAL_WORK = 100_000
 _HC = "hierarchical"
 _ENGINES = ("auto", "numpy", "numba")
 #: data with at least this many (observation x component) pairs use the numba pass
@@ -723,7 +728,9 @@ def _best_of_portfolio(Xc, cfg, n_init, rng):
     # the best short runs, and always mclust's own start, the hierarchical one, continue
     score = [r.objective if np.isfinite(r.objective) else -np.inf for r in short]
     order = sorted(range(len(short)), key=lambda i: -score[i])
-    keep = set(order[:_AUTO_FINALISTS]) | {i for i, r in enumerate(short) if r.strategy == _HC}
+    small = Xc.shape[0] * cfg.n_components <= _AUTO_ALL_FINAL_WORK
+    n_final = len(short) if small else _AUTO_FINALISTS
+    keep = set(order[:n_final]) | {i for i, r in enumerate(short) if r.strategy == _HC}
     finals = []
     for i in sorted(keep):
         try:
@@ -822,7 +829,8 @@ def fit_em(
           ``n_init`` ``"kmeans-standardized"`` and ``n_init`` ``"kmeans"`` starts, and
           one ``"random"`` start (one start when K=1). Every start gets 20 EM updates;
           the two best of these short runs, and the hierarchical one (mclust's own
-          start) always, then run to convergence. Budget: the k-means runs, the
+          start) always, then run to convergence (on small data, N x K <= 100,000,
+          every start runs to convergence: milliseconds). Budget: the k-means runs, the
           agglomeration (at most 2000 rows, under a second) and ``20 * (2 n_init + 2)``
           EM updates, plus at most three runs to convergence. Measured
           (``benchmarks/RESULTS.md``, section "mclust"): 1.1x ``init="kmeans"`` with
