@@ -1,0 +1,112 @@
+"""Sphinx configuration for the bayesmix documentation.
+
+Why this stack: Sphinx + numpydoc + myst-nb + pydata-sphinx-theme is what PyMC, ArviZ,
+bambi, xarray, NumPy and SciPy use, so bayesmix's docs read like the documentation its
+users already know: numpydoc parses the same docstring format the package is written in
+(and, with ``numpydoc_validation_checks``, turns a docstring that does not parse into a
+build error), myst-nb renders the example notebooks from their stored outputs next to
+Markdown pages, and autosummary generates one page per public name.
+
+The API reference is generated at build time from ``bayesmix.__all__`` (plus the public
+functions of ``bayesmix.plots`` and, when it exists, ``bayesmix.sklearn``), and the
+notebook gallery from whatever is in ``notebooks/``, so new public names and notebooks
+appear without editing this file. See docs/README.md for the commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # document the checkout, not an installed copy
+sys.path.insert(0, str(HERE))
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import bayesmix  # noqa: E402
+from _build_helpers import write_api_page, write_gallery  # noqa: E402
+
+project = "bayesmix"
+author = "bayesmix developers"
+copyright = "2026, bayesmix developers"  # noqa: A001
+release = bayesmix.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "myst_nb",
+    "sphinx_design",
+    "sphinx_copybutton",
+]
+
+# --- sources -------------------------------------------------------------------------
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "jupyter_execute"]
+templates_path = ["_templates"]
+root_doc = "index"
+
+# generated at build time (gitignored): api/index.rst and examples/ (notebooks + gallery)
+GENERATED_API = write_api_page(HERE / "api", importlib)
+write_gallery(ROOT / "notebooks", HERE / "examples", HERE / "_static")
+
+# --- warnings: every one is an error under `make docs` (-W --keep-going -n) -----------
+nitpicky = True
+# No intersphinx (the build must work offline, e.g. in CI without network): references
+# to other projects' objects are written as plain text, and these are not errors.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(numpy|np|scipy|pandas|pd|xarray|xr|pymc|pm|pytensor|arviz\w*|az\w*"
+     r"|matplotlib|numba|sklearn|zarr|dask|distributed|pathlib|os|collections|typing"
+     r"|concurrent|json|dataclasses)(\..*)?"),
+    (r"py:.*", r"(ndarray|array_like|array-like|DataFrame|Series|DataTree|Figure|Axes"
+     r"|Path|PathLike|Generator|RandomState|Mapping|Sequence|Iterable|callable|optional"
+     r"|None|int|float|bool|str|dict|list|tuple|object|type|ValueError|TypeError"
+     r"|Warning|UserWarning|RuntimeWarning)"),
+]
+suppress_warnings: list[str] = []
+
+# --- autodoc / autosummary / numpydoc --------------------------------------------------
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_typehints = "none"  # the numpydoc sections carry the types and shapes
+autodoc_default_options = {"member-order": "bysource"}
+numpydoc_show_class_members = False  # members are listed by the class template
+numpydoc_xref_param_type = False
+numpydoc_class_members_toctree = False
+# A docstring that numpydoc cannot parse, or that lacks its sections, is a build error.
+# GL08: the object has a docstring; PR01/PR02: every parameter documented, and only those;
+# RT01: a Returns section where something is returned; SS01: a summary line.
+numpydoc_validation_checks = {"GL08", "PR01", "PR02", "SS01"}
+numpydoc_validation_exclude = {r"\.__\w+__$", r"\._\w+$"}
+
+# --- notebooks (myst-nb) ----------------------------------------------------------------
+# Rendered from the outputs stored in notebooks/*.ipynb; `make notebooks` re-executes them.
+nb_execution_mode = "off"
+nb_output_stderr = "remove"  # warnings/progress bars are kept in the .ipynb, not rendered
+nb_merge_streams = True
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+myst_dmath_double_inline = True
+
+# --- HTML ---------------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"bayesmix {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+    # no version switcher / external icon fetches: the site works offline
+}
+html_show_sourcelink = False
+html_last_updated_fmt = None
