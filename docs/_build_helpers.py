@@ -16,7 +16,6 @@ import base64
 import json
 import re
 import shutil
-from pathlib import Path
 
 #: section titles for the modules that define public names, in reading order;
 #: a module not listed here gets a section titled by its name, at the end
@@ -99,7 +98,9 @@ def write_api_page(out_dir, importlib):
             continue
         names = sorted(getattr(module, "__all__", []))
         if names:
-            lines += _section(title) + [intro, ""] + _table(names, modname)
+            lines += [*_section(title), intro, ""]
+            lines += [f".. automodule:: {modname}", "   :no-members:", ""]
+            lines += _table(names, modname)
             documented += [f"{modname}.{n}" for n in names]
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out_dir / "index.rst", "\n".join(lines))

@@ -135,7 +135,9 @@ def displays_something(source):
     ):
         return True
     calls = {
-        n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
     return bool(calls & {"print", "display"})
 
