@@ -7,7 +7,8 @@
 * :func:`write_gallery` copies ``notebooks/*.ipynb`` into ``examples/`` (myst-nb renders
   them from their stored outputs), extracts each notebook's last PNG output as its
   thumbnail, and writes the gallery page ``examples/index.md`` with one card per
-  notebook: its title, the question it answers and the thumbnail.
+  notebook: its title, the question it answers and the thumbnail (the last figure, or
+  that of the cell tagged ``thumbnail``).
 """
 
 from __future__ import annotations
@@ -134,15 +135,18 @@ def notebook_question(nb):
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", cells[0])]
     for p in paragraphs:
         if p.startswith("**Question"):
-            return re.sub(r"^\*\*Question[^*]*\*\*\s*", "", p).replace("\n", " ")
+            q = re.sub(r"^\*\*Question[^*]*\*\*\s*", "", p).replace("\n", " ")
+            return q[:1].upper() + q[1:]
     rest = [p for p in paragraphs if p and not p.startswith("#")]
     return rest[0].replace("\n", " ") if rest else ""
 
 
 def last_png(nb):
-    """Bytes of the last PNG image among a notebook's stored outputs, or None."""
+    """Bytes of the notebook's thumbnail: the last PNG output of the cell tagged
+    ``thumbnail`` if there is one, else the last PNG among all stored outputs (or None)."""
     found = None
-    for cell in nb["cells"]:
+    tagged = [c for c in nb["cells"] if "thumbnail" in c.get("metadata", {}).get("tags", [])]
+    for cell in tagged or nb["cells"]:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if "image/png" in data:

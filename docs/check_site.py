@@ -180,7 +180,7 @@ def _page_problems(events, session, probe, base, html_dir):
     return problems
 
 
-async def _check(pages, base_url, ws_url, html_dir, screenshot):
+async def _check(pages, base_url, ws_url, html_dir, screenshot, shot_page, full_page):
     ws = await websocket_connect(ws_url, max_message_size=256 * 1024 * 1024)
     cdp = CDP(ws)
     target = await cdp.send("Target.createTarget", {"url": "about:blank"})
@@ -206,8 +206,13 @@ async def _check(pages, base_url, ws_url, html_dir, screenshot):
         external.update(h for h in probe["links"] if urlparse(h).netloc not in ("", base.netloc))
         problems += _page_problems(cdp.events[start:], session, probe, base, html_dir)
         results[page] = problems
-        if screenshot and page == "index.html":
-            shot = await cdp.send("Page.captureScreenshot", {"format": "png"}, session=session)
+        if screenshot and page == shot_page:
+            params = {"format": "png", "captureBeyondViewport": full_page}
+            if full_page:
+                size = await cdp.send("Page.getLayoutMetrics", session=session)
+                w, h = size["cssContentSize"]["width"], size["cssContentSize"]["height"]
+                params["clip"] = {"x": 0, "y": 0, "width": w, "height": min(h, 6000), "scale": 1}
+            shot = await cdp.send("Page.captureScreenshot", params, session=session)
             Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
     cdp.reader.cancel()
     ws.close()
@@ -219,7 +224,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--html", type=Path, default=ROOT / "docs" / "_build" / "html")
     p.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
-    p.add_argument("--screenshot", type=Path, help="save a screenshot of index.html here")
+    p.add_argument("--screenshot", type=Path, help="save a screenshot of a page here")
+    p.add_argument("--screenshot-page", default="index.html", help="page to screenshot")
+    p.add_argument("--full-page", action="store_true", help="screenshot the whole page")
     args = p.parse_args(argv)
     html_dir = args.html.resolve()
     if not (html_dir / "index.html").exists():
@@ -245,7 +252,15 @@ def main(argv=None):
         time.sleep(0.5)
         chromium, ws_url = _start_chromium(args.chromium, profile)
         results, n_images, external = asyncio.run(
-            _check(pages, f"http://127.0.0.1:{port}", ws_url, html_dir, args.screenshot)
+            _check(
+                pages,
+                f"http://127.0.0.1:{port}",
+                ws_url,
+                html_dir,
+                args.screenshot,
+                args.screenshot_page,
+                args.full_page,
+            )
         )
     finally:
         if chromium is not None:
