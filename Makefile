@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bayesmix-installed
 OUT    ?= bayesmix-report
 
-.PHONY: install run test test-slow lint bench docs notebooks figures check-site
+.PHONY: install run test test-slow lint bench bench-quick docs notebooks figures check-site
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check bayesmix tests benchmarks
 	$(BIN)/ruff format --check bayesmix tests benchmarks
 
+# every benchmarks/bench_*.py; full runs rewrite their sections of benchmarks/RESULTS.md
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# smoke runs of every benchmark (RESULTS.md left unchanged)
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
 
 # Documentation (docs/README.md). Notebooks are rendered from their stored outputs;
 # figures are only drawn when missing (make figures redraws them).

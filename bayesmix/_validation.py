@@ -103,13 +103,7 @@ def check_n_components(n_components, n_obs=None, *, name="n_components"):
     -------
     int
     """
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an integer >= 1; got {type(n_components).__name__} {n_components!r}."
-        )
-    n_components = int(n_components)
-    if n_components < 1:
-        raise ValueError(f"{name} must be >= 1; got {n_components}.")
+    n_components = check_int(n_components, name, minimum=1)
     if n_obs is not None and n_components > n_obs:
         raise ValueError(
             f"{name}={n_components} is larger than the number of observations n_obs={n_obs}: "
@@ -119,12 +113,13 @@ def check_n_components(n_components, n_obs=None, *, name="n_components"):
     return n_components
 
 
-def check_int(value, name, *, minimum=0):
+def check_int(value, name, *, minimum=0, hint=""):
     """Check an integer argument and return it as ``int``.
 
     The one integer check of the package: a non-integer (``bool`` included) is a
     ``TypeError``, an integer below ``minimum`` a ``ValueError``; both name the
-    parameter, what was expected and what came in.
+    parameter, what was expected and what came in. ``hint`` (the fix, or what the
+    parameter means) is appended to the ``ValueError`` message.
 
     Examples
     --------
@@ -141,7 +136,9 @@ def check_int(value, name, *, minimum=0):
         )
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}; got {value}." + (hint and f" {hint}")
+        )
     return value
 
 
@@ -216,36 +213,8 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False):
     >>> X.dtype, X.shape
     (dtype('float64'), (2, 2))
     """
-    feature_names = None
-    # pandas is optional at this layer: detect a DataFrame by duck typing.
-    if hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy"):
-        feature_names = [str(c) for c in X.columns]
-        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
-        if bad:
-            raise ValueError(
-                f"{name} has non-numeric columns {bad}; bayesmix fits numeric data only. "
-                "Drop or encode these columns (for example select numeric columns with "
-                "df.select_dtypes('number'))."
-            )
-        X = X.to_numpy()
-    elif hasattr(X, "to_numpy") and hasattr(X, "name") and hasattr(X, "dtype"):
-        # a pandas Series: one feature
-        raise ValueError(
-            f"{name} must be 2-D with shape (n_obs, n_features); got a 1-D Series of length "
-            f"{len(X)}. Use series.to_frame() for a single feature."
-        )
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
-    if arr.dtype == object or not _numeric_dtype(arr.dtype):
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{name} must be numeric; got an array of dtype {arr.dtype} that cannot be "
-                f"converted to float ({exc}). Encode or drop non-numeric values first."
-            ) from exc
+    X, feature_names = _unwrap_pandas(X, name)
+    arr = _numeric_array(X, name)
     if np.iscomplexobj(arr):
         raise ValueError(f"{name} must be real-valued; got complex dtype {arr.dtype}.")
     if arr.ndim == 1:
@@ -267,24 +236,71 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False):
             f"{name} has {n_obs} observation(s) (shape {arr.shape}); at least {min_obs} required."
         )
     out = np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        n_nan = int(np.isnan(out).sum())
-        n_inf = int(np.isinf(out).sum())
-        what = " and ".join(
-            s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
-        )
-        raise ValueError(
-            f"{name} contains {what} value(s) in {bad_rows.size} row(s); the first is row "
-            f"{int(bad_rows[0])}. Remove or impute missing values before fitting (bayesmix never "
-            "drops rows silently)."
-        )
+    _check_finite(out, name)
     if feature_names is None:
         feature_names = [f"x{j}" for j in range(n_features)]
     if return_names:
         return out, feature_names
     return out
+
+
+def _unwrap_pandas(X, name):
+    """``(values, column names)`` of a DataFrame; ``(X, None)`` for anything else.
+
+    pandas is optional at this layer: a DataFrame is detected by duck typing.
+    """
+    if hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy"):
+        feature_names = [str(c) for c in X.columns]
+        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric columns {bad}; bayesmix fits numeric data only. "
+                "Drop or encode these columns (for example select numeric columns with "
+                "df.select_dtypes('number'))."
+            )
+        return X.to_numpy(), feature_names
+    if hasattr(X, "to_numpy") and hasattr(X, "name") and hasattr(X, "dtype"):
+        # a pandas Series: one feature
+        raise ValueError(
+            f"{name} must be 2-D with shape (n_obs, n_features); got a 1-D Series of length "
+            f"{len(X)}. Use series.to_frame() for a single feature."
+        )
+    return X, None
+
+
+def _numeric_array(X, name):
+    """``X`` as a numpy array of a numeric dtype (object arrays converted to float64)."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if arr.dtype == object or not _numeric_dtype(arr.dtype):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must be numeric; got an array of dtype {arr.dtype} that cannot be "
+                f"converted to float ({exc}). Encode or drop non-numeric values first."
+            ) from exc
+    return arr
+
+
+def _check_finite(out, name):
+    """Reject NaN and infinite values, with their count and the first offending row."""
+    finite = np.isfinite(out)
+    if finite.all():
+        return
+    bad_rows = np.flatnonzero(~finite.all(axis=1))
+    n_nan = int(np.isnan(out).sum())
+    n_inf = int(np.isinf(out).sum())
+    what = " and ".join(
+        s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
+    )
+    raise ValueError(
+        f"{name} contains {what} value(s) in {bad_rows.size} row(s); the first is row "
+        f"{int(bad_rows[0])}. Remove or impute missing values before fitting (bayesmix never "
+        "drops rows silently)."
+    )
 
 
 def _numeric_dtype(dtype):

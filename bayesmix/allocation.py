@@ -39,6 +39,8 @@ import xarray as xr
 from bayesmix._gaussian import responsibilities
 from bayesmix._trace import get_observed, get_params
 from bayesmix._validation import BayesmixWarning
+from bayesmix.labelswitching import check_labels_usable
+from bayesmix.labelswitching import relabel as _relabel
 
 __all__ = [
     "PointPartition",
@@ -116,8 +118,6 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     >>> membership(dt, relabel=False)["label"].values
     array([0, 1])
     """
-    from bayesmix.labelswitching import check_labels_usable
-
     _check_tree(idata)
     check_labels_usable(idata, what="membership")
     if not (isinstance(prob, float | int) and 0 < prob < 1):
@@ -126,8 +126,6 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         raise ValueError(f"relabel must be 'auto' or False; got {relabel!r}.")
     K = get_params(idata)[0].shape[-1]
     if relabel == "auto" and K > 1 and not idata.attrs.get("relabelled"):
-        from bayesmix.labelswitching import relabel as _relabel
-
         warnings.warn(
             "membership: idata has not been relabelled; relabelling it now with "
             "bayesmix.relabel(idata) (Stephens' algorithm, reference-free). Call "

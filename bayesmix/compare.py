@@ -28,6 +28,10 @@ from scipy.special import logsumexp
 
 from bayesmix._gaussian import log_mixture_density
 from bayesmix._trace import get_observed, get_params
+from bayesmix.allocation import membership, point_partition
+from bayesmix.labelswitching import check_labels_usable, relabel
+
+# arviz_stats is imported inside _parameter_table() only (import cost of ArviZ).
 
 __all__ = ["FitComparison", "adjusted_rand_index", "compare_fits"]
 
@@ -203,11 +207,6 @@ def compare_fits(em_result, idata, *, prob=0.94):
     >>> round(cmp.ari, 3)
     1.0
     """
-    import arviz_stats as azs
-
-    from bayesmix.allocation import membership, point_partition
-    from bayesmix.labelswitching import check_labels_usable, relabel
-
     if not isinstance(idata, xr.DataTree):
         raise TypeError(
             f"idata must be an xarray.DataTree from bayesmix.sample; got {type(idata).__name__}."
@@ -223,6 +222,36 @@ def compare_fits(em_result, idata, *, prob=0.94):
             )
     X = get_observed(idata)
     rel = relabel(idata, reference=em_result)  # checks K and shapes
+    table = _parameter_table(rel, em_result, prob)
+
+    em_labels = np.asarray(em_result.predict(X))
+    memb = membership(rel, relabel=False)
+    post_labels = memb["label"].values
+    if X.shape[0] <= MAX_OBS_POINT_PARTITION:
+        part = point_partition(rel, loss="binder").labels
+        how = "posterior point partition (Binder)"
+    else:
+        part = post_labels
+        how = "posterior most probable labels"
+    log_pred = {
+        "em": float(np.sum(em_result.score_samples(X))),
+        "posterior": _posterior_lppd(rel),
+    }
+    return FitComparison(
+        table=table,
+        ari=adjusted_rand_index(em_labels, part),
+        label_agreement=float(np.mean(em_labels == post_labels)),
+        log_predictive=log_pred,
+        prob=float(prob),
+        partition=how,
+        relabelled=rel,
+    )
+
+
+def _parameter_table(rel, em_result, prob):
+    """One row per scalar parameter: EM estimate, posterior mean, HDI, EM inside the HDI."""
+    import arviz_stats as azs
+
     post = rel["posterior"].to_dataset()[["weights", "means", "covariances"]]
     mean = post.mean(("chain", "draw"))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -262,27 +291,4 @@ def compare_fits(em_result, idata, *, prob=0.94):
                     "inside": bool(lo[idx] <= em <= hi[idx]),
                 }
             )
-    table = pd.DataFrame(rows)
-
-    em_labels = np.asarray(em_result.predict(X))
-    memb = membership(rel, relabel=False)
-    post_labels = memb["label"].values
-    if X.shape[0] <= MAX_OBS_POINT_PARTITION:
-        part = point_partition(rel, loss="binder").labels
-        how = "posterior point partition (Binder)"
-    else:
-        part = post_labels
-        how = "posterior most probable labels"
-    log_pred = {
-        "em": float(np.sum(em_result.score_samples(X))),
-        "posterior": _posterior_lppd(rel),
-    }
-    return FitComparison(
-        table=table,
-        ari=adjusted_rand_index(em_labels, part),
-        label_agreement=float(np.mean(em_labels == post_labels)),
-        log_predictive=log_pred,
-        prob=float(prob),
-        partition=how,
-        relabelled=rel,
-    )
+    return pd.DataFrame(rows)

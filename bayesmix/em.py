@@ -32,11 +32,14 @@ from bayesmix._validation import (
     DegenerateDataWarning,
     check_covariance_type,
     check_data,
+    check_int,
     check_n_components,
     check_positive,
     check_random_state,
     warn,
 )
+from bayesmix.clustering import _kmeans_plusplus, kmeans
+from bayesmix.priors import GMMPrior, check_prior
 
 __all__ = ["EMResult", "fit_em"]
 
@@ -302,8 +305,6 @@ class EMResult:
     @classmethod
     def from_dict(cls, d):
         """Rebuild an :class:`EMResult` from :meth:`to_dict` output."""
-        from bayesmix.priors import GMMPrior
-
         d = dict(d)
         cov = np.asarray(d.pop("covariances"), dtype=float)
         prior = d.pop("prior")
@@ -386,42 +387,6 @@ def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior):
     return _Model(weights, means, cov, prec)
 
 
-def _check_prior(prior, n_features, n_components, covariance):
-    from bayesmix.priors import GMMPrior
-
-    if not isinstance(prior, GMMPrior):
-        raise TypeError(
-            "prior must be None (maximum likelihood) or a bayesmix.GMMPrior (MAP); got "
-            f"{type(prior).__name__}. Build one with bayesmix.GMMPrior.from_data(X, K)."
-        )
-    if prior.covariance_prior != "conjugate":
-        raise ValueError(
-            f"fit_em needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
-            "The LKJ prior has no closed-form MAP M-step: use prior.with_(covariance_prior="
-            "'conjugate') for EM, and keep the LKJ prior for the PyMC model."
-        )
-    if prior.n_features != n_features:
-        raise ValueError(
-            f"prior has {prior.n_features} features but X has {n_features}; build the prior "
-            "from the same data (GMMPrior.from_data(X, K))."
-        )
-    if n_components > 1 and prior.weight_concentration < 1.0:
-        raise ValueError(
-            f"prior.weight_concentration={prior.weight_concentration} < 1: the Dirichlet "
-            "density is unbounded at the edges of the simplex, so the posterior has no "
-            "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
-            "fit_em (the PyMC model can keep the sparse prior)."
-        )
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
-    return int(value)
-
-
 def _init_array(init, X, n_components):
     """Classify an array init: (N, K) responsibilities or (K, D) means."""
     N, D = X.shape
@@ -470,13 +435,9 @@ def _initial_resp(init, X, K, rng):
     """Initial responsibilities (N, K), or (labels-based resp, means override)."""
     if isinstance(init, str):
         if init == "kmeans":
-            from bayesmix.clustering import kmeans
-
             km = kmeans(X, K, n_init=1, random_seed=rng)
             return _one_hot(np.asarray(km.labels), K), None
         if init == "k-means++":
-            from bayesmix.clustering import _kmeans_plusplus
-
             centers = _kmeans_plusplus(X, K, rng)[0]
             return _one_hot(_nearest(X, centers), K), None
         resp = rng.uniform(size=(X.shape[0], K))
@@ -488,52 +449,96 @@ def _initial_resp(init, X, K, rng):
 
 
 # =========================================================================== the EM loop
-def _run_em(
-    X,
-    covariance,
-    resp,
-    means_init,
-    K,
-    max_iter,
-    tol,
-    reg_covar,
-    map_prior,
-    objective,
-    engine,
-    progress,
-    label,
-):
+@dataclass(frozen=True, eq=False)
+class _RunSettings:
+    """What every EM run of one :func:`fit_em` call shares (the fitting frame is centred)."""
+
+    covariance: str
+    n_components: int
+    max_iter: int
+    tol: float
+    reg_covar: float
+    engine: str
+    progress: bool
+    prior: object  # GMMPrior or None (maximum likelihood)
+    shift: np.ndarray  # the data mean: original coordinates = fitting frame + shift
+    map_prior: object  # the prior in the fitting frame (cv.MapPrior), or None
+
+    def to_full(self, model):
+        """Full covariance matrices (K, D, D) of a model."""
+        return cv.TO_FULL[self.covariance](model.cov, self.n_components, self.shift.size)
+
+    def objective(self, ll, model):
+        """The log-likelihood (ML) or the log posterior up to the evidence (MAP)."""
+        if self.prior is None:
+            return ll
+        return ll + self.prior.log_prior(
+            model.weights, model.means + self.shift, self.to_full(model), self.covariance
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _RunResult:
+    """The outcome of one EM run, in the fitting frame."""
+
+    model: _Model
+    log_likelihood: float
+    objective: float
+    history: tuple
+    n_iter: int
+    converged: bool
+    labels: np.ndarray
+    nk: np.ndarray
+
+
+def _run_em(X, resp, means_init, cfg, label=""):
+    """One EM run from initial responsibilities (and optionally initial means)."""
     N = X.shape[0]
-    nk, sx, sxx = _stats_from_resp(X, covariance, resp)
-    model = _m_step(nk, sx, sxx, covariance, N, reg_covar, map_prior)
+    nk, sx, sxx = _stats_from_resp(X, cfg.covariance, resp)
+    model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
-    estep = _estep_numpy if engine == "numpy" else _estep_numba
+    estep = _estep_numpy if cfg.engine == "numpy" else _estep_numba
     labels = np.empty(N, dtype=np.int64)
     history = []
     converged = False
-    for it in range(max_iter + 1):
-        ll, nk, sx, sxx = estep(X, covariance, model.weights, model.means, model.prec_chol, labels)
-        obj = objective(ll, model)
+    for it in range(cfg.max_iter + 1):
+        ll, nk, sx, sxx = estep(
+            X, cfg.covariance, model.weights, model.means, model.prec_chol, labels
+        )
+        obj = cfg.objective(ll, model)
         history.append(obj)
-        if progress and (it % 10 == 0):
+        if cfg.progress and (it % 10 == 0):
             print(f"[fit_em{label}] iteration {it}: objective {obj:.10g}", file=sys.stderr)
-        if it > 0 and abs(obj - history[-2]) <= tol * N:
+        if it > 0 and abs(obj - history[-2]) <= cfg.tol * N:
             converged = True
             break
-        if it == max_iter:
+        if it == cfg.max_iter:
             break
-        model = _m_step(nk, sx, sxx, covariance, N, reg_covar, map_prior)
-    return {
-        "model": model,
-        "log_likelihood": ll,
-        "objective": obj,
-        "history": tuple(history),
-        "n_iter": len(history) - 1,
-        "converged": converged,
-        "labels": labels,
-        "nk": nk,
-    }
+        model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+    return _RunResult(
+        model=model,
+        log_likelihood=ll,
+        objective=obj,
+        history=tuple(history),
+        n_iter=len(history) - 1,
+        converged=converged,
+        labels=labels,
+        nk=nk,
+    )
+
+
+def _best_of_restarts(Xc, init, cfg, n_init, rng):
+    """``n_init`` EM runs from independent initialisations; the highest objective wins."""
+    best = None
+    for run in range(n_init):
+        if cfg.progress:
+            print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
+        resp, init_means = _initial_resp(init, Xc, cfg.n_components, rng)
+        out = _run_em(Xc, resp, init_means, cfg, f" run {run + 1}" if n_init > 1 else "")
+        if best is None or out.objective > best.objective:
+            best = out
+    return best
 
 
 def _numba_available():
@@ -688,114 +693,127 @@ def fit_em(
     N, D = X.shape
     K = check_n_components(n_components, N)
     covariance = check_covariance_type(covariance)
-    n_init = _check_int(n_init, "n_init", 1)
-    max_iter = _check_int(max_iter, "max_iter", 0)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
     tol = check_positive(tol, "tol", strict=False)
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if prior is not None:
-        _check_prior(prior, D, K, covariance)
+        check_prior(prior, D, covariance, n_components=K, method="em")
     if reg_covar is None:
         reg_covar = 1e-6 if prior is None else 0.0
     reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
+    init_parsed, init_name = _parse_init(init, X, K, n_init)
+    rng = check_random_state(random_seed)
+    if engine == "auto":
+        engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
+    _check_constant_features(X, feature_names, prior, reg_covar)
+
+    # fit in a frame centred at the data mean (accurate raw-moment statistics)
+    shift = X.mean(axis=0)
+    Xc = np.ascontiguousarray(X - shift)
+    cfg = _RunSettings(
+        covariance=covariance,
+        n_components=K,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        engine=engine,
+        progress=progress,
+        prior=prior,
+        shift=shift,
+        map_prior=_map_prior(prior, shift, covariance),
+    )
+    if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
+        init_parsed = ("means", init_parsed[1] - shift)
+    best = _best_of_restarts(Xc, init_parsed, cfg, n_init, rng)
+
+    collapsed = _warn_fit_problems(best, X, cfg)
+    return _em_result(
+        best,
+        cfg,
+        X.shape[0],
+        feature_names,
+        collapsed=collapsed,
+        n_init=n_init,
+        init=init_name,
+        random_seed=random_seed,
+    )
+
+
+# =========================================================================== fit_em's stages
+def _parse_init(init, X, K, n_init):
+    """``(parsed init, name recorded in the result)`` for a string or an array init."""
     if isinstance(init, str):
         if init not in _INIT_METHODS:
             raise ValueError(
                 f"init must be one of {list(_INIT_METHODS)} or an array of responsibilities "
                 f"(N, K) or means (K, D); got {init!r}."
             )
-        init_parsed, init_name = init, init
-    else:
-        if n_init != 1:
-            raise ValueError(
-                f"n_init={n_init} but init is an array, so every run would be identical; use "
-                "n_init=1 with an array init, or a string init for restarts."
-            )
-        kind, arr = _init_array(init, X, K)
-        init_parsed, init_name = (kind, arr), f"array ({kind})"
-    seed_record = (
-        int(random_seed)
-        if isinstance(random_seed, numbers.Integral) and not isinstance(random_seed, bool)
-        else None
+        return init, init
+    if n_init != 1:
+        raise ValueError(
+            f"n_init={n_init} but init is an array, so every run would be identical; use "
+            "n_init=1 with an array init, or a string init for restarts."
+        )
+    kind, arr = _init_array(init, X, K)
+    return (kind, arr), f"array ({kind})"
+
+
+def _seed_record(random_seed):
+    """The seed as recorded in the result: an int seed, else None."""
+    if isinstance(random_seed, numbers.Integral) and not isinstance(random_seed, bool):
+        return int(random_seed)
+    return None
+
+
+def _check_constant_features(X, feature_names, prior, reg_covar):
+    """Warn about constant features (reg_covar or the prior keeps the fit finite)."""
+    const = np.flatnonzero(X.var(axis=0) == 0)
+    if not const.size:
+        return
+    names = [feature_names[j] for j in const]
+    warn(
+        f"feature(s) {names} are constant; they carry no information about the "
+        "components and their variance in every component is set by "
+        f"{'reg_covar' if prior is None else 'the prior'}. Drop them before fitting.",
+        DegenerateDataWarning,
+        stacklevel=4,
     )
-    rng = check_random_state(random_seed)
-    if engine == "auto":
-        engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
+    if prior is None and reg_covar == 0:
+        raise ValueError(
+            f"feature(s) {names} are constant and reg_covar=0, so every covariance is "
+            "singular. Drop the constant features, or set reg_covar > 0 (default 1e-6)."
+        )
 
-    # constant features: say so (reg_covar or the prior keeps the fit finite)
-    data_var = X.var(axis=0)
-    const = np.flatnonzero(data_var == 0)
-    if const.size:
-        names = [feature_names[j] for j in const]
+
+def _map_prior(prior, shift, covariance):
+    """The conjugate prior's M-step constants in the fitting frame (None for ML)."""
+    if prior is None:
+        return None
+    return cv.MapPrior(
+        prior.mean - shift,
+        prior.mean_shrinkage,
+        prior.dof,
+        prior.weight_concentration,
+        prior.covariance_scale(covariance),
+    )
+
+
+def _warn_fit_problems(best, X, cfg):
+    """Warn on no convergence and on collapsed components; return the collapsed indices."""
+    N, D = X.shape
+    cov_full = cfg.to_full(best.model)
+    if not best.converged:
         warn(
-            f"feature(s) {names} are constant; they carry no information about the "
-            "components and their variance in every component is set by "
-            f"{'reg_covar' if prior is None else 'the prior'}. Drop them before fitting.",
-            DegenerateDataWarning,
-        )
-        if prior is None and reg_covar == 0:
-            raise ValueError(
-                f"feature(s) {names} are constant and reg_covar=0, so every covariance is "
-                "singular. Drop the constant features, or set reg_covar > 0 (default 1e-6)."
-            )
-
-    # fit in a frame centred at the data mean (accurate raw-moment statistics)
-    shift = X.mean(axis=0)
-    Xc = np.ascontiguousarray(X - shift)
-    map_prior = None
-    if prior is not None:
-        map_prior = cv.MapPrior(
-            prior.mean - shift,
-            prior.mean_shrinkage,
-            prior.dof,
-            prior.weight_concentration,
-            prior.covariance_scale(covariance),
-        )
-    if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
-        init_parsed = ("means", init_parsed[1] - shift)
-
-    def to_full(model):
-        return cv.TO_FULL[covariance](model.cov, K, D)
-
-    def objective(ll, model):
-        if prior is None:
-            return ll
-        return ll + prior.log_prior(model.weights, model.means + shift, to_full(model), covariance)
-
-    best = None
-    for run in range(n_init):
-        if progress:
-            print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
-        resp, init_means_c = _initial_resp(init_parsed, Xc, K, rng)
-        out = _run_em(
-            Xc,
-            covariance,
-            resp,
-            init_means_c,
-            K,
-            max_iter,
-            tol,
-            reg_covar,
-            map_prior,
-            objective,
-            engine,
-            progress,
-            f" run {run + 1}" if n_init > 1 else "",
-        )
-        if best is None or out["objective"] > best["objective"]:
-            best = out
-
-    model = best["model"]
-    cov_full = to_full(model)
-    if not best["converged"]:
-        warn(
-            f"EM did not converge: the objective still changed by more than tol={tol:g} per "
-            f"observation after max_iter={max_iter} iterations. Increase max_iter or tol, or "
-            "standardize the data.",
+            f"EM did not converge: the objective still changed by more than tol={cfg.tol:g} "
+            f"per observation after max_iter={cfg.max_iter} iterations. Increase max_iter or "
+            "tol, or standardize the data.",
             ConvergenceWarning,
+            stacklevel=4,
         )
     data_cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True)) if N > 1 else np.eye(D)
-    found = _collapse_check(cov_full, best["nk"], covariance, data_cov, reg_covar)
+    found = _collapse_check(cov_full, best.nk, cfg.covariance, data_cov, cfg.reg_covar)
     if found:
         details = "; ".join(f"component {k}: {why}" for k, why in found)
         warn(
@@ -804,27 +822,34 @@ def fit_em(
             "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a larger "
             "reg_covar, or standardize the data.",
             DegenerateDataWarning,
+            stacklevel=4,
         )
+    return tuple(int(k) for k, _ in found)
+
+
+def _em_result(best, cfg, n_obs, feature_names, *, collapsed, n_init, init, random_seed):
+    """The :class:`EMResult` of the best run, in the original coordinates."""
+    cov_full = cfg.to_full(best.model)
     return EMResult(
-        weights=model.weights,
-        means=model.means + shift,
+        weights=best.model.weights,
+        means=best.model.means + cfg.shift,
         covariances=cov_full,
         precisions_cholesky=cv.precision_cholesky_full(cov_full),
-        covariance=covariance,
-        prior=prior,
-        log_likelihood=float(best["log_likelihood"]),
-        log_posterior=None if prior is None else float(best["objective"]),
-        n_iter=int(best["n_iter"]),
-        converged=bool(best["converged"]),
-        history=best["history"],
-        n_obs=N,
+        covariance=cfg.covariance,
+        prior=cfg.prior,
+        log_likelihood=float(best.log_likelihood),
+        log_posterior=None if cfg.prior is None else float(best.objective),
+        n_iter=int(best.n_iter),
+        converged=bool(best.converged),
+        history=best.history,
+        n_obs=n_obs,
         feature_names=list(feature_names),
-        reg_covar=float(reg_covar),
-        random_seed=seed_record,
-        collapsed=tuple(int(k) for k, _ in found),
-        labels=best["labels"],
-        tol=float(tol),
-        max_iter=int(max_iter),
+        reg_covar=float(cfg.reg_covar),
+        random_seed=_seed_record(random_seed),
+        collapsed=collapsed,
+        labels=best.labels,
+        tol=float(cfg.tol),
+        max_iter=int(cfg.max_iter),
         n_init=int(n_init),
-        init=init_name,
+        init=init,
     )

@@ -49,6 +49,8 @@ from bayesmix._gaussian import responsibilities
 from bayesmix._trace import get_observed, get_params, mixture_params
 from bayesmix._validation import BayesmixWarning, check_positive
 
+# arviz_stats is imported inside diagnostics() only: relabel() needs no ArviZ.
+
 __all__ = ["LabelSwitchingWarning", "check_labels_usable", "diagnostics", "relabel"]
 
 _METHODS = ("stephens", "means")
@@ -253,88 +255,102 @@ def relabel(idata, reference=None, *, method="stephens", max_iter=100, chunk_siz
     D = m.shape[-1]
     if chunk_size is None:
         chunk_size = _chunk_size(X.shape[0], K, D)
-    wf, mf, cf = w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
-
-    n_iter = 0
-    if K == 1:
-        perms = np.zeros((C * S, 1), dtype=np.int64)
-    elif method == "stephens":
-        if reference is not None:
-            rw, rm, rc = _reference_params(reference, K, D)
-            q = responsibilities(X, rw, rm, rc)
-            perms, _ = _stephens_perms(X, wf, mf, cf, np.log(np.maximum(q, 1e-300)), chunk_size)
-            n_iter = 1
-        else:
-            s0 = _start_draw(idata, C, S)
-            q = responsibilities(X, wf[s0], mf[s0], cf[s0])
-            perms = None
-            for n_iter in range(1, max_iter + 1):  # noqa: B007
-                new, q = _stephens_perms(X, wf, mf, cf, np.log(np.maximum(q, 1e-300)), chunk_size)
-                if perms is not None and np.array_equal(new, perms):
-                    break
-                perms = new
-            else:
-                warnings.warn(
-                    f"relabel: Stephens' algorithm did not settle within max_iter={max_iter} "
-                    "iterations; the last labelling is returned. Increase max_iter or pass an EM "
-                    "fit as reference.",
-                    LabelSwitchingWarning,
-                    stacklevel=2,
-                )
-    else:
-        scale = X.std(axis=0)
-        scale[scale == 0] = 1.0
-        if reference is not None:
-            _, rm, _ = _reference_params(reference, K, D)
-            perms, _ = _means_perms(mf, rm, scale)
-            n_iter = 1
-        else:
-            ref = mf[_start_draw(idata, C, S)]
-            perms = None
-            for n_iter in range(1, max_iter + 1):  # noqa: B007
-                new, ref = _means_perms(mf, ref, scale)
-                if perms is not None and np.array_equal(new, perms):
-                    break
-                perms = new
-            else:
-                warnings.warn(
-                    f"relabel: the means algorithm did not settle within max_iter={max_iter} "
-                    "iterations; the last labelling is returned. Increase max_iter or pass an EM "
-                    "fit as reference.",
-                    LabelSwitchingWarning,
-                    stacklevel=2,
-                )
+    flat = w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
+    start = _start_draw(idata, C, S) if reference is None else None
+    perms, n_iter = _permutations(X, flat, method, reference, start, max_iter, chunk_size)
     perms = perms.reshape(C, S, K)
+    _warn_if_chains_disagree(perms)
+    attrs = {
+        "relabelled": 1,
+        "relabel_method": method,
+        "relabel_reference": "posterior" if reference is None else type(reference).__name__,
+        "relabel_n_iter": int(n_iter),
+    }
+    return _relabelled_tree(idata, perms, attrs)
 
+
+def _permutations(X, flat, method, reference, start, max_iter, chunk_size):
+    """Per-draw permutations (S, K) and the iterations used.
+
+    Against a ``reference`` one assignment per draw; without one, the reference-free
+    fixed point from the flat draw ``start``.
+    """
+    wf, mf, cf = flat
+    K, D = mf.shape[1:]
+    if K == 1:
+        return np.zeros((wf.shape[0], 1), dtype=np.int64), 0
+    if method == "stephens":
+
+        def step(q):
+            return _stephens_perms(X, wf, mf, cf, np.log(np.maximum(q, 1e-300)), chunk_size)
+
+        if reference is not None:
+            return step(responsibilities(X, *_reference_params(reference, K, D)))[0], 1
+        q0 = responsibilities(X, wf[start], mf[start], cf[start])
+        return _fixed_point(step, q0, max_iter, "Stephens' algorithm")
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+
+    def step(ref):
+        return _means_perms(mf, ref, scale)
+
+    if reference is not None:
+        return step(_reference_params(reference, K, D)[1])[0], 1
+    return _fixed_point(step, mf[start], max_iter, "the means algorithm")
+
+
+def _fixed_point(step, state, max_iter, what):
+    """Iterate ``perms, state = step(state)`` until the permutations stop changing."""
+    perms = None
+    for n_iter in range(1, max_iter + 1):
+        new, state = step(state)
+        if perms is not None and np.array_equal(new, perms):
+            return perms, n_iter
+        perms = new
+    warnings.warn(
+        f"relabel: {what} did not settle within max_iter={max_iter} "
+        "iterations; the last labelling is returned. Increase max_iter or pass an EM "
+        "fit as reference.",
+        LabelSwitchingWarning,
+        stacklevel=4,
+    )
+    return perms, max_iter
+
+
+def _warn_if_chains_disagree(perms):
+    """Warn when the chains' most frequent permutations differ (perms: (C, S, K))."""
     majority = _majority_perms(perms)
-    if len({p for p, _ in majority}) > 1:
-        lines = "; ".join(
-            f"chain {i}: {list(p)} ({share:.0%} of draws)" for i, (p, share) in enumerate(majority)
-        )
-        switched = 1.0 - float(np.mean([share for _, share in majority]))
-        within = (
-            f" Labels also switched within chains ({switched:.0%} of draws differ from their "
-            "chain's most frequent permutation)."
-            if switched > 0.05
-            else ""
-        )
-        warnings.warn(
-            "relabel: chains sat in different labellings of the components (most frequent "
-            f"permutation per chain: {lines}).{within} The returned trace is aligned; R-hat/ESS "
-            "computed on the raw trace are meaningless, recompute them with "
-            "`bayesmix.diagnostics(relabelled)`. Initialising "
-            "every chain from the EM fit "
-            "(bayesmix.sample(model, init=em_result)) avoids this.",
-            LabelSwitchingWarning,
-            stacklevel=2,
-        )
+    if len({p for p, _ in majority}) <= 1:
+        return
+    lines = "; ".join(
+        f"chain {i}: {list(p)} ({share:.0%} of draws)" for i, (p, share) in enumerate(majority)
+    )
+    switched = 1.0 - float(np.mean([share for _, share in majority]))
+    within = (
+        f" Labels also switched within chains ({switched:.0%} of draws differ from their "
+        "chain's most frequent permutation)."
+        if switched > 0.05
+        else ""
+    )
+    warnings.warn(
+        "relabel: chains sat in different labellings of the components (most frequent "
+        f"permutation per chain: {lines}).{within} The returned trace is aligned; R-hat/ESS "
+        "computed on the raw trace are meaningless, recompute them with "
+        "`bayesmix.diagnostics(relabelled)`. Initialising "
+        "every chain from the EM fit "
+        "(bayesmix.sample(model, init=em_result)) avoids this.",
+        LabelSwitchingWarning,
+        stacklevel=3,
+    )
 
+
+def _relabelled_tree(idata, perms, attrs):
+    """A copy of ``idata`` with permuted posterior components and the permutation group."""
     # compose with an earlier relabelling so the stored permutation refers to the raw draws
     total = perms
     if _PERM_GROUP in idata.children and _PERM_VAR in idata[_PERM_GROUP].data_vars:
         prev = idata[_PERM_GROUP][_PERM_VAR].transpose("chain", "draw", "component").values
         total = np.take_along_axis(prev, perms, axis=-1)
-
     out = idata.copy()
     post = idata["posterior"].to_dataset()
     out["posterior"] = _permute_dataset(post, perms)
@@ -346,14 +362,7 @@ def relabel(idata, reference=None, *, method="stephens", max_iter=100, chunk_siz
             "component": post["component"].values,
         },
     )
-    out.attrs.update(
-        {
-            "relabelled": 1,
-            "relabel_method": method,
-            "relabel_reference": "posterior" if reference is None else type(reference).__name__,
-            "relabel_n_iter": int(n_iter),
-        }
-    )
+    out.attrs.update(attrs)
     return out
 
 
@@ -413,35 +422,7 @@ def diagnostics(idata, *, var_names=("weights", "means", "covariances"), rhat_ma
         rhat = azs.rhat(ds)
         ess_b = azs.ess(ds, method="bulk")
         ess_t = azs.ess(ds, method="tail")
-    rows = []
-    for name in var_names:
-        da = ds[name]
-        other = [d for d in da.dims if d not in ("chain", "draw")]
-        const = (da.max(("chain", "draw")) == da.min(("chain", "draw"))).transpose(*other).values
-        r = rhat[name].transpose(*other).values
-        eb = ess_b[name].transpose(*other).values
-        et = ess_t[name].transpose(*other).values
-        for idx in np.ndindex(*r.shape):
-            if const[idx]:
-                continue
-            labels = {d: da[d].values[i] for d, i in zip(other, idx, strict=True)}
-            if (
-                name == "covariances"
-                and "feature" in labels
-                and idx[other.index("feature2")] > idx[other.index("feature")]
-            ):
-                continue
-            rows.append(
-                {
-                    "variable": name,
-                    "component": labels.get("component", ""),
-                    "feature": labels.get("feature", ""),
-                    "feature2": labels.get("feature2", ""),
-                    "rhat": float(r[idx]),
-                    "ess_bulk": float(eb[idx]),
-                    "ess_tail": float(et[idx]),
-                }
-            )
+    rows = [row for name in var_names for row in _diagnostic_rows(ds[name], rhat, ess_b, ess_t)]
     table = pd.DataFrame(
         rows,
         columns=["variable", "component", "feature", "feature2", "rhat", "ess_bulk", "ess_tail"],
@@ -459,3 +440,36 @@ def diagnostics(idata, *, var_names=("weights", "means", "covariances"), rhat_ma
             stacklevel=2,
         )
     return table
+
+
+def _diagnostic_rows(da, rhat, ess_b, ess_t):
+    """Table rows of one posterior variable (constant entries and upper triangles left out)."""
+    name = da.name
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    const = (da.max(("chain", "draw")) == da.min(("chain", "draw"))).transpose(*other).values
+    r = rhat[name].transpose(*other).values
+    eb = ess_b[name].transpose(*other).values
+    et = ess_t[name].transpose(*other).values
+    rows = []
+    for idx in np.ndindex(*r.shape):
+        if const[idx]:
+            continue
+        labels = {d: da[d].values[i] for d, i in zip(other, idx, strict=True)}
+        if (
+            name == "covariances"
+            and "feature" in labels
+            and idx[other.index("feature2")] > idx[other.index("feature")]
+        ):
+            continue
+        rows.append(
+            {
+                "variable": name,
+                "component": labels.get("component", ""),
+                "feature": labels.get("feature", ""),
+                "feature2": labels.get("feature2", ""),
+                "rhat": float(r[idx]),
+                "ess_bulk": float(eb[idx]),
+                "ess_tail": float(et[idx]),
+            }
+        )
+    return rows

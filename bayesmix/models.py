@@ -57,7 +57,6 @@ Each model carries its configuration as ``model.bayesmix_config`` (a
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,8 +77,13 @@ from bayesmix._pt_dists import (
     mvnormal_prec_chol_logp,
     mvnormal_prec_chol_random,
 )
-from bayesmix._validation import check_covariance_type, check_data, check_n_components
-from bayesmix.priors import GMMPrior
+from bayesmix._validation import (
+    check_covariance_type,
+    check_data,
+    check_int,
+    check_n_components,
+)
+from bayesmix.priors import GMMPrior, check_prior
 
 __all__ = ["ModelConfig", "build_dpgmm", "build_gmm", "get_config"]
 
@@ -133,26 +137,11 @@ def _data(name, value, leading_none=False):
     return pytensor.shared(value, name=f"bayesmix_{name}", shape=shape)
 
 
-def _check_prior(prior, X, n_for_default, covariance):
+def _prior_or_default(prior, X, n_for_default, covariance):
+    """The given prior, checked against the data (None: GMMPrior.from_data(X, K))."""
     if prior is None:
-        prior = GMMPrior.from_data(X, n_for_default)
-    elif not isinstance(prior, GMMPrior):
-        raise TypeError(
-            f"prior must be a bayesmix.GMMPrior or None; got {type(prior).__name__}. Build one "
-            "with bm.GMMPrior.from_data(X, n_components)."
-        )
-    D = X.shape[1]
-    if prior.n_features != D:
-        raise ValueError(
-            f"prior has {prior.n_features} features but X has {D}; build the prior from the "
-            "same data (bm.GMMPrior.from_data(X, n_components))."
-        )
-    if prior.covariance_prior == "lkj" and covariance != "full":
-        raise ValueError(
-            f"covariance_prior='lkj' is available for covariance='full' only; got "
-            f"covariance={covariance!r}. Use covariance='full' or covariance_prior='conjugate'."
-        )
-    return prior
+        return GMMPrior.from_data(X, n_for_default)
+    return check_prior(prior, X.shape[1], covariance)
 
 
 def _coords(K, feature_names, N):
@@ -345,7 +334,7 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
     N, D = X.shape
     K = check_n_components(n_components, N)
     covariance = check_covariance_type(covariance)
-    prior = _check_prior(prior, X, K, covariance)
+    prior = _prior_or_default(prior, X, K, covariance)
     with pm.Model(coords=_coords(K, names, N)) as model:
         if K > 1:
             weights = pm.Dirichlet(
@@ -406,23 +395,20 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
     """
     X, names = check_data(X, return_names=True)
     N, D = X.shape
-    if isinstance(truncation, bool) or not isinstance(truncation, numbers.Integral):
-        raise TypeError(
-            f"truncation must be an integer >= 2; got {type(truncation).__name__} {truncation!r}."
-        )
-    T = int(truncation)
-    if T < 2:
-        raise ValueError(
-            f"truncation must be >= 2 (the number of stick-breaking components); got {T}. "
-            "Use truncation=20 (the default) or bm.build_gmm for a one-component model."
-        )
+    T = check_int(
+        truncation,
+        "truncation",
+        minimum=2,
+        hint="It is the number of stick-breaking components: use truncation=20 (the default) "
+        "or bm.build_gmm for a one-component model.",
+    )
     if T > N:
         raise ValueError(
             f"truncation={T} is larger than the number of observations N={N}; use "
             f"truncation <= {N}."
         )
     covariance = check_covariance_type(covariance)
-    prior = _check_prior(prior, X, 1, covariance)
+    prior = _prior_or_default(prior, X, 1, covariance)
     coords = _coords(T, names, N)
     coords["stick"] = np.arange(T - 1)
     shape, rate = prior.dp_concentration

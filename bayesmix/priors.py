@@ -65,7 +65,7 @@ from scipy import stats
 
 from bayesmix._validation import check_covariance_type, check_data, check_positive
 
-__all__ = ["GMMPrior", "default_prior"]
+__all__ = ["GMMPrior", "check_prior", "default_prior"]
 
 _COVARIANCE_PRIORS = ("conjugate", "lkj")
 
@@ -313,3 +313,81 @@ def default_prior(X, n_components, **overrides):
     (3,)
     """
     return GMMPrior.from_data(X, n_components, **overrides)
+
+
+def check_prior(prior, n_features, covariance, *, n_components=1, method="pymc"):
+    """Check that ``prior`` is a :class:`GMMPrior` that ``method`` can use on this data.
+
+    The one prior check of the package (:func:`bayesmix.fit_em` and the model builders).
+
+    Parameters
+    ----------
+    prior : GMMPrior
+        The prior to check (``None`` is the caller's business: maximum likelihood for
+        :func:`bayesmix.fit_em`, a default prior for the model builders).
+    n_features : int
+        Number of features D of the data.
+    covariance : str
+        Canonical covariance type of the fit.
+    n_components : int, default 1
+        Number of components K (the MAP needs ``weight_concentration >= 1`` when K > 1).
+    method : {"pymc", "em"}, default "pymc"
+        ``"pymc"``: the LKJ covariance prior needs ``covariance="full"``. ``"em"``: the
+        MAP M-step needs the conjugate covariance prior and a Dirichlet density that is
+        bounded (``weight_concentration >= 1``).
+
+    Returns
+    -------
+    GMMPrior
+        ``prior``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``prior`` is not a :class:`GMMPrior`.
+    ValueError
+        If it does not match the data or the method, with what to change.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prior = GMMPrior.from_data(np.eye(3) * 2.0, 1)
+    >>> check_prior(prior, 3, "full") is prior
+    True
+    """
+    if not isinstance(prior, GMMPrior):
+        raise TypeError(
+            "prior must be a bayesmix.GMMPrior or None (for fit_em: None is maximum likelihood, "
+            f"a GMMPrior the MAP); got {type(prior).__name__}. Build one with "
+            "bayesmix.GMMPrior.from_data(X, n_components)."
+        )
+    if prior.n_features != n_features:
+        raise ValueError(
+            f"prior has {prior.n_features} features but X has {n_features}; build the prior "
+            "from the same data (bayesmix.GMMPrior.from_data(X, n_components))."
+        )
+    if method == "em":
+        _check_em_prior(prior, n_components)
+    elif prior.covariance_prior == "lkj" and covariance != "full":
+        raise ValueError(
+            f"covariance_prior='lkj' is available for covariance='full' only; got "
+            f"covariance={covariance!r}. Use covariance='full' or covariance_prior='conjugate'."
+        )
+    return prior
+
+
+def _check_em_prior(prior, n_components):
+    """The MAP by EM needs a closed-form M-step and an interior posterior mode."""
+    if prior.covariance_prior != "conjugate":
+        raise ValueError(
+            f"fit_em needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
+            "The LKJ prior has no closed-form MAP M-step: use prior.with_(covariance_prior="
+            "'conjugate') for EM, and keep the LKJ prior for the PyMC model."
+        )
+    if n_components > 1 and prior.weight_concentration < 1.0:
+        raise ValueError(
+            f"prior.weight_concentration={prior.weight_concentration} < 1: the Dirichlet "
+            "density is unbounded at the edges of the simplex, so the posterior has no "
+            "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
+            "fit_em (the PyMC model can keep the sparse prior)."
+        )

@@ -35,10 +35,25 @@ import numbers
 import warnings
 
 import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.backends.ndarray import NDArray
+from pymc.blocking import DictToArrayBijection
+from pymc.pytensorf import resolve_backend_compile_kwargs
+from pymc.step_methods.hmc import quadpotential as qp
+from pytensor.compile.mode import Mode
 
+from bayesmix._gaussian import log_component_densities
 from bayesmix._trace import from_arrays, mixture_params
-from bayesmix._validation import ConvergenceWarning, check_random_state
+from bayesmix._validation import ConvergenceWarning, check_int, check_random_state
+from bayesmix.em import fit_em
+from bayesmix.labelswitching import relabel
 from bayesmix.models import get_config
+
+# This is the PyMC layer (PyMC and PyTensor come with bayesmix.models anyway); only
+# arviz_stats is imported inside the function that needs it, to keep `import` light.
 
 __all__ = ["TruncationWarning", "sample"]
 
@@ -66,12 +81,6 @@ _STATS = (
 _JITTER = 0.05
 
 
-def _check_count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 # ---------------------------------------------------------------------------- init
 #: DP initialisation without a user init: EM MAP fits with K = 1 .. this many components
 _DP_INIT_MAX_K = 6
@@ -88,7 +97,6 @@ def _em_init(cfg, rng):
     fits are not shown; if every fit warned, the K = 1 fit is used and its warnings
     (which then concern the data) are re-emitted.
     """
-    from bayesmix.em import fit_em
 
     prior = cfg.prior
     if prior.covariance_prior != "conjugate":
@@ -188,9 +196,6 @@ def _jittered_points(model, values, chains, rng, w, c):
     evaluated with PyTensor's Python linker and no graph rewriting: a few small
     arrays, where compiling would cost more than running.
     """
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.compile.mode import Mode
 
     N = model.bayesmix_config.X.shape[0]
     names, vnames, fwd, bwd_in, bwd_out = [], [], [], [], []
@@ -254,7 +259,6 @@ def _chain_trace(model, point):
     given a trace object it makes a shallow copy per chain instead, which would share
     the sample arrays, so the copies here are fresh traces reusing the function only.
     """
-    from pymc.backends.ndarray import NDArray
 
     class _ChainNDArray(NDArray):
         def __copy__(self):
@@ -279,9 +283,6 @@ def _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, compile_kw
     1-9: divergences 372, 0, 0, 1, 0, 12, 7, 91, 1 against 0, 14, 0, 0, 0, 0, 0, 2,
     2), so it is not used.
     """
-    import pymc as pm
-    from pymc.blocking import DictToArrayBijection
-    from pymc.step_methods.hmc import quadpotential as qp
 
     # the EM point stands in for PyMC's initial point (which it would compile a function for)
     func = model.logp_dlogp_function(ravel_inputs=True, initial_point=centre, **compile_kwargs)
@@ -331,7 +332,6 @@ def _full_covariances(cfg, post):
 
 def _n_occupied(X, w, m, c, chunk=200):
     """Components holding >= 1 observation under each draw's MAP allocation."""
-    from bayesmix._gaussian import log_component_densities
 
     C, S, K = w.shape
     flat_w = w.reshape(C * S, K)
@@ -356,7 +356,6 @@ def _varying(ds):
     a K=1 model, the zero off-diagonal entries of diagonal covariances. They are left
     out instead of producing NaN and warnings.
     """
-    import xarray as xr
 
     out = {}
     for name, da in ds.data_vars.items():
@@ -368,52 +367,60 @@ def _varying(ds):
     return xr.Dataset(out)
 
 
-def _diagnose(dt, cfg, init):
-    """Warn on divergences and on R-hat / bulk ESS problems (relabelled first)."""
-    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"].data_vars:
-        n_div = int(np.asarray(dt["sample_stats"]["diverging"]).sum())
-        if n_div:
-            warnings.warn(
-                f"{n_div} divergent transition(s) after tuning: the posterior has regions the "
-                "sampler cannot explore reliably. Increase target_accept (e.g. "
-                "bm.sample(..., target_accept=0.95)) and tune, or simplify the model (fewer "
-                "components, a diagonal covariance).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-    C = dt["posterior"].sizes["chain"]
-    if C < 2:
+def _warn_divergences(dt):
+    """Warn on divergent transitions after tuning."""
+    if "sample_stats" not in dt.children or "diverging" not in dt["sample_stats"].data_vars:
         return
-    import arviz_stats as azs
+    n_div = int(np.asarray(dt["sample_stats"]["diverging"]).sum())
+    if n_div:
+        warnings.warn(
+            f"{n_div} divergent transition(s) after tuning: the posterior has regions the "
+            "sampler cannot explore reliably. Increase target_accept (e.g. "
+            "bm.sample(..., target_accept=0.95)) and tune, or simplify the model (fewer "
+            "components, a diagonal covariance).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
-    post = None
-    note = ""
+
+def _diagnostic_dataset(dt, cfg, init):
+    """What R-hat/ESS are computed on, and a note saying so.
+
+    A finite mixture relabelled against ``init``; otherwise (a DP, or relabel failed)
+    label-invariant quantities: sorted weights and the total log-likelihood.
+    """
     if cfg.model == "gmm":
         try:
-            from bayesmix.labelswitching import relabel
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rel = relabel(dt, reference=init)
             post = rel["posterior"].to_dataset()[["weights", "means", "covariances"]]
-            note = "after relabelling against the EM fit"
-        except Exception:  # relabel missing or failed: label-invariant quantities
-            post = None
-    if post is None:
-        import xarray as xr
+            return post, "after relabelling against the EM fit"
+        except Exception:  # relabel failed: label-invariant quantities
+            pass
 
-        ll = dt["log_likelihood"]["X"].sum("obs")
+    ll = dt["log_likelihood"]["X"].sum("obs")
+    post = xr.Dataset(
+        {
+            "sorted_weights": (
+                ("chain", "draw", "rank"),
+                -np.sort(-dt["posterior"]["weights"].values, axis=-1),
+            ),
+            "log_likelihood": ll,
+        }
+    )
+    return post, "on label-invariant quantities (sorted weights, total log-likelihood)"
 
-        post = xr.Dataset(
-            {
-                "sorted_weights": (
-                    ("chain", "draw", "rank"),
-                    -np.sort(-dt["posterior"]["weights"].values, axis=-1),
-                ),
-                "log_likelihood": ll,
-            }
-        )
-        note = "on label-invariant quantities (sorted weights, total log-likelihood)"
+
+def _diagnose(dt, cfg, init):
+    """Warn on divergences and on R-hat / bulk ESS problems (relabelled first)."""
+    _warn_divergences(dt)
+    C = dt["posterior"].sizes["chain"]
+    if C < 2:
+        return
+    import arviz_stats as azs  # lazy: only multi-chain fits need it (see the imports)
+
+    post, note = _diagnostic_dataset(dt, cfg, init)
     post = _varying(post)
     if not post.data_vars:  # nothing varies (e.g. K=1 with fixed parameters): no diagnostics
         return
@@ -573,34 +580,21 @@ def _sample(
     mass_matrix,
     **pymc_kwargs,
 ):
-    import pymc as pm
 
     cfg = get_config(model)
-    draws = _check_count(draws, "draws", 1)
-    tune = _check_count(tune, "tune", 0)
+    draws = check_int(draws, "draws", minimum=1)
+    tune = check_int(tune, "tune", minimum=0)
     if mass_matrix not in _MASS_MATRIX:
         raise ValueError(
             f"mass_matrix must be one of {list(_MASS_MATRIX)}; got {mass_matrix!r}. Use 'auto' "
             "(dense up to 60 parameters) unless you have a reason to choose."
         )
-    chains = _check_count(chains, "chains", 1)
+    chains = check_int(chains, "chains", minimum=1)
     rng = check_random_state(random_seed)
     seed_record = random_seed if isinstance(random_seed, numbers.Integral) else None
-    D = len(cfg.feature_names)
     if nuts_sampler is None:
         nuts_sampler = "pymc"
-    if init is None:
-        init = _em_init(cfg, rng)
-        w, m, c = _check_init(init, None, D)
-    else:
-        w, m, c = _check_init(init, None if cfg.model == "dpgmm" else cfg.n_components, D)
-    if cfg.model == "dpgmm":
-        if w.size > cfg.n_components:
-            raise ValueError(
-                f"init has {w.size} components, more than the truncation "
-                f"{cfg.n_components}; increase truncation or fit EM with fewer components."
-            )
-        w, m, c = _pad_components(cfg, w, m, c)
+    init, (w, m, c) = _start_point(cfg, init, rng)
     values = _init_values(cfg, w, m, c)
     points, centre, upoints, n_params = _jittered_points(model, values, chains, rng, w, c)
     seed = int(rng.integers(2**31 - 1))
@@ -608,34 +602,10 @@ def _sample(
         initvals = points
         if mass_matrix == "auto":
             mass_matrix = "full" if n_params <= _DENSE_MAX_PARAMS else "diag"
-        if "step" not in pymc_kwargs:
-            nuts_kwargs = dict(pymc_kwargs.pop("nuts", None) or {})
-            for key in _NUTS_KWARGS:
-                if key in pymc_kwargs:
-                    nuts_kwargs[key] = pymc_kwargs.pop(key)
-            from pymc.pytensorf import resolve_backend_compile_kwargs
-
-            ck = resolve_backend_compile_kwargs(
-                pymc_kwargs.get("backend"), pymc_kwargs.get("compile_kwargs")
-            )
-            with model, warnings.catch_warnings():
-                warnings.filterwarnings(
-                    "ignore", message="QuadPotentialFullAdapt is an experimental feature"
-                )
-                pymc_kwargs["step"] = _nuts_step(
-                    model, centre, upoints, mass_matrix, rng, nuts_kwargs, ck
-                )
-                if pymc_kwargs.get("trace") is None and pymc_kwargs.get("var_names") is None:
-                    pymc_kwargs["trace"] = _chain_trace(model, upoints[0])
-        else:
-            pymc_kwargs["init"] = _MASS_MATRIX[mass_matrix]
+        _set_pymc_step(model, pymc_kwargs, centre, upoints, mass_matrix, rng)
     else:
         initvals = points[0]
-        ck = dict(pymc_kwargs.pop("compile_kwargs", None) or {})
-        if nuts_sampler == "nutpie":
-            ck.setdefault("jitter_rvs", set())
-        if ck:
-            pymc_kwargs["compile_kwargs"] = ck
+        _set_external_compile_kwargs(nuts_sampler, pymc_kwargs)
     with model, warnings.catch_warnings():
         # PyMC labels its dense adaptation (``adapt_full``, in PyMC since 3.9) experimental;
         # bayesmix chose it deliberately (see ``mass_matrix``), so the label is not repeated
@@ -659,29 +629,61 @@ def _sample(
     return dt
 
 
-def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
-    post_ds = idata["posterior"].to_dataset()
-    post = {
-        name: post_ds[name].transpose("chain", "draw", ...).values for name in post_ds.data_vars
-    }
-    dims = {
-        name: [d for d in post_ds[name].dims if d not in ("chain", "draw")]
-        for name in post_ds.data_vars
-    }
-    w = post["weights"]
-    m = post["means"]
-    c = _full_covariances(cfg, post)
-    extra = {k: v for k, v in post.items() if k not in ("weights", "means", "covariances")}
-    extra_dims = {k: dims[k] for k in extra}
+def _start_point(cfg, init, rng):
+    """The EM-like start ``init`` (run fit_em when None) and its (w, m, c), padded for a DP."""
+    D = len(cfg.feature_names)
+    if init is None:
+        init = _em_init(cfg, rng)
+        w, m, c = _check_init(init, None, D)
+    else:
+        w, m, c = _check_init(init, None if cfg.model == "dpgmm" else cfg.n_components, D)
     if cfg.model == "dpgmm":
-        extra["n_occupied"] = _n_occupied(cfg.X, w, m, c)
-        extra_dims["n_occupied"] = []
-    stats = {}
-    if "sample_stats" in idata.children:
-        ss = idata["sample_stats"].to_dataset()
-        for name in _STATS:
-            if name in ss.data_vars and set(ss[name].dims) == {"chain", "draw"}:
-                stats[name] = ss[name].transpose("chain", "draw").values
+        if w.size > cfg.n_components:
+            raise ValueError(
+                f"init has {w.size} components, more than the truncation "
+                f"{cfg.n_components}; increase truncation or fit EM with fewer components."
+            )
+        w, m, c = _pad_components(cfg, w, m, c)
+    return init, (w, m, c)
+
+
+def _set_pymc_step(model, pymc_kwargs, centre, upoints, mass_matrix, rng):
+    """PyMC's NUTS: put bayesmix's step (and chain trace) into ``pymc_kwargs``, in place.
+
+    A user-given ``step`` is kept; then only ``mass_matrix`` picks PyMC's ``init``.
+    """
+
+    if "step" in pymc_kwargs:
+        pymc_kwargs["init"] = _MASS_MATRIX[mass_matrix]
+        return
+    nuts_kwargs = dict(pymc_kwargs.pop("nuts", None) or {})
+    for key in _NUTS_KWARGS:
+        if key in pymc_kwargs:
+            nuts_kwargs[key] = pymc_kwargs.pop(key)
+    ck = resolve_backend_compile_kwargs(
+        pymc_kwargs.get("backend"), pymc_kwargs.get("compile_kwargs")
+    )
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="QuadPotentialFullAdapt is an experimental feature"
+        )
+        pymc_kwargs["step"] = _nuts_step(model, centre, upoints, mass_matrix, rng, nuts_kwargs, ck)
+        if pymc_kwargs.get("trace") is None and pymc_kwargs.get("var_names") is None:
+            pymc_kwargs["trace"] = _chain_trace(model, upoints[0])
+
+
+def _set_external_compile_kwargs(nuts_sampler, pymc_kwargs):
+    """nutpie / numpyro / blackjax: their compile options in ``pymc_kwargs``, in place."""
+    ck = dict(pymc_kwargs.pop("compile_kwargs", None) or {})
+    if nuts_sampler == "nutpie":
+        ck.setdefault("jitter_rvs", set())
+    if ck:
+        pymc_kwargs["compile_kwargs"] = ck
+
+
+def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
+    w, m, c, extra, extra_dims = _posterior_arrays(idata, cfg)
+    stats = _sample_stats(idata)
     attrs = {
         "model": cfg.model,
         "n_components": cfg.n_components,
@@ -712,14 +714,51 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
             dt["posterior"].to_dataset().assign_coords(stick=np.arange(cfg.n_components - 1))
         )
     if cfg.model == "dpgmm":
-        last = float(w[..., -1].mean())
-        if last > 0.01:
-            warnings.warn(
-                f"The last of the {cfg.n_components} stick-breaking components keeps posterior "
-                f"mean weight {last:.3f} > 0.01: the truncation is too small. Increase "
-                f"truncation (e.g. bm.build_dpgmm(X, truncation={2 * cfg.n_components})).",
-                TruncationWarning,
-                stacklevel=3,
-            )
+        _warn_truncation(cfg, w)
     _diagnose(dt, cfg, init if cfg.model == "gmm" else None)
     return dt
+
+
+def _posterior_arrays(idata, cfg):
+    """(w, m, c as full covariances, the model's other variables, their dims) from PyMC's."""
+    post_ds = idata["posterior"].to_dataset()
+    post = {
+        name: post_ds[name].transpose("chain", "draw", ...).values for name in post_ds.data_vars
+    }
+    dims = {
+        name: [d for d in post_ds[name].dims if d not in ("chain", "draw")]
+        for name in post_ds.data_vars
+    }
+    w = post["weights"]
+    m = post["means"]
+    c = _full_covariances(cfg, post)
+    extra = {k: v for k, v in post.items() if k not in ("weights", "means", "covariances")}
+    extra_dims = {k: dims[k] for k in extra}
+    if cfg.model == "dpgmm":
+        extra["n_occupied"] = _n_occupied(cfg.X, w, m, c)
+        extra_dims["n_occupied"] = []
+    return w, m, c, extra, extra_dims
+
+
+def _sample_stats(idata):
+    """The (chain, draw) sampler statistics bayesmix keeps (``_STATS``)."""
+    stats = {}
+    if "sample_stats" in idata.children:
+        ss = idata["sample_stats"].to_dataset()
+        for name in _STATS:
+            if name in ss.data_vars and set(ss[name].dims) == {"chain", "draw"}:
+                stats[name] = ss[name].transpose("chain", "draw").values
+    return stats
+
+
+def _warn_truncation(cfg, w):
+    """Warn when the DP's last stick-breaking component keeps posterior weight."""
+    last = float(w[..., -1].mean())
+    if last > 0.01:
+        warnings.warn(
+            f"The last of the {cfg.n_components} stick-breaking components keeps posterior "
+            f"mean weight {last:.3f} > 0.01: the truncation is too small. Increase "
+            f"truncation (e.g. bm.build_dpgmm(X, truncation={2 * cfg.n_components})).",
+            TruncationWarning,
+            stacklevel=4,
+        )

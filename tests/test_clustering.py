@@ -1,4 +1,7 @@
-"""Tests for bayesmix.kmeans: k-means against scikit-learn, and the zero-variance EM limit."""
+"""Tests for bayesmix.clustering and bayesmix.limits.
+
+k-means against scikit-learn, and the zero-variance EM limit.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,8 @@ from threadpoolctl import threadpool_limits
 
 import bayesmix as bm
 from bayesmix._validation import ConvergenceWarning, DegenerateDataWarning
-from bayesmix.clustering import (
-    KMeansResult,
-    _kmeans_plusplus,
-    em_kmeans_limit,
-    kmeans,
-    soft_kmeans,
-)
+from bayesmix.clustering import KMeansResult, _kmeans_plusplus, kmeans
+from bayesmix.limits import em_kmeans_limit, soft_kmeans
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,11 +25,6 @@ def _sklearn_single_thread():
     # small problems; one thread keeps the reference fits fast (results are unchanged)
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
-
-
-@pytest.fixture(scope="module")
-def faithful():
-    return bm.load_old_faithful().to_numpy()
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +167,13 @@ def test_bad_input_errors(faithful):
         kmeans(faithful[:, 0], 2)
     with pytest.raises(ValueError, match="n_components=300 is larger"):
         kmeans(faithful, 300)
-    with pytest.raises(ValueError, match="n_components must be >= 1"):
+    with pytest.raises(ValueError, match="n_components must be an integer >= 1"):
         kmeans(faithful, 0)
     with pytest.raises(ValueError, match=r"shape \(n_components, n_features\) = \(2, 2\)"):
         kmeans(faithful, 2, init=np.zeros((3, 2)))
     with pytest.raises(ValueError, match="init must be 'k-means\\+\\+'"):
         kmeans(faithful, 2, init="random")
-    with pytest.raises(ValueError, match="n_init must be >= 1"):
+    with pytest.raises(ValueError, match="n_init must be an integer >= 1"):
         kmeans(faithful, 2, n_init=0)
     with pytest.raises(ValueError, match="tol must be >= 0"):
         kmeans(faithful, 2, tol=-1.0)

@@ -35,11 +35,6 @@ def _single_threaded_blas():
 
 
 @pytest.fixture(scope="module")
-def faithful():
-    return bm.load_old_faithful()
-
-
-@pytest.fixture(scope="module")
 def sim():
     """Three moderately overlapping 3-D clusters (EM needs tens of iterations)."""
     means = np.array([[0.0, 0.0, 0.0], [3.0, 1.0, 0.0], [0.0, 3.5, 2.0]])
@@ -106,8 +101,8 @@ def test_ml_matches_sklearn_from_same_responsibilities(sim, covariance):
     ("dataset", "K", "covariance"),
     [("faithful", 2, "full"), ("faithful", 3, "full"), ("faithful", 3, "diag"), ("sim", 3, "full")],
 )
-def test_best_of_10_at_least_sklearn_best_of_10(faithful, sim, dataset, K, covariance):
-    X = faithful.to_numpy() if dataset == "faithful" else sim[0]
+def test_best_of_10_at_least_sklearn_best_of_10(faithful_df, sim, dataset, K, covariance):
+    X = faithful_df.to_numpy() if dataset == "faithful" else sim[0]
     res = bm.fit_em(X, K, covariance=covariance, n_init=10, tol=1e-8, random_seed=0)
     gm = GaussianMixture(
         K, covariance_type=covariance, n_init=10, tol=1e-8, max_iter=500, random_state=0
@@ -118,8 +113,8 @@ def test_best_of_10_at_least_sklearn_best_of_10(faithful, sim, dataset, K, covar
 
 
 # ---------------------------------------------------------------- Old Faithful reference
-def test_old_faithful_full_k2_reference(faithful):
-    res = bm.fit_em(faithful, 2, covariance="full", tol=1e-10, random_seed=0)
+def test_old_faithful_full_k2_reference(faithful_df):
+    res = bm.fit_em(faithful_df, 2, covariance="full", tol=1e-10, random_seed=0)
     assert round(res.log_likelihood, 3) == -1130.264
     order = np.argsort(-res.weights)
     np.testing.assert_array_equal(np.round(res.weights[order], 3), [0.644, 0.356])
@@ -127,7 +122,7 @@ def test_old_faithful_full_k2_reference(faithful):
     # (mclust prints 79.968, 54.479 and 2.036), so compare at that precision ...
     np.testing.assert_array_equal(np.round(res.means[order], 2), [[4.29, 79.97], [2.04, 54.48]])
     # ... and to scikit-learn's fit of the same optimum much more tightly
-    X = faithful.to_numpy()
+    X = faithful_df.to_numpy()
     gm = GaussianMixture(2, tol=1e-10, max_iter=1000, random_state=0).fit(X)
     sk_order = np.argsort(-gm.weights_)
     np.testing.assert_allclose(res.means[order], gm.means_[sk_order], rtol=1e-6)
@@ -135,20 +130,20 @@ def test_old_faithful_full_k2_reference(faithful):
     assert res.feature_names == ["eruptions", "waiting"]
 
 
-def test_old_faithful_bic_by_k(faithful):
+def test_old_faithful_bic_by_k(faithful_df):
     # the published BIC is of the global optimum: 10 restarts at a tight tolerance (the
     # K=5 optimum sits on a plateau that the default tol=1e-6 stops on)
     bics = [
-        round(bm.fit_em(faithful, k, n_init=10, tol=1e-8, random_seed=0).bic(faithful), 2)
+        round(bm.fit_em(faithful_df, k, n_init=10, tol=1e-8, random_seed=0).bic(faithful_df), 2)
         for k in range(1, 6)
     ]
     assert bics == [2607.62, 2322.19, 2333.73, 2358.31, 2360.52]
 
 
 @pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")
-def test_old_faithful_diag_k5_collapse_flagged(faithful):
+def test_old_faithful_diag_k5_collapse_flagged(faithful_df):
     with pytest.warns(DegenerateDataWarning, match=r"component \d.*collapsed|collapsed"):
-        res = bm.fit_em(faithful, 5, covariance="diag", n_init=10, random_seed=1)
+        res = bm.fit_em(faithful_df, 5, covariance="diag", n_init=10, random_seed=1)
     assert len(res.collapsed) == 1
     k = res.collapsed[0]
     # the collapsed component sits on one integer waiting time: variance set by reg_covar
@@ -308,14 +303,14 @@ def test_recovery_ari(covariance):
 
 # ---------------------------------------------------------------- MAP
 @pytest.fixture(scope="module")
-def faithful_prior(faithful):
-    return bm.GMMPrior.from_data(faithful, 2)
+def faithful_prior(faithful_df):
+    return bm.GMMPrior.from_data(faithful_df, 2)
 
 
 @pytest.mark.parametrize("covariance", TYPES)
-def test_map_history_never_decreases_and_log_posterior(faithful, faithful_prior, covariance):
+def test_map_history_never_decreases_and_log_posterior(faithful_df, faithful_prior, covariance):
     res = bm.fit_em(
-        faithful,
+        faithful_df,
         2,
         covariance=covariance,
         prior=faithful_prior,
@@ -329,7 +324,7 @@ def test_map_history_never_decreases_and_log_posterior(faithful, faithful_prior,
     # exact monotone ascent (reg_covar=0 for MAP): only rounding, 1e-9 absolute on ~1e3
     assert np.all(np.diff(h) >= -1e-9)
     lp = faithful_prior.log_prior(res.weights, res.means, res.covariances, covariance)
-    ll = log_mixture_density(faithful.to_numpy(), res.weights, res.means, res.covariances).sum()
+    ll = log_mixture_density(faithful_df.to_numpy(), res.weights, res.means, res.covariances).sum()
     assert res.log_likelihood == pytest.approx(ll, rel=1e-12)
     assert res.log_posterior == pytest.approx(ll + lp, rel=1e-12)
     assert res.reg_covar == 0.0
@@ -380,14 +375,14 @@ def _perturb(move, w, m, S, h):
 
 
 @pytest.mark.parametrize("covariance", TYPES)
-def test_map_is_stationary_point_of_log_posterior(faithful, faithful_prior, covariance):
+def test_map_is_stationary_point_of_log_posterior(faithful_df, faithful_prior, covariance):
     """Central differences of log p(X|theta) + log p(theta), both from independent code.
 
     At the mode every directional difference is O(h^2) of the curvature; a point that is
     not the mode (the ML estimate) gives differences of order h * gradient, orders of
     magnitude larger: the check has power.
     """
-    X = faithful.to_numpy()
+    X = faithful_df.to_numpy()
     mp = bm.fit_em(
         X, 2, covariance=covariance, prior=faithful_prior, tol=1e-13, max_iter=5000, random_seed=0
     )
@@ -469,15 +464,15 @@ def test_map_approaches_ml_as_prior_weakens(separated, covariance):
     assert 0 <= l2 < 0.05  # the ML optimum is the higher likelihood, by little
 
 
-def test_map_rejects_lkj_and_sparse_dirichlet(faithful, faithful_prior):
+def test_map_rejects_lkj_and_sparse_dirichlet(faithful_df, faithful_prior):
     with pytest.raises(ValueError, match="conjugate"):
-        bm.fit_em(faithful, 2, prior=faithful_prior.with_(covariance_prior="lkj"))
+        bm.fit_em(faithful_df, 2, prior=faithful_prior.with_(covariance_prior="lkj"))
     with pytest.raises(ValueError, match="weight_concentration"):
-        bm.fit_em(faithful, 2, prior=faithful_prior.with_(weight_concentration=0.5))
+        bm.fit_em(faithful_df, 2, prior=faithful_prior.with_(weight_concentration=0.5))
     with pytest.raises(ValueError, match="features"):
-        bm.fit_em(faithful.to_numpy()[:, :1], 2, prior=faithful_prior)
+        bm.fit_em(faithful_df.to_numpy()[:, :1], 2, prior=faithful_prior)
     with pytest.raises(TypeError, match="GMMPrior"):
-        bm.fit_em(faithful, 2, prior={"dof": 3})
+        bm.fit_em(faithful_df, 2, prior={"dof": 3})
 
 
 # ---------------------------------------------------------------- bad input, degenerate data
@@ -541,14 +536,14 @@ def test_collapse_onto_duplicated_points_warns_no_nan():
 
 
 # ---------------------------------------------------------------- result object
-def test_result_roundtrip_json_and_repr(faithful, faithful_prior):
+def test_result_roundtrip_json_and_repr(faithful_df, faithful_prior):
     for prior in (None, faithful_prior):
-        res = bm.fit_em(faithful, 2, covariance="diag", prior=prior, random_seed=4)
+        res = bm.fit_em(faithful_df, 2, covariance="diag", prior=prior, random_seed=4)
         d = json.loads(json.dumps(res.to_dict()))
         back = bm.EMResult.from_dict(d)
         np.testing.assert_allclose(back.covariances, res.covariances)
         np.testing.assert_allclose(back.precisions_cholesky, res.precisions_cholesky, rtol=1e-12)
-        np.testing.assert_allclose(back.score_samples(faithful), res.score_samples(faithful))
+        np.testing.assert_allclose(back.score_samples(faithful_df), res.score_samples(faithful_df))
         assert back.covariance == "diag" and back.random_seed == 4
         assert back.prior == prior
         assert ("MAP" if prior is not None else "ML") in repr(res)

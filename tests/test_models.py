@@ -271,7 +271,7 @@ def test_dpgmm_structure(data):
 
 
 def test_bad_input_messages(data):
-    with pytest.raises(ValueError, match="truncation must be >= 2"):
+    with pytest.raises(ValueError, match="truncation must be an integer >= 2"):
         build_dpgmm(data, truncation=1)
     with pytest.raises(ValueError, match="larger than the number of observations"):
         build_dpgmm(data, truncation=41)

@@ -4,13 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-import bayesmix as bm
 from bayesmix.priors import GMMPrior
-
-
-@pytest.fixture(scope="module")
-def faithful():
-    return bm.load_old_faithful().to_numpy(float)
 
 
 def test_defaults_follow_mclust(faithful):

@@ -203,6 +203,12 @@ def test_sample_bad_input(data):
         bm.sample(pm.Model())
     with pytest.raises(ValueError, match="draws must be an integer"):
         bm.sample(model, draws=0)
+    # regression (issue 11): a non-integer count is a TypeError, as for every integer
+    # argument of the package (it used to be a ValueError here only)
+    with pytest.raises(TypeError, match=r"draws must be an integer >= 1; got float 1\.5"):
+        bm.sample(model, draws=1.5)
+    with pytest.raises(TypeError, match="chains must be an integer"):
+        bm.sample(model, chains="2")
     with pytest.raises(ValueError, match="init must have weights"):
         bm.sample(model, init=_init_for(3, 2))
     with pytest.raises(TypeError, match="EMResult-like"):
