@@ -199,7 +199,16 @@ class EMResult:
         return _logsumexp_rows(self._log_joint(self._check_X(X)))
 
     def score(self, X):
-        """Mean log density per observation, ``score_samples(X).mean()``."""
+        """Mean log density per observation, ``score_samples(X).mean()``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
@@ -249,7 +258,16 @@ class EMResult:
         return float(-2.0 * self.score_samples(X).sum() + self.n_parameters * np.log(X.shape[0]))
 
     def aic(self, X):
-        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
+        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         X = self._check_X(X)
         return float(-2.0 * self.score_samples(X).sum() + 2.0 * self.n_parameters)
 
@@ -304,7 +322,17 @@ class EMResult:
 
     @classmethod
     def from_dict(cls, d):
-        """Rebuild an :class:`EMResult` from :meth:`to_dict` output."""
+        """Rebuild an :class:`EMResult` from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+            As returned by :meth:`to_dict` (or read back from its JSON).
+
+        Returns
+        -------
+        EMResult
+        """
         d = dict(d)
         cov = np.asarray(d.pop("covariances"), dtype=float)
         prior = d.pop("prior")
