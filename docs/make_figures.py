@@ -95,13 +95,24 @@ def selection():
 
 
 def number_of_clusters():
-    """Posterior on the number of clusters, where the package has ``n_clusters``."""
-    if not hasattr(bm, "n_clusters") or not hasattr(plots, "plot_n_clusters"):
+    """Posterior on the number of clusters of a mixture of finite mixtures (MFM), with its
+    prior, where the package has ``build_mfm`` and ``n_clusters`` (else nothing)."""
+    if not all(hasattr(bm, n) for n in ("build_mfm", "n_clusters", "plot_n_clusters")):
         return {}
+    from scipy import stats
+
     X = bm.load_old_faithful()
-    model = bm.build_mfm(X) if hasattr(bm, "build_mfm") else bm.build_dpgmm(X, truncation=15)
-    idata = bm.sample(model, draws=1000, tune=500, chains=2, random_seed=SEED, progressbar=False)
-    return {"n_clusters.png": plots.plot_n_clusters(bm.n_clusters(idata))}
+    max_k = 30
+    k_prior = stats.betanbinom(n=1, a=4, b=3).pmf(np.arange(max_k))  # on K - 1
+    k_prior = k_prior / k_prior.sum()
+    model = bm.build_mfm(X, k_prior=k_prior, max_components=max_k)
+    idata = bm.sample(model, draws=2000, tune=500, chains=2, random_seed=SEED)
+    table = bm.n_clusters(idata)
+    prior = None
+    if hasattr(bm, "prior_n_clusters"):
+        prior = bm.prior_n_clusters(len(X), k_prior=k_prior)
+    fig = bm.plot_n_clusters(table, prior=prior)
+    return {"n_clusters.png": fig}
 
 
 #: file names each maker writes (so a maker runs only when one of its files is missing)
