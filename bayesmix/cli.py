@@ -4,7 +4,8 @@
 MCMC for each K with LOO/WAIC, the chosen K, membership uncertainty, EM against
 MCMC, saved fits and a report folder) on a CSV file or, without a file, on the
 built-in Old Faithful data. ``bayesmix run models/NAME.toml`` runs a declared
-experiment (format in :mod:`bayesmix.experiment`).
+experiment (format in :mod:`bayesmix.spec`); both run
+:func:`bayesmix.pipeline.run_experiment`.
 
 Any bad input ends with exit status 2 and one line on stderr (``bayesmix: error:
 ...``), never a traceback; ``--debug`` shows tracebacks (for bug reports).
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bayesmix.experiment import CHOICE_RULE, DEFAULTS, SpecError
+from bayesmix import __version__
+from bayesmix.selection import CHOICE_RULE
+from bayesmix.spec import DEFAULTS, SpecError, load_spec, parse_k, spec_from_dict
 
 __all__ = ["main"]
 
@@ -70,8 +73,6 @@ def _build_parser():
         prog="bayesmix",
         description="Bayesian Gaussian mixture models: k-means, EM and MCMC side by side.",
     )
-    from bayesmix import __version__
-
     p.add_argument("--version", action="version", version=f"bayesmix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="{fit,run}", parser_class=_Parser)
 
@@ -130,8 +131,6 @@ def _build_parser():
 
 
 def _fit_spec(args):
-    from bayesmix.experiment import parse_k, spec_from_dict
-
     data = {}
     if args.data is not None:
         data.update(source="csv", path=args.data)
@@ -174,7 +173,8 @@ def _fit_spec(args):
 
 
 def _run(args):
-    from bayesmix.experiment import load_spec, run_experiment
+    # deliberately lazy: the pipeline imports PyMC, which --help and bad options need not load
+    from bayesmix.pipeline import run_experiment
 
     if args.command == "fit":
         spec = _fit_spec(args)

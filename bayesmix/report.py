@@ -1,9 +1,10 @@
 """The report folder of an analysis: ``report.md``, ``report.html`` and PNG figures.
 
-:func:`write_report` renders an :class:`bayesmix.experiment.ExperimentResult`. The
-document is built once as a list of blocks (headings, paragraphs, tables, figures)
-and written both as Markdown and as self-contained plain HTML (no extra dependency).
-Figures are drawn with :mod:`bayesmix.plots` on the Agg canvas.
+:func:`write_report` renders an :class:`bayesmix.pipeline.ExperimentResult`, one
+function per section. The document is built once as a list of blocks (headings,
+paragraphs, tables, figures) and written both as Markdown and as self-contained plain
+HTML (no extra dependency). Figures are drawn with :mod:`bayesmix.plots` on the Agg
+canvas.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from bayesmix import __version__, plots
+from bayesmix._trace import get_params
+from bayesmix.selection import CHOICE_RULE
 
 __all__ = ["df_to_markdown", "write_report"]
 
@@ -49,15 +57,20 @@ def df_to_markdown(df):
     Examples
     --------
     >>> import pandas as pd
-    >>> print(df_to_markdown(pd.DataFrame({"K": [1], "bic": [2.5]})))
-    | K | bic |
+    >>> print(df_to_markdown(pd.DataFrame({"K": [1], "max |error|": [2.5]})))
+    | K | max \\|error\\| |
     |---|---|
     | 1 | 2.5 |
     """
     cols, rows = _rows(df)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    out = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _cell(text):
+    """A table cell (header or body) with its pipes escaped."""
+    return text.replace("|", "\\|")
 
 
 class _Doc:
@@ -139,16 +152,12 @@ class _Doc:
 
 def _inline(text):
     """Escape, then render `code` and **bold** spans."""
-    import re
-
     t = html.escape(text)
     t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
 
 
 def _save(fig, out_dir, name):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     FigureCanvasAgg(fig)
     path = Path(out_dir) / FIG_DIR / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +166,6 @@ def _save(fig, out_dir, name):
 
 
 def _comparison_blocks(doc, comparison):
-    import pandas as pd
-
     if comparison is None:
         return
     table = (
@@ -200,8 +207,8 @@ def write_report(result, out_dir):
 
     Parameters
     ----------
-    result : bayesmix.experiment.ExperimentResult
-        From :func:`bayesmix.experiment.run_experiment` (with ``report=False`` when
+    result : bayesmix.pipeline.ExperimentResult
+        From :func:`bayesmix.pipeline.run_experiment` (with ``report=False`` when
         calling this yourself).
     out_dir : str or Path
         Report folder (created if needed).
@@ -213,34 +220,37 @@ def write_report(result, out_dir):
 
     Examples
     --------
-    >>> from bayesmix.experiment import run_experiment, spec_from_dict
+    >>> from bayesmix.pipeline import run_experiment
+    >>> from bayesmix.spec import spec_from_dict
     >>> res = run_experiment(spec_from_dict({"sampler": {"mcmc": False}}),
     ...                      quiet=True, report=False)  # doctest: +SKIP
     >>> write_report(res, "bayesmix-report")  # doctest: +SKIP
     PosixPath('bayesmix-report/report.md')
     """
-    import pandas as pd
-
-    import bayesmix as bm
-    from bayesmix import plots
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec, data = result.spec, result.data
-    X, names = data.X, data.feature_names
-    N, D = X.shape
-    rec = result.chosen_record
     doc = _Doc()
-    title = f"bayesmix report: {spec.name}"
-    doc.h(1, title)
+    title = f"bayesmix report: {result.spec.name}"
+    for section in _SECTIONS:
+        section(doc, result, out_dir)
+    md = out_dir / "report.md"
+    md.write_text(doc.markdown())
+    (out_dir / "report.html").write_text(doc.html(title))
+    return md
+
+
+def _title(doc, result, out_dir):
+    spec = result.spec
+    doc.h(1, f"bayesmix report: {spec.name}")
     doc.p(
         f"Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by bayesmix "
-        f"{bm.__version__}." + (f" {spec.description}" if spec.description else "")
+        f"{__version__}." + (f" {spec.description}" if spec.description else "")
     )
 
-    # ---- summary
+
+def _summary(doc, result, out_dir):
     doc.h(2, "Summary")
-    summary = [f"**Chosen model**: {result.choice_reason}.", f"Rule: {_choice_rule()}"]
+    summary = [f"**Chosen model**: {result.choice_reason}.", f"Rule: {CHOICE_RULE}"]
     if result.dp is not None and result.dp.diagnostics.get("occupied"):
         occ = result.dp.diagnostics["occupied"]
         mode = max(occ, key=occ.get)
@@ -256,51 +266,32 @@ def write_report(result, out_dir):
         )
     doc.ul(summary)
 
-    # ---- data and settings
+
+def _data_and_settings(doc, result, out_dir):
+    spec, info = result.spec, result.data.info
+    N, D = result.data.X.shape
+    names = result.data.feature_names
     doc.h(2, "Data and settings")
-    info = data.info
+    dropped = (
+        f"; dropped {info['n_dropped']} of {info['n_read']} rows with missing values"
+        if info["n_dropped"]
+        else ""
+    )
+    standardized = (
+        "yes; all estimates below are on the standardized scale." if info["standardized"] else "no."
+    )
+    estimate = (
+        "MAP under the prior below (the mode of the posterior MCMC samples)"
+        if spec.estimate == "map"
+        else "maximum likelihood"
+    )
     items = [
         f"Data: {info['source']}.",
-        f"Used {N} observations x {D} features ({', '.join(names)})"
-        + (
-            f"; dropped {info['n_dropped']} of {info['n_read']} rows with missing values"
-            if info["n_dropped"]
-            else ""
-        )
-        + ".",
-        "Standardized (each feature centred and divided by its sample SD): "
-        + (
-            "yes; all estimates below are on the standardized scale."
-            if info["standardized"]
-            else "no."
-        ),
-        f"K grid {spec.k}; covariance {spec.covariance}; EM "
-        + (
-            "MAP under the prior below (the mode of the posterior MCMC samples)"
-            if spec.estimate == "map"
-            else "maximum likelihood"
-        )
-        + f", best of {spec.em_n_init} starts.",
-        "MCMC: "
-        + (
-            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps"
-            + (
-                f"; finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
-                ", each initialised from its EM fit and relabelled against it"
-                if spec.kind != "dp"
-                else ""
-            )
-            + (
-                f"; a Dirichlet-process mixture (truncation {spec.truncation}) initialised "
-                "from the EM fit with the most components of the grid (not relabelled: its "
-                "summaries are label-invariant)"
-                if spec.kind != "finite"
-                else ""
-            )
-            + "."
-            if spec.mcmc
-            else "not run (--no-mcmc)."
-        ),
+        f"Used {N} observations x {D} features ({', '.join(names)}){dropped}.",
+        "Standardized (each feature centred and divided by its sample SD): " + standardized,
+        f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
+        f"{spec.em_n_init} starts.",
+        "MCMC: " + _mcmc_settings(spec),
         f"Seed {spec.seed}. Prior: defaults of `GMMPrior.from_data(X, K)`"
         + (f" with {json.dumps(spec.prior)}" if spec.prior else "")
         + ".",
@@ -312,33 +303,52 @@ def write_report(result, out_dir):
         )
     doc.ul(items)
 
-    # ---- selection
+
+def _mcmc_settings(spec):
+    if not spec.mcmc:
+        return "not run (--no-mcmc)."
+    text = f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps"
+    if spec.kind != "dp":
+        text += (
+            f"; finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
+            ", each initialised from its EM fit and relabelled against it"
+        )
+    if spec.kind != "finite":
+        text += (
+            f"; a Dirichlet-process mixture (truncation {spec.truncation}) initialised "
+            "from the EM fit with the most components of the grid (not relabelled: its "
+            "summaries are label-invariant)"
+        )
+    return text + "."
+
+
+#: Columns of the results table shown in "Choosing K", in this order, when present.
+_SELECTION_COLUMNS = (
+    "covariance",
+    "K",
+    "n_params",
+    "log_likelihood",
+    "bic",
+    "icl",
+    "elpd_loo",
+    "elpd_loo_se",
+    "p_loo",
+    "elpd_waic",
+    "elpd_waic_se",
+    "max_rhat",
+    "divergences",
+    "collapsed",
+    "error",
+)
+
+
+def _choosing_k(doc, result, out_dir):
     doc.h(2, "Choosing K")
     if result.kmeans_table is not None:
         doc.p("k-means (the zero-variance limit of EM) within-cluster sum of squares:")
         doc.table(result.kmeans_table)
     t = result.table.copy()
-    show = [
-        c
-        for c in (
-            "covariance",
-            "K",
-            "n_params",
-            "log_likelihood",
-            "bic",
-            "icl",
-            "elpd_loo",
-            "elpd_loo_se",
-            "p_loo",
-            "elpd_waic",
-            "elpd_waic_se",
-            "max_rhat",
-            "divergences",
-            "collapsed",
-            "error",
-        )
-        if c in t.columns
-    ]
+    show = [c for c in _SELECTION_COLUMNS if c in t.columns]
     if "error" in t and t["error"].isna().all():
         show.remove("error")
     doc.p("BIC and ICL: lower is better (`-2 log L + p log n`). ELPD: higher is better.")
@@ -348,31 +358,20 @@ def write_report(result, out_dir):
         _save(fig, out_dir, "selection.png"), "BIC/ICL (EM) and ELPD-LOO/WAIC ± SE (MCMC) against K"
     )
 
-    # ---- the chosen fit
-    cov, K = result.chosen
-    doc.h(2, f"The chosen fit: {cov} covariance, K={K}")
-    em = rec.em
-    rows = []
-    post = None
-    if rec.idata is not None:
-        from bayesmix._trace import get_params
 
-        w, m, _ = get_params(rec.idata)
-        post = (w.mean((0, 1)), w.std((0, 1)), m.mean((0, 1)), m.std((0, 1)))
-    for k in range(K):
-        row = {"component": k, "EM weight": em.weights[k]}
-        if post:
-            row["posterior weight"] = f"{post[0][k]:.3f} ± {post[1][k]:.3f}"
-        for j, f in enumerate(names[:6]):
-            row[f"EM mean {f}"] = em.means[k, j]
-            if post:
-                row[f"posterior mean {f}"] = f"{post[2][k, j]:.3g} ± {post[3][k, j]:.2g}"
-        rows.append(row)
-    doc.table(pd.DataFrame(rows))
+def _chosen_fit(doc, result, out_dir):
+    cov, K = result.chosen
+    rec, spec = result.chosen_record, result.spec
+    X, names = result.data.X, result.data.feature_names
+    D = X.shape[1]
+    doc.h(2, f"The chosen fit: {cov} covariance, K={K}")
+    doc.table(_components_table(rec, K, names))
     if D > 6:
         doc.p(f"(means of the first 6 of {D} features shown; all are in the saved fits)")
     truth = result.data.truth
-    fig = plots.plot_fit(X, em, rec.idata, feature_names=names, random_seed=spec.seed, truth=truth)
+    fig = plots.plot_fit(
+        X, rec.em, rec.idata, feature_names=names, random_seed=spec.seed, truth=truth
+    )
     caption = (
         "Data with EM ellipses (solid 1 sd, dashed 2 sd) and posterior ellipses "
         "(1 sd) from 20 draws"
@@ -383,7 +382,30 @@ def write_report(result, out_dir):
         caption += "; the simulated components dotted (1 and 2 sd)"
     doc.fig(_save(fig, out_dir, "fit.png"), caption)
 
-    # ---- membership
+
+def _components_table(rec, K, names):
+    """EM weights and means (first 6 features), with posterior mean ± SD when sampled."""
+    em = rec.em
+    post = None
+    if rec.idata is not None:
+        w, m, _ = get_params(rec.idata)
+        post = (w.mean((0, 1)), w.std((0, 1)), m.mean((0, 1)), m.std((0, 1)))
+    rows = []
+    for k in range(K):
+        row = {"component": k, "EM weight": em.weights[k]}
+        if post:
+            row["posterior weight"] = f"{post[0][k]:.3f} ± {post[1][k]:.3f}"
+        for j, f in enumerate(names[:6]):
+            row[f"EM mean {f}"] = em.means[k, j]
+            if post:
+                row[f"posterior mean {f}"] = f"{post[2][k, j]:.3g} ± {post[3][k, j]:.2g}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _membership(doc, result, out_dir):
+    X, names = result.data.X, result.data.feature_names
+    N, K = X.shape[0], result.chosen[1]
     doc.h(2, "Membership uncertainty")
     labels, unc = plots.membership_summary(result.membership, X)
     fig = plots.plot_uncertainty(X, labels, unc, feature_names=names)
@@ -410,75 +432,89 @@ def write_report(result, out_dir):
             f"{np.bincount(result.partition.labels).tolist()}."
         )
 
-    # ---- diagnostics
-    if rec.idata is not None:
-        doc.h(2, "MCMC diagnostics (after relabelling)")
-        d = rec.diagnostics
-        doc.ul(
-            [
-                f"max R-hat (weights, means): {_fmt(d.get('max_rhat'))}",
-                f"min bulk ESS: {_fmt(d.get('min_ess_bulk'))}",
-                f"divergences: {_fmt(d.get('divergences'))}",
-                f"Pareto k > 0.7 in LOO: {_n_bad_k(rec.loo)}",
-            ]
-        )
-        fig = plots.plot_rank(rec.idata)
-        doc.fig(_save(fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
 
+def _diagnostics(doc, result, out_dir):
+    rec = result.chosen_record
+    if rec.idata is None:
+        return
+    doc.h(2, "MCMC diagnostics (after relabelling)")
+    d = rec.diagnostics
+    doc.ul(
+        [
+            f"max R-hat (weights, means): {_fmt(d.get('max_rhat'))}",
+            f"min bulk ESS: {_fmt(d.get('min_ess_bulk'))}",
+            f"divergences: {_fmt(d.get('divergences'))}",
+            f"Pareto k > 0.7 in LOO: {_n_bad_k(rec.loo)}",
+        ]
+    )
+    fig = plots.plot_rank(rec.idata)
+    doc.fig(_save(fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
+
+
+def _em_vs_mcmc(doc, result, out_dir):
     if result.comparison is not None:
         doc.h(2, "EM against MCMC")
         _comparison_blocks(doc, result.comparison)
 
-    if result.dp is not None:
-        dp = result.dp
-        doc.h(2, f"Dirichlet-process mixture (truncation {dp.K})")
-        occ = dp.diagnostics.get("occupied", {})
-        doc.table(
-            pd.DataFrame(
-                {"occupied components": list(occ), "posterior probability": list(occ.values())}
-            )
-        )
-        doc.ul(
-            [
-                f"ELPD-LOO {dp.loo.elpd:.1f} ± {dp.loo.se:.1f}; ELPD-WAIC {dp.waic.elpd:.1f} ± "
-                f"{dp.waic.se:.1f}",
-                f"divergences: {_fmt(dp.diagnostics.get('divergences'))}",
-            ]
-        )
-        fig = plots.plot_fit(X, None, dp.idata, feature_names=names, random_seed=spec.seed)
-        doc.fig(
-            _save(fig, out_dir, "dp_fit.png"),
-            "Dirichlet-process mixture: 1-sd ellipses of components heavier than 1 % "
-            "from 20 draws (colours are stick indices, not matched across draws)",
-        )
-        if rec.idata is None:
-            fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
-            doc.fig(_save(fig, out_dir, "coclustering.png"), "DP co-clustering")
 
-    if result.recovery is not None:
-        doc.h(2, "Recovery of the simulated truth")
-        r = result.recovery
-        items = [f"ARI of the chosen model's most probable labels: {r['ari']:.3f}"]
-        if "ari_point_partition" in r:
-            items.append(f"ARI of the point-estimate partition: {r['ari_point_partition']:.3f}")
-        if "ari_dp_point_partition" in r:
-            items.append(
-                f"ARI of the DP point-estimate partition: {r['ari_dp_point_partition']:.3f}"
-            )
-        doc.ul(items)
-        if r["parameter_errors"]:
-            doc.p("Parameter errors after matching components to the truth by their means:")
-            doc.table(pd.DataFrame(r["parameter_errors"]))
-        else:
-            doc.p(
-                f"The chosen K={K} differs from the true K={len(result.data.truth['weights'])};"
-                " parameter errors need equal K."
-            )
+def _dp(doc, result, out_dir):
+    dp = result.dp
+    if dp is None:
+        return
+    X, names = result.data.X, result.data.feature_names
+    doc.h(2, f"Dirichlet-process mixture (truncation {dp.K})")
+    occ = dp.diagnostics.get("occupied", {})
+    doc.table(
+        pd.DataFrame(
+            {"occupied components": list(occ), "posterior probability": list(occ.values())}
+        )
+    )
+    doc.ul(
+        [
+            f"ELPD-LOO {dp.loo.elpd:.1f} ± {dp.loo.se:.1f}; ELPD-WAIC {dp.waic.elpd:.1f} ± "
+            f"{dp.waic.se:.1f}",
+            f"divergences: {_fmt(dp.diagnostics.get('divergences'))}",
+        ]
+    )
+    fig = plots.plot_fit(X, None, dp.idata, feature_names=names, random_seed=result.spec.seed)
+    doc.fig(
+        _save(fig, out_dir, "dp_fit.png"),
+        "Dirichlet-process mixture: 1-sd ellipses of components heavier than 1 % "
+        "from 20 draws (colours are stick indices, not matched across draws)",
+    )
+    if result.chosen_record.idata is None:
+        fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
+        doc.fig(_save(fig, out_dir, "coclustering.png"), "DP co-clustering")
 
+
+def _recovery(doc, result, out_dir):
+    r = result.recovery
+    if r is None:
+        return
+    doc.h(2, "Recovery of the simulated truth")
+    items = [f"ARI of the chosen model's most probable labels: {r['ari']:.3f}"]
+    if "ari_point_partition" in r:
+        items.append(f"ARI of the point-estimate partition: {r['ari_point_partition']:.3f}")
+    if "ari_dp_point_partition" in r:
+        items.append(f"ARI of the DP point-estimate partition: {r['ari_dp_point_partition']:.3f}")
+    doc.ul(items)
+    if r["parameter_errors"]:
+        doc.p("Parameter errors after matching components to the truth by their means:")
+        doc.table(pd.DataFrame(r["parameter_errors"]))
+    else:
+        doc.p(
+            f"The chosen K={result.chosen[1]} differs from the true "
+            f"K={len(result.data.truth['weights'])}; parameter errors need equal K."
+        )
+
+
+def _notes(doc, result, out_dir):
     if result.notes:
         doc.h(2, "Warnings and notes")
         doc.ul(sorted(set(result.notes)))
 
+
+def _saved_fits(doc, result, out_dir):
     doc.h(2, "Saved fits")
     saved = [f"`{Path(r.path).relative_to(out_dir)}`" for r in result.records.values() if r.path]
     if result.dp is not None and result.dp.path:
@@ -488,19 +524,29 @@ def write_report(result, out_dir):
         + ", ".join(saved)
         + "."
     )
+
+
+def _timings(doc, result, out_dir):
     doc.h(2, "Timings")
     doc.ul([f"{k}: {v:.1f} s" for k, v in result.timings.items()])
 
-    md = out_dir / "report.md"
-    md.write_text(doc.markdown())
-    (out_dir / "report.html").write_text(doc.html(title))
-    return md
 
-
-def _choice_rule():
-    from bayesmix.experiment import CHOICE_RULE
-
-    return CHOICE_RULE
+#: The report, section by section: each is ``section(doc, result, out_dir)``.
+_SECTIONS = (
+    _title,
+    _summary,
+    _data_and_settings,
+    _choosing_k,
+    _chosen_fit,
+    _membership,
+    _diagnostics,
+    _em_vs_mcmc,
+    _dp,
+    _recovery,
+    _notes,
+    _saved_fits,
+    _timings,
+)
 
 
 def _n_bad_k(loo_res):

@@ -19,6 +19,10 @@
   prints and reads like ``arviz_stats.loo``'s result.
 * :func:`select_k`: one table over a grid of K: BIC and ICL from EM, ELPD-LOO and
   ELPD-WAIC from MCMC, with the recommended K per criterion.
+* The one rule for choosing K (:data:`CHOICE_RULE`): :func:`choose_elpd` (the
+  one-standard-error rule on ELPD) and :func:`choose_model` (ELPD-LOO when there is
+  MCMC, else BIC), used by :func:`select_k`, :func:`bayesmix.pipeline.run_experiment`,
+  the report and the command line.
 """
 
 from __future__ import annotations
@@ -29,19 +33,49 @@ import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
+import arviz_stats
 import numpy as np
+import pandas as pd
 import xarray as xr
 from arviz_stats import ELPDData
 from scipy.special import logsumexp
 
-from bayesmix._validation import BayesmixWarning
+from bayesmix._covariance import n_parameters
+from bayesmix._validation import (
+    BayesmixWarning,
+    check_covariance_type,
+    check_data,
+    check_n_components,
+    check_random_state,
+)
+from bayesmix.em import fit_em
+from bayesmix.labelswitching import LabelSwitchingWarning, diagnostics, relabel
 
-__all__ = ["ELPDDataWAIC", "SelectKFit", "loo", "select_k", "waic"]
+__all__ = [
+    "CHOICE_RULE",
+    "ELPDChoice",
+    "ELPDDataWAIC",
+    "SelectKFit",
+    "choose_elpd",
+    "choose_model",
+    "loo",
+    "select_k",
+    "waic",
+]
 
 #: Pareto k above which the PSIS estimate of an observation is unreliable.
 PARETO_K_MAX = 0.7
 #: Pointwise WAIC penalty above which WAIC is flagged unreliable (old ArviZ rule).
 P_WAIC_I_MAX = 0.4
+
+#: The rule for choosing the model (K and covariance type), in words: applied by
+#: :func:`choose_model` (the pipeline, the report, the command line); :func:`select_k`
+#: applies its ELPD part (:func:`choose_elpd`) to one covariance type.
+CHOICE_RULE = (
+    "With MCMC: the highest ELPD-LOO, except that the model with the fewest parameters "
+    "whose ELPD-LOO is within one standard error (of the pointwise difference) of the "
+    "best is preferred. Without MCMC: the lowest BIC."
+)
 
 
 @dataclass(kw_only=True)
@@ -149,9 +183,7 @@ def loo(idata, *, var_name="X", pointwise=True, **kwargs):
     with warnings.catch_warnings():
         # arviz warns about large k itself; ours below says what to do
         warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
-        result = __import__("arviz_stats").loo(
-            idata, pointwise=pointwise, var_name=var_name, **kwargs
-        )
+        result = arviz_stats.loo(idata, pointwise=pointwise, var_name=var_name, **kwargs)
     if pointwise and result.pareto_k is not None:
         k = np.asarray(result.pareto_k).ravel()
         bad = np.flatnonzero(k > PARETO_K_MAX)
@@ -255,9 +287,145 @@ def waic(idata, *, var_name="X"):
     )
 
 
-# --------------------------------------------------------------------------- select_k
+# --------------------------------------------------------------------------- choosing K
 
 _RULES = ("one-se", "best")
+
+
+@dataclass(frozen=True)
+class ELPDChoice:
+    """The outcome of :func:`choose_elpd`.
+
+    ``chosen`` and ``best`` are candidate keys; ``diff`` (key -> ELPD minus the best
+    ELPD, <= 0) and ``diff_se`` (key -> standard error of that difference, 0 for the
+    best) cover every candidate.
+    """
+
+    chosen: object
+    best: object
+    diff: dict
+    diff_se: dict
+
+
+def choose_elpd(elpd, n_params, *, elpd_i=None, elpd_se=None, rule="one-se"):
+    """The one-standard-error rule on ELPD: the rule for choosing K.
+
+    The best candidate has the highest ELPD (the first one on ties). The standard error
+    of candidate k's difference with the best is ``sqrt(N Var_i(elpd_i,best - elpd_i,k))``
+    (arviz ``compare``'s ``dse``) when both have pointwise values of the same length N,
+    else ``elpd_se[k]``. With ``rule="one-se"`` the chosen candidate is the one with the
+    fewest parameters among those whose ELPD is within one such standard error of the
+    best (ties: the higher ELPD); with ``rule="best"`` it is the best.
+
+    Parameters
+    ----------
+    elpd : dict
+        Candidate key (K, or (covariance, K)) -> ELPD (log scale, higher is better).
+        Candidates with a non-finite ELPD are left out.
+    n_params : dict
+        Key -> number of free parameters.
+    elpd_i : dict, optional
+        Key -> pointwise ELPD, shape (N,) (array_like or DataArray), or None.
+    elpd_se : dict, optional
+        Key -> fallback standard error of the difference when pointwise values are missing.
+    rule : {"one-se", "best"}
+
+    Returns
+    -------
+    ELPDChoice
+
+    Examples
+    --------
+    >>> c = choose_elpd({2: -100.0, 3: -99.5}, {2: 11, 3: 17},
+    ...                 elpd_i={2: [-50.0, -50.0], 3: [-49.0, -50.5]})
+    >>> c.best, c.chosen, float(c.diff_se[2])
+    (3, 2, 1.5)
+    """
+    if rule not in _RULES:
+        raise ValueError(f"rule must be one of {list(_RULES)}; got {rule!r}.")
+    elpd = {k: float(v) for k, v in elpd.items() if np.isfinite(v)}
+    if not elpd:
+        raise ValueError("choose_elpd needs at least one candidate with a finite ELPD.")
+    elpd_i = {k: _pointwise(v) for k, v in (elpd_i or {}).items()}
+    elpd_se = elpd_se or {}
+    best = max(elpd, key=elpd.get)
+    best_i = elpd_i.get(best)
+    diff, diff_se = {}, {}
+    for k, e in elpd.items():
+        e_i = elpd_i.get(k)
+        if k == best:
+            se = 0.0
+        elif e_i is not None and best_i is not None and e_i.size == best_i.size:
+            se = float(np.sqrt(e_i.size * np.var(best_i - e_i, ddof=1)))
+        else:
+            se = float(elpd_se.get(k, np.nan))
+        diff[k], diff_se[k] = e - elpd[best], se
+    if rule == "best":
+        return ELPDChoice(best, best, diff, diff_se)
+    within = [k for k, e in elpd.items() if e >= elpd[best] - diff_se[k]]
+    chosen = min(within, key=lambda k: (n_params[k], -elpd[k]))
+    return ELPDChoice(chosen, best, diff, diff_se)
+
+
+def _pointwise(values):
+    if values is None:
+        return None
+    return np.asarray(getattr(values, "values", values), float).ravel()
+
+
+def choose_model(table, loo_results, n_features):
+    """Apply :data:`CHOICE_RULE` to a table of fits over covariance types and K.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per fit: ``covariance``, ``K``, ``bic``, optional ``error`` (rows with an
+        error are skipped), ``elpd_loo`` and ``elpd_loo_se`` (NaN where not sampled).
+    loo_results : dict
+        ``(covariance, K)`` -> the LOO result (with ``elpd_i``) of the sampled fits.
+    n_features : int
+        D, for the number of parameters of each fit.
+
+    Returns
+    -------
+    key : tuple
+        ``(covariance, K)`` of the chosen fit.
+    reason : str
+        The choice in words (for the report).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"covariance": ["full", "full"], "K": [1, 2], "bic": [9.0, 7.5]})
+    >>> choose_model(t, {}, 2)
+    (('full', 2), 'full covariance, K=2: lowest BIC (7.5)')
+    """
+    ok = table[table["error"].isna()] if "error" in table else table
+    if ok.empty:
+        raise RuntimeError("every EM fit failed; nothing to choose from (see the table).")
+    mc = ok[ok["elpd_loo"].notna()] if "elpd_loo" in ok else ok.iloc[:0]
+    if mc.empty:
+        best = ok.loc[ok["bic"].idxmin()]
+        key = (best["covariance"], int(best["K"]))
+        return key, f"{key[0]} covariance, K={key[1]}: lowest BIC ({best['bic']:.1f})"
+    keys = [(row["covariance"], int(row["K"])) for _, row in mc.iterrows()]
+    choice = choose_elpd(
+        dict(zip(keys, mc["elpd_loo"], strict=True)),
+        {key: n_parameters(key[0], key[1], n_features) for key in keys},
+        elpd_i={key: getattr(loo_results.get(key), "elpd_i", None) for key in keys},
+        elpd_se=dict(zip(keys, mc.get("elpd_loo_se", pd.Series(np.nan, mc.index)), strict=True)),
+    )
+    key, best_key = choice.chosen, choice.best
+    elpd = dict(zip(keys, mc["elpd_loo"], strict=True))
+    reason = (
+        f"{key[0]} covariance, K={key[1]}: ELPD-LOO {elpd[key]:.1f}; "
+        f"best ELPD-LOO {elpd[best_key]:.1f} at {best_key[0]} K={best_key[1]}"
+        + ("" if key == best_key else " (within one SE of the difference, fewer parameters)")
+    )
+    return key, reason
+
+
+# --------------------------------------------------------------------------- select_k
 
 
 class _Fits(dict):
@@ -277,39 +445,17 @@ class SelectKFit:
     waic: ELPDData | None = None
 
 
-def _run_mcmc(X, K, *, covariance, prior, em, draws, tune, chains, random_seed, progress, **kw):
-    """Build the finite mixture and sample it from the EM fit (PyMC imported here only)."""
+def _run_mcmc(X, K, *, covariance, prior, em, **sample_kwargs):
+    """Build the finite mixture and sample it from the EM fit.
+
+    PyMC is imported here, deliberately lazily: select_k with ``mcmc=False`` (and
+    loo/waic) must not pay for importing PyMC.
+    """
     from bayesmix.models import build_gmm
     from bayesmix.sampling import sample
 
     model = build_gmm(X, K, covariance=covariance, prior=prior)
-    return sample(
-        model,
-        init=em,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=random_seed,
-        progressbar=progress,
-        **kw,
-    )
-
-
-def _elpd_choice(df, fits, crit, rule, N):
-    """Recommended K for an ELPD criterion and the difference columns."""
-    col = f"elpd_{crit}"
-    e = {k: np.asarray(getattr(fits[k], crit).elpd_i).ravel() for k in df["K"]}
-    best_k = int(df.loc[df[col].idxmax(), "K"])
-    diff = df[col] - df[col].max()
-    se = np.array(
-        [np.sqrt(N * np.var(e[k] - e[best_k], ddof=1)) if k != best_k else 0.0 for k in df["K"]]
-    )
-    df[f"{col}_diff"] = diff
-    df[f"{col}_diff_se"] = se
-    if rule == "best":
-        return best_k
-    within = df["K"][diff.values >= -se]
-    return int(within.min())
+    return sample(model, **{"init": em, **sample_kwargs})
 
 
 def select_k(
@@ -349,14 +495,18 @@ def select_k(
     n_init : int
         EM restarts per K.
     progress : bool
-        Print one line per K to stderr (and the sampler's progress bar).
+        Print one line per K to stderr, and show the sampler's progress bar unless
+        ``progressbar`` is given.
     rule : {"one-se", "best"}
         For ELPD: ``"one-se"`` recommends the smallest K whose ELPD is within one
         standard error of the best (the SE of the pointwise difference with the
         best K, ``sqrt(N Var_i(elpd_i,K - elpd_i,best))``, as arviz ``compare``'s
         ``dse``); ``"best"`` the highest ELPD.
     **sample_kwargs
-        More keyword arguments for :func:`bayesmix.sample`.
+        More keyword arguments for :func:`bayesmix.sample` and ``pymc.sample``
+        (``progressbar``, ``nuts_sampler``, ``target_accept``, ``init`` ...); they take
+        precedence over the defaults select_k passes (``progressbar=progress``, the EM
+        fit as ``init``). ``model`` is not accepted: select_k builds one per K.
 
     Returns
     -------
@@ -388,33 +538,19 @@ def select_k(
     >>> table.attrs["recommended"]["bic"]
     3
     """
-    import pandas as pd
-
-    from bayesmix._validation import (
-        check_covariance_type,
-        check_data,
-        check_n_components,
-        check_random_state,
-    )
-    from bayesmix.em import fit_em
-    from bayesmix.labelswitching import LabelSwitchingWarning, diagnostics, relabel
-
     data = X  # fits get the user's data as given (a DataFrame keeps its feature names)
     X = check_data(X)
-    N = X.shape[0]
     covariance = check_covariance_type(covariance)
-    if isinstance(ks, int | np.integer):
-        ks = [ks]
-    try:
-        ks = [check_n_components(k, N, name="ks") for k in ks]
-    except TypeError as exc:
-        raise TypeError(f"ks must be an iterable of integers such as range(1, 7); {exc}") from exc
-    if not ks:
-        raise ValueError("ks is empty; give at least one number of components, e.g. range(1, 7).")
-    if len(set(ks)) != len(ks):
-        raise ValueError(f"ks has repeated values {ks}; give each K once.")
+    ks = _check_ks(ks, X.shape[0])
     if rule not in _RULES:
         raise ValueError(f"rule must be one of {list(_RULES)}; got {rule!r}.")
+    if "model" in sample_kwargs:
+        raise TypeError(
+            "select_k builds one PyMC model per K; remove the model= argument (to sample a "
+            "model of your own, use bayesmix.sample(model))."
+        )
+    sample_kwargs = {"progressbar": progress, **sample_kwargs}
+    mcmc_settings = dict(draws=draws, tune=tune, chains=chains, **sample_kwargs) if mcmc else None
     rng = check_random_state(random_seed)
     fits = _Fits()
     rows = []
@@ -422,82 +558,10 @@ def select_k(
     for i, K in enumerate(ks):
         t0 = time.perf_counter()
         p = prior(K) if callable(prior) else prior
-        em = fit_em(
-            data,
-            K,
-            covariance=covariance,
-            prior=p,
-            n_init=n_init,
-            random_seed=int(rng.integers(2**31)),
-        )
-        row = {
-            "K": K,
-            "covariance": covariance,
-            "estimate": "ML" if p is None else "MAP",
-            "log_likelihood": float(em.log_likelihood),
-            "log_posterior": np.nan if em.log_posterior is None else float(em.log_posterior),
-            "n_params": int(em.n_parameters),
-            "bic": float(em.bic(X)),
-            "icl": float(em.icl(X)),
-            "converged": bool(em.converged),
-            "collapsed": len(getattr(em, "collapsed", ()) or ()),
-        }
-        fit = SelectKFit(em=em)
+        fit, row = _em_row(data, X, K, covariance, p, n_init, rng)
         msg = f"BIC {row['bic']:.1f}, ICL {row['icl']:.1f}"
         if mcmc:
-            t1 = time.perf_counter()
-            idata = _run_mcmc(
-                data,
-                K,
-                covariance=covariance,
-                prior=p,
-                em=em,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                random_seed=int(rng.integers(2**31)),
-                progress=progress,
-                **sample_kwargs,
-            )
-            switched = False
-            if K > 1:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", LabelSwitchingWarning)
-                    idata = relabel(idata, reference=em)
-                for w in caught:
-                    if issubclass(w.category, LabelSwitchingWarning):
-                        switched = True
-                    else:
-                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            fit.idata = idata
-            fit.loo = loo(idata)
-            fit.waic = waic(idata)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", BayesmixWarning)
-                diag = diagnostics(idata, var_names=("weights", "means"))
-            ss = idata.children.get("sample_stats")
-            div = (
-                int(ss["diverging"].values.sum())
-                if ss is not None and "diverging" in ss.data_vars
-                else np.nan
-            )
-            pk = fit.loo.pareto_k
-            row.update(
-                {
-                    "elpd_loo": float(fit.loo.elpd),
-                    "elpd_loo_se": float(fit.loo.se),
-                    "p_loo": float(fit.loo.p),
-                    "pareto_k_max": float(np.max(pk)) if pk is not None else np.nan,
-                    "elpd_waic": float(fit.waic.elpd),
-                    "elpd_waic_se": float(fit.waic.se),
-                    "p_waic": float(fit.waic.p),
-                    "max_rhat": float(np.nanmax(diag["rhat"])) if len(diag) else np.nan,
-                    "min_ess_bulk": float(np.nanmin(diag["ess_bulk"])) if len(diag) else np.nan,
-                    "divergences": div,
-                    "label_switching": switched,
-                    "mcmc_seconds": time.perf_counter() - t1,
-                }
-            )
+            row.update(_mcmc_row(data, K, covariance, p, fit, rng, mcmc_settings))
             msg += (
                 f"; ELPD-LOO {row['elpd_loo']:.1f} ± {row['elpd_loo_se']:.1f}, "
                 f"max R-hat {row['max_rhat']:.3f}"
@@ -505,13 +569,123 @@ def select_k(
         fits[K] = fit
         rows.append(row)
         if progress:
-            print(
+            _say(
                 f"select_k [{i + 1}/{len(ks)}] K={K} ({covariance}): {msg} "
-                f"({time.perf_counter() - t0:.1f} s)",
-                file=sys.stderr,
-                flush=True,
+                f"({time.perf_counter() - t0:.1f} s)"
             )
     df = pd.DataFrame(rows)
+    recommended, rules = _recommend(df, fits, mcmc, rule)
+    df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
+    df.attrs["recommended"] = recommended
+    df.attrs["rules"] = rules
+    df.attrs["fits"] = fits
+    if progress:
+        chosen = ", ".join(f"{c.upper()}: K={k}" for c, k in recommended.items())
+        _say(f"select_k: recommended {chosen} ({time.perf_counter() - t_grid:.1f} s)")
+    return df
+
+
+def _say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _check_ks(ks, n_obs):
+    if isinstance(ks, int | np.integer):
+        ks = [ks]
+    try:
+        ks = [check_n_components(k, n_obs, name="ks") for k in ks]
+    except TypeError as exc:
+        raise TypeError(f"ks must be an iterable of integers such as range(1, 7); {exc}") from exc
+    if not ks:
+        raise ValueError("ks is empty; give at least one number of components, e.g. range(1, 7).")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated values {ks}; give each K once.")
+    return ks
+
+
+def _em_row(data, X, K, covariance, prior, n_init, rng):
+    """EM fit for one K and its row of the table (BIC, ICL ...)."""
+    em = fit_em(
+        data,
+        K,
+        covariance=covariance,
+        prior=prior,
+        n_init=n_init,
+        random_seed=int(rng.integers(2**31)),
+    )
+    row = {
+        "K": K,
+        "covariance": covariance,
+        "estimate": "ML" if prior is None else "MAP",
+        "log_likelihood": float(em.log_likelihood),
+        "log_posterior": np.nan if em.log_posterior is None else float(em.log_posterior),
+        "n_params": int(em.n_parameters),
+        "bic": float(em.bic(X)),
+        "icl": float(em.icl(X)),
+        "converged": bool(em.converged),
+        "collapsed": len(getattr(em, "collapsed", ()) or ()),
+    }
+    return SelectKFit(em=em), row
+
+
+def _mcmc_row(data, K, covariance, prior, fit, rng, settings):
+    """MCMC from the EM fit, relabelled against it; fills ``fit`` and returns the columns."""
+    t1 = time.perf_counter()
+    idata = _run_mcmc(
+        data,
+        K,
+        covariance=covariance,
+        prior=prior,
+        em=fit.em,
+        random_seed=int(rng.integers(2**31)),
+        **settings,
+    )
+    idata, switched = _relabel_to(idata, fit.em) if K > 1 else (idata, False)
+    fit.idata = idata
+    fit.loo = loo(idata)
+    fit.waic = waic(idata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesmixWarning)
+        diag = diagnostics(idata, var_names=("weights", "means"))
+    ss = idata.children.get("sample_stats")
+    div = (
+        int(ss["diverging"].values.sum())
+        if ss is not None and "diverging" in ss.data_vars
+        else np.nan
+    )
+    pk = fit.loo.pareto_k
+    return {
+        "elpd_loo": float(fit.loo.elpd),
+        "elpd_loo_se": float(fit.loo.se),
+        "p_loo": float(fit.loo.p),
+        "pareto_k_max": float(np.max(pk)) if pk is not None else np.nan,
+        "elpd_waic": float(fit.waic.elpd),
+        "elpd_waic_se": float(fit.waic.se),
+        "p_waic": float(fit.waic.p),
+        "max_rhat": float(np.nanmax(diag["rhat"])) if len(diag) else np.nan,
+        "min_ess_bulk": float(np.nanmin(diag["ess_bulk"])) if len(diag) else np.nan,
+        "divergences": div,
+        "label_switching": switched,
+        "mcmc_seconds": time.perf_counter() - t1,
+    }
+
+
+def _relabel_to(idata, em):
+    """Relabel against the EM fit; label switching is recorded, other warnings re-raised."""
+    switched = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LabelSwitchingWarning)
+        idata = relabel(idata, reference=em)
+    for w in caught:
+        if issubclass(w.category, LabelSwitchingWarning):
+            switched = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return idata, switched
+
+
+def _recommend(df, fits, mcmc, rule):
+    """Recommended K per criterion and the rules in words (adds the ELPD diff columns)."""
     ok = df[df["collapsed"] == 0]
     if ok.empty:
         ok = df
@@ -524,32 +698,32 @@ def select_k(
         "bic": f"lowest BIC (-2 log L + p log N){skip}",
         "icl": f"lowest ICL (BIC + 2 x classification entropy){skip}",
     }
-    if mcmc:
-        for crit in ("loo", "waic"):
-            recommended[crit] = _elpd_choice(df, fits, crit, rule, N)
-            rules[crit] = (
-                f"smallest K with ELPD-{crit.upper()} within one SE (of the pointwise "
-                "difference) of the best"
-                if rule == "one-se"
-                else f"highest ELPD-{crit.upper()}"
-            )
-        bad = df[df["max_rhat"] > 1.01]
-        if len(bad):
-            warnings.warn(
-                f"select_k: K={bad['K'].tolist()} have max R-hat > 1.01 after relabelling; their "
-                "ELPD may be unreliable. Increase draws/tune or chains, or drop those K.",
-                BayesmixWarning,
-                stacklevel=2,
-            )
-    df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
-    df.attrs["recommended"] = recommended
-    df.attrs["rules"] = rules
-    df.attrs["fits"] = fits
-    if progress:
-        chosen = ", ".join(f"{c.upper()}: K={k}" for c, k in recommended.items())
-        print(
-            f"select_k: recommended {chosen} ({time.perf_counter() - t_grid:.1f} s)",
-            file=sys.stderr,
-            flush=True,
+    if not mcmc:
+        return recommended, rules
+    ks = [int(k) for k in df["K"]]
+    for crit in ("loo", "waic"):
+        col = f"elpd_{crit}"
+        choice = choose_elpd(
+            dict(zip(ks, df[col], strict=True)),
+            dict(zip(ks, df["n_params"], strict=True)),
+            elpd_i={k: getattr(fits[k], crit).elpd_i for k in ks},
+            rule=rule,
         )
-    return df
+        df[f"{col}_diff"] = [choice.diff[k] for k in ks]
+        df[f"{col}_diff_se"] = [choice.diff_se[k] for k in ks]
+        recommended[crit] = int(choice.chosen)
+        rules[crit] = (
+            f"smallest K with ELPD-{crit.upper()} within one SE (of the pointwise "
+            "difference) of the best"
+            if rule == "one-se"
+            else f"highest ELPD-{crit.upper()}"
+        )
+    bad = df[df["max_rhat"] > 1.01]
+    if len(bad):
+        warnings.warn(
+            f"select_k: K={bad['K'].tolist()} have max R-hat > 1.01 after relabelling; their "
+            "ELPD may be unreliable. Increase draws/tune or chains, or drop those K.",
+            BayesmixWarning,
+            stacklevel=3,
+        )
+    return recommended, rules

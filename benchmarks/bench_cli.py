@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, write_section
 
-from bayesmix.experiment import DEFAULTS
+from bayesmix.spec import DEFAULTS
 
 _STAGES = ("kmeans", "em", "mcmc", "analysis", "save", "report")
 
@@ -46,7 +46,7 @@ _STAGES = ("kmeans", "em", "mcmc", "analysis", "save", "report")
 def _child(argv, out):
     """Run ``bayesmix fit`` in this process and print its timings as JSON."""
     from bayesmix.cli import _build_parser, _fit_spec
-    from bayesmix.experiment import run_experiment
+    from bayesmix.pipeline import run_experiment
 
     took = []
 

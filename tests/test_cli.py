@@ -236,7 +236,8 @@ def test_mcmc_end_to_end_tiny(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", ["old_faithful_dp", "simulated_known_truth"])
 def test_shipped_specs_run_small(tmp_path, spec):
-    from bayesmix.experiment import load_spec, run_experiment
+    from bayesmix.pipeline import run_experiment
+    from bayesmix.spec import load_spec
 
     s = load_spec(Path(__file__).resolve().parents[1] / "models" / f"{spec}.toml")
     s.draws, s.tune, s.k = 100, 200, [2, 3]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import arviz_stats as azs
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -242,3 +244,126 @@ def test_loo_needs_enough_draws():
     rng = np.random.default_rng(2)
     with pytest.raises(ValueError, match="at least 25 posterior draws"):
         loo(_ll_tree(rng.normal(-1, 0.1, size=(2, 10, 5))), reff=1.0)
+
+
+# ---------------------------------------------------------------------------- the choice rule
+def test_choice_rule_prefers_fewer_parameters_within_one_se():
+    """(Moved from test_experiment: the pipeline's choice is selection.choose_model.)"""
+    rng = np.random.default_rng(0)
+    base = rng.normal(-5, 1, size=10)
+    loo2 = SimpleNamespace(elpd=base.sum(), se=1.0, elpd_i=base)
+    loo3 = SimpleNamespace(
+        elpd=base.sum() + 0.2, se=1.0, elpd_i=base + 0.02 + rng.normal(0, 0.3, 10)
+    )
+    loos = {("full", 2): loo2, ("full", 3): loo3}
+    table = pd.DataFrame(
+        {
+            "covariance": ["full", "full"],
+            "K": [2, 3],
+            "bic": [1.0, 2.0],
+            "elpd_loo": [loo2.elpd, loo3.elpd],
+            "error": [None, None],
+        }
+    )
+    key, reason = selection.choose_model(table, loos, 2)
+    assert key == ("full", 2) and "within one SE" in reason
+    # a clear improvement wins
+    loo3.elpd_i = base + 3.0
+    table.loc[1, "elpd_loo"] = loo3.elpd = float(loo3.elpd_i.sum())
+    assert selection.choose_model(table, loos, 2)[0] == ("full", 3)
+
+
+def test_choice_rule_across_covariances_counts_parameters():
+    """Within one SE of the best (full K=3, 17 parameters in 2-D), the fits with the
+    fewest parameters are full K=2 (6 + 4 + 1 = 11) and spherical K=3 (3 + 6 + 2 = 11);
+    the tie goes to the higher ELPD, spherical K=3.
+
+    ELPDs: best -9.1; spherical K=3 -9.45, SE of the difference 0.655; full K=2 -9.7,
+    SE 0.663 (sqrt(4 Var_i(diff_i)), computed by hand)."""
+    e = np.array([-2.0, -3.0, -2.5, -2.0])
+    elpd_i = {
+        ("full", 2): e + np.array([0.3, -0.5, 0.0, 0.0]),
+        ("spherical", 3): e + np.array([0.4, -0.4, 0.05, 0.0]),
+        ("full", 3): e + 0.1,
+    }
+    table = pd.DataFrame(
+        {
+            "covariance": [k[0] for k in elpd_i],
+            "K": [k[1] for k in elpd_i],
+            "bic": [3.0, 2.0, 1.0],
+            "elpd_loo": [v.sum() for v in elpd_i.values()],
+            "elpd_loo_se": [1.0, 1.0, 1.0],
+        }
+    )
+    loos = {k: SimpleNamespace(elpd_i=v) for k, v in elpd_i.items()}
+    key, reason = selection.choose_model(table, loos, 2)
+    assert key == ("spherical", 3), reason
+    assert "best ELPD-LOO -9.1 at full K=3" in reason
+    # without pointwise values the table's SE (1.0) is used: the same two are within it
+    assert selection.choose_model(table, {}, 2)[0] == ("spherical", 3)
+    # with a small SE only the best is within it
+    assert selection.choose_model(table.assign(elpd_loo_se=0.1), {}, 2)[0] == ("full", 3)
+    # without ELPD: the lowest BIC
+    key, reason = selection.choose_model(table.assign(elpd_loo=np.nan), {}, 2)
+    assert key == ("full", 3) and "lowest BIC" in reason
+
+
+def test_choose_elpd_is_select_ks_rule():
+    """select_k's recommendation and the pipeline's choice are one function: on one
+    covariance type, "fewest parameters" is "smallest K"."""
+    base = np.full(5, -2.0)
+    elpd_i = {
+        1: base + np.array([0.1, -0.2, 0.1, -0.1, 0.05]),
+        2: base,
+        3: base + np.array([0, 0.1, 0, 0, -0.3]),
+    }
+    elpd = {k: v.sum() for k, v in elpd_i.items()}
+    n_params = {1: 5, 2: 11, 3: 17}
+    c = selection.choose_elpd(elpd, n_params, elpd_i=elpd_i)
+    # K=1 is 0.05 below the best, K=2, with an SE of the difference of 0.30
+    assert c.best == 2 and c.chosen == 1
+    assert c.diff[1] == pytest.approx(-0.05)
+    assert c.diff_se[1] == pytest.approx(np.sqrt(5 * np.var([0.1, -0.2, 0.1, -0.1, 0.05], ddof=1)))
+    assert c.diff_se[2] == 0.0
+    assert selection.choose_elpd(elpd, n_params, elpd_i=elpd_i, rule="best").chosen == 2
+    with pytest.raises(ValueError, match="rule must be one of"):
+        selection.choose_elpd(elpd, n_params, rule="aic")
+
+
+def test_select_k_passes_every_sample_keyword(three_clusters, monkeypatch):
+    """Regression: select_k(X, ks, progressbar=False) raised "sample() got multiple values
+    for keyword argument 'progressbar'". Keywords of bayesmix.sample / pymc.sample reach
+    the sampler, taking precedence over select_k's defaults."""
+    import bayesmix.models
+    import bayesmix.sampling
+
+    X, _ = three_clusters
+    calls = []
+
+    def fake_sample(model, **kwargs):
+        calls.append(kwargs)
+        return _fake_mcmc(model, model.K, em=kwargs["init"], **kwargs)
+
+    def fake_build(X, K, **kw):
+        frame = __import__("pandas").DataFrame(np.asarray(X))
+        frame.K = K
+        return frame
+
+    monkeypatch.setattr(bayesmix.models, "build_gmm", fake_build)
+    monkeypatch.setattr(bayesmix.sampling, "sample", fake_sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesmixWarning)
+        bm.select_k(
+            X, [2], covariance="spherical", n_init=1, draws=30, chains=2, progress=True,
+            progressbar=False, target_accept=0.95, nuts_sampler="pymc",
+        )  # fmt: skip
+    (kw,) = calls
+    assert kw["progressbar"] is False and kw["target_accept"] == 0.95
+    assert kw["nuts_sampler"] == "pymc" and kw["draws"] == 30 and kw["chains"] == 2
+    # without progressbar, select_k's progress decides
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesmixWarning)
+        bm.select_k(X, [2], covariance="spherical", n_init=1, draws=30, progress=False)
+    assert calls[-1]["progressbar"] is False
+    with pytest.raises(TypeError, match="remove the model= argument"):
+        bm.select_k(X, [2], n_init=1, model=object())

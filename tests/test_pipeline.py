@@ -1,0 +1,139 @@
+"""The experiment pipeline (bayesmix.pipeline): recovery metrics, the notes context
+manager, and the whole pipeline with a fake (fast) sampler."""
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from bayesmix import compare, pipeline
+from bayesmix._trace import from_arrays
+from bayesmix._validation import BayesmixWarning
+from bayesmix.spec import load_spec
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_adjusted_rand_index_matches_sklearn():
+    # the pipeline's ARI is the package's one (bayesmix.compare), checked here as before
+    assert pipeline.adjusted_rand_index is compare.adjusted_rand_index
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.integers(0, 4, size=60)
+        b = np.where(rng.random(60) < 0.6, a, rng.integers(0, 3, size=60))
+        assert pipeline.adjusted_rand_index(a, b) == pytest.approx(
+            sk.adjusted_rand_score(a, b), abs=1e-12
+        )
+    assert pipeline.adjusted_rand_index([0, 0, 1, 1], [5, 5, 2, 2]) == 1.0
+
+
+def test_recovery_zero_error_for_permuted_truth():
+    truth = {
+        "labels": np.array([0, 1, 1]),
+        "weights": np.array([0.3, 0.7]),
+        "means": np.array([[0.0, 0.0], [5.0, 1.0]]),
+        "covariances": np.stack([np.eye(2), 2 * np.eye(2)]),
+    }
+    perm = [1, 0]
+    em = SimpleNamespace(
+        weights=truth["weights"][perm],
+        means=truth["means"][perm],
+        covariances=truth["covariances"][perm],
+    )
+    r = pipeline.recovery(truth, em, labels=np.array([1, 0, 0]))
+    assert r["ari"] == 1.0
+    err = r["parameter_errors"][0]
+    assert err["max |weight error|"] == 0 and err["max |mean error|"] == 0
+    em.means = em.means + 0.5
+    assert pipeline.recovery(truth, em)["parameter_errors"][0]["max |mean error|"] == pytest.approx(
+        0.5
+    )
+
+
+# ---------------------------------------------------------------------------- pipeline
+def fake_build(X, K, **kw):
+    return {"X": X, "K": K}
+
+
+def fake_sample(model, *, init, spec, seed, quiet, notes=None, what=""):
+    """Draws scattered around the EM fit ``init``, one chain in another labelling."""
+    rng = np.random.default_rng(seed)
+    C, S = 2, 60
+    K = model["K"]
+    X = np.asarray(model["X"], dtype=float)
+    n = X.shape[0]
+    w = rng.dirichlet(np.asarray(init.weights) * n + 1, size=(C, S))
+    m = init.means + rng.normal(size=(C, S, *init.means.shape)) * 0.02 * X.std(0)
+    c = np.broadcast_to(init.covariances, (C, S, *init.covariances.shape)).copy()
+    c *= rng.uniform(0.95, 1.05, size=(C, S, K, 1, 1))
+    if K > 1:  # one chain in the other labelling: relabel must undo it
+        perm = np.roll(np.arange(K), 1)
+        w[1], m[1], c[1] = w[1][:, perm], m[1][:, perm], c[1][:, perm]
+    return from_arrays(
+        w,
+        m,
+        c,
+        X,
+        attrs={"model": "gmm", "covariance": "full"},
+        sample_stats={"diverging": np.zeros((C, S), bool)},
+    )
+
+
+@pytest.fixture
+def fake_sampler(monkeypatch):
+    """Replace the PyMC builder/sampler by draws scattered around the EM fit: the
+    pipeline's own logic (relabel, LOO/WAIC, choice, membership, report) stays real.
+    (test_report.py uses fake_build and fake_sample too.)"""
+    monkeypatch.setattr(pipeline, "build_gmm", fake_build)
+    monkeypatch.setattr(pipeline, "_sample", fake_sample)
+
+
+def test_pipeline_with_fake_sampler_recovers_simulated_truth(tmp_path, fake_sampler):
+    spec = load_spec(MODELS / "simulated_known_truth.toml")
+    spec.k = [1, 2, 3, 4]
+    spec.mcmc_k = [2, 3, 4]
+    spec.em_n_init = 2
+    res = pipeline.run_experiment(spec, out=tmp_path / "rep", quiet=True)
+    t = res.table
+    assert t.loc[t["K"] == 1, "elpd_loo"].isna().all()  # K=1 not sampled (mcmc_k)
+    assert t.loc[t["K"] > 1, "elpd_loo"].notna().all()
+    assert res.chosen == ("full", 3)
+    # three well-separated simulated components: labels and parameters are recovered
+    assert res.recovery["ari"] > 0.9
+    err = {e["estimate"]: e for e in res.recovery["parameter_errors"]}
+    assert err["EM"]["max |mean error|"] < 0.5
+    assert err["posterior mean"]["max |weight error|"] < 0.1
+    out = tmp_path / "rep"
+    for f in (
+        "report.md",
+        "report.html",
+        "figures/selection.png",
+        "figures/fit.png",
+        "figures/uncertainty.png",
+        "figures/rank.png",
+        "figures/coclustering.png",
+    ):
+        assert (out / f).stat().st_size > 500, f
+    text = (out / "report.md").read_text()
+    assert "Recovery of the simulated truth" in text and "EM against MCMC" in text
+    loaded = bm.load_fit(out / "fits" / "full_K3")
+    assert loaded.idata.attrs.get("relabelled") == 1
+    assert loaded.config["K"] == 3
+    np.testing.assert_array_equal(loaded.em_result.means, res.records[("full", 3)].em.means)
+
+
+def test_notes_records_warnings_as_report_notes():
+    notes = []
+    with pipeline._notes(notes, "EM full K=2"):
+        warnings.warn("collapsed", BayesmixWarning, stacklevel=1)
+        warnings.warn("collapsed", BayesmixWarning, stacklevel=1)  # repeats are kept
+    assert notes == ["EM full K=2: collapsed"] * 2
+    # a failing block records nothing and lets the error through
+    with pytest.raises(ValueError, match="boom"), pipeline._notes(notes, "x"):
+        warnings.warn("lost", BayesmixWarning, stacklevel=1)
+        raise ValueError("boom")
+    assert len(notes) == 2
