@@ -23,9 +23,13 @@ diag and spherical), so the same M-step serves the numpy reference path and the
 fused numba pass. The maximum-a-posteriori (MAP) updates are exactly those
 documented in :mod:`bayesmix.priors`.
 
-Dispatch tables (dicts keyed by the canonical type name, one signature each):
+Dispatch tables (dicts keyed by the canonical type name, one signature each). The
+first four evaluate Gaussians on data and are defined in the Gaussian-density layer
+:mod:`bayesmix._gaussian` (re-exported here, so this module is the one place that lists
+every per-type table):
 
-* ``PRECISION_CHOLESKY[type](covariances)`` -> native precision Cholesky factor
+* ``PRECISION_CHOLESKY[type](covariances, reg_covar=None)`` -> native precision
+  Cholesky factor, or :class:`SingularCovarianceError`
 * ``LOG_DET_CHOLESKY[type](prec_chol, n_features)`` -> (K,) or scalar
 * ``LOG_GAUSSIAN_PROB[type](X, means, prec_chol)`` -> (N, K)
 * ``SECOND_MOMENTS[type](X, resp)`` -> the ``Sxx`` statistic
@@ -39,6 +43,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# the density side of the dispatch tables lives in the Gaussian-density layer
+from bayesmix._gaussian import (
+    LOG_DET_CHOLESKY,
+    LOG_GAUSSIAN_PROB,
+    PRECISION_CHOLESKY,
+    SECOND_MOMENTS,
+    SingularCovarianceError,
+    precision_cholesky,
+    row_chunks,
+)
+
 __all__ = [
     "FROM_FULL",
     "LOG_DET_CHOLESKY",
@@ -49,183 +64,22 @@ __all__ = [
     "SECOND_MOMENTS",
     "TO_FULL",
     "MapPrior",
+    "SingularCovarianceError",
     "n_parameters",
     "precision_cholesky_full",
 ]
 
-_LOG_2PI = np.log(2.0 * np.pi)
 #: added to N_k before dividing, as scikit-learn does, so an empty component gives
 #: finite (and then flagged) parameters instead of 0/0.
 NK_EPS = 10.0 * np.finfo(np.float64).eps
 
-_SINGULAR_ADVICE = (
-    "Fitting the mixture model failed because some components have ill-defined empirical "
-    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
-    "number of components, increase reg_covar (it is {reg}), standardize the data, or use a "
-    "prior (MAP, prior=bayesmix.GMMPrior.from_data(X, K))."
-)
-
-
-class SingularCovarianceError(ValueError):
-    """A covariance matrix is not positive definite (a collapsed component)."""
-
-
-# --------------------------------------------------------------------------- precision Cholesky
-def _inv_lower(L):
-    """Inverse of batched lower-triangular matrices by forward substitution.
-
-    Plain numpy (einsum, no BLAS call): for the small D of mixture models this is
-    exact to rounding and avoids multithreaded BLAS overhead on tiny matrices.
-    """
-    D = L.shape[-1]
-    out = np.zeros_like(L)
-    eye = np.eye(D)
-    for i in range(D):
-        acc = np.broadcast_to(eye[i], (*L.shape[:-2], D))
-        if i:
-            acc = acc - np.einsum("...j,...jd->...d", L[..., i, :i], out[..., :i, :])
-        out[..., i, :] = acc / L[..., i, i, None]
-    return out
-
-
-def _prec_chol_full(covariances, reg_covar=None):
-    covariances = np.asarray(covariances, dtype=float)
-    try:
-        L = np.linalg.cholesky(covariances)
-    except np.linalg.LinAlgError:
-        raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar)) from None
-    diag = np.diagonal(L, axis1=-2, axis2=-1)
-    if not np.all(diag > 0):
-        raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar))
-    return np.swapaxes(_inv_lower(L), -1, -2)
-
-
-def _prec_chol_tied(covariance, reg_covar=None):
-    return _prec_chol_full(np.asarray(covariance, dtype=float)[None], reg_covar)[0]
-
-
-def _prec_chol_var(variances, reg_covar=None):
-    variances = np.asarray(variances, dtype=float)
-    if np.any(~(variances > 0)):
-        raise SingularCovarianceError(_SINGULAR_ADVICE.format(reg=reg_covar))
-    return 1.0 / np.sqrt(variances)
-
-
-PRECISION_CHOLESKY = {
-    "full": _prec_chol_full,
-    "tied": _prec_chol_tied,
-    "diag": _prec_chol_var,
-    "spherical": _prec_chol_var,
-}
+#: row chunks of the numpy passes (defined with the densities)
+_chunks = row_chunks
 
 
 def precision_cholesky_full(covariances):
     """Upper-triangular precision Cholesky factors of full matrices (K, D, D)."""
-    return _prec_chol_full(covariances)
-
-
-# --------------------------------------------------------------------------- log-determinant
-LOG_DET_CHOLESKY = {
-    "full": lambda P, D: np.log(np.diagonal(P, axis1=-2, axis2=-1)).sum(-1),
-    "tied": lambda P, D: np.log(np.diag(P)).sum(),
-    "diag": lambda P, D: np.log(P).sum(-1),
-    "spherical": lambda P, D: D * np.log(P),
-}
-
-
-# --------------------------------------------------------------------------- log densities
-def _chunks(n, width, budget=2**21):
-    """Row slices such that a (rows, width) float64 temporary stays near 16 MB."""
-    step = max(1, int(budget // max(width, 1)))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
-
-
-def _log_prob_full(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    # all components at once: Y = X @ [P_1 ... P_K] - [mu_1 P_1 ... mu_K P_K]
-    P_all = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(D, K * D))
-    b = np.einsum("kd,kde->ke", means, prec_chol).reshape(K * D)
-    block_sum = np.kron(np.eye(K), np.ones((D, 1)))  # (K*D, K): sums each block of D
-    out = np.empty((N, K))
-    for sl in _chunks(N, K * D):
-        Y = X[sl] @ P_all
-        Y -= b
-        np.square(Y, out=Y)
-        out[sl] = Y @ block_sum
-    logdet = LOG_DET_CHOLESKY["full"](prec_chol, D)
-    return -0.5 * (D * _LOG_2PI + out) + logdet
-
-
-def _log_prob_tied(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    b = means @ prec_chol  # (K, D)
-    out = np.empty((N, K))
-    for sl in _chunks(N, K * D):
-        Y = (X[sl] @ prec_chol)[:, None, :] - b[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y)
-    logdet = LOG_DET_CHOLESKY["tied"](prec_chol, D)
-    return -0.5 * (D * _LOG_2PI + out) + logdet
-
-
-def _log_prob_diag(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    out = np.empty((N, K))
-    for sl in _chunks(N, K * D):
-        Y = (X[sl][:, None, :] - means[None]) * prec_chol[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y)
-    logdet = LOG_DET_CHOLESKY["diag"](prec_chol, D)
-    return -0.5 * (D * _LOG_2PI + out) + logdet
-
-
-def _log_prob_spherical(X, means, prec_chol):
-    N, D = X.shape
-    K = means.shape[0]
-    out = np.empty((N, K))
-    for sl in _chunks(N, K * D):
-        Y = X[sl][:, None, :] - means[None]
-        out[sl] = np.einsum("nkd,nkd->nk", Y, Y) * prec_chol**2
-    logdet = LOG_DET_CHOLESKY["spherical"](prec_chol, D)
-    return -0.5 * (D * _LOG_2PI + out) + logdet
-
-
-LOG_GAUSSIAN_PROB = {
-    "full": _log_prob_full,
-    "tied": _log_prob_tied,
-    "diag": _log_prob_diag,
-    "spherical": _log_prob_spherical,
-}
-
-
-# --------------------------------------------------------------------------- sufficient statistics
-def _sxx_full(X, resp):
-    N, D = X.shape
-    K = resp.shape[1]
-    acc = np.zeros((D, K * D))
-    for sl in _chunks(N, K * D):
-        Z = (resp[sl][:, :, None] * X[sl][:, None, :]).reshape(-1, K * D)
-        # a contiguous X^T: OpenBLAS is very slow on the transposed view of a skinny matrix
-        acc += np.ascontiguousarray(X[sl].T) @ Z
-    return np.ascontiguousarray(acc.reshape(D, K, D).transpose(1, 0, 2))
-
-
-def _sxx_tied(X, resp):
-    return np.ascontiguousarray(X.T) @ X
-
-
-def _sxx_diag(X, resp):
-    return np.ascontiguousarray(resp.T) @ (X * X)
-
-
-SECOND_MOMENTS = {
-    "full": _sxx_full,
-    "tied": _sxx_tied,
-    "diag": _sxx_diag,
-    "spherical": _sxx_diag,
-}
+    return precision_cholesky(covariances)
 
 
 # --------------------------------------------------------------------------- M-step

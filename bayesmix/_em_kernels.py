@@ -1,4 +1,9 @@
-"""Fused numba E-step + sufficient-statistics pass for EM.
+"""numba kernels of the fused EM pass (E-step + sufficient statistics).
+
+The compiled half of the numba backend of the density layer: the Python side (building
+the kernels' inputs from precision Cholesky factors, summing the per-chunk accumulators)
+is :meth:`bayesmix._gaussian.NumbaGaussianDensity.estep`. A leaf module: nothing from
+bayesmix is imported here.
 
 One sweep over the data computes, for every row, the component log densities (through
 the precision Cholesky factors), the log-sum-exp normaliser and the responsibilities,
@@ -7,8 +12,8 @@ moments (``sum_n r_nk x_n x_n^T`` packed upper triangle for full covariance,
 ``sum_n r_nk x_n^2`` for diag/spherical) together, so no (N, K) array is ever formed.
 Rows are split into fixed chunks processed in parallel (``prange``), each with its own
 accumulators, which are then summed in chunk order: results do not depend on the
-number of threads. The numpy path in :mod:`bayesmix.em` is the reference this is
-tested against.
+number of threads. The numpy backend, :meth:`bayesmix._gaussian.GaussianDensity.estep`,
+is the reference this is tested against.
 
 Compiled on first use and cached on disk (``cache=True``).
 """
@@ -18,12 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bayesmix import _covariance as cv
-
-__all__ = ["estep"]
-
 _CHUNK = 1024  # rows per parallel work item
-_LOG_2PI = np.log(2.0 * np.pi)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
@@ -157,57 +157,3 @@ def _pass_diag(X, means_t, prec_t, const, labels):  # pragma: no cover - compile
         acc_x[c] = ax
         acc_xx[c] = axx
     return acc_ll, acc_n, acc_x, acc_xx
-
-
-def _unpack_upper(packed, D):
-    K = packed.shape[0]
-    out = np.empty((K, D, D))
-    iu = np.triu_indices(D)
-    out[:, iu[0], iu[1]] = packed
-    out[:, iu[1], iu[0]] = packed
-    return out
-
-
-def estep(X, covariance, weights, means, prec_chol, labels):
-    """Fused E-step: total log-likelihood and sufficient statistics, labels in place.
-
-    Parameters
-    ----------
-    X : ndarray (N, D), C-contiguous float64
-    covariance : str
-        Canonical covariance type.
-    weights : ndarray (K,)
-    means : ndarray (K, D)
-    prec_chol : native precision Cholesky factor (see :mod:`bayesmix._covariance`)
-    labels : ndarray (N,) int64, written with the most probable component
-
-    Returns
-    -------
-    ll : float
-    nk : ndarray (K,)
-    sx : ndarray (K, D)
-    sxx : the second-moment statistic of ``covariance`` (as ``SECOND_MOMENTS``)
-    """
-    D = X.shape[1]
-    K = weights.shape[0]
-    with np.errstate(divide="ignore"):
-        logw = np.log(weights)
-    logdet = cv.LOG_DET_CHOLESKY[covariance](prec_chol, D)
-    const = np.ascontiguousarray(logw + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
-    if covariance in ("full", "tied"):
-        P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
-        # P_all[i, j * K + k] = P_k[i, j]; b[j * K + k] = (mu_k @ P_k)[j]
-        P_all = np.ascontiguousarray(np.transpose(P, (1, 2, 0)).reshape(D, D * K))
-        b = np.ascontiguousarray(np.einsum("kd,kde->ek", means, P).reshape(D * K))
-        mode = 1 if covariance == "full" else 2
-        a_ll, a_n, a_x, a_xx = _pass_full(X, P_all, b, const, mode, labels)
-        sxx = _unpack_upper(a_xx.sum(0), D)
-        if covariance == "tied":
-            sxx = sxx[0]
-    else:
-        prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
-        prec_t = np.ascontiguousarray(np.asarray(prec, dtype=np.float64).T)
-        means_t = np.ascontiguousarray(np.asarray(means, dtype=np.float64).T)
-        a_ll, a_n, a_x, a_xx = _pass_diag(X, means_t, prec_t, const, labels)
-        sxx = a_xx.sum(0)
-    return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx

@@ -1,12 +1,17 @@
-r"""numba kernels (and their numpy references) for the Gaussian mixture log density.
+r"""numba kernels for the Gaussian mixture log density and its gradients.
 
 Shared by the PyTensor Ops of :mod:`bayesmix._mixture_op` (model log-likelihood and
-its gradient) and by :mod:`bayesmix._gaussian` (pointwise log-likelihood and
+its gradient) and by the numba backend of the density layer
+(:class:`bayesmix._gaussian.NumbaGaussianDensity`: pointwise log-likelihood and
 responsibilities for every posterior draw). No PyTensor import here.
 
-All functions take lower-triangular precision Cholesky factors ``P`` (K, D, D)
-(:math:`\Sigma_k^{-1} = P_k^\top P_k`; only the lower triangle is read) and the
-data ``X`` (N, D).
+All functions take the precision Cholesky factors of :mod:`bayesmix._gaussian` in the
+kernels' layout: ``P`` (K, D, D) is the transpose of scikit-learn's upper factor, i.e.
+lower-triangular with :math:`\Sigma_k^{-1} = P_k^\top P_k` and :math:`P_k = L_k^{-1}`
+(only the lower triangle is read; :func:`bayesmix._gaussian.kernel_layout` converts), and
+the data ``X`` (N, D). Their numpy references (the Ops' ``perform``) are in
+:mod:`bayesmix._mixture_op`. A leaf module (only :mod:`bayesmix._constants` is imported),
+since the density layer selects these kernels as its backend.
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
+from bayesmix._constants import LOG_2PI
 
 # ---------------------------------------------------------------------------- numba kernels
 # Every inner loop runs over observations on contiguous (N,) rows, so LLVM vectorises
@@ -99,7 +103,7 @@ def loglik_numba(X, logw, means, P):
     c = np.zeros((K, N))
     z = np.empty(N)
     for k in range(K):
-        const = logw[k] - 0.5 * D * _LOG_2PI
+        const = logw[k] - 0.5 * D * LOG_2PI
         for i in range(D):
             const += np.log(P[k, i, i])
         ck = c[k]
@@ -238,59 +242,3 @@ def lower_llt_numba(L):
                 S[b, i, j] = s
                 S[b, j, i] = s
     return S.reshape(L.shape)
-
-
-# ---------------------------------------------------------------------------- numpy reference
-def lower_llt_numpy(L):
-    """numpy version of :func:`lower_llt_numba`."""
-    Lt = np.tril(np.asarray(L, dtype=float))
-    return Lt @ np.swapaxes(Lt, -1, -2)
-
-
-def tri_inv_numpy(L):
-    """numpy version of :func:`tri_inv_numba` (triangular solves, exact zeros above)."""
-    from scipy.linalg import solve_triangular
-
-    L = np.asarray(L, dtype=float)
-    eye = np.eye(L.shape[-1])
-    return np.stack([np.tril(solve_triangular(Lb, eye, lower=True)) for Lb in L])
-
-
-def _z_numpy(X, means, P):
-    diff = X[None, :, :] - means[:, None, :]  # (K, N, D)
-    return diff, np.einsum("kij,knj->kni", np.tril(P), diff)  # (K, N, D)
-
-
-def loglik_numpy(X, logw, means, P):
-    """numpy version of :func:`loglik_numba`: ((N,), (K, N))."""
-    D = X.shape[1]
-    _, z = _z_numpy(X, means, P)
-    logdet = np.sum(np.log(np.diagonal(P, axis1=-2, axis2=-1)), axis=-1)
-    c = (logw + logdet)[:, None] - 0.5 * np.sum(z**2, axis=-1) - 0.5 * D * _LOG_2PI  # (K, N)
-    mx = np.max(c, axis=0)
-    mx = np.where(mx == -np.inf, 0.0, mx)
-    e = np.exp(c - mx)
-    s = e.sum(axis=0)
-    with np.errstate(divide="ignore"):
-        out = mx + np.log(s)
-    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-    return out, e * inv
-
-
-def grad_params_numpy(X, means, P, resp, g):
-    """numpy version of :func:`grad_params_numba`."""
-    diff, z = _z_numpy(X, means, P)
-    a = g * resp  # (K, N)
-    dlogw = a.sum(axis=1)
-    az = a[:, :, None] * z
-    dmeans = np.einsum("kni,kij->kj", az, np.tril(P))
-    dP = np.tril(-np.einsum("kni,knj->kij", az, diff))
-    idx = np.arange(P.shape[-1])
-    dP[:, idx, idx] += dlogw[:, None] / P[:, idx, idx]
-    return dlogw, dmeans, dP
-
-
-def grad_x_numpy(X, means, P, resp, g):
-    """numpy version of :func:`grad_x_numba`."""
-    _, z = _z_numpy(X, means, P)
-    return -np.einsum("kni,kij->nj", (g * resp)[:, :, None] * z, np.tril(P))

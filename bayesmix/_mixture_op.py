@@ -57,29 +57,96 @@ from pytensor.tensor.linalg.decomposition.cholesky import Cholesky
 from pytensor.tensor.rewriting.basic import register_canonicalize, register_stabilize
 from pytensor.tensor.rewriting.blockwise import blockwise_of
 
-__all__ = ["lower_llt", "mixture_loglik_graph", "mixture_loglik_op", "tri_inv"]
+__all__ = [
+    "grad_params_numpy",
+    "grad_x_numpy",
+    "loglik_numpy",
+    "lower_llt",
+    "lower_llt_numpy",
+    "mixture_loglik_graph",
+    "mixture_loglik_op",
+    "tri_inv",
+    "tri_inv_numpy",
+]
 
-from bayesmix import _mixture_kernels as _mk
+from bayesmix import _constants, _gaussian, _mixture_kernels
+from bayesmix._gaussian import LOG_2PI
 from bayesmix._mixture_kernels import (
     grad_params_numba,
-    grad_params_numpy,
     grad_x_numba,
-    grad_x_numpy,
     loglik_numba,
-    loglik_numpy,
     lower_llt_numba,
-    lower_llt_numpy,
     tri_inv_numba,
-    tri_inv_numpy,
 )
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-#: part of PyTensor's cache key for the Ops' numba code: a hash of the kernels' and
-#: this file's source, so an edited kernel is never served from a stale on-disk cache
+#: part of PyTensor's cache key for the Ops' numba code: a hash of the source of the
+#: kernels, of the constants they read and of this file, so an edited kernel is never
+#: served from a stale on-disk cache
 _KERNEL_VERSION = int.from_bytes(
-    hashlib.sha256(Path(_mk.__file__).read_bytes() + Path(__file__).read_bytes()).digest()[:6],
+    hashlib.sha256(
+        b"".join(
+            Path(f).read_bytes() for f in (_mixture_kernels.__file__, _constants.__file__, __file__)
+        )
+    ).digest()[:6],
     "big",
 )
+
+
+# ---------------------------------------------------------------------------- numpy references
+# of the numba kernels (the Ops' ``perform``, for the C and Python backends)
+def lower_llt_numpy(L):
+    """numpy version of :func:`bayesmix._mixture_kernels.lower_llt_numba`."""
+    Lt = np.tril(np.asarray(L, dtype=float))
+    return Lt @ np.swapaxes(Lt, -1, -2)
+
+
+#: numpy version of :func:`bayesmix._mixture_kernels.tri_inv_numba`: the density layer's
+#: one triangular inverse
+tri_inv_numpy = _gaussian.tri_inv
+
+
+def _z_numpy(X, means, P):
+    diff = X[None, :, :] - means[:, None, :]  # (K, N, D)
+    return diff, np.einsum("kij,knj->kni", np.tril(P), diff)  # (K, N, D)
+
+
+def loglik_numpy(X, logw, means, P):
+    """numpy version of :func:`bayesmix._mixture_kernels.loglik_numba`: ((N,), (K, N)).
+
+    The component log densities are the density layer's
+    (:data:`bayesmix._gaussian.LOG_GAUSSIAN_PROB`, on the transposed, upper factors).
+    """
+    X = np.asarray(X, dtype=float)
+    upper = np.swapaxes(np.tril(P), -1, -2)
+    logdens = _gaussian.LOG_GAUSSIAN_PROB["full"](X, np.asarray(means, dtype=float), upper)
+    c = (logdens + logw).T  # (K, N)
+    mx = np.max(c, axis=0)
+    mx = np.where(mx == -np.inf, 0.0, mx)
+    e = np.exp(c - mx)
+    s = e.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        out = mx + np.log(s)
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    return out, e * inv
+
+
+def grad_params_numpy(X, means, P, resp, g):
+    """numpy version of :func:`bayesmix._mixture_kernels.grad_params_numba`."""
+    diff, z = _z_numpy(X, means, P)
+    a = g * resp  # (K, N)
+    dlogw = a.sum(axis=1)
+    az = a[:, :, None] * z
+    dmeans = np.einsum("kni,kij->kj", az, np.tril(P))
+    dP = np.tril(-np.einsum("kni,knj->kij", az, diff))
+    idx = np.arange(P.shape[-1])
+    dP[:, idx, idx] += dlogw[:, None] / P[:, idx, idx]
+    return dlogw, dmeans, dP
+
+
+def grad_x_numpy(X, means, P, resp, g):
+    """numpy version of :func:`bayesmix._mixture_kernels.grad_x_numba`."""
+    _, z = _z_numpy(X, means, P)
+    return -np.einsum("kni,kij->nj", (g * resp)[:, :, None] * z, np.tril(P))
 
 
 # ---------------------------------------------------------------------------- Ops
@@ -193,14 +260,18 @@ def mixture_loglik_op(X, log_weights, means, prec_chol):
 
 
 def mixture_loglik_graph(X, log_weights, means, prec_chol):
-    """The same density as a plain PyTensor expression (one batched log-sum-exp)."""
+    """The same density as a plain PyTensor expression (one batched log-sum-exp).
+
+    The symbolic mirror of the density layer (:mod:`bayesmix._gaussian`: same factors in
+    the kernels' layout, same ``LOG_2PI``), for backends without the numba kernels.
+    """
     D = X.shape[-1]
     P = pt.tril(prec_chol)
     PT = P.mT  # (K, D, D)
     z = pt.matmul(X[None, :, :], PT) - pt.matmul(means[:, None, :], PT)  # (K, N, D)
     maha = pt.sum(pt.sqr(z), axis=-1)  # (K, N)
     logdet = pt.sum(pt.log(pt.diagonal(P, axis1=-2, axis2=-1)), axis=-1)  # (K,)
-    comp = (log_weights + logdet)[:, None] - 0.5 * maha - 0.5 * D * _LOG_2PI
+    comp = (log_weights + logdet)[:, None] - 0.5 * maha - 0.5 * D * LOG_2PI
     return pt.logsumexp(comp, axis=0)
 
 

@@ -28,6 +28,8 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import CholeskyCovTransform
 from scipy import stats
 
+from bayesmix._gaussian import LOG_2PI, cholesky_or_raise
+from bayesmix._gaussian import tri_inv as tri_inv_numpy
 from bayesmix._mixture_op import lower_llt, mixture_loglik_op, tri_inv
 
 __all__ = [
@@ -76,7 +78,7 @@ def spd_to_packed(S):
     """numpy forward map: SPD matrices (..., D, D) -> packed log-Cholesky (..., D(D+1)/2)."""
     S = np.asarray(S, dtype=float)
     D = S.shape[-1]
-    L = np.linalg.cholesky(S)
+    L = cholesky_or_raise(S, name="S")
     r, c = np.tril_indices(D)
     flat = L[..., r, c].copy()
     diag = np.flatnonzero(r == c)
@@ -164,11 +166,7 @@ def mvnormal_prec_chol_logp(value, mu, prec_chol, kappa):
         raise ValueError("mvnormal_prec_chol_logp needs prec_chol of static shape (D, D).")
     z = pt.sum(prec_chol * (value - mu)[..., None, :], axis=-1)
     logdet = pt.sum(pt.log(pt.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
-    return (
-        logdet
-        + 0.5 * D * (pt.log(kappa) - np.log(2.0 * np.pi))
-        - 0.5 * kappa * pt.sum(pt.sqr(z), axis=-1)
-    )
+    return logdet + 0.5 * D * (pt.log(kappa) - LOG_2PI) - 0.5 * kappa * pt.sum(pt.sqr(z), axis=-1)
 
 
 def mvnormal_prec_chol_random(mu, prec_chol, kappa, rng=None, size=None):
@@ -180,7 +178,7 @@ def mvnormal_prec_chol_random(mu, prec_chol, kappa, rng=None, size=None):
     batch = np.broadcast_shapes(mu.shape[:-1], prec_chol.shape[:-2])
     size = batch if size is None else tuple(np.atleast_1d(size))
     D = prec_chol.shape[-1]
-    L = np.linalg.inv(np.tril(np.broadcast_to(prec_chol, (*size, D, D))))
+    L = tri_inv_numpy(np.broadcast_to(prec_chol, (*size, D, D)))
     eps = rng.standard_normal((*size, D))
     return mu + np.einsum("...ij,...j->...i", L, eps) / np.sqrt(kappa)
 
@@ -229,7 +227,7 @@ def mixture_random(log_weights, means, prec_chol, rng=None, size=None):
     w = np.exp(log_weights - np.max(log_weights))
     w = w / w.sum()
     z = rng.choice(w.size, size=n, p=w)
-    L = np.linalg.inv(prec_chol)  # lower-triangular inverse: Cholesky factor of Sigma
+    L = tri_inv_numpy(prec_chol)  # lower-triangular inverse: Cholesky factor of Sigma
     eps = rng.standard_normal((n, means.shape[-1]))
     x = means[z] + np.einsum("nij,nj->ni", L[z], eps)
     return x.reshape(*size, means.shape[-1])

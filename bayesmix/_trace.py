@@ -28,17 +28,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayesmix import __version__
 from bayesmix._gaussian import log_mixture_density
 
 __all__ = ["SAMPLE_DIMS", "from_arrays", "get_observed", "get_params", "mixture_params"]
 
 SAMPLE_DIMS = ("chain", "draw")
-
-
-def _version():
-    from bayesmix import __version__
-
-    return __version__
 
 
 def from_arrays(
@@ -124,36 +119,41 @@ def from_arrays(
     groups = {}
     groups["posterior"] = xr.Dataset(post, coords={k: v for k, v in coords.items() if k != "obs"})
     if log_likelihood:
-        ll = log_mixture_density(
-            X,
-            weights.reshape(C * S, K),
-            means.reshape(C * S, K, D),
-            covariances.reshape(C * S, K, D, D),
-        ).reshape(C, S, N)
-        groups["log_likelihood"] = xr.Dataset(
-            {"X": (("chain", "draw", "obs"), ll)},
-            coords={"chain": coords["chain"], "draw": coords["draw"], "obs": coords["obs"]},
-        )
+        groups["log_likelihood"] = _log_likelihood_group(X, weights, means, covariances, coords)
     groups["observed_data"] = xr.Dataset(
         {"X": (("obs", "feature"), X)}, coords={"obs": coords["obs"], "feature": coords["feature"]}
     )
     if sample_stats:
-        groups["sample_stats"] = xr.Dataset(
-            {
-                k: (
-                    ("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)]),
-                    np.asarray(v),
-                )
-                for k, v in sample_stats.items()
-            },
-            coords={"chain": coords["chain"], "draw": coords["draw"]},
-        )
-    root_attrs = {"bayesmix_version": _version()}
+        groups["sample_stats"] = _sample_stats_group(sample_stats, coords)
+    root_attrs = {"bayesmix_version": __version__}
     root_attrs.update(attrs or {})
     root_attrs.setdefault("n_components", K)
     dt = xr.DataTree.from_dict({f"/{k}": v for k, v in groups.items()})
     dt.attrs.update(root_attrs)
     return dt
+
+
+def _log_likelihood_group(X, weights, means, covariances, coords):
+    """The pointwise marginal log-likelihood (chain, draw, obs), from the density layer."""
+    C, S, K, D = means.shape
+    ll = log_mixture_density(
+        X,
+        weights.reshape(C * S, K),
+        means.reshape(C * S, K, D),
+        covariances.reshape(C * S, K, D, D),
+    ).reshape(C, S, X.shape[0])
+    return xr.Dataset(
+        {"X": (("chain", "draw", "obs"), ll)},
+        coords={"chain": coords["chain"], "draw": coords["draw"], "obs": coords["obs"]},
+    )
+
+
+def _sample_stats_group(sample_stats, coords):
+    data = {
+        k: (("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)]), np.asarray(v))
+        for k, v in sample_stats.items()
+    }
+    return xr.Dataset(data, coords={"chain": coords["chain"], "draw": coords["draw"]})
 
 
 def get_params(idata):

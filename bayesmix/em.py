@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmix import _covariance as cv
+from bayesmix import _gaussian as gs
 from bayesmix._validation import (
     ConvergenceWarning,
     DegenerateDataWarning,
@@ -173,9 +174,7 @@ class EMResult:
         return X
 
     def _log_joint(self, X):
-        with np.errstate(divide="ignore"):
-            logw = np.log(self.weights)
-        return cv.LOG_GAUSSIAN_PROB["full"](X, self.means, self.precisions_cholesky) + logw
+        return gs.backend("numpy").log_joint(X, self.weights, self.means, self.precisions_cholesky)
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -364,35 +363,12 @@ class EMResult:
 
 
 # =========================================================================== helpers
-def _logsumexp_rows(a):
-    mx = a.max(axis=1)
-    safe = np.where(np.isfinite(mx), mx, 0.0)
-    with np.errstate(divide="ignore", under="ignore"):
-        return safe + np.log(np.exp(a - safe[:, None]).sum(axis=1))
+_logsumexp_rows = gs.logsumexp_rows
 
 
 def _estep_numpy(X, covariance, weights, means, prec_chol, labels):
-    """One pass: total log-likelihood, sufficient statistics and labels (numpy path)."""
-    N, D = X.shape
-    K = weights.shape[0]
-    with np.errstate(divide="ignore"):
-        logw = np.log(weights)
-    ll = 0.0
-    nk = np.zeros(K)
-    sx = np.zeros((K, D))
-    sxx = None
-    for sl in cv._chunks(N, 4 * K * D):
-        Xs = X[sl]
-        lp = cv.LOG_GAUSSIAN_PROB[covariance](Xs, means, prec_chol) + logw
-        lse = _logsumexp_rows(lp)
-        r = np.exp(lp - lse[:, None])
-        ll += float(lse.sum())
-        labels[sl] = np.argmax(lp, axis=1)
-        nk += r.sum(0)
-        sx += np.ascontiguousarray(r.T) @ Xs
-        s = cv.SECOND_MOMENTS[covariance](Xs, r)
-        sxx = s if sxx is None else sxx + s
-    return ll, nk, sx, sxx
+    """One pass: total log-likelihood, sufficient statistics and labels (numpy backend)."""
+    return gs.backend("numpy").estep(X, covariance, weights, means, prec_chol, labels)
 
 
 def _stats_from_resp(X, covariance, resp):
@@ -569,18 +545,12 @@ def _best_of_restarts(Xc, init, cfg, n_init, rng):
     return best
 
 
-def _numba_available():
-    try:
-        from bayesmix import _em_kernels  # noqa: F401
-    except ImportError:
-        return False
-    return True
+_numba_available = gs.numba_available
 
 
 def _estep_numba(X, covariance, weights, means, prec_chol, labels):
-    from bayesmix import _em_kernels
-
-    return _em_kernels.estep(X, covariance, weights, means, prec_chol, labels)
+    """The same pass through the numba backend (:mod:`bayesmix._em_kernels`)."""
+    return gs.backend("numba").estep(X, covariance, weights, means, prec_chol, labels)
 
 
 def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bayesmix._gaussian import responsibilities
+from bayesmix._gaussian import cholesky_or_raise, log_component_densities, responsibilities
 from bayesmix._trace import get_observed, get_params, mixture_params
 from bayesmix._validation import check_data, check_random_state
 
@@ -54,7 +54,7 @@ def _new_axes(ax, figsize=(6.0, 4.8)):
 def _ellipse_xy(mean, cov, radius, n=100):
     """Points of the ellipse {x : (x - mean)^T cov^-1 (x - mean) = radius^2} in 2-D."""
     t = np.linspace(0.0, 2.0 * np.pi, n)
-    L = np.linalg.cholesky(cov)
+    L = cholesky_or_raise(cov, name="covariances")
     circle = radius * np.stack([np.cos(t), np.sin(t)])
     return (mean[:, None] + L @ circle).T
 
@@ -225,28 +225,36 @@ def _truth_params(truth, D):
     return mixture_params(truth, "truth", n_features=D)
 
 
-def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax, truth=None):
-    from scipy import stats
+def _weighted_pdf_1d(grid, w, m, c):
+    """``w_k N(grid | m_k, c_k)`` of one-feature components, shape (..., G, K)."""
+    w = np.asarray(w, dtype=float)
+    return w[..., None, :] * np.exp(log_component_densities(grid[:, None], m, c))
 
+
+def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax, truth=None):
     x = X[:, 0]
     grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 300)
     ax.hist(x, bins="auto", density=True, color="0.8", edgecolor="0.6", label="data")
     if idata is not None:
         w, m, c = _flat_draws(idata)
         rng = check_random_state(random_seed)
-        for n, s in enumerate(rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)):
-            dens = (w[s] * stats.norm.pdf(grid[:, None], m[s, :, 0], np.sqrt(c[s, :, 0, 0]))).sum(1)
-            ax.plot(grid, dens, color="C0", lw=0.6, alpha=0.35, label="posterior draws" * (n == 0))
+        idx = rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)
+        dens = _weighted_pdf_1d(grid, w[idx], m[idx], c[idx]).sum(-1)  # (draws, G)
+        for n in range(len(idx)):
+            ax.plot(
+                grid, dens[n], color="C0", lw=0.6, alpha=0.35, label="posterior draws" * (n == 0)
+            )
     if em_result is not None:
         w, m, c = _em_params(em_result)
-        comp = w * stats.norm.pdf(grid[:, None], m[:, 0], np.sqrt(c[:, 0, 0]))
+        comp = _weighted_pdf_1d(grid, w, m, c)
         for k, color in enumerate(_colors(len(w))):
             ax.plot(grid, comp[:, k], color=color, lw=1.2, ls="--")
         ax.plot(grid, comp.sum(1), color="k", lw=1.8, label="EM mixture")
     if truth is not None:
         w, m, c = _truth_params(truth, 1)
-        dens = (w * stats.norm.pdf(grid[:, None], m[:, 0], np.sqrt(c[:, 0, 0]))).sum(1)
-        ax.plot(grid, dens, color="k", lw=1.2, ls=":", label="truth")
+        ax.plot(
+            grid, _weighted_pdf_1d(grid, w, m, c).sum(1), color="k", lw=1.2, ls=":", label="truth"
+        )
     ax.set_xlabel(name)
     ax.set_ylabel("density")
     ax.legend(fontsize="small")

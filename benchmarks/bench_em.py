@@ -119,11 +119,11 @@ def compile_time():
     code = (
         "import time, numpy as np\n"
         "t0 = time.perf_counter()\n"
-        "from bayesmix import _em_kernels as ek\n"
+        "from bayesmix._gaussian import backend\n"
         "X = np.random.default_rng(0).normal(size=(2000, 3)); lab = np.empty(2000, np.int64)\n"
         "for cov, P in (('full', np.broadcast_to(np.eye(3), (2, 3, 3)).copy()),"
         " ('diag', np.ones((2, 3)))):\n"
-        "    ek.estep(X, cov, np.full(2, .5), np.zeros((2, 3)), P, lab)\n"
+        "    backend('numba').estep(X, cov, np.full(2, .5), np.zeros((2, 3)), P, lab)\n"
         "print(time.perf_counter() - t0)\n"
     )
     env_cache = dict(__import__("os").environ)

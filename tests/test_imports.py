@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayesmix"
 
 #: modules that must import without PyMC, PyTensor or ArviZ (the numpy layer)
 NUMPY_LAYER = (
+    "bayesmix._constants",
     "bayesmix._covariance",
     "bayesmix._em_kernels",
     "bayesmix._gaussian",
