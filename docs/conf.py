@@ -108,7 +108,7 @@ numpydoc_validation_overrides = {"PR01": [r"\nAttributes\n-{3,}\n"]}
 # --- notebooks (myst-nb) ----------------------------------------------------------------
 # Rendered from the outputs stored in notebooks/*.ipynb; `make notebooks` re-executes them.
 nb_execution_mode = "off"
-nb_output_stderr = "remove"  # warnings/progress bars are kept in the .ipynb, not rendered
+nb_output_stderr = "show"  # the samplers' warnings (R-hat, divergences) are part of the story
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3

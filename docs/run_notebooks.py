@@ -7,7 +7,8 @@ Usage (from the repository root; ``make notebooks`` runs it)::
 
 Each notebook runs top to bottom in a fresh ``python3`` kernel (the interpreter running
 this script, through ipykernel) with the settings of its first code cell, in the
-``notebooks/`` folder, with matplotlib's Agg backend; its seeds are fixed in that cell,
+``notebooks/`` folder, importing this checkout's ``bayesmix``, with matplotlib's Agg
+backend; its seeds are fixed in that cell,
 so a rerun reproduces the stored outputs (up to timings printed by the samplers).
 Progress bars are off in the stored versions. The test suite does not read these
 outputs: it executes the notebooks itself on small settings (tests/test_notebooks.py).
@@ -50,6 +51,11 @@ def main(argv=None):
     p.add_argument("notebooks", nargs="*", type=Path)
     args = p.parse_args(argv)
     os.environ["MPLBACKEND"] = "Agg"
+    # the kernel runs in notebooks/: put this checkout first, so it imports this
+    # checkout's bayesmix whatever is installed in the environment
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     os.environ.setdefault("PYTHONHASHSEED", "0")
     paths = [q.resolve() for q in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     for path in paths:
