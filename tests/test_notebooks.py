@@ -154,6 +154,8 @@ def test_settings_substitution_fails_loudly():
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_notebook_runs(name, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel runs in tmp_path: import this checkout's bayesmix, not an installed copy
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
     nb = _strip_outputs(nbformat.read(NOTEBOOKS / name, as_version=4))
     nb = _with_settings(nb, TINY[name])
     nb.cells.append(nbformat.v4.new_code_cell("import numpy as np\n" + CHECKS[name]))
