@@ -81,11 +81,7 @@ nitpick_ignore_regex = [
         r"|Warning|UserWarning|RuntimeWarning)",
     ),
 ]
-# Internal names that public docstrings mention for contributors; they have no page.
-nitpick_ignore_regex += [
-    (r"py:.*", r"bayesmix\._\w+(\..*)?"),  # private modules and their members
-    (r"py:.*", r"(bayesmix\.selection\.)?SelectKFit"),  # select_k's per-K record (attrs["fits"])
-]
+# References to bayesmix internals without a page: see _resolve_public_alias below.
 suppress_warnings: list[str] = []
 
 # --- autodoc / autosummary / numpydoc --------------------------------------------------
@@ -135,14 +131,54 @@ html_show_sourcelink = False
 html_last_updated_fmt = None
 
 
-def _resolve_public_alias(app, env, node, contnode):
-    """Resolve ``bayesmix.em.EMResult`` or ``GMMPrior.log_prior`` to the documented
-    ``bayesmix.EMResult`` / ``bayesmix.GMMPrior.log_prior``.
+def _internal_object_exists(target, modname):
+    """Whether ``target`` names an existing object of bayesmix that has no page.
 
-    Public objects are documented under the name users type (``bm.<name>``), while
-    docstrings written inside a module may name the defining module or the bare class;
-    this tries ``bayesmix.<tail>`` for every tail of the target before giving up (a
-    target that resolves nowhere still fails the build under ``-n -W``).
+    ``target`` may be dotted (``bayesmix.gibbs.FINITE_DEFAULT``, ``bayesmix._trace``)
+    or bare (``MFMConfig``, looked up in the module whose docstring mentions it, then in
+    every loaded bayesmix module).
+    """
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):  # longest importable module prefix, then attributes
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return obj.__name__.startswith("bayesmix") if i == len(parts) else True
+    modules = [sys.modules.get(modname or "")] + [
+        m for name, m in sys.modules.items() if name.startswith("bayesmix")
+    ]
+    head = parts[0]
+    for m in modules:
+        if m is not None and hasattr(m, head):
+            obj = m
+            try:
+                for attr in parts:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                continue
+            return True
+    return False
+
+
+def _resolve_public_alias(app, env, node, contnode):
+    """Resolve references that Sphinx's Python domain does not find by itself.
+
+    1. ``bayesmix.em.EMResult`` or ``GMMPrior.log_prior`` -> the documented
+       ``bayesmix.EMResult`` / ``bayesmix.GMMPrior.log_prior``: public objects are
+       documented under the name users type (``bm.<name>``), while docstrings written
+       inside a module may name the defining module or the bare class; every
+       ``bayesmix.<tail>`` of the target is tried.
+    2. A reference to an existing object without a page (a private module, an internal
+       class or constant) is rendered as plain code, not a link.
+
+    A target that names nothing at all (a typo, a renamed function) is left unresolved,
+    so it still fails the build under ``-n -W``.
     """
     if node.get("refdomain") != "py":
         return None
@@ -157,6 +193,8 @@ def _resolve_public_alias(app, env, node, contnode):
             return domain.resolve_xref(
                 env, node.get("refdoc"), app.builder, node["reftype"], cand, node, contnode
             )
+    if _internal_object_exists(target, node.get("py:module")):
+        return contnode
     return None
 
 
