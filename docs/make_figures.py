@@ -106,7 +106,7 @@ def number_of_clusters():
     k_prior = stats.betanbinom(n=1, a=4, b=3).pmf(np.arange(max_k))  # on K - 1
     k_prior = k_prior / k_prior.sum()
     model = bm.build_mfm(X, k_prior=k_prior, max_components=max_k)
-    idata = bm.sample(model, draws=2000, tune=500, chains=2, random_seed=SEED)
+    idata = bm.sample(model, draws=2000, tune=500, chains=4, random_seed=SEED)
     table = bm.n_clusters(idata)
     prior = None
     if hasattr(bm, "prior_n_clusters"):
