@@ -16,7 +16,10 @@ appear without editing this file. See docs/README.md for the commands.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +60,19 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
 root_doc = "index"
+
+# Features present at build time, as tags for ``{only}`` blocks: the pages describe what
+# the code does when the site is built (e.g. the MFM section appears with bm.build_mfm).
+FEATURE_TAGS = {
+    "has_mfm": "build_mfm" in bayesmix.__all__,
+    "has_nclusters": "n_clusters" in bayesmix.__all__,
+    "has_gibbs": "sampler" in inspect.signature(bayesmix.sample).parameters,
+    "has_sklearn": importlib.util.find_spec("bayesmix.sklearn") is not None,
+    "has_dask": importlib.util.find_spec("bayesmix._dask") is not None,
+}
+for _tag, _present in FEATURE_TAGS.items():
+    if _present:
+        tags.add(_tag)  # noqa: F821  (Sphinx injects `tags` into conf.py)
 
 # generated at build time (gitignored): api/index.rst and examples/ (notebooks + gallery)
 GENERATED_API = write_api_page(HERE / "api", importlib)
@@ -198,6 +214,22 @@ def _resolve_public_alias(app, env, node, contnode):
     return None
 
 
+_FEATURE_BLOCK = re.compile(r"^:::\{only\} (not )?(has_\w+)\n(.*?)^:::\n", re.S | re.M)
+
+
+def _feature_blocks(app, docname, source):
+    """Keep or drop ``:::{only} has_x`` / ``:::{only} not has_x`` blocks of Markdown pages
+    before they are parsed (Sphinx's own ``only`` would still resolve the references and
+    images of a dropped block, and warn about features that do not exist yet)."""
+
+    def keep(m):
+        present = FEATURE_TAGS.get(m.group(2), False)
+        return m.group(3) if present != bool(m.group(1)) else ""
+
+    source[0] = _FEATURE_BLOCK.sub(keep, source[0])
+
+
 def setup(app):
-    """Register the alias resolver."""
+    """Register the alias resolver and the feature blocks."""
     app.connect("missing-reference", _resolve_public_alias)
+    app.connect("source-read", _feature_blocks)
