@@ -160,11 +160,15 @@ def _internal_object_exists(target, modname):
             obj = importlib.import_module(".".join(parts[:i]))
         except ImportError:
             continue
-        try:
-            for attr in parts[i:]:
+        for attr in parts[i:]:
+            if hasattr(obj, attr):
                 obj = getattr(obj, attr)
-        except AttributeError:
-            return False
+            elif attr in getattr(obj, "__dataclass_fields__", {}) or attr in getattr(
+                obj, "__annotations__", {}
+            ):
+                return True  # a field of a result dataclass (no class attribute)
+            else:
+                return False
         return obj.__name__.startswith("bayesmix") if i == len(parts) else True
     modules = [sys.modules.get(modname or "")] + [
         m for name, m in sys.modules.items() if name.startswith("bayesmix")
@@ -229,7 +233,17 @@ def _feature_blocks(app, docname, source):
     source[0] = _FEATURE_BLOCK.sub(keep, source[0])
 
 
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Skip class members bayesmix does not define (scikit-learn's generated
+    ``set_*_request`` methods of the estimators, documented by scikit-learn)."""
+    module = getattr(obj, "__module__", None) or ""
+    if what == "class" and module and not module.startswith("bayesmix"):
+        return True
+    return None
+
+
 def setup(app):
-    """Register the alias resolver and the feature blocks."""
+    """Register the alias resolver, the feature blocks and the member filter."""
     app.connect("missing-reference", _resolve_public_alias)
+    app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("source-read", _feature_blocks)
