@@ -259,7 +259,18 @@ _MAHALANOBIS = {
 }
 
 
-def log_gaussian_prob(X, means, prec_chol, covariance="full"):
+#: A row whose squared Mahalanobis distance overflows float64 (a point 1e200 away) is
+#: moved out along its ray from the components' centre to about this many Mahalanobis
+#: units when ``far_scale=FAR_ORDER``: enough to order the components as infinitely far
+#: points are ordered (for tied covariances too, where the linear term decides), for
+#: responsibilities and labels ...
+FAR_ORDER = 1e8
+#: ... and to about this many for log densities: they saturate near -1e300 (finite)
+#: instead of overflowing to NaN; the true value is below float64's range.
+FAR_SCORE = 1e150
+
+
+def log_gaussian_prob(X, means, prec_chol, covariance="full", far_scale=None):
     """Log density of every row under every component, on precision Cholesky factors.
 
     Parameters
@@ -269,6 +280,12 @@ def log_gaussian_prob(X, means, prec_chol, covariance="full"):
     prec_chol : ndarray
         The native factor of ``covariance`` (see the module docstring).
     covariance : {"full", "tied", "diag", "spherical"}
+    far_scale : float, optional
+        When given (:data:`FAR_ORDER` or :data:`FAR_SCORE`), rows whose squared distance
+        overflows are recomputed at ``c + (x - c) * far_scale / (G * max|x - c|)``, c the
+        mean of the component means and G the largest absolute column sum of the
+        factors, so every scaled difference stays near ``far_scale``: finite output
+        however far a point is. ``None`` (the fits' default) computes as is.
 
     Returns
     -------
@@ -284,10 +301,21 @@ def log_gaussian_prob(X, means, prec_chol, covariance="full"):
     K = means.shape[0]
     maha = _MAHALANOBIS[covariance]
     out = np.empty((N, K))
-    for sl in row_chunks(N, K * D):
-        out[sl] = maha(X[sl], means, prec_chol)
+    quiet = "ignore" if far_scale else None  # overflowing rows are recomputed below
+    with np.errstate(over=quiet, invalid=quiet):
+        for sl in row_chunks(N, K * D):
+            out[sl] = maha(X[sl], means, prec_chol)
     logdet = LOG_DET_CHOLESKY[covariance](prec_chol, D)
-    return -0.5 * (D * LOG_2PI + out) + logdet
+    out = -0.5 * (D * LOG_2PI + out) + logdet
+    far = ~np.isfinite(out).all(axis=1) if far_scale else None
+    if far is not None and far.any():
+        centre = means.mean(axis=0)
+        d = X[far] - centre
+        P = np.abs(prec_chol)
+        G = float(P.sum(axis=-2).max() if P.ndim >= 2 else P.max())
+        Xf = centre + d * (far_scale / G / np.abs(d).max(axis=1))[:, None]
+        out[far] = log_gaussian_prob(Xf, means, prec_chol, covariance)
+    return out
 
 
 #: ``LOG_GAUSSIAN_PROB[type](X (N, D), means (K, D), prec_chol)`` -> (N, K)
@@ -343,11 +371,12 @@ class GaussianDensity:
 
     name = "numpy"
 
-    def log_joint(self, X, weights, means, prec_chol, covariance="full"):
-        """``log w_k + log N(x_n | mu_k, Sigma_k)``, shape (N, K)."""
+    def log_joint(self, X, weights, means, prec_chol, covariance="full", far_scale=None):
+        """``log w_k + log N(x_n | mu_k, Sigma_k)``, shape (N, K) (``far_scale``: see
+        :func:`log_gaussian_prob`)."""
         with np.errstate(divide="ignore"):
             logw = np.log(weights)
-        return LOG_GAUSSIAN_PROB[covariance](X, means, prec_chol) + logw
+        return log_gaussian_prob(X, means, prec_chol, covariance, far_scale) + logw
 
     def estep(self, X, covariance, weights, means, prec_chol, labels):
         """One EM pass: total log-likelihood and sufficient statistics; labels in place.

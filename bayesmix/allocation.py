@@ -38,7 +38,7 @@ import xarray as xr
 
 from bayesmix._gaussian import responsibilities
 from bayesmix._trace import get_observed, get_params
-from bayesmix._validation import BayesmixWarning
+from bayesmix._validation import BayesmixWarning, check_int
 from bayesmix.labelswitching import check_labels_usable
 from bayesmix.labelswitching import relabel as _relabel
 
@@ -462,7 +462,11 @@ def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, gr
     N = psm.shape[0]
     fn = _LOSS_FN[loss]
     best = (np.inf, None, "")
-    max_clusters = min(N, 30) if max_clusters is None else min(N, int(max_clusters))
+    max_clusters = (
+        min(N, 30)
+        if max_clusters is None
+        else min(N, check_int(max_clusters, "max_clusters", minimum=1))
+    )
     if N == 1:
         best = (fn(np.zeros(1, int), psm), np.zeros(1, int), "trivial")
     else:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bayesmix import __version__
+from bayesmix._preflight import check_out_dir
 from bayesmix.selection import CHOICE_RULE
 from bayesmix.spec import DEFAULTS, SpecError, load_spec, parse_k, spec_from_dict
 
@@ -101,6 +103,8 @@ def _build_parser():
         "(default full)",
     )
     f.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    f.add_argument("--sep", help="CSV delimiter, e.g. ';' (default: sniffed among , ; tab |)")
+    f.add_argument("--decimal", choices=(".", ","), help="CSV decimal separator (default: sniffed)")
     f.add_argument("--standardize", action="store_true", help="z-score every column")
     f.add_argument("--dropna", action="store_true", help="drop rows with missing values")
     f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
@@ -140,6 +144,9 @@ def _fit_spec(args):
             raise SpecError(f"--columns must name at least one column; got {args.columns!r}.")
         data["columns"] = cols
     data.update(standardize=args.standardize, dropna=args.dropna)
+    for key in ("sep", "decimal"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
     model = {"kind": args.model, "estimate": args.estimate}
     sampler = {
         "mcmc": not args.no_mcmc,
@@ -166,6 +173,10 @@ def _fit_spec(args):
             ("model.k", "--k"),
             ("model.covariance", "--covariance"),
             ("data.columns", "--columns"),
+            ("sampler.draws", "--draws"),
+            ("sampler.chains", "--chains"),
+            ("data.sep", "--sep"),
+            ("data.decimal", "--decimal"),
         ):
             msg = msg.replace(key, opt)
         raise SpecError(msg) from None
@@ -184,6 +195,8 @@ def _run(args):
         if args.no_mcmc:
             spec.mcmc = False
         out = args.out
+    # before the (slow) pipeline import and any fit: the report folder must be writable
+    check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
     result = run_experiment(spec, out=out, quiet=args.quiet)
     if not args.quiet:
         print(f"report: {result.report_path}")

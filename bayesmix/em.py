@@ -37,6 +37,7 @@ from bayesmix._validation import (
     check_n_components,
     check_positive,
     check_random_state,
+    degenerate_report,
     warn,
 )
 from bayesmix.clustering import _kmeans_plusplus, kmeans
@@ -57,6 +58,28 @@ _COLLAPSE_MIN_NK = 1.0
 
 
 # =========================================================================== result
+def _match_columns(X, feature_names):
+    """A DataFrame's columns matched to the fitted feature names (reordered by name)."""
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
+        return X
+    cols = [str(c) for c in X.columns]
+    if cols == list(feature_names):
+        return X
+    if list(feature_names) == [f"x{j}" for j in range(len(feature_names))]:
+        return X  # fitted on an array: columns are matched by position
+    missing = [n for n in feature_names if n not in cols]
+    extra = [c for c in cols if c not in feature_names]
+    if missing or extra:
+        raise ValueError(
+            f"X has columns {cols} but the mixture was fitted on {list(feature_names)}"
+            + (f": missing column(s) {missing}" if missing else "")
+            + (f"{';' if missing else ':'} unexpected column(s) {extra}" if extra else "")
+            + ". Pass a DataFrame with the fitted columns (any order), e.g. "
+            f"X[{list(feature_names)}], or an array in that order."
+        )
+    return X.iloc[:, [cols.index(n) for n in feature_names]]
+
+
 @dataclass(frozen=True, eq=False)
 class EMResult:
     """A fitted Gaussian mixture (maximum likelihood or MAP), returned by :func:`fit_em`.
@@ -165,7 +188,10 @@ class EMResult:
 
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X):
-        X = check_data(X)
+        X = _match_columns(X, self.feature_names)
+        # a point far from the data is valid input here (check_scale=False): the
+        # densities below stay finite however far it is
+        X = check_data(X, check_scale=False)
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features but the mixture was fitted on {self.n_features} "
@@ -173,8 +199,13 @@ class EMResult:
             )
         return X
 
-    def _log_joint(self, X):
-        return gs.backend("numpy").log_joint(X, self.weights, self.means, self.precisions_cholesky)
+    def _log_joint(self, X, far_scale=gs.FAR_ORDER):
+        """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``; points too far for float64 are
+        evaluated ``far_scale`` Mahalanobis units out along their ray (see
+        :func:`bayesmix._gaussian.log_gaussian_prob`)."""
+        return gs.backend("numpy").log_joint(
+            X, self.weights, self.means, self.precisions_cholesky, far_scale=far_scale
+        )
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -195,7 +226,7 @@ class EMResult:
         >>> res.score_samples(X).shape
         (272,)
         """
-        return _logsumexp_rows(self._log_joint(self._check_X(X)))
+        return _logsumexp_rows(self._log_joint(self._check_X(X), gs.FAR_SCORE))
 
     def score(self, X):
         """Mean log density per observation, ``score_samples(X).mean()``.
@@ -724,7 +755,12 @@ def fit_em(
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - shift)
-    best = _best_of_restarts(Xc, init_parsed, cfg, n_init, rng)
+    try:
+        best = _best_of_restarts(Xc, init_parsed, cfg, n_init, rng)
+    except gs.SingularCovarianceError as exc:
+        if prior is None:
+            raise
+        raise _singular_under_prior(X, feature_names, K, covariance) from exc
 
     collapsed = _warn_fit_problems(best, X, cfg)
     return _em_result(
@@ -740,6 +776,25 @@ def fit_em(
 
 
 # =========================================================================== fit_em's stages
+def _singular_under_prior(X, feature_names, K, covariance):
+    """The error when a MAP fit still meets a singular covariance: say why, not "use a
+    prior" (one is in use)."""
+    rep = degenerate_report(X, feature_names)
+    found = [f"columns {g} are collinear ({rel})" for g, rel in rep["collinear"]]
+    if rep["constant"]:
+        found.append(f"feature(s) {rep['constant']} are constant")
+    if rep["n_distinct"] <= X.shape[1]:
+        found.append(f"only {rep['n_distinct']} distinct point(s) for {X.shape[1]} features")
+    why = "; ".join(found) or "a component sits on too few distinct points"
+    return gs.SingularCovarianceError(
+        f"the MAP fit (K={K}, covariance={covariance!r}) met a covariance that is not "
+        f"positive definite although a prior is in use: {why}. The prior's scale is too "
+        "small to regularise this; drop one column of each collinear group (or the constant "
+        "ones), use covariance='diag' or fewer components, or give the prior a larger scale "
+        "(bayesmix.GMMPrior(..., scale=...))."
+    )
+
+
 def _parse_init(init, X, K, n_init):
     """``(parsed init, name recorded in the result)`` for a string or an array init."""
     if isinstance(init, str):
@@ -817,8 +872,13 @@ def _warn_fit_problems(best, X, cfg):
         warn(
             f"{len(found)} component(s) collapsed ({details}). Such a component sits on a few "
             "(or on integer-valued / duplicated) points and inflates the likelihood. Use fewer "
-            "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a larger "
-            "reg_covar, or standardize the data.",
+            + (
+                "components, a prior (prior=bayesmix.GMMPrior.from_data(X, K), i.e. MAP), a "
+                "larger reg_covar, or standardize the data."
+                if cfg.prior is None
+                else "components, drop duplicated or collinear columns, a prior with a larger "
+                "scale (the prior in use does not prevent it), or standardize the data."
+            ),
             DegenerateDataWarning,
             stacklevel=4,
         )

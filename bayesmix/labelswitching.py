@@ -417,6 +417,13 @@ def diagnostics(idata, *, var_names=("weights", "means", "covariances"), rhat_ma
             stacklevel=2,
         )
     ds = post[list(var_names)]
+    if ds.sizes.get("chain", 1) < 2:
+        warnings.warn(
+            "diagnostics: R-hat needs at least two chains; with one chain the rhat column is "
+            "NaN (ESS is still computed). Sample with chains >= 2 to check convergence.",
+            BayesmixWarning,
+            stacklevel=2,
+        )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         rhat = azs.rhat(ds)

@@ -80,6 +80,7 @@ from bayesmix._pt_dists import (
 from bayesmix._validation import (
     check_covariance_type,
     check_data,
+    check_degenerate,
     check_int,
     check_n_components,
 )
@@ -315,6 +316,14 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
         The same prior given to :func:`bayesmix.fit_em` makes its MAP the mode of this
         model's posterior in the weights / means / covariance parameterisation.
 
+    Raises
+    ------
+    ValueError
+        On degenerate data (fewer distinct points than K, every feature constant, and
+        for full/tied covariances collinear columns or fewer than D + 1 distinct
+        points), naming the columns; with a ``prior`` of your own these are a
+        ``DegenerateDataWarning`` instead (see :func:`bayesmix._validation.check_degenerate`).
+
     Returns
     -------
     pymc.Model
@@ -334,6 +343,8 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
     N, D = X.shape
     K = check_n_components(n_components, N)
     covariance = check_covariance_type(covariance)
+    # degenerate data are refused before the default prior (derived from them) is built
+    check_degenerate(X, K, names, covariance=covariance, prior_given=prior is not None)
     prior = _prior_or_default(prior, X, K, covariance)
     with pm.Model(coords=_coords(K, names, N)) as model:
         if K > 1:
@@ -408,6 +419,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
             f"truncation <= {N}."
         )
     covariance = check_covariance_type(covariance)
+    check_degenerate(X, 1, names, covariance=covariance, prior_given=prior is not None)
     prior = _prior_or_default(prior, X, 1, covariance)
     coords = _coords(T, names, N)
     coords["stick"] = np.arange(T - 1)

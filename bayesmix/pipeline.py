@@ -36,13 +36,14 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesmix._covariance import n_parameters
 from bayesmix._gaussian import responsibilities
+from bayesmix._preflight import check_k_grid, check_out_dir
 from bayesmix._trace import get_observed, get_params
-from bayesmix._validation import BayesmixWarning
+from bayesmix._validation import BayesmixWarning, check_degenerate
 from bayesmix.allocation import coclustering, membership, point_partition
 from bayesmix.clustering import kmeans
 from bayesmix.compare import adjusted_rand_index, compare_fits
 from bayesmix.em import fit_em
-from bayesmix.io import save_fit
+from bayesmix.io import check_save_target, save_fit
 from bayesmix.labelswitching import diagnostics, relabel
 from bayesmix.models import build_dpgmm, build_gmm
 from bayesmix.priors import GMMPrior
@@ -211,6 +212,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
             _save_fits(result)
         with _timer(timings, "report"):
             result.report_path = write_report(result, result.out_dir)
+            (result.out_dir / REPORT_MARKER).write_text('{"format": "bayesmix-report"}\n')
         timings["total"] = time.perf_counter() - t_start
         run.log(f"done in {timings['total']:.0f} s: {result.report_path}")
     return result
@@ -218,15 +220,24 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
 
 # ---------------------------------------------------------------------------- the stages
 def _prepare(spec, out, quiet, log):
-    """Load the data, check the K grid against it, and draw the seeds."""
-    data = load_data(spec)
+    """Check the output folder, load the data, check everything the fits will need from
+    them (K grid, truncation, degenerate columns) before the first fit; draw the seeds."""
+    try:
+        out_dir = check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    notes = []
+    with _notes(notes, "data"):
+        data = load_data(spec)
+    for note in notes:  # what was done to the data is said even with quiet=True
+        print(f"bayesmix: note: {note}", file=log.stream, flush=True)
     X = data.X
     N, D = X.shape
     result = ExperimentResult(spec=spec, data=data)
-    result.out_dir = Path(out or spec.output or Path("results") / spec.name)
-    too_big = [K for K in spec.k if K > N]
-    if too_big:
-        raise SpecError(f"K={too_big} exceed the number of observations n={N}; use K <= {N}.")
+    result.notes.extend(notes)
+    result.out_dir = out_dir
+    with _notes(result.notes, "data"):
+        _check_before_fitting(spec, data, out_dir)
     dropped = data.info["n_dropped"]
     log(
         f"data: {data.info['source']}; using {N} rows x {D} features {data.feature_names}"
@@ -237,6 +248,66 @@ def _prepare(spec, out, quiet, log):
     seeds = iter(rng.integers(0, 2**31 - 1, size=10_000).tolist())
     Xdf = pd.DataFrame(X, columns=data.feature_names)
     return _Run(spec, result, X, Xdf, seeds, log, quiet)
+
+
+def _check_before_fitting(spec, data, out_dir):
+    """Everything that would otherwise fail after minutes of fitting, as one SpecError."""
+    X, names = data.X, data.feature_names
+    N = X.shape[0]
+    try:
+        rep = check_degenerate(
+            X,
+            1,
+            names,
+            covariance="diag",
+            prior_given="scale" in spec.prior,
+            name="data",
+            how=" with --columns (spec: data.columns)",
+        )
+        check_k_grid(spec.k, N, rep["n_distinct"], name="--k (spec: model.k)")
+        for cov in spec.covariance:
+            if cov in ("full", "tied"):
+                check_degenerate(
+                    X,
+                    1,
+                    names,
+                    covariance=cov,
+                    prior_given="scale" in spec.prior,
+                    name="data",
+                    how=" with --columns (spec: data.columns)",
+                )
+        if spec.mcmc and spec.kind in ("dp", "both") and spec.truncation > N:
+            raise ValueError(
+                f"model.truncation={spec.truncation} exceeds the number of observations n={N}; "
+                f"use a truncation <= {N}."
+            )
+        _check_report_folder(out_dir)
+        if (out_dir / "fits").is_dir():
+            for sub in sorted((out_dir / "fits").iterdir()):
+                if sub.is_dir():
+                    check_save_target(sub, overwrite=True)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+#: Written into a report folder after its report: a later run may replace its files.
+REPORT_MARKER = ".bayesmix-report"
+
+
+def _check_report_folder(out_dir):
+    """The report folder must not hold report files bayesmix did not write."""
+    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).exists():
+        return
+    md = out_dir / "report.md"
+    if md.is_file() and md.read_text(errors="replace").startswith("# bayesmix report"):
+        return  # a report written before the marker existed
+    clash = [n for n in ("report.md", "report.html", "figures", "fits") if (out_dir / n).exists()]
+    if clash:
+        raise ValueError(
+            f"--out {str(out_dir)!r} holds {clash} that bayesmix did not write; the report "
+            "would overwrite them, and bayesmix never overwrites files it did not write. "
+            "Choose a new or empty folder."
+        )
 
 
 def _kmeans_stage(run):
@@ -453,7 +524,7 @@ def _save_fits(result):
             estimate=result.spec.estimate,
             prior=rec.prior.to_dict() if rec.prior is not None else None,
         )
-        save_fit(rec.path, em_result=rec.em, idata=rec.idata, config=_jsonable(cfg))
+        save_fit(rec.path, em_result=rec.em, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
     if result.dp is not None:
         rec = result.dp
         rec.path = str(fits / f"dp_{rec.covariance}")
@@ -463,7 +534,7 @@ def _save_fits(result):
             model="dp",
             prior=rec.prior.to_dict() if rec.prior is not None else None,
         )
-        save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg))
+        save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -63,7 +63,12 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import stats
 
-from bayesmix._validation import check_covariance_type, check_data, check_positive
+from bayesmix._validation import (
+    check_covariance_type,
+    check_data,
+    check_n_components,
+    check_positive,
+)
 
 __all__ = ["GMMPrior", "check_prior", "default_prior"]
 
@@ -125,8 +130,9 @@ class GMMPrior:
             scale = np.diag(scale)
         if scale.shape != (D, D):
             raise ValueError(
-                f"prior scale must have shape (D, D)=({D}, {D}) matching the mean; got "
-                f"{scale.shape}."
+                f"prior mean has D={D} entries but the prior scale has shape {scale.shape}; "
+                f"they must agree on the number of features: give a ({D}, {D}) scale or a "
+                f"mean of length {scale.shape[0] if scale.ndim else '?'}."
             )
         if not np.allclose(scale, scale.T) or np.any(np.linalg.eigvalsh(scale) <= 0):
             raise ValueError("prior scale must be symmetric positive definite.")
@@ -176,7 +182,8 @@ class GMMPrior:
         """
         X = check_data(X)
         N, D = X.shape
-        K = int(n_components)
+        K = check_n_components(n_components)
+        _check_overrides_match(overrides, D)
         if N > 1:
             cov = np.atleast_2d(np.cov(X, rowvar=False))
         else:
@@ -305,6 +312,26 @@ class GMMPrior:
 
     @classmethod
     def from_dict(cls, d):
+        """Rebuild a prior from :meth:`to_dict` output (keys and values checked).
+
+        Examples
+        --------
+        >>> GMMPrior.from_dict({"mean": [0.0], "scale": [[1.0]], "dof": 3.0}).dof
+        3.0
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"prior must be a dict of GMMPrior fields; got {type(d).__name__}.")
+        fields = set(cls.__dataclass_fields__)
+        missing = sorted({"mean", "scale", "dof"} - set(d))
+        unknown = sorted(set(d) - fields)
+        if missing or unknown:
+            raise ValueError(
+                "prior dict "
+                + (f"lacks the required key(s) {missing}" if missing else "")
+                + (" and " if missing and unknown else "")
+                + (f"has unknown key(s) {unknown}" if unknown else "")
+                + f"; GMMPrior fields are {sorted(fields)}."
+            )
         d = dict(d)
         d["dp_concentration"] = tuple(d.get("dp_concentration", (1.0, 1.0)))
         return cls(**d)
@@ -320,6 +347,24 @@ class GMMPrior:
             f"weight_concentration={self.weight_concentration}, "
             f"covariance_prior={self.covariance_prior!r})"
         )
+
+
+def _check_overrides_match(overrides, D):
+    """An explicit prior mean / scale must have the data's number of features D."""
+    if "mean" in overrides:
+        mean = np.atleast_1d(np.asarray(overrides["mean"], dtype=float))
+        if mean.ndim != 1 or mean.size != D:
+            raise ValueError(
+                f"prior mean must have one entry per feature of X (D={D}); got shape "
+                f"{mean.shape}. Give a mean of length {D}."
+            )
+    if "scale" in overrides:
+        scale = np.asarray(overrides["scale"], dtype=float)
+        if scale.ndim > 0 and scale.shape not in ((D,), (D, D)):
+            raise ValueError(
+                f"prior scale must be a ({D}, {D}) matrix (or {D} variances, or a scalar) "
+                f"for X with D={D} features; got shape {scale.shape}."
+            )
 
 
 def default_prior(X, n_components, **overrides):

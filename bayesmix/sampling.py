@@ -47,7 +47,12 @@ from pytensor.compile.mode import Mode
 
 from bayesmix._gaussian import log_component_densities
 from bayesmix._trace import from_arrays, mixture_params
-from bayesmix._validation import ConvergenceWarning, check_int, check_random_state
+from bayesmix._validation import (
+    ConvergenceWarning,
+    check_int,
+    check_random_state,
+    degenerate_report,
+)
 from bayesmix.em import fit_em
 from bayesmix.labelswitching import relabel
 from bayesmix.models import get_config
@@ -417,6 +422,12 @@ def _diagnose(dt, cfg, init):
     _warn_divergences(dt)
     C = dt["posterior"].sizes["chain"]
     if C < 2:
+        warnings.warn(
+            "Sampling diagnostics: R-hat needs at least two chains and was not computed "
+            "(chains=1); run chains >= 2 (the default is 4) to check convergence.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         return
     import arviz_stats as azs  # lazy: only multi-chain fits need it (see the imports)
 
@@ -435,7 +446,10 @@ def _diagnose(dt, cfg, init):
     if max_rhat > 1.01:
         msgs.append(f"max R-hat {max_rhat:.3f} > 1.01")
     if min_ess < 100 * C:
-        msgs.append(f"min bulk ESS {min_ess:.0f} < 100 per chain ({100 * C})")
+        msgs.append(
+            f"min bulk ESS {min_ess:.0f} is below the threshold of 100 per chain "
+            f"(100 x {C} chains = {100 * C})"
+        )
     if msgs:
         warnings.warn(
             f"Sampling diagnostics {note}: {'; '.join(msgs)}. Try more tune and draws, "
@@ -606,27 +620,52 @@ def _sample(
     else:
         initvals = points[0]
         _set_external_compile_kwargs(nuts_sampler, pymc_kwargs)
+    idata = _pm_sample(
+        model,
+        cfg,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        nuts_sampler=nuts_sampler,
+        initvals=initvals,
+        progressbar=progressbar,
+        compute_convergence_checks=False,
+        **pymc_kwargs,
+    )
+    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
+    if nuts_sampler == "pymc":
+        dt.attrs["mass_matrix"] = mass_matrix
+    return dt
+
+
+def _pm_sample(model, cfg, **kwargs):
+    """``pymc.sample``; a numerical breakdown of the log density becomes a ValueError."""
     with model, warnings.catch_warnings():
         # PyMC labels its dense adaptation (``adapt_full``, in PyMC since 3.9) experimental;
         # bayesmix chose it deliberately (see ``mass_matrix``), so the label is not repeated
         warnings.filterwarnings(
             "ignore", message="QuadPotentialFullAdapt is an experimental feature"
         )
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=seed,
-            nuts_sampler=nuts_sampler,
-            initvals=initvals,
-            progressbar=progressbar,
-            compute_convergence_checks=False,
-            **pymc_kwargs,
-        )
-    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
-    if nuts_sampler == "pymc":
-        dt.attrs["mass_matrix"] = mass_matrix
-    return dt
+        try:
+            return pm.sample(**kwargs)
+        except (ZeroDivisionError, np.linalg.LinAlgError, FloatingPointError) as exc:
+            raise ValueError(_degenerate_failure(cfg, exc)) from exc
+
+
+def _degenerate_failure(cfg, exc):
+    """The message when the model's log density breaks down numerically while sampling."""
+    rep = degenerate_report(cfg.X, cfg.feature_names)
+    found = [f"{rep['n_distinct']} distinct point(s)"]
+    if rep["constant"]:
+        found.append(f"constant feature(s) {rep['constant']}")
+    found += [f"collinear columns {g} ({rel})" for g, rel in rep["collinear"]]
+    return (
+        f"sampling failed: the model's log density broke down numerically "
+        f"({type(exc).__name__}) on these data ({', '.join(found)}, n={cfg.X.shape[0]}). "
+        "Use fewer components, drop constant or collinear columns, standardize the data, or "
+        "give a prior of your own (prior=bayesmix.GMMPrior(...)) with a well-conditioned scale."
+    )
 
 
 def _start_point(cfg, init, rng):

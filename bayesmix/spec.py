@@ -18,6 +18,8 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     source = "builtin"     # "builtin" (name = "old_faithful"), "csv" (path = ...),
                            # or "simulate" (table [data.simulate])
     path = "data.csv"      # csv only; relative to the spec file
+    sep = ";"              # csv only, optional: the delimiter (sniffed when absent)
+    decimal = ","          # csv only, optional: the decimal separator (sniffed too)
     columns = ["eruptions", "waiting"]
     standardize = false
     dropna = false
@@ -63,7 +65,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayesmix._validation import COVARIANCE_TYPES, check_covariance_type, check_int
+from bayesmix._csv import check_columns, read_csv
+from bayesmix._preflight import K_LIMIT, check_mcmc_draws
+from bayesmix._validation import COVARIANCE_TYPES, check_covariance_type, check_data, check_int
 from bayesmix.datasets import load_old_faithful
 from bayesmix.datasets import simulate as simulate_mixture
 
@@ -141,6 +145,7 @@ def parse_k(value, *, name="k"):
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             if hi < lo:
                 raise SpecError(f"{name}: range {part!r} is empty (end before start).")
+            _check_k_limit(hi, name)
             items.extend(range(lo, hi + 1))
     elif isinstance(value, (list, tuple)):
         items = list(value)
@@ -150,9 +155,19 @@ def parse_k(value, *, name="k"):
         raise SpecError(f"{name} must be an integer, a range string or a list; got {value!r}.")
     if not items:
         raise SpecError(f"{name} is empty; give at least one number of components.")
+    _check_k_limit(max(items), name)
     if min(items) < 1:
         raise SpecError(f"{name} must be >= 1; got {min(items)} in {value!r}.")
     return sorted(set(items))
+
+
+def _check_k_limit(k, name):
+    """A K grid is bounded before it is expanded (``1-100000000`` is refused at once)."""
+    if k > K_LIMIT:
+        raise SpecError(
+            f"{name} goes up to K={k}; bayesmix fits at most K={K_LIMIT} components (and at "
+            "most one per data point). Use a grid such as 1-10."
+        )
 
 
 def _covariances(value, name="model.covariance"):
@@ -208,6 +223,8 @@ class ExperimentSpec:
     source: str = "builtin"
     builtin: str = "old_faithful"
     path: str | None = None
+    sep: str | None = None
+    decimal: str | None = None
     columns: list | None = None
     standardize: bool = False
     dropna: bool = False
@@ -231,7 +248,17 @@ class ExperimentSpec:
 
 
 _TOP = ("name", "description", "seed", "output", "data", "model", "prior", "sampler")
-_DATA = ("source", "name", "path", "columns", "standardize", "dropna", "simulate")
+_DATA = (
+    "source",
+    "name",
+    "path",
+    "sep",
+    "decimal",
+    "columns",
+    "standardize",
+    "dropna",
+    "simulate",
+)
 _SIM = ("n_obs", "weights", "means", "covariances", "seed")
 _MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation")
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "tune", "chains")
@@ -304,6 +331,7 @@ def _parse_data(s, data, base_dir):
         if not p.is_absolute() and base_dir is not None:
             p = Path(base_dir) / p
         s.path = str(p)
+        s.sep, s.decimal = _parse_dialect(data)
     else:
         s.simulate = _parse_simulate(data.get("simulate"))
     if "columns" in data:
@@ -312,11 +340,25 @@ def _parse_data(s, data, base_dir):
             cols = [c.strip() for c in cols.split(",") if c.strip()]
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
             raise SpecError(f"data.columns must be a non-empty list of column names; got {cols!r}.")
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice:
+            raise SpecError(f"data.columns names {twice} more than once; list each column once.")
         s.columns = cols
     if "standardize" in data:
         s.standardize = _bool(data["standardize"], "data.standardize")
     if "dropna" in data:
         s.dropna = _bool(data["dropna"], "data.dropna")
+
+
+def _parse_dialect(data):
+    sep, decimal = data.get("sep"), data.get("decimal")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1):
+        raise SpecError(f"data.sep must be one character such as ';' or ','; got {sep!r}.")
+    if decimal is not None and decimal not in (".", ","):
+        raise SpecError(f"data.decimal must be '.' or ','; got {decimal!r}.")
+    if sep is not None and sep == decimal:
+        raise SpecError(f"data.sep and data.decimal must differ; both are {sep!r}.")
+    return sep, decimal
 
 
 def _parse_simulate(sim):
@@ -354,6 +396,19 @@ def _is_positive_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
 
 
+def _is_numeric_array(v, max_ndim):
+    try:
+        arr = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return (
+        arr.ndim <= max_ndim
+        and (arr.ndim < 2 or arr.shape[0] == arr.shape[1])
+        and bool(np.isfinite(arr).all())
+        and not isinstance(v, (str, bool))
+    )
+
+
 def _parse_prior(s, prior):
     _check_keys(prior, _PRIOR_FIELDS, "prior")
     s.prior = dict(prior)
@@ -366,6 +421,17 @@ def _parse_prior(s, prior):
             "prior.covariance_prior must be 'conjugate' or 'lkj'; got "
             f"{s.prior['covariance_prior']!r}."
         )
+    for key in ("mean", "scale"):
+        if key in s.prior and not _is_numeric_array(s.prior[key], 1 if key == "mean" else 2):
+            raise SpecError(
+                f"prior.{key} must be "
+                + (
+                    "a list of numbers (one per feature)"
+                    if key == "mean"
+                    else "a number, a list of variances or a list of rows (a D x D matrix)"
+                )
+                + f"; got {s.prior[key]!r}."
+            )
     if "dp_concentration" in s.prior:
         v = s.prior["dp_concentration"]
         if not (isinstance(v, list) and len(v) == 2 and all(_is_positive_number(x) for x in v)):
@@ -381,6 +447,11 @@ def _parse_sampler(s, sampler):
     for key, minimum in (("draws", 1), ("tune", 0), ("chains", 1)):
         if key in sampler:
             setattr(s, key, _int(sampler[key], f"sampler.{key}", minimum))
+    if s.mcmc:
+        try:
+            check_mcmc_draws(s.draws, s.chains, names=("sampler.draws", "sampler.chains"))
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
     if "mcmc_k" in sampler:
         s.mcmc_k = parse_k(sampler["mcmc_k"], name="sampler.mcmc_k")
         extra = sorted(set(s.mcmc_k) - set(s.k))
@@ -434,9 +505,9 @@ class Data:
     truth: dict | None = None
 
 
-def _csv_lines(rows, n=5):
-    # data row i (0-based) sits on CSV line i + 2 (line 1 is the header)
-    shown = ", ".join(str(int(r) + 2) for r in rows[:n])
+def _csv_lines(rows, first_line=2, n=5):
+    # data row i (0-based) sits on CSV line i + 2 (line 1 is the header; i + 1 without one)
+    shown = ", ".join(str(int(r) + first_line) for r in rows[:n])
     return shown + (", ..." if len(rows) > n else "")
 
 
@@ -460,15 +531,19 @@ def load_data(spec):
     >>> load_data(spec_from_dict({})).X.shape
     (272, 2)
     """
-    df, src, truth = _read_source(spec)
+    df, src, truth, first_line = _read_source(spec)
     n_read = int(df.shape[0])
     df = _select_columns(df, spec.columns)
-    values, keep = _drop_missing(df.to_numpy(dtype=float), spec.dropna)
+    values, keep = _drop_missing(df.to_numpy(dtype=float), spec.dropna, first_line)
     if truth is not None and keep is not None:
         truth["labels"] = truth["labels"][keep]
     names = [str(c) for c in df.columns]
     if values.shape[0] < 2:
         raise SpecError(f"only {values.shape[0]} complete row(s) left; at least 2 are needed.")
+    try:  # magnitudes the arithmetic (and --standardize) cannot handle, named by column
+        check_data(pd.DataFrame(values, columns=names), name="data")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     info = {
         "source": src,
         "n_read": n_read,
@@ -486,31 +561,24 @@ def load_data(spec):
 
 
 def _read_source(spec):
-    """The raw table of a spec's source: (DataFrame, description, truth or None)."""
+    """The raw table of a spec's source: (DataFrame, description, truth or None, the CSV
+    line of the first data row)."""
     if spec.source == "builtin":
-        return load_old_faithful(), "built-in Old Faithful (272 eruptions)", None
+        return load_old_faithful(), "built-in Old Faithful (272 eruptions)", None, 2
     if spec.source == "csv":
-        df = _read_csv(spec.path)
-        return df, f"CSV file {spec.path} ({df.shape[0]} rows, {df.shape[1]} columns)", None
-    return _simulate(spec)
-
-
-def _read_csv(path):
-    p = Path(path)
-    if not p.exists():
-        raise SpecError(f"data file {path!r} does not exist.")
-    if p.is_dir():
-        raise SpecError(f"data file {path!r} is a folder, not a CSV file.")
-    try:
-        df = pd.read_csv(p)
-    except pd.errors.EmptyDataError:
-        raise SpecError(f"data file {path!r} is empty; expected a header row and data.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SpecError(f"could not read {path!r} as CSV: {msg}") from None
-    if df.shape[0] == 0:
-        raise SpecError(f"data file {path!r} has a header but no data rows.")
-    return df
+        try:
+            df, info = read_csv(spec.path, sep=spec.sep, decimal=spec.decimal)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+        dialect = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(
+            info["delimiter"], repr(info["delimiter"])
+        )
+        src = (
+            f"CSV file {spec.path} ({df.shape[0]} rows, {df.shape[1]} columns; {dialect}-"
+            f"delimited, decimal {info['decimal']!r})"
+        )
+        return df, src, None, 2 if info["header"] else 1
+    return (*_simulate(spec), 2)
 
 
 def _simulate(spec):
@@ -551,20 +619,14 @@ def _select_columns(df, columns):
                 f"{list(map(str, df.columns))}."
             )
         df = df[columns]
-    bad = [
-        str(c)
-        for c in df.columns
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
-    ]
-    if bad:
-        raise SpecError(
-            f"non-numeric column(s) {bad}; bayesmix fits numeric data only. Select numeric "
-            "columns with --columns (spec: data.columns)."
-        )
+    try:
+        check_columns(df, name="data")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     return df
 
 
-def _drop_missing(values, dropna):
+def _drop_missing(values, dropna, first_line=2):
     """Rows with missing or infinite values: an error, or dropped (returns the kept mask)."""
     bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if not bad_rows.size:
@@ -572,7 +634,8 @@ def _drop_missing(values, dropna):
     if not dropna:
         raise SpecError(
             f"{bad_rows.size} row(s) have missing or infinite values (CSV lines "
-            f"{_csv_lines(bad_rows)}); pass --dropna (spec: data.dropna = true) to drop them."
+            f"{_csv_lines(bad_rows, first_line)}); pass --dropna (spec: data.dropna = true) "
+            "to drop them."
         )
     keep = np.ones(len(values), bool)
     keep[bad_rows] = False

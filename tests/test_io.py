@@ -59,7 +59,7 @@ def test_posterior_and_config_round_trip(tmp_path, synthetic_tree):
 
 def test_resave_removes_stale_parts(tmp_path, synthetic_tree):
     save_fit(tmp_path, idata=synthetic_tree, config={"a": 1})
-    save_fit(tmp_path, config={"a": 2})
+    save_fit(tmp_path, config={"a": 2}, overwrite=True)
     loaded = load_fit(tmp_path)
     assert loaded.idata is None and loaded.config == {"a": 2}
 
