@@ -314,6 +314,15 @@ class GMMPrior:
     def from_dict(cls, d):
         """Rebuild a prior from :meth:`to_dict` output (keys and values checked).
 
+        Parameters
+        ----------
+        d : dict
+            GMMPrior fields; ``mean``, ``scale`` and ``dof`` are required.
+
+        Returns
+        -------
+        GMMPrior
+
         Examples
         --------
         >>> GMMPrior.from_dict({"mean": [0.0], "scale": [[1.0]], "dof": 3.0}).dof
