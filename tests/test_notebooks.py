@@ -47,6 +47,13 @@ TINY = {
         "N_INIT": "2",
         "PROGRESS": "False",
     },
+    "06_from_sklearn.ipynb": {
+        "DRAWS": "40",
+        "TUNE": "40",
+        "CHAINS": "1",
+        "CV": "2",
+        "PROGRESS": "False",
+    },
 }
 
 #: checks run in the kernel after the notebook, on its own variables. Tolerances: the
@@ -98,6 +105,19 @@ assert recommended["bic"] == 2 and recommended["icl"] == 2
 assert set(recommended) == {"bic", "icl", "loo", "waic"}
 assert np.all(np.isfinite(table["elpd_loo"])) and np.all(table["elpd_loo_se"] > 0)
 assert psm.shape == (272, 272)
+""",
+    "06_from_sklearn.ipynb": """
+# Old Faithful's two clusters are far apart: both EM fits give the same partition, and
+# the same optimum up to the stopping tolerance (tol=1e-3 per sample in both)
+assert adjusted_rand_score(sk_labels, bm_labels) == 1.0
+assert abs(sk_pipe.score(faithful) - bm_pipe.score(faithful)) < 1e-3
+assert gm.covariances_.shape == (2, 2, 2) and gm.em_result_.n_components == 2
+assert bic_table.shape == (4, 4) and grid.best_params_["gaussianmixture__n_components"] == 2
+assert proba.shape == (272, 2) and np.allclose(proba.sum(1), 1.0)
+assert np.all(lower <= upper) and np.all(width >= 0)
+# the MCMC partition is EM's (clusters far apart; holds for any draws near the mode)
+assert adjusted_rand_score(bm_labels, proba.argmax(1)) > 0.95
+assert bgm.idata_["posterior"].sizes["draw"] == DRAWS
 """,
 }
 

@@ -1,0 +1,809 @@
+"""scikit-learn estimators over bayesmix: KMeans, GaussianMixture, BayesianGaussianMixture.
+
+For people who come from scikit-learn: the estimators take scikit-learn's constructor
+arguments where the meaning is the same, expose scikit-learn's fitted attributes, and
+plug into ``Pipeline``, ``GridSearchCV``, ``clone`` and pickling. They pass
+scikit-learn's own estimator checks (``sklearn.utils.estimator_checks``), apart from the
+documented :data:`EXPECTED_FAILED_CHECKS`.
+
+* :class:`KMeans`: :func:`bayesmix.kmeans` (k-means++ seeding, Lloyd, restarts).
+* :class:`GaussianMixture`: :func:`bayesmix.fit_em`, maximum likelihood, or MAP when
+  ``prior`` is a :class:`bayesmix.GMMPrior`; ``em_result_`` is the
+  :class:`bayesmix.EMResult`.
+* :class:`BayesianGaussianMixture`: the PyMC model (:func:`bayesmix.build_gmm`, or
+  :func:`bayesmix.build_dpgmm` when ``truncation`` is set) sampled by
+  :func:`bayesmix.sample` from the EM MAP, relabelled against it
+  (:func:`bayesmix.relabel`); ``idata_`` is the posterior DataTree, so
+  ``bm.membership``, ``bm.loo`` ... apply to it. Predictions for new data average over
+  the posterior draws.
+* :func:`bic_scorer`: ``-bic`` (greater is better) for ``GridSearchCV``.
+
+scikit-learn's checks (``tests/test_sklearn.py``, scikit-learn 1.9): every check passes
+except, for :class:`KMeans`, the ``sample_weight`` checks while :func:`bayesmix.kmeans`
+has no ``sample_weight`` (``fit`` then raises ``NotImplementedError`` for weights; see
+:func:`expected_failed_checks` for the reasons). The array-API check runs only with
+``SCIPY_ARRAY_API=1`` set before scipy is imported (it passes then). The
+:class:`BayesianGaussianMixture` checks refit the PyMC model dozens of times; they run
+with ``draws=20, tune=20, chains=1`` and are marked slow.
+
+This module imports scikit-learn, which bayesmix itself does not need: install it with
+``pip install 'bayesmix[sklearn]'`` and import it as ``bayesmix.sklearn``.
+
+Input goes through scikit-learn's ``validate_data`` once (float64, C order: no copy for
+such input) and the validated array is passed to bayesmix as it is, so bad input gets
+scikit-learn's error types and messages (NaN/inf, sparse, complex, 1-D, empty, a
+different number of features at predict time), and the argument checks of the
+bayesmix functions (``TypeError``/``ValueError`` naming the parameter) run at ``fit``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+
+try:
+    from sklearn.base import (
+        BaseEstimator,
+        ClassNamePrefixFeaturesOutMixin,
+        ClusterMixin,
+        DensityMixin,
+        TransformerMixin,
+    )
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "bayesmix.sklearn needs scikit-learn >= 1.6, which is not installed. Install it with "
+        "pip install 'bayesmix[sklearn]' (or pip install scikit-learn)."
+    ) from exc
+
+__all__ = [
+    "EXPECTED_FAILED_CHECKS",
+    "BayesianGaussianMixture",
+    "GaussianMixture",
+    "KMeans",
+    "bic_scorer",
+    "expected_failed_checks",
+]
+
+#: observations per block when averaging densities over posterior draws
+_CHUNK_BYTES = 64e6
+
+
+# =========================================================================== helpers
+def _validate(estimator, X, *, reset, min_samples=1):
+    """scikit-learn's validation, once: float64 C-ordered (no copy for such input)."""
+    return validate_data(
+        estimator, X, reset=reset, dtype=np.float64, order="C", ensure_min_samples=min_samples
+    )
+
+
+def _seed(random_state):
+    """scikit-learn's ``random_state`` as a bayesmix ``random_seed``.
+
+    ``None``, an int and a ``numpy.random.Generator`` pass through; a legacy
+    ``RandomState`` gives an int drawn from it (as scikit-learn does for its own
+    sub-estimators).
+    """
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.RandomState or a "
+        f"numpy.random.Generator; got {type(random_state).__name__} {random_state!r}."
+    )
+
+
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _check_covariance_type(value):
+    """The canonical covariance type, with errors naming ``covariance_type``."""
+    from bayesmix._validation import check_covariance_type
+
+    return check_covariance_type(value, name="covariance_type")
+
+
+def _accepts(func, name):
+    """Whether ``func`` has a parameter called ``name``."""
+    return name in inspect.signature(func).parameters
+
+
+def _native_covariances(cov_full, covariance_type):
+    """scikit-learn's per-type covariance shapes from (K, D, D) full matrices."""
+    if covariance_type == "full":
+        return np.array(cov_full)
+    if covariance_type == "tied":
+        return np.array(cov_full[0])
+    var = np.diagonal(cov_full, axis1=-2, axis2=-1)
+    return var.copy() if covariance_type == "diag" else var.mean(-1)
+
+
+def _native_precisions(em, covariance_type):
+    """``(precisions_, precisions_cholesky_)`` in scikit-learn's per-type shapes."""
+    if covariance_type in ("full", "tied"):
+        pc = np.array(em.precisions_cholesky)
+        if covariance_type == "tied":
+            pc = pc[0]
+        return pc @ np.swapaxes(pc, -1, -2), pc
+    var = _native_covariances(em.covariances, covariance_type)
+    return 1.0 / var, 1.0 / np.sqrt(var)
+
+
+def _map_prior(prior):
+    """The conjugate prior ``fit_em`` can take for the EM start (as bm.sample does)."""
+    if prior.covariance_prior != "conjugate":
+        prior = prior.with_(covariance_prior="conjugate")
+    if prior.weight_concentration < 1:
+        prior = prior.with_(weight_concentration=1.0)
+    return prior
+
+
+def _rows_per_chunk(n_draws, n_components):
+    return max(1, int(_CHUNK_BYTES // max(1, 8 * 3 * n_draws * n_components)))
+
+
+# =========================================================================== KMeans
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """k-means clustering with scikit-learn's interface, over :func:`bayesmix.kmeans`.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+        Number of clusters K.
+    n_init : int, default 10
+        Runs from independent k-means++ seedings; the lowest inertia wins.
+    max_iter : int, default 300
+        Lloyd iterations per run.
+    tol : float, default 1e-4
+        Relative tolerance on the centre shift (scikit-learn's rule: the summed squared
+        shift at most ``tol * mean(var(X, axis=0))``).
+    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
+        Seed of the k-means++ seedings (``random_seed`` of :func:`bayesmix.kmeans`).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray, shape (K, D)
+    labels_ : ndarray of int, shape (N,)
+    inertia_ : float
+        Sum of squared distances to the nearest centre.
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, shape (D,)
+        Only when ``X`` had string column names.
+    result_ : KMeansResult
+        The :func:`bayesmix.kmeans` result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.sklearn import KMeans
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_[:, 0].round(2).tolist())
+    [0.05, 5.05]
+    >>> km.transform(X).shape
+    (4, 2)
+    """
+
+    def __init__(self, n_clusters=8, *, n_init=10, max_iter=300, tol=1e-4, random_state=None):
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Cluster ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : ignored
+        sample_weight : array_like, shape (N,), optional
+            Passed to :func:`bayesmix.kmeans` when it accepts weights; with a version
+            that does not, giving weights raises ``NotImplementedError``.
+
+        Returns
+        -------
+        self
+        """
+        from bayesmix._validation import check_n_components
+        from bayesmix.clustering import kmeans
+
+        X = _validate(self, X, reset=True)
+        check_n_components(self.n_clusters, X.shape[0], name="n_clusters")
+        kwargs = {}
+        if sample_weight is not None:
+            if not _accepts(kmeans, "sample_weight"):
+                raise NotImplementedError(
+                    "sample_weight is not supported by this version of bayesmix.kmeans (it has "
+                    "no sample_weight parameter); fit without weights, or repeat rows for "
+                    "integer weights."
+                )
+            kwargs["sample_weight"] = sample_weight
+        res = kmeans(
+            X,
+            self.n_clusters,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_seed=_seed(self.random_state),
+            **kwargs,
+        )
+        self.result_ = res
+        self.cluster_centers_ = np.asarray(res.centers)
+        self.labels_ = np.asarray(res.labels)
+        self.inertia_ = float(res.inertia)
+        self.n_iter_ = int(res.n_iter)
+        self._n_features_out = self.cluster_centers_.shape[0]
+        return self
+
+    def _sq_dists(self, X):
+        check_is_fitted(self)
+        return self.result_.transform(_validate(self, X, reset=False))
+
+    def predict(self, X):
+        """Index of the nearest centre of each row, shape (N,)."""
+        return np.argmin(self._sq_dists(X), axis=1)
+
+    def transform(self, X):
+        """Euclidean distances to the centres, shape (N, K), as scikit-learn."""
+        return np.sqrt(self._sq_dists(X))
+
+    def score(self, X, y=None):
+        """Negative inertia of ``X`` under the fitted centres (greater is better)."""
+        return -float(self._sq_dists(X).min(axis=1).sum())
+
+
+# =========================================================================== GaussianMixture
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture by EM with scikit-learn's interface, over :func:`bayesmix.fit_em`.
+
+    Maximum likelihood (``prior=None``, as scikit-learn), or the MAP estimate under a
+    conjugate :class:`bayesmix.GMMPrior` (the mode of the posterior that
+    :class:`BayesianGaussianMixture` samples with the same prior).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    tol : float, default 1e-3
+        A run stops when the objective per observation changes by at most ``tol``
+        between EM iterations: for maximum likelihood this is scikit-learn's rule (the
+        change of the mean log-likelihood per sample; scikit-learn stops on ``<``,
+        bayesmix on ``<=``); for MAP the objective is the log posterior per sample.
+        One difference in what is returned: once the test is met scikit-learn applies
+        one more M-step, bayesmix returns the parameters whose log-likelihood was
+        tested. From the same start the two stop at the same test, so ``lower_bound_``
+        equals scikit-learn's and ``n_iter_`` is one less than scikit-learn's
+        (measured on Old Faithful, K=3, full and diag, tol 1e-3 and 1e-6).
+    reg_covar : float, default 1e-6
+        Added to the diagonal of every covariance (also for MAP, where
+        :func:`bayesmix.fit_em` defaults to 0: pass ``reg_covar=0.0`` for the exact mode).
+    max_iter : int, default 100
+    n_init : int, default 1
+        EM runs; the highest final objective wins.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default "kmeans"
+        ``"kmeans"``, ``"k-means++"`` and ``"random"`` are :func:`bayesmix.fit_em`'s
+        ``init``; ``"random_from_data"`` starts each run from K distinct random rows as
+        means (``init`` as a (K, D) array; ``n_init`` runs, the best kept).
+    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
+    prior : GMMPrior, optional
+        ``None`` for maximum likelihood; a conjugate :class:`bayesmix.GMMPrior` for MAP.
+
+    Attributes
+    ----------
+    weights_ : ndarray, shape (K,)
+    means_ : ndarray, shape (K, D)
+    covariances_ : ndarray
+        (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical, as scikit-learn.
+    precisions_, precisions_cholesky_ : ndarray
+        Same shapes; ``precisions_cholesky_`` upper triangular (full, tied) with
+        ``P @ P.T = inv(covariance)`` as scikit-learn.
+    converged_ : bool
+    n_iter_ : int
+        EM updates of the best run (:attr:`bayesmix.EMResult.n_iter`).
+    lower_bound_ : float
+        Final objective per observation: the mean log-likelihood (ML, as
+        scikit-learn) or the log posterior divided by N (MAP).
+    lower_bounds_ : list of float
+        The objective per observation after every EM iteration of the best run.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, shape (D,)
+        Only when ``X`` had string column names.
+    em_result_ : EMResult
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.sklearn import GaussianMixture
+    >>> X = bm.load_old_faithful().to_numpy()
+    >>> gm = GaussianMixture(2, tol=1e-8, random_state=0).fit(X)
+    >>> gm.covariances_.shape, gm.predict_proba(X[:3]).shape
+    ((2, 2, 2), (3, 2))
+    >>> round(gm.score(X) * X.shape[0], 3)  # the published maximum (mclust, scikit-learn)
+    -1130.264
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        random_state=None,
+        prior=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.prior = prior
+
+    def _fit_em(self, X):
+        from bayesmix.em import fit_em
+
+        if self.init_params not in _INIT_PARAMS:
+            raise ValueError(
+                f"init_params must be one of {list(_INIT_PARAMS)}; got {self.init_params!r}."
+            )
+        kwargs = dict(
+            covariance=_check_covariance_type(self.covariance_type),
+            prior=self.prior,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+        )
+        seed = _seed(self.random_state)
+        if self.init_params != "random_from_data":
+            return fit_em(
+                X,
+                self.n_components,
+                n_init=self.n_init,
+                init=self.init_params,
+                random_seed=seed,
+                **kwargs,
+            )
+        from bayesmix._validation import check_int, check_n_components
+
+        K = check_n_components(self.n_components, X.shape[0])
+        rng = np.random.default_rng(seed)
+        best = None
+        for _ in range(check_int(self.n_init, "n_init", minimum=1)):
+            means = X[rng.choice(X.shape[0], size=K, replace=False)]
+            fit = fit_em(X, K, init=means, random_seed=rng, **kwargs)
+            obj = fit.log_likelihood if fit.log_posterior is None else fit.log_posterior
+            if best is None or obj > best[0]:
+                best = (obj, fit)
+        return best[1]
+
+    def fit(self, X, y=None):
+        """Fit the mixture by EM.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = _validate(self, X, reset=True, min_samples=2)
+        em = self._fit_em(X)
+        self._set_fitted(em, X.shape[0])
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most probable component of each row, shape (N,)."""
+        return np.asarray(self.fit(X).em_result_.labels)
+
+    def _set_fitted(self, em, n_obs):
+        cov_type = em.covariance
+        self.em_result_ = em
+        self.weights_ = np.array(em.weights)
+        self.means_ = np.array(em.means)
+        self.covariances_ = _native_covariances(em.covariances, cov_type)
+        self.precisions_, self.precisions_cholesky_ = _native_precisions(em, cov_type)
+        self.converged_ = bool(em.converged)
+        self.n_iter_ = int(em.n_iter)
+        self.lower_bounds_ = [float(h) / n_obs for h in em.history]
+        self.lower_bound_ = self.lower_bounds_[-1]
+
+    def _em(self, X):
+        """The fitted EMResult and the validated ``X``."""
+        check_is_fitted(self)
+        return self.em_result_, _validate(self, X, reset=False)
+
+    def score_samples(self, X):
+        """Log density ``log p(x_n)`` of every row, shape (N,)."""
+        em, X = self._em(X)
+        return em.score_samples(X)
+
+    def score(self, X, y=None):
+        """Mean log density per row (scikit-learn's ``score``)."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Membership probabilities (responsibilities), shape (N, K)."""
+        em, X = self._em(X)
+        return em.predict_proba(X)
+
+    def predict(self, X):
+        """Most probable component of each row, shape (N,)."""
+        em, X = self._em(X)
+        return em.predict(X)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better), as scikit-learn."""
+        em, X = self._em(X)
+        return em.bic(X)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better), as scikit-learn."""
+        em, X = self._em(X)
+        return em.aic(X)
+
+    def icl(self, X):
+        """Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better)."""
+        em, X = self._em(X)
+        return em.icl(X)
+
+    def sample(self, n_samples=1):
+        """Draw from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+
+        Returns
+        -------
+        X : ndarray, shape (n_samples, D)
+        y : ndarray of int, shape (n_samples,)
+            Component of each draw (grouped by component, as scikit-learn).
+        """
+        check_is_fitted(self)
+        from bayesmix._validation import check_int
+
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        rng = np.random.default_rng(_seed(self.random_state))
+        em = self.em_result_
+        counts = rng.multinomial(n_samples, em.weights)
+        chol = np.linalg.cholesky(em.covariances)
+        X = np.concatenate(
+            [
+                em.means[k] + rng.standard_normal((n, em.n_features)) @ chol[k].T
+                for k, n in enumerate(counts)
+            ]
+        )
+        return X, np.repeat(np.arange(em.n_components), counts)
+
+
+# =========================================================================== Bayesian
+class BayesianGaussianMixture(DensityMixin, BaseEstimator):
+    """MCMC-fitted Bayesian Gaussian mixture with scikit-learn's interface.
+
+    ``fit`` builds :func:`bayesmix.build_gmm` (or :func:`bayesmix.build_dpgmm` when
+    ``truncation`` is set), fits the EM MAP under the model's prior
+    (:func:`bayesmix.fit_em`), samples from it with :func:`bayesmix.sample`, and
+    relabels the draws against the EM fit (:func:`bayesmix.relabel`). Predictions
+    average over the posterior draws; ``idata_`` is the relabelled posterior DataTree.
+
+    Parameters
+    ----------
+    n_components : int, default 3
+        K of the finite mixture (unused when ``truncation`` is set).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    prior : GMMPrior, optional
+        Default: the builders' data-scaled prior (:meth:`bayesmix.GMMPrior.from_data`).
+    draws, tune, chains : int, default 1000, 1000, 4
+        As in :func:`bayesmix.sample`.
+    sampler : str, optional
+        Passed to :func:`bayesmix.sample` as ``sampler`` when this bayesmix's ``sample``
+        has that parameter; otherwise only ``None`` or ``"nuts"`` (the NUTS default)
+        are accepted.
+    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
+        Seeds the EM start and the sampler (the same seed gives the same draws).
+    truncation : int, optional
+        Fit the Dirichlet-process mixture with this many stick-breaking components.
+        Its labels are not relabelled (stick order; :func:`bayesmix.relabel` and
+        :func:`bayesmix.membership` refuse DP fits): ``predict_proba`` then averages
+        the per-draw memberships as they are, and the label-invariant
+        :func:`bayesmix.coclustering` (``idata_``) is the sound summary. The EM start
+        is :func:`bayesmix.sample`'s own (``em_result_`` is ``None``).
+    progressbar : bool, default False
+
+    Attributes
+    ----------
+    idata_ : xarray.DataTree
+        The posterior (relabelled against ``em_result_`` for a finite mixture).
+    em_result_ : EMResult or None
+        The EM MAP start.
+    weights_, means_ : ndarray, shape (K,), (K, D)
+        Posterior means.
+    covariances_ : ndarray
+        Posterior mean covariances in scikit-learn's per-type shapes.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, shape (D,)
+        Only when ``X`` had string column names.
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.sklearn import BayesianGaussianMixture
+    >>> X = bm.load_old_faithful().to_numpy()
+    >>> bgm = BayesianGaussianMixture(2, draws=100, tune=100, chains=2, random_state=0)
+    >>> bgm.fit(X).predict_proba(X).shape  # doctest: +SKIP
+    (272, 2)
+    """
+
+    def __init__(
+        self,
+        n_components=3,
+        *,
+        covariance_type="full",
+        prior=None,
+        draws=1000,
+        tune=1000,
+        chains=4,
+        sampler=None,
+        random_state=None,
+        truncation=None,
+        progressbar=False,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.prior = prior
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.sampler = sampler
+        self.random_state = random_state
+        self.truncation = truncation
+        self.progressbar = progressbar
+
+    def _sampler_kwargs(self, sample):
+        if _accepts(sample, "sampler"):
+            return {} if self.sampler is None else {"sampler": self.sampler}
+        if self.sampler not in (None, "nuts"):
+            raise ValueError(
+                f"sampler={self.sampler!r} needs a bayesmix whose sample() has a sampler "
+                "parameter; this version samples with NUTS only. Use sampler=None."
+            )
+        return {}
+
+    def fit(self, X, y=None):
+        """Sample the posterior of the mixture given ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        import bayesmix as bm
+
+        X = _validate(self, X, reset=True, min_samples=2)
+        covariance = _check_covariance_type(self.covariance_type)
+        seed = _seed(self.random_state)
+        kwargs = self._sampler_kwargs(bm.sample)
+        if self.truncation is None:
+            model = bm.build_gmm(X, self.n_components, covariance=covariance, prior=self.prior)
+            cfg = model.bayesmix_config
+            em = bm.fit_em(
+                X,
+                cfg.n_components,
+                covariance=cfg.covariance,
+                prior=_map_prior(cfg.prior),
+                random_seed=seed,
+            )
+        else:
+            model = bm.build_dpgmm(
+                X, truncation=self.truncation, covariance=covariance, prior=self.prior
+            )
+            cfg, em = model.bayesmix_config, None
+        idata = bm.sample(
+            model,
+            init=em,
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            random_seed=seed,
+            progressbar=self.progressbar,
+            **kwargs,
+        )
+        if em is not None:
+            idata = bm.relabel(idata, reference=em)
+        self._set_fitted(idata, em, cfg.covariance)
+        return self
+
+    def _set_fitted(self, idata, em, covariance):
+        from bayesmix._trace import get_params
+
+        w, m, c = get_params(idata)
+        self.idata_ = idata
+        self.em_result_ = em
+        self.weights_ = w.mean(axis=(0, 1))
+        self.means_ = m.mean(axis=(0, 1))
+        self.covariances_ = _native_covariances(c.mean(axis=(0, 1)), covariance)
+
+    def _draws(self):
+        from bayesmix._trace import get_params
+
+        w, m, c = get_params(self.idata_)
+        C, S, K = w.shape
+        D = m.shape[-1]
+        return w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
+
+    def _per_draw(self, X, fn, reduce):
+        """Apply ``fn(X_chunk, w, m, c)`` -> (S, n, ...) over row chunks and reduce."""
+        check_is_fitted(self)
+        X = _validate(self, X, reset=False)
+        w, m, c = self._draws()
+        step = _rows_per_chunk(*w.shape)
+        parts = [reduce(fn(X[i : i + step], w, m, c)) for i in range(0, X.shape[0], step)]
+        return np.concatenate(parts, axis=-2 if parts[0].ndim > 1 else 0)
+
+    def predict_proba(self, X):
+        """Posterior mean membership ``E[p(z_n = k | x_n, theta)]`` over draws, (N, K).
+
+        For the training data this is ``bm.membership(idata_)["probability"]``.
+        """
+        from bayesmix._gaussian import responsibilities
+
+        return self._per_draw(X, responsibilities, lambda P: P.mean(axis=0))
+
+    def predict_proba_interval(self, X, prob=0.94):
+        """Equal-tailed credible interval of the membership probabilities over draws.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        prob : float, default 0.94
+            Mass of the interval (quantiles ``(1 - prob)/2`` and ``(1 + prob)/2``).
+
+        Returns
+        -------
+        lower, upper : ndarray, shape (N, K)
+        """
+        from bayesmix._gaussian import responsibilities
+
+        if not (isinstance(prob, float | int) and 0 < prob < 1):
+            raise ValueError(f"prob must be a number in (0, 1); got {prob!r}.")
+        q = [(1 - prob) / 2, (1 + prob) / 2]
+        out = self._per_draw(X, responsibilities, lambda P: np.quantile(P, q, axis=0))
+        return out[0], out[1]
+
+    def predict(self, X):
+        """Component with the highest posterior mean membership, shape (N,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def score_samples(self, X):
+        """Log posterior predictive density ``log (1/S) sum_s p(x_n | theta_s)``, (N,)."""
+        from scipy.special import logsumexp
+
+        from bayesmix._gaussian import log_mixture_density
+
+        def reduce(L):
+            return logsumexp(L, axis=0) - np.log(L.shape[0])
+
+        return self._per_draw(X, log_mixture_density, reduce)
+
+    def score(self, X, y=None):
+        """Mean log posterior predictive density per row."""
+        return float(self.score_samples(X).mean())
+
+
+# =========================================================================== scorer
+def bic_scorer(estimator, X, y=None):
+    """``-estimator.bic(X)`` (greater is better), a scorer for ``GridSearchCV``.
+
+    Works on a :class:`GaussianMixture` and on a ``Pipeline`` ending in one (the
+    earlier steps transform ``X`` first).
+
+    Parameters
+    ----------
+    estimator : GaussianMixture or Pipeline
+        Fitted.
+    X : array_like, shape (N, D)
+    y : ignored
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import bayesmix as bm
+    >>> from bayesmix.sklearn import GaussianMixture, bic_scorer
+    >>> X = bm.load_old_faithful().to_numpy()
+    >>> gm = GaussianMixture(2, random_state=0).fit(X)
+    >>> bic_scorer(gm, X) == -gm.bic(X)
+    True
+    """
+    if not hasattr(estimator, "bic") and hasattr(estimator, "steps"):
+        X = estimator[:-1].transform(X)
+        estimator = estimator[-1]
+    if not hasattr(estimator, "bic"):
+        raise TypeError(
+            "bic_scorer needs an estimator with a bic(X) method (bayesmix.sklearn."
+            f"GaussianMixture, or a Pipeline ending in one); got {type(estimator).__name__}."
+        )
+    return -float(estimator.bic(X))
+
+
+# =========================================================================== checks
+_NO_WEIGHTS = (
+    "bayesmix.kmeans has no sample_weight parameter in this version, so KMeans.fit raises "
+    "NotImplementedError when weights are given"
+)
+_WEIGHT_CHECKS = (
+    "check_sample_weights_pandas_series",
+    "check_sample_weights_not_an_array",
+    "check_sample_weights_list",
+    "check_sample_weights_shape",
+    "check_sample_weights_not_overwritten",
+    "check_all_zero_sample_weights_error",
+)
+_WEIGHT_EQUIVALENCE = (
+    "randomised k-means++ seeding draws from the data: weights are not equivalent to "
+    "repeated rows for one seed (scikit-learn marks the same check for its KMeans)"
+)
+
+#: checks expected to fail, per estimator class, with the reason (see
+#: :func:`expected_failed_checks`)
+EXPECTED_FAILED_CHECKS = {
+    "KMeans": {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHT_EQUIVALENCE,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHT_EQUIVALENCE,
+    },
+    "GaussianMixture": {},
+    "BayesianGaussianMixture": {},
+}
+
+
+def expected_failed_checks(estimator):
+    """Checks of ``sklearn.utils.estimator_checks`` that ``estimator`` fails, with why.
+
+    For ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)``
+    or ``check_estimator(est, expected_failed_checks=expected_failed_checks(est))``.
+
+    Parameters
+    ----------
+    estimator : KMeans, GaussianMixture or BayesianGaussianMixture
+
+    Returns
+    -------
+    dict of str -> str
+        Check name -> reason.
+
+    Examples
+    --------
+    >>> from bayesmix.sklearn import GaussianMixture, expected_failed_checks
+    >>> expected_failed_checks(GaussianMixture())
+    {}
+    """
+    out = dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))
+    if isinstance(estimator, KMeans):
+        from bayesmix.clustering import kmeans
+
+        if not _accepts(kmeans, "sample_weight"):
+            # every weighted fit raises NotImplementedError, equivalence checks included
+            out = dict.fromkeys([*out, *_WEIGHT_CHECKS], _NO_WEIGHTS)
+    return out
