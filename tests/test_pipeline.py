@@ -66,9 +66,13 @@ def fake_sample(model, *, init, spec, seed, quiet, notes=None, what=""):
     K = model["K"]
     X = np.asarray(model["X"], dtype=float)
     n = X.shape[0]
-    w = rng.dirichlet(np.asarray(init.weights) * n + 1, size=(C, S))
-    m = init.means + rng.normal(size=(C, S, *init.means.shape)) * 0.02 * X.std(0)
-    c = np.broadcast_to(init.covariances, (C, S, *init.covariances.shape)).copy()
+    # the components in a canonical order (by mean), so that the draws depend on the
+    # EM fit and not on how its initialisation happened to number the components
+    o = np.lexsort(np.asarray(init.means).T[::-1])
+    weights, means, covs = (np.asarray(a)[o] for a in (init.weights, init.means, init.covariances))
+    w = rng.dirichlet(weights * n + 1, size=(C, S))
+    m = means + rng.normal(size=(C, S, *means.shape)) * 0.02 * X.std(0)
+    c = np.broadcast_to(covs, (C, S, *covs.shape)).copy()
     c *= rng.uniform(0.95, 1.05, size=(C, S, K, 1, 1))
     if K > 1:  # one chain in the other labelling: relabel must undo it
         perm = np.roll(np.arange(K), 1)
