@@ -133,8 +133,17 @@ def test_kmeans_sample_weight(blobs):
 def test_gaussian_mixture_equals_functional_api(blobs, cov):
     X, _ = blobs
     est = GaussianMixture(3, covariance_type=cov, n_init=2, random_state=5).fit(X)
+    # init_params="kmeans" (scikit-learn's default) is fit_em's init="kmeans"
     em = bm.fit_em(
-        X, 3, covariance=cov, n_init=2, tol=1e-3, max_iter=100, reg_covar=1e-6, random_seed=5
+        X,
+        3,
+        covariance=cov,
+        n_init=2,
+        init="kmeans",
+        tol=1e-3,
+        max_iter=100,
+        reg_covar=1e-6,
+        random_seed=5,
     )
     np.testing.assert_array_equal(est.weights_, em.weights)
     np.testing.assert_array_equal(est.means_, em.means)
@@ -151,7 +160,7 @@ def test_gaussian_mixture_map_equals_functional_api(blobs):
     X, _ = blobs
     prior = bm.GMMPrior.from_data(X, 3)
     est = GaussianMixture(3, prior=prior, reg_covar=0.0, random_state=1).fit(X)
-    em = bm.fit_em(X, 3, prior=prior, tol=1e-3, max_iter=100, random_seed=1)
+    em = bm.fit_em(X, 3, prior=prior, init="kmeans", tol=1e-3, max_iter=100, random_seed=1)
     assert em.log_posterior is not None
     np.testing.assert_array_equal(est.means_, em.means)
     np.testing.assert_array_equal(est.covariances_, em.covariances)
