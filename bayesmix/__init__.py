@@ -23,6 +23,7 @@ _LAZY = {
     "KMeansResult": "bayesmix.clustering",
     "fit_em": "bayesmix.em",
     "EMResult": "bayesmix.em",
+    "bootstrap_lrt": "bayesmix.lrt",
     "em_kmeans_limit": "bayesmix.limits",
     "soft_kmeans": "bayesmix.limits",
     "ConvergenceWarning": "bayesmix._validation",

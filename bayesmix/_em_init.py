@@ -67,13 +67,13 @@ def standardize(X):
     return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def _kmeans_resp(X, K, rng):
-    km = kmeans(X, K, n_init=1, random_seed=rng)
+def _kmeans_resp(X, K, rng, sample_weight=None):
+    km = kmeans(X, K, n_init=1, random_seed=rng, sample_weight=sample_weight)
     return one_hot(np.asarray(km.labels), K)
 
 
-def _kmeanspp_resp(X, K, rng):
-    centers = _kmeans_plusplus(X, K, rng)[0]
+def _kmeanspp_resp(X, K, rng, sample_weight=None):
+    centers = _kmeans_plusplus(X, K, rng, sample_weight=sample_weight)[0]
     return one_hot(nearest(X, centers), K)
 
 
@@ -155,25 +155,28 @@ def stats_from_resp(X, covariance, resp):
     return resp.sum(0), resp.T @ X, sxx
 
 
-def initial_labels(strategy, X, K, rng, covariance="full"):
+def initial_labels(strategy, X, K, rng, covariance="full", sample_weight=None):
     """Hard labels (N,) of a partition strategy; ``None`` for ``"random"`` (soft).
 
-    Draws from ``rng`` exactly as :func:`initial_resp` does.
+    Draws from ``rng`` exactly as :func:`initial_resp` does. ``sample_weight`` weights the
+    k-means starts; the hierarchical start ignores it (it only starts EM).
     """
+    w = sample_weight
     if strategy == "random":
         return None
     if strategy == "kmeans":
-        return np.asarray(kmeans(X, K, n_init=1, random_seed=rng).labels)
+        return np.asarray(kmeans(X, K, n_init=1, random_seed=rng, sample_weight=w).labels)
     if strategy == "kmeans-standardized":
-        return np.asarray(kmeans(standardize(X), K, n_init=1, random_seed=rng).labels)
+        Xs = standardize(X)
+        return np.asarray(kmeans(Xs, K, n_init=1, random_seed=rng, sample_weight=w).labels)
     if strategy == "k-means++":
-        return nearest(X, _kmeans_plusplus(X, K, rng)[0])
+        return nearest(X, _kmeans_plusplus(X, K, rng, sample_weight=w)[0])
     if strategy == "hierarchical":
         return hierarchical_labels(X, K, rng, covariance)
     raise ValueError(f"unknown initialisation strategy {strategy!r}; expected {STRATEGIES[1:]}.")
 
 
-def initial_resp(strategy, X, K, rng, covariance="full"):
+def initial_resp(strategy, X, K, rng, covariance="full", sample_weight=None):
     """(N, K) initial responsibilities of a named strategy (not ``"auto"``).
 
     Parameters
@@ -187,17 +190,19 @@ def initial_resp(strategy, X, K, rng, covariance="full"):
     covariance : str
         The fitted covariance type (used to assign rows outside the hierarchical
         subsample).
+    sample_weight : ndarray, shape (N,), optional
+        Frequency weights for the k-means starts (the hierarchical start ignores them).
 
     Returns
     -------
     ndarray, shape (N, K)
     """
     if strategy == "kmeans":
-        return _kmeans_resp(X, K, rng)
+        return _kmeans_resp(X, K, rng, sample_weight)
     if strategy == "kmeans-standardized":
-        return _kmeans_resp(standardize(X), K, rng)
+        return _kmeans_resp(standardize(X), K, rng, sample_weight)
     if strategy == "k-means++":
-        return _kmeanspp_resp(X, K, rng)
+        return _kmeanspp_resp(X, K, rng, sample_weight)
     if strategy == "random":
         return _random_resp(X, K, rng)
     if strategy == "hierarchical":

@@ -10,6 +10,8 @@ the precision Cholesky factors), the log-sum-exp normaliser and the responsibili
 and accumulates the sufficient statistics ``N_k``, ``sum_n r_nk x_n`` and the second
 moments (``sum_n r_nk x_n x_n^T`` packed upper triangle for full covariance,
 ``sum_n r_nk x_n^2`` for diag/spherical) together, so no (N, K) array is ever formed.
+Every row's contributions are multiplied by its sample weight ``w[n]`` (ones when the
+fit is unweighted: multiplying by 1.0 is exact).
 Rows are split into fixed chunks processed in parallel (``prange``), each with its own
 accumulators, which are then summed in chunk order: results do not depend on the
 number of threads. The numpy backend, :meth:`bayesmix._gaussian.GaussianDensity.estep`,
@@ -50,7 +52,7 @@ def _normalise(const, ss, lp):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - compiled
+def _pass_full(X, P_all, b, const, sxx_mode, labels, w):  # pragma: no cover - compiled
     N, D = X.shape
     KD = P_all.shape[1]
     K = KD // D
@@ -89,8 +91,10 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
                     t = y[j * K + k]
                     ss[k] += t * t
             lse, am, inv = _normalise(const, ss, lp)
-            ll += lse
+            wn = w[n]
+            ll += wn * lse
             labels[n] = am
+            inv *= wn
             if want_sxx or want_total:
                 p = 0
                 for i in range(D):
@@ -100,7 +104,7 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
                         p += 1
                 if want_total:
                     for p in range(npk):
-                        axx[0, p] += xx[p]
+                        axx[0, p] += wn * xx[p]
             for k in range(K):
                 r = lp[k] * inv
                 an[k] += r
@@ -117,7 +121,7 @@ def _pass_full(X, P_all, b, const, sxx_mode, labels):  # pragma: no cover - comp
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass_diag(X, means_t, prec_t, const, labels):  # pragma: no cover - compiled
+def _pass_diag(X, means_t, prec_t, const, labels, w):  # pragma: no cover - compiled
     N, D = X.shape
     K = means_t.shape[1]
     n_chunks = (N + _CHUNK - 1) // _CHUNK
@@ -142,8 +146,10 @@ def _pass_diag(X, means_t, prec_t, const, labels):  # pragma: no cover - compile
                     t = (xj - means_t[j, k]) * prec_t[j, k]
                     ss[k] += t * t
             lse, am, inv = _normalise(const, ss, lp)
-            ll += lse
+            wn = w[n]
+            ll += wn * lse
             labels[n] = am
+            inv *= wn
             for k in range(K):
                 r = lp[k] * inv
                 an[k] += r

@@ -378,7 +378,9 @@ class GaussianDensity:
             logw = np.log(weights)
         return log_gaussian_prob(X, means, prec_chol, covariance, far_scale) + logw
 
-    def estep(self, X, covariance, weights, means, prec_chol, labels):
+    def estep(
+        self, X, covariance, weights, means, prec_chol, labels, sample_weight=None, log_noise=None
+    ):
         """One EM pass: total log-likelihood and sufficient statistics; labels in place.
 
         Parameters
@@ -386,35 +388,56 @@ class GaussianDensity:
         X : ndarray, shape (N, D)
         covariance : str
             Canonical covariance type.
-        weights : ndarray, shape (K,)
+        weights : ndarray, shape (K,), or (K + 1,) with a noise component (last)
         means : ndarray, shape (K, D)
         prec_chol : native precision Cholesky factor (``PRECISION_CHOLESKY``)
         labels : ndarray of int64, shape (N,)
-            Written with the most probable component of every row.
+            Written with the most probable component of every row (``K`` for noise).
+        sample_weight : ndarray, shape (N,), optional
+            Frequency weights: every row's log-likelihood and responsibilities count
+            ``sample_weight[n]`` times (integer weights equal duplicated rows).
+        log_noise : float, optional
+            With a noise component: its constant log density ``-log(volume)``.
 
         Returns
         -------
         ll : float
-        nk : ndarray, shape (K,)
+            ``sum_n w_n log p(x_n)``.
+        nk : ndarray, shape (K,) or (K + 1,)
+            Weighted responsibility sums (the noise component's last).
         sx : ndarray, shape (K, D)
-        sxx : the second-moment statistic of ``covariance`` (``SECOND_MOMENTS``)
+        sxx : the second-moment statistic of ``covariance`` (``SECOND_MOMENTS``) over the
+            K Gaussian components
         """
         N, D = X.shape
-        K = weights.shape[0]
+        K = means.shape[0]
         ll = 0.0
-        nk = np.zeros(K)
+        nk = np.zeros(weights.shape[0])
         sx = np.zeros((K, D))
         sxx = None
+        plain = sample_weight is None and log_noise is None
         for sl in row_chunks(N, 4 * K * D):
             Xs = X[sl]
-            lp = self.log_joint(Xs, weights, means, prec_chol, covariance)
+            lp = self.log_joint(Xs, weights[:K], means, prec_chol, covariance)
+            if log_noise is not None:
+                with np.errstate(divide="ignore"):
+                    lp = np.column_stack([lp, np.full(len(Xs), np.log(weights[K]) + log_noise)])
             lse = logsumexp_rows(lp)
             r = np.exp(lp - lse[:, None])
-            ll += float(lse.sum())
             labels[sl] = np.argmax(lp, axis=1)
+            if sample_weight is None:
+                ll += float(lse.sum())
+            else:
+                ws = sample_weight[sl]
+                ll += float(ws @ lse)
+                r *= ws[:, None]
             nk += r.sum(0)
-            sx += np.ascontiguousarray(r.T) @ Xs
-            s = SECOND_MOMENTS[covariance](Xs, r)
+            rg = r[:, :K]
+            sx += np.ascontiguousarray(rg.T) @ Xs
+            if covariance == "tied" and not plain:
+                s = np.ascontiguousarray((Xs * rg.sum(1)[:, None]).T) @ Xs
+            else:
+                s = SECOND_MOMENTS[covariance](Xs, np.ascontiguousarray(rg))
             sxx = s if sxx is None else sxx + s
         return ll, nk, sx, sxx
 
@@ -446,38 +469,54 @@ class NumbaGaussianDensity(GaussianDensity):
 
     name = "numba"
 
-    def estep(self, X, covariance, weights, means, prec_chol, labels):
+    def estep(
+        self, X, covariance, weights, means, prec_chol, labels, sample_weight=None, log_noise=None
+    ):
         """Same as the numpy method, as one fused parallel pass (``X`` C-contiguous float64).
 
         Every row's component log densities, log-sum-exp and responsibilities, and the
         sufficient statistics, in one sweep with no (N, K) array
-        (:func:`bayesmix._em_kernels._pass_full` / ``_pass_diag``).
+        (:func:`bayesmix._em_kernels._pass_full` / ``_pass_diag``). Sample weights
+        multiply each row's contributions (ones when None: exact, the unweighted pass is
+        unchanged). A noise component enters as one more component with a zero precision
+        factor (so its squared distance is 0) and the constant ``log w_0 - log V``.
         """
         from bayesmix import _em_kernels  # deliberately lazy: numba is heavy
 
         D = X.shape[1]
-        K = weights.shape[0]
+        K = means.shape[0]
         with np.errstate(divide="ignore"):
             logw = np.log(weights)
         logdet = LOG_DET_CHOLESKY[covariance](prec_chol, D)
-        const = np.ascontiguousarray(logw + logdet - 0.5 * D * LOG_2PI, dtype=np.float64)
+        const = logw[:K] + logdet - 0.5 * D * LOG_2PI
+        if log_noise is not None:
+            const = np.append(const, logw[K] + log_noise)
+            means = np.vstack([means, np.zeros(D)])
+        const = np.ascontiguousarray(const, dtype=np.float64)
+        Kt = const.shape[0]
+        sw = np.ones(X.shape[0]) if sample_weight is None else sample_weight
         if covariance in ("full", "tied"):
             P = prec_chol if covariance == "full" else np.broadcast_to(prec_chol, (K, D, D))
-            # P_all[i, j * K + k] = P_k[i, j]; b[j * K + k] = (mu_k @ P_k)[j]
-            P_all = np.ascontiguousarray(np.transpose(P, (1, 2, 0)).reshape(D, D * K))
-            b = np.ascontiguousarray(np.einsum("kd,kde->ek", means, P).reshape(D * K))
-            mode = 1 if covariance == "full" else 2
-            a_ll, a_n, a_x, a_xx = _em_kernels._pass_full(X, P_all, b, const, mode, labels)
-            sxx = _unpack_upper(a_xx.sum(0), D)
+            if log_noise is not None:
+                P = np.concatenate([P, np.zeros((1, D, D))])
+            # P_all[i, j * Kt + k] = P_k[i, j]; b[j * Kt + k] = (mu_k @ P_k)[j]
+            P_all = np.ascontiguousarray(np.transpose(P, (1, 2, 0)).reshape(D, D * Kt))
+            b = np.ascontiguousarray(np.einsum("kd,kde->ek", means, P).reshape(D * Kt))
+            # tied: the total sum_n w_n x x^T, or with noise the per-component moments
+            mode = 2 if covariance == "tied" and log_noise is None else 1
+            a_ll, a_n, a_x, a_xx = _em_kernels._pass_full(X, P_all, b, const, mode, labels, sw)
+            sxx = _unpack_upper(a_xx.sum(0)[:K], D)
             if covariance == "tied":
-                sxx = sxx[0]
+                sxx = sxx.sum(0)
         else:
             prec = prec_chol if covariance == "diag" else np.repeat(prec_chol[:, None], D, 1)
+            if log_noise is not None:
+                prec = np.vstack([prec, np.zeros(D)])
             prec_t = np.ascontiguousarray(np.asarray(prec, dtype=np.float64).T)
             means_t = np.ascontiguousarray(np.asarray(means, dtype=np.float64).T)
-            a_ll, a_n, a_x, a_xx = _em_kernels._pass_diag(X, means_t, prec_t, const, labels)
-            sxx = a_xx.sum(0)
-        return float(a_ll.sum()), a_n.sum(0), a_x.sum(0), sxx
+            a_ll, a_n, a_x, a_xx = _em_kernels._pass_diag(X, means_t, prec_t, const, labels, sw)
+            sxx = a_xx.sum(0)[:K]
+        return float(a_ll.sum()), a_n.sum(0), a_x.sum(0)[:K], sxx
 
     def mixture_draws(self, X, weights, means, prec_chol, want_resp):
         """Same as the numpy method, through :func:`bayesmix._mixture_kernels.loglik_numba`.

@@ -124,7 +124,7 @@ def _sq_dist_kernel(X, centers, out):  # pragma: no cover
 
 @numba.njit(cache=True, fastmath=False, nogil=True)
 def _lloyd_block_kernel(
-    X, G, x_sq, c_sq, labels, sums, counts, upper, lower, bounds
+    X, G, x_sq, c_sq, labels, sums, counts, upper, lower, bounds, w
 ):  # pragma: no cover
     """Lloyd assignment of one block of rows from ``G = X @ centers.T``.
 
@@ -134,6 +134,8 @@ def _lloyd_block_kernel(
     Hamerly bounds: ``upper`` >= squared distance to the assigned centre, ``lower``
     <= squared distance to any other centre, widened by a generous bound on the
     rounding error of the expansion. Returns the number of labels that changed. Releases the GIL.
+    ``w`` (B,) are the sample weights of the rows (ones when unweighted: multiplying by
+    1.0 is exact, so unweighted results are unchanged): counts and sums are weighted.
     """
     n, d = X.shape
     k = G.shape[1]
@@ -166,9 +168,10 @@ def _lloyd_block_kernel(
         if labels[i] != best:
             n_changed += 1
             labels[i] = best
-        counts[best] += 1.0
+        wi = w[i]
+        counts[best] += wi
         for j in range(d):
-            sums[best, j] += X[i, j]
+            sums[best, j] += wi * X[i, j]
     return n_changed
 
 
@@ -182,8 +185,9 @@ class _LloydPass:
     are reduced in block order, so results do not depend on the number of threads.
     """
 
-    def __init__(self, X, n_components, n_threads, executor, upper, lower):
+    def __init__(self, X, n_components, n_threads, executor, upper, lower, w):
         self.X = X
+        self.w = w
         n = X.shape[0]
         self.x_sq = np.einsum("nd,nd->n", X, X)
         self.upper = upper
@@ -215,6 +219,7 @@ class _LloydPass:
                 self.upper[start:stop],
                 self.lower[start:stop],
                 bounds,
+                self.w[start:stop],
             )
 
     def __call__(self, centers, labels, bounds=False):
@@ -252,6 +257,7 @@ def _hamerly_kernel(
     block_counts,
     changed,
     full,
+    w,
 ):  # pragma: no cover
     """Exact Lloyd assignment of blocks ``b_start..b_stop`` with Hamerly's bounds.
 
@@ -263,8 +269,9 @@ def _hamerly_kernel(
     centre is recomputed and, if needed, the distances to all centres (exactly, as
     sums of squares; ties go to the lowest index, as in a plain argmin). The result is
     the same labelling as Lloyd's full assignment, at a fraction of the distance
-    computations once few labels change. Per-block sums and counts, and the number of
-    changed labels per block, are written for a reduction in block order.
+    computations once few labels change. Per-block sums and counts (weighted by the
+    sample weights ``w``, ones when unweighted), and the number of changed labels per
+    block, are written for a reduction in block order.
     """
     n, d = X.shape
     k = ct.shape[1]
@@ -324,9 +331,10 @@ def _hamerly_kernel(
                     n_changed += 1
                     labels[i] = best
                 a = best
-            counts[a] += 1.0
+            wi = w[i]
+            counts[a] += wi
             for j in range(d):
-                sums[a, j] += X[i, j]
+                sums[a, j] += wi * X[i, j]
         changed[b] = n_changed
 
 
@@ -339,8 +347,9 @@ class _HamerlyPass:
     reduced in block order, so results do not depend on the number of threads.
     """
 
-    def __init__(self, X, n_components, n_threads, executor, upper, lower, prev=None):
+    def __init__(self, X, n_components, n_threads, executor, upper, lower, w, prev=None):
         self.X = X
+        self.w = w
         n = X.shape[0]
         self.n_blocks, self.parts = _split_blocks(n, n_threads)
         self.block_sums = np.empty((self.n_blocks, n_components, X.shape[1]))
@@ -376,14 +385,15 @@ class _HamerlyPass:
             self.block_counts,
             self.changed,
             full,
+            self.w,
         )
         _run_blocks(_hamerly_kernel, self.parts, self.executor, self.X, *args)
         return self.block_sums.sum(axis=0), self.block_counts.sum(axis=0), int(self.changed.sum())
 
 
 @numba.njit(cache=True, fastmath=False, nogil=True)
-def _inertia_kernel(X, centers, labels):  # pragma: no cover
-    """sum_i ||X[i] - centers[labels[i]]||^2, summed per chunk then in a fixed order."""
+def _inertia_kernel(X, centers, labels, w):  # pragma: no cover
+    """sum_i w_i ||X[i] - centers[labels[i]]||^2, per chunk then in a fixed order."""
     n, d = X.shape
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     part = np.zeros(n_chunks)
@@ -397,7 +407,7 @@ def _inertia_kernel(X, centers, labels):  # pragma: no cover
             for j in range(d):
                 t = X[i, j] - centers[lab, j]
                 s += t * t
-            acc += s
+            acc += w[i] * s
         part[c] = acc
     total = 0.0
     for c in range(n_chunks):
@@ -406,11 +416,11 @@ def _inertia_kernel(X, centers, labels):  # pragma: no cover
 
 
 @numba.njit(cache=True, fastmath=False, nogil=True)
-def _pp_kernel(X, b_start, b_stop, ct, closest, part, update):  # pragma: no cover
+def _pp_kernel(X, b_start, b_stop, ct, closest, part, update, w):  # pragma: no cover
     """k-means++ pass over blocks ``b_start..b_stop`` of ``_BLOCK`` rows.
 
-    part[b, t] = sum over block b of min(closest_i, ||x_i - ct[:, t]||^2); with
-    ``update`` (a single candidate) also sets closest_i to that minimum.
+    part[b, t] = sum over block b of w_i min(closest_i, ||x_i - ct[:, t]||^2); with
+    ``update`` (a single candidate) also sets closest_i to that minimum (unweighted).
     """
     n = X.shape[0]
     t_count = ct.shape[1]
@@ -425,7 +435,7 @@ def _pp_kernel(X, b_start, b_stop, ct, closest, part, update):  # pragma: no cov
             ci = closest[i]
             for t in range(t_count):
                 v = dist[t] if dist[t] < ci else ci
-                part[b, t] += v
+                part[b, t] += w[i] * v
                 if update:
                     closest[i] = v
 

@@ -26,6 +26,7 @@ __all__ = [
     "check_n_components",
     "check_positive",
     "check_random_state",
+    "check_sample_weight",
 ]
 
 #: Canonical covariance type names, and the aliases accepted for them.
@@ -511,6 +512,80 @@ def _numeric_dtype(dtype):
 def warn(message, category=BayesmixWarning, stacklevel=3):
     """Emit a bayesmix warning pointing at the caller's caller."""
     warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
+    """Validate per-observation weights; return them as a float64 array, or None.
+
+    Weights are frequency (case) weights: a weight of 3 counts the row three times, so
+    integer weights give exactly the fit of the data with the rows duplicated. Zero
+    weights are allowed (those rows do not enter the fit); at least one must be positive.
+
+    Parameters
+    ----------
+    sample_weight : array_like, shape (n_obs,), or None
+        Non-negative finite numbers (a list, ndarray or pandas Series).
+    n_obs : int
+        The number of rows of the data.
+    name : str
+        The caller's parameter name, used in the messages.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_obs,), or None
+        ``None`` when ``sample_weight`` is None.
+
+    Raises
+    ------
+    ValueError
+        Non-numeric, not 1-D, wrong length, negative, NaN or infinite, or all zero.
+
+    Examples
+    --------
+    >>> check_sample_weight([1, 0, 2], 3)
+    array([1., 0., 2.])
+    >>> try:
+    ...     check_sample_weight([1, -1], 2)
+    ... except ValueError as err:
+    ...     print(str(err)[:39])
+    sample_weight must be non-negative; got
+    """
+    if sample_weight is None:
+        return None
+    raw = getattr(sample_weight, "to_numpy", lambda: sample_weight)()
+    try:
+        w = np.asarray(raw)
+        kind = w.dtype
+        ok = w.dtype.kind in "biuf"
+    except (TypeError, ValueError):
+        kind, ok = type(raw).__name__, False
+    if not ok:
+        raise ValueError(
+            f"{name} must be numeric (one non-negative number per observation); got {kind}. "
+            "Convert the weights to numbers."
+        )
+    w = w.astype(np.float64)
+    if w.ndim != 1 or w.shape[0] != n_obs:
+        raise ValueError(
+            f"{name} must have shape (n_obs,) = ({n_obs},), one weight per row of X; got shape "
+            f"{w.shape}. Pass a 1-D array with one entry per observation."
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            f"{name} must be finite; got {int((~np.isfinite(w)).sum())} NaN or infinite "
+            "value(s). Replace them (0 drops a row from the fit)."
+        )
+    if np.any(w < 0):
+        raise ValueError(
+            f"{name} must be non-negative; got {int((w < 0).sum())} negative value(s) "
+            f"(min {w.min():g}). Give frequency weights >= 0 (0 drops a row from the fit)."
+        )
+    if not np.any(w > 0):
+        raise ValueError(
+            f"{name} is all zero, so no observation would enter the fit; give at least one "
+            "positive weight (or sample_weight=None for equal weights)."
+        )
+    return np.ascontiguousarray(w)
 
 
 def degenerate_report(X, feature_names=None):

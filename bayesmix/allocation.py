@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from bayesmix._gaussian import responsibilities
+from bayesmix._gaussian import log_mixture_density, responsibilities
 from bayesmix._trace import get_observed, get_params
 from bayesmix._validation import BayesmixWarning, check_int
 from bayesmix.labelswitching import check_labels_usable
@@ -67,6 +67,24 @@ def _flat_params(idata):
     C, S, K = w.shape
     D = m.shape[-1]
     return w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
+
+
+def _log_noise(idata):
+    """(S,) ``log w_0 - log V`` of a noise model's draws (``build_gmm(noise=...)``), or None."""
+    volume = idata.attrs.get("noise_volume")
+    post = idata["posterior"]
+    if volume is None or "noise_weight" not in post.data_vars:
+        return None
+    w0 = post["noise_weight"].transpose("chain", "draw").values.reshape(-1)
+    with np.errstate(divide="ignore"):
+        return np.log(w0) - np.log(float(volume))
+
+
+def _with_noise(Xs, w, m, c, P, log_noise):
+    """Responsibilities (S, n, K) times ``1 - p(noise)``, and ``p(noise)`` (S, n)."""
+    g = log_mixture_density(Xs, w, m, c)  # (S, n): log sum_k w_k N_k (w sums to 1 - w_0)
+    pn = np.exp(log_noise[:, None] - np.logaddexp(g, log_noise[:, None]))
+    return P * (1.0 - pn)[..., None], pn
 
 
 def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
@@ -145,24 +163,40 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     mean = np.empty((N, K))
     lower = np.empty((N, K))
     upper = np.empty((N, K))
+    log_noise = _log_noise(idata)
+    noise = np.zeros((3, N))  # mean, lower, upper of p(noise) (a noise model only)
     for start in range(0, N, chunk_size):
         sl = slice(start, start + chunk_size)
         P = responsibilities(X[sl], w, m, c)  # (S, n, K)
+        if log_noise is not None:
+            P, pn = _with_noise(X[sl], w, m, c, P, log_noise)
+            noise[0, sl], (noise[1, sl], noise[2, sl]) = pn.mean(0), np.quantile(pn, q, axis=0)
         mean[sl] = P.mean(0)
         lower[sl], upper[sl] = np.quantile(P, q, axis=0)
-    pmax = mean.max(axis=1)
+    pmax = np.maximum(mean.max(axis=1), noise[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(mean > 0, mean * np.log(mean), 0.0).sum(axis=1)
     comp = idata["posterior"]["component"].values
     obs = np.arange(N)
     if "observed_data" in idata.children and "obs" in idata["observed_data"].coords:
         obs = idata["observed_data"]["obs"].values
+    label = comp[mean.argmax(axis=1)]
+    extra = {}
+    if log_noise is not None:
+        label = np.where(noise[0] > mean.max(axis=1), -1, label)
+        ent = ent - np.where(noise[0] > 0, noise[0] * np.log(np.clip(noise[0], 1e-300, 1)), 0.0)
+        extra = {
+            "noise_probability": ("obs", noise[0]),
+            "noise_probability_lower": ("obs", noise[1]),
+            "noise_probability_upper": ("obs", noise[2]),
+        }
     return xr.Dataset(
         {
             "probability": (("obs", "component"), mean),
             "probability_lower": (("obs", "component"), lower),
             "probability_upper": (("obs", "component"), upper),
-            "label": ("obs", comp[mean.argmax(axis=1)]),
+            **extra,
+            "label": ("obs", label),
             "max_probability": ("obs", pmax),
             "uncertainty": ("obs", 1.0 - pmax),
             "entropy": ("obs", ent),

@@ -107,6 +107,16 @@ def _build_parser():
     f.add_argument("--decimal", choices=(".", ","), help="CSV decimal separator (default: sniffed)")
     f.add_argument("--standardize", action="store_true", help="z-score every column")
     f.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    f.add_argument(
+        "--noise",
+        action="store_true",
+        help="add a uniform noise component (outliers, background) to the finite mixtures",
+    )
+    f.add_argument(
+        "--weights",
+        metavar="COLUMN",
+        help="column of frequency weights (removed from the features, named in the report)",
+    )
     f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
     f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
     f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
@@ -144,10 +154,14 @@ def _fit_spec(args):
             raise SpecError(f"--columns must name at least one column; got {args.columns!r}.")
         data["columns"] = cols
     data.update(standardize=args.standardize, dropna=args.dropna)
+    if args.weights is not None:
+        data["weights"] = args.weights
     for key in ("sep", "decimal"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     model = {"kind": args.model, "estimate": args.estimate}
+    if args.noise:
+        model["noise"] = True
     sampler = {
         "mcmc": not args.no_mcmc,
         "draws": args.draws,
@@ -177,6 +191,7 @@ def _fit_spec(args):
             ("sampler.chains", "--chains"),
             ("data.sep", "--sep"),
             ("data.decimal", "--decimal"),
+            ("data.weights", "--weights"),
         ):
             msg = msg.replace(key, opt)
         raise SpecError(msg) from None

@@ -45,6 +45,7 @@ from bayesmix._validation import (
     check_n_components,
     check_positive,
     check_random_state,
+    check_sample_weight,
     warn,
 )
 
@@ -136,7 +137,9 @@ class KMeansResult:
 # --------------------------------------------------------------------------------------
 
 
-def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, executor=None):
+def _kmeans_plusplus(
+    X, n_components, rng, n_local_trials=None, n_threads=1, executor=None, sample_weight=None
+):
     """Greedy k-means++ seeding, as scikit-learn's ``_kmeans_plusplus``.
 
     The first centre is a uniformly drawn row; each next one is the best (lowest
@@ -145,15 +148,23 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, exe
     the squared distance to the nearest centre chosen so far. Distances are exact
     (direct sums of squares, in a fused numba pass: no (trials, N) temporaries).
 
+    With ``sample_weight`` (as scikit-learn): the first centre is drawn with probability
+    proportional to the weights, candidates proportionally to weight x squared distance,
+    and the potential is the weighted sum (zero-weight rows are never chosen).
+
     Returns the centres (K, D), their row indices (K,) and whether the potential
     reached zero before all centres were chosen (fewer distinct points than K).
     """
     n, d = X.shape
+    w = np.ones(n) if sample_weight is None else sample_weight
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_components))
     centers = np.empty((n_components, d))
     indices = np.full(n_components, -1, dtype=np.int64)
-    first = int(rng.integers(n))
+    if sample_weight is None or np.all(w == w[0]):  # equal weights: the unweighted draw
+        first = int(rng.integers(n))
+    else:
+        first = int(rng.choice(n, p=w / w.sum()))
     centers[0] = X[first]
     indices[0] = first
     closest = np.full(n, np.inf)
@@ -163,7 +174,7 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, exe
     def potentials(rows, update):
         p = part[:, : len(rows)]
         ct = np.ascontiguousarray(X[rows].T)
-        _run_blocks(_pp_kernel, parts, executor, X, ct, closest, p, update)
+        _run_blocks(_pp_kernel, parts, executor, X, ct, closest, p, update, w)
         return p.sum(axis=0)
 
     pot = float(potentials([first], True)[0])
@@ -172,7 +183,9 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, exe
         if pot <= 0.0:
             degenerate = True
         rand_vals = rng.uniform(size=n_local_trials) * pot
-        cand = np.searchsorted(np.cumsum(closest), rand_vals)
+        cand = np.searchsorted(
+            np.cumsum(closest if sample_weight is None else w * closest), rand_vals
+        )
         np.clip(cand, None, n - 1, out=cand)
         cand_pot = potentials(cand, False)
         best = int(np.argmin(cand_pot))
@@ -182,7 +195,7 @@ def _kmeans_plusplus(X, n_components, rng, n_local_trials=None, n_threads=1, exe
     return centers, indices, degenerate
 
 
-def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None):
+def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None, sample_weight=None):
     """Lloyd iterations from ``centers_init``, as scikit-learn's ``_kmeans_single_lloyd``.
 
     ``X`` should be centred (column means subtracted), as scikit-learn does, so that
@@ -193,16 +206,19 @@ def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None):
     with far fewer distance computations.
     Unless the labels stopped changing, a final assignment makes the labels match the
     returned centres; the inertia is then summed exactly as ``||x - c_label||^2``.
+    ``sample_weight`` (N,) weights the centre sums, counts and the inertia (ones when
+    None; multiplying by 1.0 is exact, so unweighted results are unchanged).
 
     Returns labels, inertia, centres, n_iter, converged, n_relocated.
     """
     n = X.shape[0]
     k = centers_init.shape[0]
     centers = np.array(centers_init, dtype=np.float64, order="C", copy=True)
+    w = np.ones(n) if sample_weight is None else sample_weight
     labels = np.full(n, -1, dtype=np.int64)
     upper = np.empty(n)
     lower = np.empty(n)
-    blas_pass = _LloydPass(X, k, n_threads, executor, upper, lower)
+    blas_pass = _LloydPass(X, k, n_threads, executor, upper, lower, w)
     hamerly_pass = None
     want_bounds = False
     converged = strict = False
@@ -218,12 +234,13 @@ def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None):
                 # let Hamerly's pass skip most distance computations from here on
                 np.sqrt(upper, out=upper)
                 np.sqrt(lower, out=lower)
-                hamerly_pass = _HamerlyPass(X, k, n_threads, executor, upper, lower, centers)
+                hamerly_pass = _HamerlyPass(X, k, n_threads, executor, upper, lower, w, centers)
             want_bounds = n_changed < _HAMERLY_SWITCH * n
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             min_dist = np.einsum("nd,nd->n", X - centers[labels], X - centers[labels])
-            n_relocated += _relocate_empty(X, labels, min_dist, sums, counts, empty)
+            min_dist[w == 0] = 0.0  # a zero-weight row cannot re-seed a cluster
+            n_relocated += _relocate_empty(X, labels, min_dist, sums, counts, empty, w)
         new = centers.copy()
         filled = counts > 0
         new[filled] = sums[filled] / counts[filled, None]
@@ -238,11 +255,11 @@ def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None):
     if not strict:
         # a final assignment so that the labels match the returned centres
         (hamerly_pass or blas_pass)(centers, labels)
-    inertia = _inertia_kernel(X, centers, labels)
+    inertia = _inertia_kernel(X, centers, labels, w)
     return labels, inertia, centers, i + 1, converged, n_relocated
 
 
-def _relocate_empty(X, labels, min_dist, sums, counts, empty):
+def _relocate_empty(X, labels, min_dist, sums, counts, empty, w):
     """Re-seed empty clusters with the points farthest from their assigned centres.
 
     As scikit-learn: each empty cluster takes one of the farthest points (its sums
@@ -256,10 +273,10 @@ def _relocate_empty(X, labels, min_dist, sums, counts, empty):
     far = np.argsort(-min_dist, kind="stable")[:n_empty]
     for new_id, idx in zip(empty, far, strict=True):
         old_id = labels[idx]
-        sums[old_id] -= X[idx]
-        counts[old_id] -= 1.0
-        sums[new_id] = X[idx]
-        counts[new_id] = 1.0
+        sums[old_id] -= w[idx] * X[idx]
+        counts[old_id] -= w[idx]
+        sums[new_id] = w[idx] * X[idx]
+        counts[new_id] = w[idx]
     return n_empty
 
 
@@ -282,7 +299,7 @@ def _check_init(init, n_components, n_features):
     return np.ascontiguousarray(arr)
 
 
-def _best_run(Xc, k, streams, start, max_iter, tol_abs, progress):
+def _best_run(Xc, k, streams, start, max_iter, tol_abs, progress, sample_weight=None):
     """One run per stream (k-means++ seeding unless ``start`` is given); the lowest inertia wins.
 
     Returns ``(labels, inertia, centers, n_iter, converged, start)`` of the best run and
@@ -301,11 +318,16 @@ def _best_run(Xc, k, streams, start, max_iter, tol_abs, progress):
             run_start = start
             if start is None:
                 run_start, _, deg = _kmeans_plusplus(
-                    Xc, k, stream, n_threads=n_threads, executor=executor
+                    Xc,
+                    k,
+                    stream,
+                    n_threads=n_threads,
+                    executor=executor,
+                    sample_weight=sample_weight,
                 )
                 degenerate |= deg
             labels, inertia, centers, n_iter, conv, _ = _lloyd(
-                Xc, run_start, max_iter, tol_abs, n_threads, executor
+                Xc, run_start, max_iter, tol_abs, n_threads, executor, sample_weight
             )
             if progress:
                 print(
@@ -337,6 +359,7 @@ def kmeans(
     init="k-means++",
     random_seed=None,
     progress=False,
+    sample_weight=None,
 ):
     """k-means clustering: greedy k-means++ seeding, Lloyd iterations, restarts.
 
@@ -363,6 +386,13 @@ def kmeans(
         Seed. Restarts use independent child streams (``Generator.spawn``).
     progress : bool, default False
         Print one line per run to stderr.
+    sample_weight : array_like, shape (n_obs,), optional
+        Non-negative frequency weights (as scikit-learn's ``sample_weight``): centres are
+        weighted means, the inertia is the weighted sum of squared distances, and
+        k-means++ draws seeds with probability proportional to weight x squared distance.
+        Integer weights give the same centres as duplicating the rows. Zero-weight rows
+        are dropped from the fit (they still receive a label). Errors (``ValueError``)
+        for negative, NaN/inf, wrong-length or all-zero weights.
 
     Returns
     -------
@@ -390,7 +420,8 @@ def kmeans(
     """
     X = check_data(X)
     n, d = X.shape
-    k = check_n_components(n_components, n)
+    w = check_sample_weight(sample_weight, n)
+    k = check_n_components(n_components, n if w is None else int(np.count_nonzero(w)))
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_positive(tol, "tol", strict=False)
@@ -399,14 +430,15 @@ def kmeans(
         # an explicit initialisation is deterministic: restarts would repeat it
         n_init = 1
     rng = check_random_state(random_seed)
-    tol_abs = float(np.mean(np.var(X, axis=0)) * tol) if tol > 0 else 0.0
     # work on centred data (as scikit-learn does): the assignment criterion
     # ||c||^2 - 2 x.c is then accurate however far the data are from the origin
-    x_mean = X.mean(axis=0)
+    x_mean = X.mean(axis=0) if w is None else np.average(X, axis=0, weights=w)
     Xc = X - x_mean
+    var = np.var(X, axis=0) if w is None else np.average(Xc**2, axis=0, weights=w)
+    tol_abs = float(np.mean(var) * tol) if tol > 0 else 0.0
     streams = rng.spawn(n_init) if init_centers is None else [rng]
     start = None if init_centers is None else init_centers - x_mean
-    best, degenerate = _best_run(Xc, k, streams, start, max_iter, tol_abs, progress)
+    best, degenerate = _best_run(Xc, k, streams, start, max_iter, tol_abs, progress, w)
     labels, inertia, centers, n_iter, conv, start = best
 
     if not degenerate and k > 1:

@@ -47,6 +47,7 @@ from bayesmix._validation import (
     check_n_components,
     check_positive,
     check_random_state,
+    check_sample_weight,
     degenerate_report,
     warn,
 )
@@ -102,7 +103,8 @@ class EMResult:
     Attributes
     ----------
     weights : ndarray, shape (K,)
-        Mixing weights (sum to 1).
+        Mixing weights of the Gaussian components (sum to 1, or to
+        ``1 - noise_weight`` with a noise component).
     means : ndarray, shape (K, D)
         Component means.
     covariances : ndarray, shape (K, D, D)
@@ -148,6 +150,15 @@ class EMResult:
         winning start of the portfolio (``"hierarchical"``, ``"kmeans-standardized"``,
         ``"kmeans"`` or ``"random"``); otherwise ``init`` itself (``"array (resp)"`` or
         ``"array (means)"`` for an array). ``None`` in results saved before it existed.
+    noise_weight : float or None
+        With ``fit_em(..., noise=...)``: the weight of the uniform noise component
+        (Banfield & Raftery 1993); ``None`` without one.
+    noise_volume : float or None
+        The hypervolume ``V`` of the noise component's uniform density ``1 / V``.
+    total_weight : float or None
+        With ``sample_weight``: the sum of the weights (the effective number of
+        observations used by :meth:`bic` / :meth:`icl` on the training data); ``None``
+        for an unweighted fit. The weights themselves are not stored.
 
     Examples
     --------
@@ -182,6 +193,9 @@ class EMResult:
     n_init: int | None = None
     init: str | None = None
     init_strategy: str | None = None
+    noise_weight: float | None = None
+    noise_volume: float | None = None
+    total_weight: float | None = None
 
     def __post_init__(self):
         for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
@@ -204,8 +218,12 @@ class EMResult:
 
     @property
     def n_parameters(self):
-        """Number of free parameters (covariances + means + K - 1 weights), as scikit-learn."""
-        return cv.n_parameters(self.covariance, self.n_components, self.n_features)
+        """Number of free parameters (covariances + means + K - 1 weights), as scikit-learn.
+
+        A noise component adds one (its weight; the volume is fixed), as mclust.
+        """
+        extra = 0 if self.noise_weight is None else 1
+        return cv.n_parameters(self.covariance, self.n_components, self.n_features) + extra
 
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X):
@@ -223,10 +241,16 @@ class EMResult:
     def _log_joint(self, X, far_scale=gs.FAR_ORDER):
         """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``; points too far for float64 are
         evaluated ``far_scale`` Mahalanobis units out along their ray (see
-        :func:`bayesmix._gaussian.log_gaussian_prob`)."""
-        return gs.backend("numpy").log_joint(
+        :func:`bayesmix._gaussian.log_gaussian_prob`). With a noise component, (N, K + 1)
+        with ``log w_0 - log V`` last."""
+        lj = gs.backend("numpy").log_joint(
             X, self.weights, self.means, self.precisions_cholesky, far_scale=far_scale
         )
+        if self.noise_weight is None:
+            return lj
+        with np.errstate(divide="ignore"):
+            noise = np.log(self.noise_weight) - np.log(self.noise_volume)
+        return np.column_stack([lj, np.full(X.shape[0], noise)])
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -271,8 +295,9 @@ class EMResult:
 
         Returns
         -------
-        ndarray, shape (N, K)
-            Rows sum to 1.
+        ndarray, shape (N, K) or (N, K + 1)
+            Rows sum to 1. With a noise component the last column (index K) is the
+            probability of the noise class.
         """
         lj = self._log_joint(self._check_X(X))
         return np.exp(lj - _logsumexp_rows(lj)[:, None])
@@ -287,12 +312,23 @@ class EMResult:
         Returns
         -------
         ndarray of int, shape (N,)
+            Component indices ``0..K-1``; ``-1`` for points whose most probable class is
+            the noise component (fits with ``noise``).
         """
-        return np.argmax(self._log_joint(self._check_X(X)), axis=1)
+        labels = np.argmax(self._log_joint(self._check_X(X)), axis=1)
+        if self.noise_weight is not None:
+            labels[labels == self.n_components] = -1
+        return labels
 
     # ------------------------------------------------------------------ criteria
-    def bic(self, X):
-        """Bayesian information criterion, ``-2 log L + p log N`` (lower is better).
+    def _weighted(self, X, sample_weight):
+        """Checked data, weights (or None) and the effective n (sum of the weights)."""
+        X = self._check_X(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        return X, w, float(X.shape[0] if w is None else w.sum())
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion, ``-2 log L + p log n`` (lower is better).
 
         Same convention as scikit-learn's ``GaussianMixture.bic`` (mclust reports the
         negative).
@@ -300,29 +336,40 @@ class EMResult:
         Parameters
         ----------
         X : array_like, shape (N, D)
+        sample_weight : array_like, shape (N,), optional
+            Frequency weights: ``log L = sum_n w_n log p(x_n)`` and ``n = sum_n w_n``.
+            The sum of the weights is the number of observations the weights stand for
+            (integer weights give exactly the BIC of the data with duplicated rows); the
+            number of distinct rows would understate it for binned data.
 
         Returns
         -------
         float
         """
-        X = self._check_X(X)
-        return float(-2.0 * self.score_samples(X).sum() + self.n_parameters * np.log(X.shape[0]))
+        X, w, n = self._weighted(X, sample_weight)
+        ll = self.score_samples(X)
+        ll = ll.sum() if w is None else w @ ll
+        return float(-2.0 * ll + self.n_parameters * np.log(n))
 
-    def aic(self, X):
+    def aic(self, X, sample_weight=None):
         """Akaike information criterion, ``-2 log L + 2 p`` (lower is better).
 
         Parameters
         ----------
         X : array_like, shape (N, D)
+        sample_weight : array_like, shape (N,), optional
+            As in :meth:`bic`.
 
         Returns
         -------
         float
         """
-        X = self._check_X(X)
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self.n_parameters)
+        X, w, _ = self._weighted(X, sample_weight)
+        ll = self.score_samples(X)
+        ll = ll.sum() if w is None else w @ ll
+        return float(-2.0 * ll + 2.0 * self.n_parameters)
 
-    def icl(self, X):
+    def icl(self, X, sample_weight=None):
         """Integrated completed likelihood criterion, ``BIC + 2 * entropy`` (lower is better).
 
         ``entropy = -sum_n sum_k r_nk log r_nk`` of the responsibilities (Biernacki,
@@ -332,19 +379,22 @@ class EMResult:
         Parameters
         ----------
         X : array_like, shape (N, D)
+        sample_weight : array_like, shape (N,), optional
+            As in :meth:`bic`; the entropy is weighted too.
 
         Returns
         -------
         float
         """
-        X = self._check_X(X)
+        X, w, n = self._weighted(X, sample_weight)
         lj = self._log_joint(X)
         lse = _logsumexp_rows(lj)
         log_r = lj - lse[:, None]
         r = np.exp(log_r)
-        entropy = -float(np.sum(r * np.where(r > 0, log_r, 0.0)))
-        ll = float(lse.sum())
-        return -2.0 * ll + self.n_parameters * np.log(X.shape[0]) + 2.0 * entropy
+        ent_n = -np.sum(r * np.where(r > 0, log_r, 0.0), axis=1)
+        entropy = float(ent_n.sum() if w is None else w @ ent_n)
+        ll = float(lse.sum() if w is None else w @ lse)
+        return -2.0 * ll + self.n_parameters * np.log(n) + 2.0 * entropy
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self):
@@ -370,6 +420,9 @@ class EMResult:
             "n_init": self.n_init,
             "init": self.init,
             "init_strategy": self.init_strategy,
+            "noise_weight": self.noise_weight,
+            "noise_volume": self.noise_volume,
+            "total_weight": self.total_weight,
         }
 
     @classmethod
@@ -409,6 +462,8 @@ class EMResult:
         w = np.array2string(self.weights, precision=3, separator=", ")
         extra = f", init_strategy={self.init_strategy!r}" if self.init_strategy else ""
         extra += f", collapsed={list(self.collapsed)}" if self.collapsed else ""
+        if self.noise_weight is not None:
+            extra += f", noise_weight={self.noise_weight:.3g}"
         return (
             f"EMResult({kind}, covariance={self.covariance!r}, K={self.n_components}, "
             f"D={self.n_features}, N={self.n_obs}, {obj}, weights={w}, n_iter={self.n_iter}, "
@@ -420,13 +475,24 @@ class EMResult:
 _logsumexp_rows = gs.logsumexp_rows
 
 
-def _estep_numpy(X, covariance, weights, means, prec_chol, labels):
+def _estep_numpy(X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise):
     """One pass: total log-likelihood, sufficient statistics and labels (numpy backend)."""
-    return gs.backend("numpy").estep(X, covariance, weights, means, prec_chol, labels)
+    return gs.backend("numpy").estep(
+        X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise
+    )
 
 
-def _stats_from_resp(X, covariance, resp):
-    return resp.sum(0), np.ascontiguousarray(resp.T) @ X, cv.SECOND_MOMENTS[covariance](X, resp)
+def _stats_from_resp(X, covariance, resp, n_gauss=None, sample_weight=None):
+    """Weighted ``nk`` (all columns, noise last) and ``sx``, ``sxx`` of the Gaussian columns."""
+    n_gauss = resp.shape[1] if n_gauss is None else n_gauss
+    if sample_weight is not None:
+        resp = resp * sample_weight[:, None]
+    rg = np.ascontiguousarray(resp[:, :n_gauss])
+    if covariance == "tied" and (sample_weight is not None or resp.shape[1] > n_gauss):
+        sxx = np.ascontiguousarray((X * rg.sum(1)[:, None]).T) @ X
+    else:
+        sxx = cv.SECOND_MOMENTS[covariance](X, rg)
+    return resp.sum(0), np.ascontiguousarray(rg.T) @ X, sxx
 
 
 class _Model:
@@ -439,8 +505,11 @@ class _Model:
 
 
 def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior):
-    weights, means = cv.m_step_weights_means(nk, sx, n_obs, map_prior)
-    cov = cv.M_STEP[covariance](nk, sx, sxx, n_obs, reg_covar, map_prior)
+    K = sx.shape[0]
+    weights, means = cv.m_step_weights_means(nk[:K], sx, n_obs, map_prior)
+    if nk.shape[0] > K:  # a noise component: K + 1 weights (a Dirichlet over K + 1 for MAP)
+        weights = cv.m_step_weights_means(nk, np.zeros((K + 1, sx.shape[1])), n_obs, map_prior)[0]
+    cov = cv.M_STEP[covariance](nk[:K], sx, sxx, n_obs, reg_covar, map_prior)
     prec = cv.PRECISION_CHOLESKY[covariance](cov, reg_covar)
     return _Model(weights, means, cov, prec)
 
@@ -475,10 +544,10 @@ def _init_array(init, X, n_components):
     )
 
 
-def _initial_resp(init, X, K, rng, covariance="full"):
+def _initial_resp(init, X, K, rng, covariance="full", sample_weight=None):
     """Initial responsibilities (N, K), or (labels-based resp, means override)."""
     if isinstance(init, str):
-        return initial_resp(init, X, K, rng, covariance), None
+        return initial_resp(init, X, K, rng, covariance, sample_weight), None
     kind, arr = init
     if kind == "resp":
         return arr, None
@@ -500,6 +569,13 @@ class _RunSettings:
     prior: object  # GMMPrior or None (maximum likelihood)
     shift: np.ndarray  # the data mean: original coordinates = fitting frame + shift
     map_prior: object  # the prior in the fitting frame (cv.MapPrior), or None
+    sample_weight: np.ndarray | None = None  # frequency weights (N,), or None
+    n_eff: float | None = None  # the sum of the weights (N unweighted)
+    log_noise: float | None = None  # -log(noise volume) with a noise component, else None
+
+    def n_obs(self, X):
+        """The number of observations the M-step and the tolerance use (sum of weights)."""
+        return X.shape[0] if self.n_eff is None else self.n_eff
 
     def to_full(self, model):
         """Full covariance matrices (K, D, D) of a model."""
@@ -509,9 +585,15 @@ class _RunSettings:
         """The log-likelihood (ML) or the log posterior up to the evidence (MAP)."""
         if self.prior is None:
             return ll
-        return ll + self.prior.log_prior(
-            model.weights, model.means + self.shift, self.to_full(model), self.covariance
+        K = self.n_components
+        w = model.weights
+        lp = self.prior.log_prior(
+            w[:K] / w[:K].sum(), model.means + self.shift, self.to_full(model), self.covariance
         )
+        if self.log_noise is not None:  # the Dirichlet is over the K + 1 weights
+            a = self.prior.weight_concentration
+            lp += _dirichlet_logpdf(w, a) - _dirichlet_logpdf(w[:K] / w[:K].sum(), a)
+        return ll + lp
 
 
 @dataclass(frozen=True, eq=False)
@@ -530,11 +612,30 @@ class _RunResult:
     strategy: str | None = None  # the initialisation strategy of the run
 
 
+def _dirichlet_logpdf(w, a):
+    """Symmetric Dirichlet(a) log density of the weights ``w`` (K,)."""
+    from scipy.special import gammaln
+
+    K = w.shape[0]
+    return float(
+        gammaln(K * a) - K * gammaln(a) + (a - 1.0) * np.log(np.clip(w, 1e-300, None)).sum()
+    )
+
+
+#: initial responsibility of the noise class (every point), as a starting weight
+_NOISE_INIT = 0.1
+
+
 def _run_em(X, resp, means_init, cfg, label="", max_iter=None, stats=None):
     """One EM run from initial responsibilities (or their statistics ``stats``), and
     optionally initial means."""
-    N = X.shape[0]
-    nk, sx, sxx = _stats_from_resp(X, cfg.covariance, resp) if stats is None else stats
+    N = cfg.n_obs(X)
+    K = cfg.n_components
+    if stats is None:
+        if cfg.log_noise is not None and resp.shape[1] == K:
+            resp = np.column_stack([(1.0 - _NOISE_INIT) * resp, np.full(X.shape[0], _NOISE_INIT)])
+        stats = _stats_from_resp(X, cfg.covariance, resp, K, cfg.sample_weight)
+    nk, sx, sxx = stats
     model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
@@ -545,20 +646,27 @@ def _continue_em(X, run, cfg, label=""):
     """Continue a run stopped before convergence, up to ``cfg.max_iter`` updates in all."""
     if run.converged or run.n_iter >= cfg.max_iter:
         return run
-    model = _m_step(*run.stats, cfg.covariance, X.shape[0], cfg.reg_covar, cfg.map_prior)
+    model = _m_step(*run.stats, cfg.covariance, cfg.n_obs(X), cfg.reg_covar, cfg.map_prior)
     out = _em_loop(X, model, cfg, list(run.history), cfg.max_iter - run.n_iter - 1, label)
     return dataclasses.replace(out, strategy=run.strategy)
 
 
 def _em_loop(X, model, cfg, history, max_iter, label):
     """E-step / M-step updates from ``model``; ``history`` holds the earlier objectives."""
-    N = X.shape[0]
+    N = cfg.n_obs(X)
     estep = _estep_numpy if cfg.engine == "numpy" else _estep_numba
-    labels = np.empty(N, dtype=np.int64)
+    labels = np.empty(X.shape[0], dtype=np.int64)
     converged = False
     for it in range(max_iter + 1):
         ll, nk, sx, sxx = estep(
-            X, cfg.covariance, model.weights, model.means, model.prec_chol, labels
+            X,
+            cfg.covariance,
+            model.weights,
+            model.means,
+            model.prec_chol,
+            labels,
+            cfg.sample_weight,
+            cfg.log_noise,
         )
         obj = cfg.objective(ll, model)
         history.append(obj)
@@ -589,7 +697,9 @@ def _best_of_restarts(Xc, init, cfg, n_init, rng):
     for run in range(n_init):
         if cfg.progress:
             print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
-        resp, init_means = _initial_resp(init, Xc, cfg.n_components, rng, cfg.covariance)
+        resp, init_means = _initial_resp(
+            init, Xc, cfg.n_components, rng, cfg.covariance, cfg.sample_weight
+        )
         out = _run_em(Xc, resp, init_means, cfg, f" run {run + 1}" if n_init > 1 else "")
         if best is None or out.objective > best.objective:
             best = out
@@ -609,9 +719,12 @@ def _start(name, Xc, cfg, rng):
     products of ``_stats_from_resp`` (by groups for a hard partition), which on large
     data cost more than an E-step."""
     K = cfg.n_components
-    labels = initial_labels(name, Xc, K, rng, cfg.covariance)
-    if labels is None:
-        resp = initial_resp(name, Xc, K, rng, cfg.covariance)
+    w = cfg.sample_weight
+    labels = initial_labels(name, Xc, K, rng, cfg.covariance, w)
+    resp = initial_resp(name, Xc, K, rng, cfg.covariance, w) if labels is None else None
+    if w is not None or cfg.log_noise is not None:  # weighted or noise: the general path
+        return (one_hot(labels, K) if resp is None else resp), None
+    if resp is not None:
         return None, stats_from_resp(Xc, cfg.covariance, resp)
     return None, stats_from_labels(Xc, cfg.covariance, labels, K)
 
@@ -652,9 +765,11 @@ def _best_of_portfolio(Xc, cfg, n_init, rng):
 _numba_available = gs.numba_available
 
 
-def _estep_numba(X, covariance, weights, means, prec_chol, labels):
+def _estep_numba(X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise):
     """The same pass through the numba backend (:mod:`bayesmix._em_kernels`)."""
-    return gs.backend("numba").estep(X, covariance, weights, means, prec_chol, labels)
+    return gs.backend("numba").estep(
+        X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise
+    )
 
 
 def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
@@ -703,6 +818,8 @@ def fit_em(
     random_seed=None,
     progress=False,
     engine="auto",
+    sample_weight=None,
+    noise=False,
 ):
     r"""Fit a Gaussian mixture by EM: maximum likelihood, or MAP under a conjugate prior.
 
@@ -776,6 +893,25 @@ def fit_em(
         ``"numpy"``: the reference path; ``"numba"``: a fused parallel pass (compiled
         on first use, cached on disk); ``"auto"``: numba when ``N * K >= 20000``.
         Both give the same result up to rounding.
+    sample_weight : array_like, shape (N,), optional
+        Non-negative frequency weights: row n counts ``sample_weight[n]`` times in the
+        log-likelihood ``sum_n w_n log p(x_n)`` and in the sufficient statistics, so
+        integer weights give the fit of the data with duplicated rows (binned or
+        deduplicated data). Rows with weight 0 are dropped from the fit (they still get
+        a label). The convergence tolerance and the ML/MAP M-steps use ``n = sum(w)``;
+        :meth:`EMResult.bic` / ``icl`` take the same ``sample_weight`` (and ``n = sum(w)``).
+        The result records ``total_weight`` but keeps no copy of the weights.
+    noise : bool or float, default False
+        Add a noise component (Banfield & Raftery 1993, mclust's ``EMclustN``): a uniform
+        density ``1 / V`` with its own weight, for outliers and background points.
+        ``True``: ``V`` is the volume of the data's bounding box (the product of the
+        feature ranges over the rows with positive weight; mclust's ``hypvol`` takes the
+        smaller of this and the box of the principal components); a positive finite
+        number: that volume. Every point starts with noise responsibility 0.1. The
+        result's ``predict_proba`` then has K + 1 columns (noise last), ``predict``
+        labels noise points ``-1``, ``score_samples`` includes the noise density and the
+        BIC counts one more parameter. With a prior the Dirichlet is over the K + 1
+        weights.
 
     Returns
     -------
@@ -816,10 +952,23 @@ def fit_em(
     >>> mp = bm.fit_em(X, 2, prior=bm.GMMPrior.from_data(X, 2), random_seed=0)
     >>> mp.log_posterior is not None
     True
+
+    Frequency weights (every row counted twice doubles the log-likelihood) and a
+    noise component (its class is the last column of ``predict_proba``):
+
+    >>> import numpy as np
+    >>> wt = bm.fit_em(X, 2, sample_weight=np.full(len(X), 2.0), random_seed=0)
+    >>> round(wt.log_likelihood / ml.log_likelihood, 6)
+    2.0
+    >>> nz = bm.fit_em(X, 2, noise=True, random_seed=0)
+    >>> nz.predict_proba(X).shape
+    (272, 3)
     """
     X, feature_names = check_data(X, return_names=True)
     N, D = X.shape
-    K = check_n_components(n_components, N)
+    w = check_sample_weight(sample_weight, N)
+    K = check_n_components(n_components, N if w is None else int(np.count_nonzero(w)))
+    volume = _noise_volume(noise, X if w is None else X[w > 0])
     covariance = check_covariance_type(covariance)
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=0)
@@ -835,10 +984,10 @@ def fit_em(
     rng = check_random_state(random_seed)
     if engine == "auto":
         engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
-    _check_constant_features(X, feature_names, prior, reg_covar)
+    _check_constant_features(X if w is None else X[w > 0], feature_names, prior, reg_covar)
 
     # fit in a frame centred at the data mean (accurate raw-moment statistics)
-    shift = X.mean(axis=0)
+    shift = X.mean(axis=0) if w is None else np.average(X, axis=0, weights=w)
     Xc = np.ascontiguousarray(X - shift)
     cfg = _RunSettings(
         covariance=covariance,
@@ -851,6 +1000,9 @@ def fit_em(
         prior=prior,
         shift=shift,
         map_prior=_map_prior(prior, shift, covariance),
+        sample_weight=w,
+        n_eff=None if w is None else float(w.sum()),
+        log_noise=None if volume is None else -float(np.log(volume)),
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - shift)
@@ -874,10 +1026,39 @@ def fit_em(
         n_init=n_init,
         init=init_name,
         random_seed=random_seed,
+        noise_volume=volume,
     )
 
 
 # =========================================================================== fit_em's stages
+def _noise_volume(noise, X):
+    """The noise component's hypervolume (None without one)."""
+    if noise is False or noise is None:
+        return None
+    if noise is True:
+        volume = float(np.prod(np.ptp(X, axis=0)))
+        if not (np.isfinite(volume) and volume > 0):
+            raise ValueError(
+                f"noise=True needs a positive bounding-box volume, but the data's feature ranges "
+                f"{np.ptp(X, axis=0).tolist()} give {volume:g} (a constant feature, or fewer than "
+                "two distinct points). Drop constant features or pass noise=<positive volume>."
+            )
+        return volume
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+        raise TypeError(
+            f"noise must be False, True or a positive finite volume; got {type(noise).__name__} "
+            f"{noise!r}."
+        )
+    volume = float(noise)
+    if not (np.isfinite(volume) and volume > 0):
+        raise ValueError(
+            f"noise as a volume must be positive and finite; got {volume!r}. Pass the "
+            "hypervolume of the region the noise is uniform over, or noise=True for the "
+            "data's bounding box."
+        )
+    return volume
+
+
 def _singular_under_prior(X, feature_names, K, covariance):
     """The error when a MAP fit still meets a singular covariance: say why, not "use a
     prior" (one is in use)."""
@@ -967,7 +1148,10 @@ def _warn_fit_problems(best, X, cfg):
             ConvergenceWarning,
             stacklevel=4,
         )
-    data_cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True)) if N > 1 else np.eye(D)
+    aw = cfg.sample_weight
+    data_cov = (
+        np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=aw)) if N > 1 else np.eye(D)
+    )
     found = _collapse_check(cov_full, best.nk, cfg.covariance, data_cov, cfg.reg_covar)
     if found:
         details = "; ".join(f"component {k}: {why}" for k, why in found)
@@ -987,11 +1171,17 @@ def _warn_fit_problems(best, X, cfg):
     return tuple(int(k) for k, _ in found)
 
 
-def _em_result(best, cfg, n_obs, feature_names, *, collapsed, n_init, init, random_seed):
+def _em_result(
+    best, cfg, n_obs, feature_names, *, collapsed, n_init, init, random_seed, noise_volume=None
+):
     """The :class:`EMResult` of the best run, in the original coordinates."""
     cov_full = cfg.to_full(best.model)
+    K = cfg.n_components
+    labels = best.labels
+    if noise_volume is not None:
+        labels = np.where(labels == K, -1, labels)
     return EMResult(
-        weights=best.model.weights,
+        weights=best.model.weights[:K],
         means=best.model.means + cfg.shift,
         covariances=cov_full,
         precisions_cholesky=cv.precision_cholesky_full(cov_full),
@@ -1007,10 +1197,13 @@ def _em_result(best, cfg, n_obs, feature_names, *, collapsed, n_init, init, rand
         reg_covar=float(cfg.reg_covar),
         random_seed=_seed_record(random_seed),
         collapsed=collapsed,
-        labels=best.labels,
+        labels=labels,
         tol=float(cfg.tol),
         max_iter=int(cfg.max_iter),
         n_init=int(n_init),
         init=init,
         init_strategy=best.strategy,
+        noise_weight=None if noise_volume is None else float(best.model.weights[K]),
+        noise_volume=noise_volume,
+        total_weight=cfg.n_eff,
     )

@@ -58,6 +58,7 @@ Each model carries its configuration as ``model.bayesmix_config`` (a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pymc as pm
@@ -68,6 +69,7 @@ from pymc.distributions.transforms import CholeskyCovPacked
 from bayesmix._mixture_op import tri_inv
 from bayesmix._pt_dists import (
     SPDTransform,
+    _drop_batch,
     inv_wishart_logp,
     inv_wishart_random,
     lkj_chol_cov_logp,
@@ -83,6 +85,7 @@ from bayesmix._validation import (
     check_degenerate,
     check_int,
     check_n_components,
+    check_sample_weight,
 )
 from bayesmix.priors import GMMPrior, check_prior
 
@@ -100,6 +103,8 @@ class ModelConfig:
     prior: GMMPrior
     feature_names: list = field(default_factory=list)
     truncation: int | None = None
+    sample_weight: np.ndarray | None = field(default=None, repr=False)
+    noise_volume: float | None = None
 
     @property
     def covariance_prior(self):
@@ -138,10 +143,24 @@ def _data(name, value, leading_none=False):
     return pytensor.shared(value, name=f"bayesmix_{name}", shape=shape)
 
 
-def _prior_or_default(prior, X, n_for_default, covariance):
-    """The given prior, checked against the data (None: GMMPrior.from_data(X, K))."""
+def _prior_or_default(prior, X, n_for_default, covariance, sample_weight=None):
+    """The given prior, checked against the data (None: GMMPrior.from_data(X, K)).
+
+    With sample weights the default's mean and covariance are the weighted ones, with
+    the frequency-weight denominator ``sum(w) - 1``: for integer weights exactly
+    ``GMMPrior.from_data`` of the data with duplicated rows.
+    """
     if prior is None:
-        return GMMPrior.from_data(X, n_for_default)
+        default = GMMPrior.from_data(X, n_for_default)
+        if sample_weight is None:
+            return default
+        w = sample_weight
+        m = np.average(X, axis=0, weights=w)
+        Z = X - m
+        D = X.shape[1]
+        n = w.sum()
+        cov = (Z * w[:, None]).T @ Z / (n - 1.0) if n > 1 else default.scale
+        return default.with_(mean=m, scale=np.atleast_2d(cov) / n_for_default ** (2.0 / D))
     return check_prior(prior, X.shape[1], covariance)
 
 
@@ -285,7 +304,52 @@ _COMPONENTS = {
 }
 
 
-def _likelihood(X, log_weights, means, prec_chol):
+def _extended_loglik(value, log_weights, means, prec_chol, *extra, noise, weighted):
+    """:func:`mixture_loglik` with a noise component and/or sample weights.
+
+    ``extra`` holds, in this order, the noise component's ``log w_0 - log V`` (scalar:
+    it joins the log-sum-exp over components) and the sample weights (obs,) that
+    multiply the pointwise log density (PyTensor differentiates through both).
+    """
+    ll = mixture_loglik(value, log_weights, means, prec_chol)
+    if noise:
+        ll = pt.logaddexp(ll, _drop_batch(extra[0], 0))
+    if weighted:
+        ll = ll * extra[-1]
+    return ll
+
+
+def _extended_random(log_weights, means, prec_chol, *extra, noise, box, rng=None, size=None):
+    """Draws of the extended model: noise points uniform over ``box`` (low, high)."""
+    x = mixture_random(log_weights, means, prec_chol, rng=rng, size=size)
+    if noise:
+        rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        log_w0 = float(np.asarray(extra[0]).reshape(-1)[0]) + np.log(np.prod(box[1] - box[0]))
+        flat = x.reshape(-1, x.shape[-1])
+        is_noise = rng.uniform(size=flat.shape[0]) < np.exp(log_w0)
+        flat[is_noise] = rng.uniform(box[0], box[1], size=(int(is_noise.sum()), flat.shape[1]))
+        x = flat.reshape(x.shape)
+    return x
+
+
+def _likelihood(X, log_weights, means, prec_chol, sample_weight=None, log_noise=None, box=None):
+    if sample_weight is not None or log_noise is not None:
+        extra = [] if log_noise is None else [log_noise]
+        if sample_weight is not None:
+            extra.append(_data("sample_weight", sample_weight, leading_none=True))
+        flags = dict(noise=log_noise is not None)
+        return pm.CustomDist(
+            "X",
+            log_weights,
+            means,
+            prec_chol,
+            *extra,
+            logp=partial(_extended_loglik, weighted=sample_weight is not None, **flags),
+            random=partial(_extended_random, box=box, **flags),
+            signature="(k),(k,d),(k,d,d)" + ",()" * len(extra) + "->(d)",
+            observed=_data("X", X, leading_none=True),
+            dims=("obs", "feature"),
+        )
     return pm.CustomDist(
         "X",
         log_weights,
@@ -300,7 +364,7 @@ def _likelihood(X, log_weights, means, prec_chol):
 
 
 # ---------------------------------------------------------------------------- builders
-def build_gmm(X, n_components, *, covariance="full", prior=None):
+def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=None, noise=False):
     """Finite Bayesian Gaussian mixture as a PyMC model, labels summed out.
 
     Parameters
@@ -314,7 +378,22 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
     prior : GMMPrior, optional
         Default ``GMMPrior.from_data(X, n_components)`` (see :mod:`bayesmix.priors`).
         The same prior given to :func:`bayesmix.fit_em` makes its MAP the mode of this
-        model's posterior in the weights / means / covariance parameterisation.
+        model's posterior in the weights / means / covariance parameterisation. With
+        ``sample_weight`` the default uses the weighted mean and covariance.
+    sample_weight : array_like, shape (N,), optional
+        Non-negative frequency weights: the likelihood is ``sum_n w_n log p(x_n)``
+        (the pointwise log density times the weights, a shared variable, inside the same
+        mixture Op; gradients follow), so integer weights give the posterior of the data
+        with duplicated rows. Zero-weight rows drop out of the fit. The Gibbs sampler
+        does not support weights.
+    noise : bool or float, default False
+        Add a uniform noise component of density ``1 / V`` (as :func:`bayesmix.fit_em`:
+        ``True`` for the data's bounding-box volume, or a positive volume). The weights
+        are then a Dirichlet over K + 1 components, the free variable ``weights_noise``
+        (component_noise); ``weights`` (component) is the deterministic Gaussian part
+        and ``noise_weight`` the noise weight; the density adds ``w_0 / V`` inside the
+        log-sum-exp. Predictive draws put noise points uniformly in the data's bounding
+        box (scaled about its centre to volume V).
 
     Raises
     ------
@@ -341,20 +420,34 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
     """
     X, names = check_data(X, return_names=True)
     N, D = X.shape
-    K = check_n_components(n_components, N)
+    sw = check_sample_weight(sample_weight, N)
+    K = check_n_components(n_components, N if sw is None else int(np.count_nonzero(sw)))
     covariance = check_covariance_type(covariance)
     # degenerate data are refused before the default prior (derived from them) is built
     check_degenerate(X, K, names, covariance=covariance, prior_given=prior is not None)
-    prior = _prior_or_default(prior, X, K, covariance)
-    with pm.Model(coords=_coords(K, names, N)) as model:
-        if K > 1:
+    prior = _prior_or_default(prior, X, K, covariance, sw)
+    volume, box = _noise_box(noise, X if sw is None else X[sw > 0])
+    coords = _coords(K, names, N)
+    with pm.Model(coords=coords) as model:
+        log_noise = None
+        if volume is not None:
+            model.add_coord("component_noise", np.arange(K + 1))
+            w_all = pm.Dirichlet(
+                "weights_noise",
+                a=np.full(K + 1, prior.weight_concentration),
+                dims="component_noise",
+            )
+            weights = pm.Deterministic("weights", w_all[:K], dims="component")
+            pm.Deterministic("noise_weight", w_all[K])
+            log_noise = pt.log(w_all[K]) - _data("log_noise_volume", np.log(volume))
+        elif K > 1:
             weights = pm.Dirichlet(
                 "weights", a=np.full(K, prior.weight_concentration), dims="component"
             )
         else:
             weights = pm.Deterministic("weights", pt.ones(1), dims="component")
         means, prec_chol = _COMPONENTS[covariance](prior, K, D)
-        _likelihood(X, pt.log(weights), means, prec_chol)
+        _likelihood(X, pt.log(weights), means, prec_chol, sw, log_noise, box)
     model.bayesmix_config = ModelConfig(
         model="gmm",
         X=X,
@@ -362,11 +455,31 @@ def build_gmm(X, n_components, *, covariance="full", prior=None):
         covariance=covariance,
         prior=prior,
         feature_names=list(names),
+        sample_weight=sw,
+        noise_volume=volume,
     )
     return model
 
 
-def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
+def _noise_box(noise, X):
+    """(volume, (low, high) box of that volume about the data's bounding box) or Nones."""
+    from bayesmix.em import _noise_volume  # the one check of ``noise``
+
+    volume = _noise_volume(noise, X)
+    if volume is None:
+        return None, None
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    side = hi - lo
+    box_vol = float(np.prod(side))
+    if box_vol > 0:
+        side = side * (volume / box_vol) ** (1.0 / X.shape[1])
+    else:
+        side = np.full(X.shape[1], volume ** (1.0 / X.shape[1]))
+    mid = 0.5 * (lo + hi)
+    return volume, (mid - side / 2, mid + side / 2)
+
+
+def build_dpgmm(X, *, truncation=20, covariance="full", prior=None, sample_weight=None):
     """Dirichlet-process Gaussian mixture by truncated stick-breaking.
 
     Parameters
@@ -383,6 +496,8 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         in T tiny clusters that is far too strong for a truncation level, which is not a
         number of clusters.) The concentration gets Gamma(``prior.dp_concentration``),
         default Gamma(shape=1, rate=1).
+    sample_weight : array_like, shape (N,), optional
+        Frequency weights, as in :func:`build_gmm`.
 
     Returns
     -------
@@ -406,6 +521,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
     """
     X, names = check_data(X, return_names=True)
     N, D = X.shape
+    sw = check_sample_weight(sample_weight, N)
     T = check_int(
         truncation,
         "truncation",
@@ -420,7 +536,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         )
     covariance = check_covariance_type(covariance)
     check_degenerate(X, 1, names, covariance=covariance, prior_given=prior is not None)
-    prior = _prior_or_default(prior, X, 1, covariance)
+    prior = _prior_or_default(prior, X, 1, covariance, sw)
     coords = _coords(T, names, N)
     coords["stick"] = np.arange(T - 1)
     shape, rate = prior.dp_concentration
@@ -431,7 +547,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         log_weights = pt.concatenate([pt.log(v), pt.zeros(1)]) + log_rest
         pm.Deterministic("weights", pt.exp(log_weights), dims="component")
         means, prec_chol = _COMPONENTS[covariance](prior, T, D)
-        _likelihood(X, log_weights, means, prec_chol)
+        _likelihood(X, log_weights, means, prec_chol, sw)
     model.bayesmix_config = ModelConfig(
         model="dpgmm",
         X=X,
@@ -440,5 +556,6 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None):
         prior=prior,
         feature_names=list(names),
         truncation=T,
+        sample_weight=sw,
     )
     return model

@@ -141,6 +141,11 @@ class _Run:
     log: _Progress
     quiet: bool
 
+    @property
+    def sample_weight(self):
+        """The frequency weights of the data (``data.weights``), or None."""
+        return self.result.data.sample_weight
+
 
 @contextlib.contextmanager
 def _notes(notes, what):
@@ -243,6 +248,7 @@ def _prepare(spec, out, quiet, log):
         f"data: {data.info['source']}; using {N} rows x {D} features {data.feature_names}"
         + (f", dropped {dropped} rows with missing values" if dropped else "")
         + (", standardized" if spec.standardize else "")
+        + (f", weighted by column {spec.weights!r}" if spec.weights else "")
     )
     rng = np.random.default_rng(spec.seed)
     seeds = iter(rng.integers(0, 2**31 - 1, size=10_000).tolist())
@@ -313,7 +319,9 @@ def _check_report_folder(out_dir):
 def _kmeans_stage(run):
     rows = []
     for K in run.spec.k:
-        km = kmeans(run.X, K, n_init=10, random_seed=next(run.seeds))
+        km = kmeans(
+            run.X, K, n_init=10, random_seed=next(run.seeds), sample_weight=run.sample_weight
+        )
         rows.append(
             {
                 "K": K,
@@ -342,13 +350,18 @@ def _em_stage(run):
                         prior=rec.prior if spec.estimate == "map" else None,
                         n_init=spec.em_n_init,
                         random_seed=em_seed,
+                        sample_weight=run.sample_weight,
+                        noise=spec.noise,
                     )
                 row.update(
                     log_likelihood=float(rec.em.log_likelihood),
-                    bic=float(rec.em.bic(X)),
-                    icl=float(rec.em.icl(X)),
+                    bic=float(rec.em.bic(X, sample_weight=run.sample_weight)),
+                    icl=float(rec.em.icl(X, sample_weight=run.sample_weight)),
                     converged=bool(rec.em.converged),
                     collapsed=len(getattr(rec.em, "collapsed", ()) or ()),
+                    **(
+                        {} if rec.em.noise_weight is None else {"noise_weight": rec.em.noise_weight}
+                    ),
                     error=None,
                 )
             except (ValueError, np.linalg.LinAlgError) as exc:
@@ -398,7 +411,14 @@ def _mcmc_stage(run):
 def _mcmc_fit(run, rec):
     cov, K, what = rec.covariance, rec.K, f"MCMC {rec.covariance} K={rec.K}"
     t1 = time.perf_counter()
-    model = build_gmm(run.Xdf, K, covariance=cov, prior=rec.prior)
+    model = build_gmm(
+        run.Xdf,
+        K,
+        covariance=cov,
+        prior=rec.prior,
+        sample_weight=run.sample_weight,
+        noise=run.spec.noise,
+    )
     t2 = time.perf_counter()
     seed = next(run.seeds)
     idata = _sample(
@@ -439,7 +459,9 @@ def _dp_stage(run):
     run.log(f"MCMC: Dirichlet-process mixture, {cov} covariance, truncation {T}")
     t1 = time.perf_counter()
     rec = FitRecord(cov, f"DP({T})", prior=_prior_for(spec, run.X, T))
-    model = build_dpgmm(run.Xdf, truncation=T, covariance=cov, prior=rec.prior)
+    model = build_dpgmm(
+        run.Xdf, truncation=T, covariance=cov, prior=rec.prior, sample_weight=run.sample_weight
+    )
     # start the chains from the EM fit with the most components (<= T) of the grid, as
     # notebook 03 does: the sticks beyond it start nearly empty
     em_init = [

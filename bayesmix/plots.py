@@ -44,6 +44,10 @@ def _colors(K):
     return [cmap(k % cmap.N) for k in range(K)]
 
 
+#: the colour of noise points (label -1)
+_NOISE_GREY = (0.6, 0.6, 0.6, 1.0)
+
+
 def _new_axes(ax, figsize=(6.0, 4.8)):
     if ax is not None:
         return ax.figure, ax
@@ -374,6 +378,9 @@ def membership_summary(fit, X=None):
         if X is None:
             raise ValueError("membership_summary needs X with an EM result.")
         prob = np.asarray(fit.predict_proba(check_data(X)))
+        if getattr(fit, "noise_weight", None) is not None:  # noise (last column) -> -1
+            labels = prob.argmax(axis=1)
+            return np.where(labels == prob.shape[1] - 1, -1, labels), 1.0 - prob.max(axis=1)
     else:
         raise TypeError(
             "fit must be an EM result, a posterior DataTree or a bayesmix.membership Dataset; "
@@ -389,6 +396,8 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
     ----------
     X : array_like, shape (N, D)
     labels : array_like of int, shape (N,)
+        Components ``0..K-1``; ``-1`` marks the noise class (fits with a noise
+        component), drawn in grey.
     uncertainty : array_like, shape (N,)
         ``1 - max_k p(z_n = k)`` (see :func:`membership_summary`).
     features : tuple of two int
@@ -417,7 +426,8 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
         )
     names = _names(feature_names, X.shape[1], data=X_in)
     fig, ax = _new_axes(ax, figsize=(7.2, 4.8))
-    colors = np.array(_colors(int(labels.max()) + 1))[labels]
+    palette = [*_colors(max(int(labels.max()), 0) + 1), _NOISE_GREY]  # index -1: noise
+    colors = np.array(palette)[labels]
     size = 6.0 + 400.0 * u
     if X.shape[1] == 1:
         x, y, ylabel = X[:, 0], u, "uncertainty"
@@ -450,7 +460,6 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
         bbox_to_anchor=(1.01, 1.0),
     )
     present = np.unique(labels)
-    palette = _colors(int(labels.max()) + 1)
     comp_handles = [
         Line2D(
             [],
@@ -461,7 +470,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             mec="k",
             mew=0.3,
             ms=6,
-            label=f"{k} ({int((labels == k).sum())})",
+            label=f"{'noise' if k == -1 else k} ({int((labels == k).sum())})",
         )
         for k in present
     ]

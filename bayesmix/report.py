@@ -288,6 +288,28 @@ def _data_and_settings(doc, result, out_dir):
     items = [
         f"Data: {info['source']}.",
         f"Used {N} observations x {D} features ({', '.join(names)}){dropped}.",
+        *(
+            [
+                f"Frequency weights: column `{info['weights']}` (not a feature; total weight "
+                f"{info['total_weight']:g}, the n of BIC/ICL)."
+            ]
+            if info.get("weights")
+            else []
+        ),
+        *(
+            [
+                "Noise component: a uniform density over "
+                + (
+                    "the data's bounding box"
+                    if spec.noise is True
+                    else f"a region of volume {spec.noise:g}"
+                )
+                + " with its own weight (finite mixtures; points whose most probable class is "
+                "noise are labelled -1 and drawn grey)."
+            ]
+            if getattr(spec, "noise", False)
+            else []
+        ),
         "Standardized (each feature centred and divided by its sample SD): " + standardized,
         f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
         f"{spec.em_n_init} starts.",
@@ -418,7 +440,8 @@ def _membership(doc, result, out_dir):
         f"Membership from the {result.membership_source}. Uncertainty = 1 - max_k P(z=k): "
         f"median {np.median(unc):.3f}, {int((unc > 0.1).sum())} of {N} observations above 0.1, "
         f"{int((unc > 0.3).sum())} above 0.3. Component sizes (most probable label): "
-        f"{np.bincount(labels, minlength=K).tolist()}."
+        f"{np.bincount(labels[labels >= 0], minlength=K).tolist()}"
+        + (f"; noise class: {int((labels == -1).sum())}." if (labels == -1).any() else ".")
     )
     if result.partition is not None:
         fig = plots.plot_coclustering(result.coclustering, result.partition.labels)

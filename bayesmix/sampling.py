@@ -108,21 +108,30 @@ def _em_init(cfg, rng):
         prior = prior.with_(covariance_prior="conjugate")
     if prior.weight_concentration < 1:
         prior = prior.with_(weight_concentration=1.0)
+    sw = getattr(cfg, "sample_weight", None)
     if cfg.model != "dpgmm":
         return fit_em(
-            cfg.X, cfg.n_components, covariance=cfg.covariance, prior=prior, random_seed=rng
+            cfg.X,
+            cfg.n_components,
+            covariance=cfg.covariance,
+            prior=prior,
+            random_seed=rng,
+            sample_weight=sw,
+            noise=getattr(cfg, "noise_volume", None) or False,
         )
     k_max = min(cfg.n_components, _DP_INIT_MAX_K, max(1, cfg.X.shape[0] // 10))
     best, best_bic, first = None, np.inf, None
     for k in range(1, k_max + 1):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = fit_em(cfg.X, k, covariance=cfg.covariance, prior=prior, random_seed=rng)
+            fit = fit_em(
+                cfg.X, k, covariance=cfg.covariance, prior=prior, random_seed=rng, sample_weight=sw
+            )
         if first is None:
             first = (fit, caught)
         if caught:
             continue
-        bic = fit.bic(cfg.X)
+        bic = fit.bic(cfg.X, sample_weight=sw)
         if bic < best_bic:
             best, best_bic = fit, bic
     if best is None:
@@ -171,6 +180,12 @@ def _init_values(cfg, w, m, c):
         vals["concentration"] = np.float64(a / b)
     elif cfg.n_components > 1:
         vals["weights"] = np.clip(w, 1e-10, None) / np.clip(w, 1e-10, None).sum()
+    if getattr(cfg, "noise_volume", None) is not None:
+        # noise model: the free Dirichlet is over K + 1 weights (an EM noise fit leaves
+        # 1 - sum(w) to the noise; a start without noise gives it 1%)
+        vals.pop("weights", None)
+        wn = np.append(np.clip(w, 1e-10, None), max(1.0 - float(np.sum(w)), 0.01))
+        vals["weights_noise"] = wn / wn.sum()
     if cov == "full" and cfg.covariance_prior == "lkj":
         L = np.linalg.cholesky(c)
         r, cc = np.tril_indices(c.shape[-1])
@@ -748,6 +763,12 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
         extra_dims=extra_dims,
         sample_stats=stats or None,
     )
+    if getattr(cfg, "noise_volume", None) is not None:
+        dt.attrs["noise_volume"] = float(cfg.noise_volume)
+        # the pointwise density includes the noise component's w_0 / V
+        ll = dt["log_likelihood"]["X"]
+        log_w0 = np.log(dt["posterior"]["noise_weight"]) - np.log(cfg.noise_volume)
+        dt["log_likelihood"]["X"] = np.logaddexp(ll, log_w0)
     if "stick" in dt["posterior"].dims:
         dt["posterior"] = (
             dt["posterior"].to_dataset().assign_coords(stick=np.arange(cfg.n_components - 1))

@@ -445,7 +445,7 @@ class SelectKFit:
     waic: ELPDData | None = None
 
 
-def _run_mcmc(X, K, *, covariance, prior, em, **sample_kwargs):
+def _run_mcmc(X, K, *, covariance, prior, em, sample_weight=None, **sample_kwargs):
     """Build the finite mixture and sample it from the EM fit.
 
     PyMC is imported here, deliberately lazily: select_k with ``mcmc=False`` (and
@@ -454,7 +454,7 @@ def _run_mcmc(X, K, *, covariance, prior, em, **sample_kwargs):
     from bayesmix.models import build_gmm
     from bayesmix.sampling import sample
 
-    model = build_gmm(X, K, covariance=covariance, prior=prior)
+    model = build_gmm(X, K, covariance=covariance, prior=prior, sample_weight=sample_weight)
     return sample(model, **{"init": em, **sample_kwargs})
 
 
@@ -472,6 +472,9 @@ def select_k(
     n_init=10,
     progress=True,
     rule="one-se",
+    sample_weight=None,
+    lrt=False,
+    lrt_boot=99,
     **sample_kwargs,
 ):
     """Compare numbers of components: BIC/ICL from EM, ELPD-LOO/WAIC from MCMC.
@@ -507,6 +510,17 @@ def select_k(
         (``progressbar``, ``nuts_sampler``, ``target_accept``, ``init`` ...); they take
         precedence over the defaults select_k passes (``progressbar=progress``, the EM
         fit as ``init``). ``model`` is not accepted: select_k builds one per K.
+    sample_weight : array_like, shape (N,), optional
+        Frequency weights for every EM fit, BIC/ICL (``n = sum(w)``) and PyMC model
+        (see :func:`bayesmix.fit_em`).
+    lrt : bool, default False
+        Add the bootstrap likelihood-ratio test of each K against K + 1
+        (:func:`bayesmix.bootstrap_lrt`, ``lrt_boot`` replicates): columns ``lrt`` and
+        ``lrt_p_value``, and the recommendation ``"lrt"``: the smallest K whose test
+        against K + 1 is not rejected at the 5% level (mclust's sequential use). Not
+        available with ``sample_weight`` or a callable ``prior``.
+    lrt_boot : int, default 99
+        Bootstrap replicates per test (at least 19).
 
     Returns
     -------
@@ -550,6 +564,13 @@ def select_k(
             "model of your own, use bayesmix.sample(model))."
         )
     sample_kwargs = {"progressbar": progress, **sample_kwargs}
+    if lrt and (sample_weight is not None or callable(prior)):
+        raise ValueError(
+            "select_k(lrt=True) supports neither sample_weight nor a callable prior (the "
+            "bootstrap simulates unweighted data from one model); drop lrt or those options."
+        )
+    if sample_weight is not None:
+        sample_kwargs["sample_weight"] = sample_weight
     mcmc_settings = dict(draws=draws, tune=tune, chains=chains, **sample_kwargs) if mcmc else None
     rng = check_random_state(random_seed)
     fits = _Fits()
@@ -558,10 +579,10 @@ def select_k(
     for i, K in enumerate(ks):
         t0 = time.perf_counter()
         p = prior(K) if callable(prior) else prior
-        fit, row = _em_row(data, X, K, covariance, p, n_init, rng)
+        fit, row = _em_row(data, X, K, covariance, p, n_init, rng, sample_weight)
         msg = f"BIC {row['bic']:.1f}, ICL {row['icl']:.1f}"
         if mcmc:
-            row.update(_mcmc_row(data, K, covariance, p, fit, rng, mcmc_settings))
+            row.update(_mcmc_row(data, K, covariance, p, fit, rng, dict(mcmc_settings)))
             msg += (
                 f"; ELPD-LOO {row['elpd_loo']:.1f} ± {row['elpd_loo_se']:.1f}, "
                 f"max R-hat {row['max_rhat']:.3f}"
@@ -575,6 +596,8 @@ def select_k(
             )
     df = pd.DataFrame(rows)
     recommended, rules = _recommend(df, fits, mcmc, rule)
+    if lrt:
+        _add_lrt(df, data, covariance, prior, lrt_boot, rng, progress, recommended, rules)
     df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
     df.attrs["recommended"] = recommended
     df.attrs["rules"] = rules
@@ -603,7 +626,28 @@ def _check_ks(ks, n_obs):
     return ks
 
 
-def _em_row(data, X, K, covariance, prior, n_init, rng):
+def _add_lrt(df, data, covariance, prior, n_boot, rng, progress, recommended, rules):
+    """The bootstrap LRT columns and recommendation (in place)."""
+    from bayesmix.lrt import bootstrap_lrt
+
+    ks = sorted(int(k) for k in df["K"])
+    tab = bootstrap_lrt(
+        data,
+        ks,
+        covariance=covariance,
+        n_boot=n_boot,
+        random_seed=rng,
+        prior=prior,
+        progressbar=progress,
+    )
+    df["lrt"] = [float(tab.loc[int(k), "lrt"]) for k in df["K"]]
+    df["lrt_p_value"] = [float(tab.loc[int(k), "p_value"]) for k in df["K"]]
+    kept = [k for k in ks if tab.loc[k, "p_value"] > 0.05]
+    recommended["lrt"] = kept[0] if kept else ks[-1]
+    rules["lrt"] = "smallest K not rejected against K + 1 by the bootstrap LRT at 5%"
+
+
+def _em_row(data, X, K, covariance, prior, n_init, rng, sample_weight=None):
     """EM fit for one K and its row of the table (BIC, ICL ...)."""
     em = fit_em(
         data,
@@ -612,6 +656,7 @@ def _em_row(data, X, K, covariance, prior, n_init, rng):
         prior=prior,
         n_init=n_init,
         random_seed=int(rng.integers(2**31)),
+        sample_weight=sample_weight,
     )
     row = {
         "K": K,
@@ -620,8 +665,8 @@ def _em_row(data, X, K, covariance, prior, n_init, rng):
         "log_likelihood": float(em.log_likelihood),
         "log_posterior": np.nan if em.log_posterior is None else float(em.log_posterior),
         "n_params": int(em.n_parameters),
-        "bic": float(em.bic(X)),
-        "icl": float(em.icl(X)),
+        "bic": float(em.bic(X, sample_weight=sample_weight)),
+        "icl": float(em.icl(X, sample_weight=sample_weight)),
         "converged": bool(em.converged),
         "collapsed": len(getattr(em, "collapsed", ()) or ()),
     }

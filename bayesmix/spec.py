@@ -23,6 +23,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     columns = ["eruptions", "waiting"]
     standardize = false
     dropna = false
+    weights = "count"      # optional: a column of frequency weights (not a feature)
 
     [data.simulate]        # source = "simulate"
     n_obs = 400
@@ -67,7 +68,13 @@ import pandas as pd
 
 from bayesmix._csv import check_columns, read_csv
 from bayesmix._preflight import K_LIMIT, check_mcmc_draws
-from bayesmix._validation import COVARIANCE_TYPES, check_covariance_type, check_data, check_int
+from bayesmix._validation import (
+    COVARIANCE_TYPES,
+    check_covariance_type,
+    check_data,
+    check_int,
+    check_sample_weight,
+)
 from bayesmix.datasets import load_old_faithful
 from bayesmix.datasets import simulate as simulate_mixture
 
@@ -229,12 +236,14 @@ class ExperimentSpec:
     standardize: bool = False
     dropna: bool = False
     simulate: dict | None = None
+    weights: str | None = None
     kind: str = "finite"
     k: list = field(default_factory=lambda: list(DEFAULTS["k"]))
     covariance: list = field(default_factory=lambda: list(DEFAULTS["covariance"]))
     estimate: str = DEFAULTS["estimate"]
     em_n_init: int = DEFAULTS["em_n_init"]
     truncation: int = DEFAULTS["truncation"]
+    noise: bool | float = False
     prior: dict = field(default_factory=dict)
     mcmc: bool = True
     mcmc_k: list | None = None
@@ -258,9 +267,10 @@ _DATA = (
     "standardize",
     "dropna",
     "simulate",
+    "weights",
 )
 _SIM = ("n_obs", "weights", "means", "covariances", "seed")
-_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation")
+_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation", "noise")
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "tune", "chains")
 
 
@@ -348,6 +358,16 @@ def _parse_data(s, data, base_dir):
         s.standardize = _bool(data["standardize"], "data.standardize")
     if "dropna" in data:
         s.dropna = _bool(data["dropna"], "data.dropna")
+    if "weights" in data:
+        w = data["weights"]
+        if not isinstance(w, str) or not w:
+            raise SpecError(f"data.weights must name the column of frequency weights; got {w!r}.")
+        if s.columns is not None and w in s.columns:
+            raise SpecError(
+                f"data.weights column {w!r} is also listed in data.columns; the weights are "
+                "not a feature: remove it from data.columns."
+            )
+        s.weights = w
 
 
 def _parse_dialect(data):
@@ -390,6 +410,14 @@ def _parse_model(s, model):
         s.em_n_init = _int(model["em_n_init"], "model.em_n_init")
     if "truncation" in model:
         s.truncation = _int(model["truncation"], "model.truncation", 2)
+    if "noise" in model:
+        noise = model["noise"]
+        if not (isinstance(noise, bool) or _is_positive_number(noise)):
+            raise SpecError(
+                "model.noise must be true/false (a uniform noise component over the data's "
+                f"bounding box) or a positive volume; got {noise!r}."
+            )
+        s.noise = noise
 
 
 def _is_positive_number(x):
@@ -503,6 +531,8 @@ class Data:
     feature_names: list
     info: dict
     truth: dict | None = None
+    #: frequency weights from the column ``data.weights`` (N,), or None
+    sample_weight: np.ndarray | None = None
 
 
 def _csv_lines(rows, first_line=2, n=5):
@@ -533,8 +563,21 @@ def load_data(spec):
     """
     df, src, truth, first_line = _read_source(spec)
     n_read = int(df.shape[0])
+    df, wcol = _pop_weights(df, spec.weights)
     df = _select_columns(df, spec.columns)
-    values, keep = _drop_missing(df.to_numpy(dtype=float), spec.dropna, first_line)
+    values = df.to_numpy(dtype=float)
+    if wcol is not None:
+        values = np.column_stack([values, wcol])
+    values, keep = _drop_missing(values, spec.dropna, first_line)
+    weights = None
+    if wcol is not None:
+        values, weights = values[:, :-1], values[:, -1]
+        try:
+            weights = check_sample_weight(
+                weights, len(weights), name=f"data.weights {spec.weights!r}"
+            )
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
     if truth is not None and keep is not None:
         truth["labels"] = truth["labels"][keep]
     names = [str(c) for c in df.columns]
@@ -552,12 +595,32 @@ def load_data(spec):
         "n_features": int(values.shape[1]),
         "feature_names": names,
         "standardized": False,
+        "weights": spec.weights,
+        "total_weight": None if weights is None else float(weights.sum()),
     }
     if spec.standardize:
         values = _standardize(values, names, info)
     if truth is not None:
         truth = _truth_in_data_units(truth, list(df.columns), info)
-    return Data(np.ascontiguousarray(values), names, info, truth)
+    return Data(np.ascontiguousarray(values), names, info, truth, weights)
+
+
+def _pop_weights(df, column):
+    """(table without the weights column, the weights as float or None)."""
+    if column is None:
+        return df, None
+    if column not in df.columns:
+        raise SpecError(
+            f"weights column {column!r} (data.weights / --weights) is not in the data; "
+            f"available columns: {list(map(str, df.columns))}."
+        )
+    try:
+        w = pd.to_numeric(df[column], errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        raise SpecError(
+            f"weights column {column!r} must hold numbers (frequency weights >= 0)."
+        ) from None
+    return df.drop(columns=[column]), w
 
 
 def _read_source(spec):
