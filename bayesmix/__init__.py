@@ -32,6 +32,7 @@ _LAZY = {
     # PyMC layer
     "build_gmm": "bayesmix.models",
     "build_dpgmm": "bayesmix.models",
+    "build_mfm": "bayesmix.models",
     "sample": "bayesmix.sampling",
     "from_arrays": "bayesmix._trace",
     "save_fit": "bayesmix.io",
@@ -46,6 +47,9 @@ _LAZY = {
     "waic": "bayesmix.selection",
     "select_k": "bayesmix.selection",
     "compare_fits": "bayesmix.compare",
+    "n_clusters": "bayesmix.nclusters",
+    "plot_n_clusters": "bayesmix.nclusters",
+    "prior_n_clusters": "bayesmix.nclusters",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -206,39 +206,32 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     )
 
 
-def coclustering(idata, *, chunk_size=None):
-    """Posterior probability that two observations share a component.
+def _allocations(idata):
+    """Sampled allocations (S, N) when the posterior stores them (Gibbs), else None."""
+    post = idata["posterior"]
+    if "allocations" not in post.data_vars:
+        return None
+    z = post["allocations"].transpose("chain", "draw", "obs").values
+    return z.reshape(-1, z.shape[-1]).astype(np.int64)
 
-    ``PSM[n, m] = (1/S) sum_s sum_k p_snk p_smk`` (n != m), ``PSM[n, n] = 1``: see
-    the module docstring. Label-invariant, so valid for Dirichlet-process fits.
 
-    Parameters
-    ----------
-    idata : xarray.DataTree
-        A bayesmix posterior (finite or Dirichlet-process mixture).
-    chunk_size : int, optional
-        Draws per chunk; default keeps the (chunk, N, K) block near 64 MB.
+def _psm_from_allocations(z, chunk_size=None):
+    """(1/S) sum_s 1(z_sn = z_sm) by one-hot products, chunked over draws."""
+    S, N = z.shape
+    K = int(z.max()) + 1
+    if chunk_size is None:
+        chunk_size = max(1, int(_CHUNK_BYTES // max(1, N * K * 8)))
+    psm = np.zeros((N, N))
+    for start in range(0, S, chunk_size):
+        zs = z[start : start + chunk_size]
+        A = np.zeros((N, zs.shape[0], K))
+        A[np.arange(N)[None, :], np.arange(zs.shape[0])[:, None], zs] = 1.0
+        A = A.reshape(N, -1)
+        psm += A @ A.T
+    return psm / S
 
-    Returns
-    -------
-    xarray.DataArray
-        Dims (obs, obs2), symmetric, values in [0, 1], ones on the diagonal. The
-        result itself takes ``8 N^2`` bytes (800 MB for N = 10,000); temporaries stay
-        bounded by ``chunk_size``.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from bayesmix._trace import from_arrays
-    >>> w = np.full((1, 4, 2), 0.5)
-    >>> mu = np.zeros((1, 4, 2, 1)); mu[..., 1, 0] = 20.0
-    >>> X = np.array([[0.0], [0.1], [20.0]])
-    >>> coclustering(from_arrays(w, mu, np.ones((1, 4, 2, 1, 1)), X)).values.round(3)
-    array([[1., 1., 0.],
-           [1., 1., 0.],
-           [0., 0., 1.]])
-    """
-    _check_tree(idata)
+def _psm_from_parameters(idata, chunk_size=None):
     w, m, c = _flat_params(idata)
     X = get_observed(idata)
     S, K = w.shape
@@ -251,21 +244,90 @@ def coclustering(idata, *, chunk_size=None):
         P = responsibilities(X, w[sl], m[sl], c[sl])  # (s, N, K)
         A = np.moveaxis(P, 1, 0).reshape(N, -1)  # (N, s*K)
         psm += A @ A.T
-    psm /= S
+    return psm / S, S
+
+
+def coclustering(idata, *, chunk_size=None, source="auto"):
+    """Posterior probability that two observations share a component.
+
+    Two estimators of the same ``P(z_n = z_m | x)``:
+
+    * ``source="allocations"``: the fraction of draws whose sampled allocations put n
+      and m together, ``(1/S) sum_s 1(z_sn = z_sm)`` (the usual estimator from MCMC
+      partitions, as R's ``mcclust::comp.psm``); needs the ``allocations`` (chain,
+      draw, obs) that ``bm.sample(..., sampler="gibbs")`` stores.
+    * ``source="parameters"``: ``PSM[n, m] = (1/S) sum_s sum_k p_snk p_smk`` with
+      ``p_snk = p(z_n = k | x_n, theta_s)`` (the allocations summed out given each
+      draw's parameters, see the module docstring); works for any sampler.
+
+    Both are label-invariant, so valid for Dirichlet-process and MFM fits.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A bayesmix posterior (finite, Dirichlet-process or MFM).
+    chunk_size : int, optional
+        Draws per chunk; default keeps the temporaries near 64 MB.
+    source : {"auto", "allocations", "parameters"}
+        ``"auto"``: the sampled allocations when the posterior has them, else the
+        parameters.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (obs, obs2), symmetric, values in [0, 1], ones on the diagonal; attrs
+        ``n_draws`` and ``source``. The result itself takes ``8 N^2`` bytes (800 MB for
+        N = 10,000).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix._trace import from_arrays
+    >>> w = np.full((1, 4, 2), 0.5)
+    >>> mu = np.zeros((1, 4, 2, 1)); mu[..., 1, 0] = 20.0
+    >>> X = np.array([[0.0], [0.1], [20.0]])
+    >>> coclustering(from_arrays(w, mu, np.ones((1, 4, 2, 1, 1)), X)).values.round(3)
+    array([[1., 1., 0.],
+           [1., 1., 0.],
+           [0., 0., 1.]])
+    >>> z = np.array([[[0, 0, 1], [0, 1, 1], [2, 2, 2], [0, 0, 1]]])  # (chain, draw, obs)
+    >>> dt = from_arrays(w, mu, np.ones((1, 4, 2, 1, 1)), X, extra={"allocations": z},
+    ...                  extra_dims={"allocations": ["obs"]})
+    >>> coclustering(dt).values
+    array([[1.  , 0.75, 0.25],
+           [0.75, 1.  , 0.5 ],
+           [0.25, 0.5 , 1.  ]])
+    """
+    _check_tree(idata)
+    if source not in ("auto", "allocations", "parameters"):
+        raise ValueError(f"source must be 'auto', 'allocations' or 'parameters'; got {source!r}.")
+    z = _allocations(idata) if source != "parameters" else None
+    if source == "allocations" and z is None:
+        raise ValueError(
+            "source='allocations' needs posterior 'allocations' (chain, draw, obs), which "
+            "bm.sample(model, sampler='gibbs') stores; use source='parameters' for this fit."
+        )
+    if z is not None:
+        psm, S, used = _psm_from_allocations(z, chunk_size), z.shape[0], "allocations"
+    else:
+        (psm, S), used = _psm_from_parameters(idata, chunk_size), "parameters"
     np.clip(psm, 0.0, 1.0, out=psm)
     np.fill_diagonal(psm, 1.0)
+    N = psm.shape[0]
     obs = np.arange(N)
     if "observed_data" in idata.children and "obs" in idata["observed_data"].coords:
         obs = idata["observed_data"]["obs"].values
+    definition = (
+        "fraction of draws with z_n = z_m (sampled allocations); diagonal 1"
+        if used == "allocations"
+        else "mean over draws of P(z_n = z_m | x, theta_s); diagonal 1"
+    )
     return xr.DataArray(
         psm,
         dims=("obs", "obs2"),
         coords={"obs": obs, "obs2": obs},
         name="coclustering",
-        attrs={
-            "n_draws": int(S),
-            "definition": "mean over draws of P(z_n = z_m | x, theta_s); diagonal 1",
-        },
+        attrs={"n_draws": int(S), "source": used, "definition": definition},
     )
 
 
@@ -445,11 +507,15 @@ class PointPartition:
 
 
 def _draw_partitions(idata, max_draws):
-    w, m, c = _flat_params(idata)
-    X = get_observed(idata)
-    S = w.shape[0]
+    """Candidate partitions from evenly spaced draws: the sampled allocations when the
+    posterior stores them, else each draw's MAP allocation."""
+    z = _allocations(idata)
+    w, m, c = _flat_params(idata) if z is None else (None, None, None)
+    S = z.shape[0] if z is not None else w.shape[0]
     idx = np.unique(np.linspace(0, S - 1, min(S, max_draws)).round().astype(int))
-    P = responsibilities(X, w[idx], m[idx], c[idx])
+    if z is not None:
+        return z[idx]
+    P = responsibilities(get_observed(idata), w[idx], m[idx], c[idx])
     return P.argmax(-1)  # (n_draws, N)
 
 
@@ -460,8 +526,10 @@ def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, gr
     ----------
     data : xarray.DataTree or array_like / xarray.DataArray (N, N)
         A bayesmix posterior (finite or DP mixture), or a posterior similarity
-        matrix such as :func:`coclustering` returns. Per-draw MAP partitions are
-        candidates only when a DataTree is given.
+        matrix such as :func:`coclustering` returns. With a DataTree, the PSM is
+        ``coclustering(data)`` (from the sampled allocations when stored) and the
+        partitions of ``max_draws`` draws are candidates too: the sampled allocations
+        when the posterior has them (Gibbs), else each draw's MAP allocation.
     loss : {"binder", "vi"}
         The loss (formulas in the module docstring).
     max_clusters : int, optional

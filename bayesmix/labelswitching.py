@@ -73,11 +73,13 @@ def check_labels_usable(idata, *, what):
     what : str
         Name of the calling function, used in the message.
     """
-    if str(idata.attrs.get("model", "gmm")).lower() == "dpgmm":
+    model = str(idata.attrs.get("model", "gmm")).lower()
+    if model in ("dpgmm", "mfm"):
+        kind = "Dirichlet-process" if model == "dpgmm" else "mixture-of-finite-mixtures"
         raise ValueError(
-            f"{what} needs consistent component labels, but idata is a Dirichlet-process fit "
-            "(attrs['model'] == 'dpgmm'), whose components switch labels and mostly sit empty "
-            "by design. Use the label-invariant bayesmix.coclustering(idata) and "
+            f"{what} needs consistent component labels, but idata is a {kind} fit "
+            f"(attrs['model'] == {model!r}), whose components switch labels and mostly sit "
+            "empty by design. Use the label-invariant bayesmix.coclustering(idata) and "
             "bayesmix.point_partition(idata) instead, or fit a finite mixture with "
             "bayesmix.build_gmm."
         )

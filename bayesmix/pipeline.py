@@ -9,7 +9,8 @@ stages in order:
    default, so that EM is the mode of the posterior MCMC explores), BIC and ICL;
 4. MCMC for each K (finite mixtures), relabelled against the EM fit, with ELPD-LOO and
    ELPD-WAIC;
-5. one Dirichlet-process mixture;
+5. one Dirichlet-process mixture; one mixture of finite mixtures (``model.mfm``, Gibbs
+   sampler), whose posterior P(K = k) becomes the ``p_mfm`` column of the table;
 6. analysis: the chosen model (:func:`bayesmix.selection.choose_model`, rule in
    :data:`bayesmix.selection.CHOICE_RULE`), membership uncertainty, co-clustering,
    point partition, EM against MCMC, recovery of the truth for simulated data;
@@ -45,7 +46,8 @@ from bayesmix.compare import adjusted_rand_index, compare_fits
 from bayesmix.em import fit_em
 from bayesmix.io import check_save_target, save_fit
 from bayesmix.labelswitching import diagnostics, relabel
-from bayesmix.models import build_dpgmm, build_gmm
+from bayesmix.models import DP_DEFAULT_K0, build_dpgmm, build_gmm, build_mfm, default_cluster_prior
+from bayesmix.nclusters import n_clusters
 from bayesmix.priors import GMMPrior
 from bayesmix.report import write_report
 from bayesmix.sampling import sample
@@ -98,6 +100,7 @@ class ExperimentResult:
     table: object = None
     records: dict = field(default_factory=dict)
     dp: FitRecord | None = None
+    mfm: FitRecord | None = None
     chosen: tuple | None = None
     choice_reason: str = ""
     membership: object = None
@@ -208,6 +211,8 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
             _mcmc_stage(run)
         if spec.mcmc and spec.kind in ("dp", "both"):
             _dp_stage(run)
+        if spec.mcmc and spec.mfm:
+            _mfm_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
     timings["analysis_total"] = time.perf_counter() - t_start
@@ -458,10 +463,11 @@ def _dp_stage(run):
     T = min(spec.truncation, run.X.shape[0])
     run.log(f"MCMC: Dirichlet-process mixture, {cov} covariance, truncation {T}")
     t1 = time.perf_counter()
-    rec = FitRecord(cov, f"DP({T})", prior=_prior_for(spec, run.X, T))
+    prior = _cluster_prior(spec, run.X, DP_DEFAULT_K0)
     model = build_dpgmm(
-        run.Xdf, truncation=T, covariance=cov, prior=rec.prior, sample_weight=run.sample_weight
+        run.Xdf, truncation=T, covariance=cov, prior=prior, sample_weight=run.sample_weight
     )
+    rec = FitRecord(cov, f"DP({T})", prior=model.bayesmix_config.prior)
     # start the chains from the EM fit with the most components (<= T) of the grid, as
     # notebook 03 does: the sticks beyond it start nearly empty
     em_init = [
@@ -489,6 +495,47 @@ def _dp_stage(run):
     rec.stage_seconds = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + rec.seconds - t3}
     result.dp = rec
     run.log(f"  ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, {rec.seconds:.0f} s")
+
+
+def _mfm_stage(run):
+    """One mixture of finite mixtures (first covariance type): the posterior on K."""
+    spec, result = run.spec, run.result
+    cov = spec.covariance[0]
+    run.log(f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs)")
+    t1 = time.perf_counter()
+    k_prior = build_mfm(run.Xdf, covariance=cov).bayesmix_config.k_prior
+    k0 = float(k_prior @ np.arange(1, k_prior.size + 1))
+    prior = _cluster_prior(spec, run.X, k0, drop=("dp_concentration",))
+    model = build_mfm(run.Xdf, covariance=cov, prior=prior)
+    rec = FitRecord(cov, "MFM", prior=model.bayesmix_config.prior)
+    # start at the grid's lowest-BIC EM fit (no EM restarts inside bm.sample)
+    fits = [r.em for (c, K), r in result.records.items() if c == cov and r.em is not None]
+    init = min(fits, key=lambda em: em.bic(run.X)) if fits else None
+    if init is not None and init.weights.size > model.bayesmix_config.n_components:
+        init = None
+    with _notes(result.notes, "MFM"):
+        rec.idata = sample(
+            model,
+            init=init,
+            sampler="gibbs",
+            draws=spec.draws,
+            tune=spec.tune,
+            chains=spec.chains,
+            random_seed=next(run.seeds),
+            progressbar=not run.quiet,
+        )
+    rec.diagnostics["n_clusters"] = table = n_clusters(rec.idata)
+    k = table[table["variable"] == "n_components"].set_index("k")
+    on = result.table["covariance"] == cov
+    result.table["p_mfm"] = np.where(
+        on, result.table["K"].map(k["probability"]).fillna(0.0), np.nan
+    )
+    rec.seconds = time.perf_counter() - t1
+    result.mfm = rec
+    s = table.attrs["summary"]["n_components"]
+    run.log(
+        f"  posterior mode K={s['mode']} (P = {s['mode_probability']:.2f}), {rec.seconds:.0f} s"
+    )
 
 
 def _analysis_stage(run):
@@ -557,9 +604,29 @@ def _save_fits(result):
             prior=rec.prior.to_dict() if rec.prior is not None else None,
         )
         save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
+    if result.mfm is not None:
+        rec = result.mfm
+        rec.path = str(fits / f"mfm_{rec.covariance}")
+        cfg = dict(base, covariance=rec.covariance, model="mfm", prior=rec.prior.to_dict())
+        save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
 
 
 # ---------------------------------------------------------------------------- helpers
+def _cluster_prior(spec, X, k0, drop=()):
+    """The DP/MFM default prior (mclust's scale at ``k0`` clusters, see
+    :func:`bayesmix.models.default_cluster_prior`) under the spec's [prior] fields; ``None``
+    (the builder's own default) when the spec sets none."""
+    if not spec.prior:
+        return None
+    overrides = {k: v for k, v in spec.prior.items() if k not in drop}
+    if "dp_concentration" in overrides:
+        overrides["dp_concentration"] = tuple(overrides["dp_concentration"])
+    try:
+        return default_cluster_prior(X, k0, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"prior: {exc}") from None
+
+
 def _prior_for(spec, X, K):
     overrides = dict(spec.prior)
     if "dp_concentration" in overrides:
@@ -602,7 +669,14 @@ def _diag_summary(idata, relabelled):
 
 
 def _occupied(idata, max_draws=400):
-    """Posterior draws of the number of occupied components (hard allocations)."""
+    """Posterior distribution of the number of occupied components: the sampled
+    ``n_occupied`` when the posterior has it (bm.n_clusters), else hard allocations."""
+    if "n_occupied" in idata["posterior"].data_vars:
+        from bayesmix.nclusters import n_clusters
+
+        table = n_clusters(idata, var_names="n_occupied")
+        pairs = zip(table["k"], table["probability"], strict=True)
+        return {int(k): float(p) for k, p in pairs if p > 0}
     w, m, c = get_params(idata)
     C, S = w.shape[:2]
     X = get_observed(idata)

@@ -259,6 +259,13 @@ def _summary(doc, result, out_dir):
             "draws (the DP posterior on the number of clusters is not consistent; read it as "
             "a description, not an estimate of K)."
         )
+    if result.mfm is not None:
+        s = result.mfm.diagnostics["n_clusters"].attrs["summary"]["n_components"]
+        summary.append(
+            f"Mixture of finite mixtures: posterior mode K = {s['mode']} "
+            f"(P = {s['mode_probability']:.2f}, E[K] = {s['mean']:.2f} ± {s['mean_mcse']:.2f} "
+            "MCSE); see 'Number of clusters'."
+        )
     if result.recovery is not None and "ari" in result.recovery:
         summary.append(
             f"Recovery of the simulated truth: ARI {result.recovery['ari']:.3f} "
@@ -352,6 +359,7 @@ _SELECTION_COLUMNS = (
     "log_likelihood",
     "bic",
     "icl",
+    "p_mfm",
     "elpd_loo",
     "elpd_loo_se",
     "p_loo",
@@ -510,6 +518,63 @@ def _dp(doc, result, out_dir):
         doc.fig(_save(fig, out_dir, "coclustering.png"), "DP co-clustering")
 
 
+def _cluster_models(result):
+    """(title, n_clusters table, prior table) of the DP and MFM fits the experiment ran."""
+    from bayesmix.nclusters import n_clusters, prior_n_clusters
+
+    N = result.data.X.shape[0]
+    out = []
+    if result.dp is not None and result.dp.idata is not None:
+        conc = result.dp.prior.dp_concentration if result.dp.prior is not None else (1.0, 1.0)
+        out.append(
+            (
+                f"Dirichlet process (truncation {result.dp.idata.attrs.get('truncation', '?')})",
+                n_clusters(result.dp.idata),
+                prior_n_clusters(N, concentration=tuple(conc)),
+            )
+        )
+    if result.mfm is not None:
+        attrs = result.mfm.idata.attrs
+        prior = prior_n_clusters(
+            N,
+            k_prior=np.asarray(attrs["k_prior"]),
+            weight_concentration=result.mfm.prior.weight_concentration,
+            dynamic=bool(attrs.get("dynamic", 0)),
+        )
+        out.append(("Mixture of finite mixtures", result.mfm.diagnostics["n_clusters"], prior))
+    return out
+
+
+def _n_clusters(doc, result, out_dir):
+    from matplotlib.figure import Figure
+
+    from bayesmix.nclusters import plot_n_clusters
+
+    models = _cluster_models(result)
+    if not models:
+        return
+    doc.h(2, "Number of clusters")
+    doc.p(
+        "K+ is the number of components holding at least one observation in a draw, K the "
+        "number of components of a mixture of finite mixtures (K >= K+). Probabilities are "
+        "fractions of draws; the MCSE uses each indicator's effective sample size "
+        "(`bm.n_clusters`). The MFM's posterior on K is consistent when the clusters are "
+        "Gaussian; the Dirichlet process's K+ is not (it keeps small extra clusters)."
+    )
+    fig = Figure(figsize=(6.0 * len(models), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, (title, table, prior) in zip(axes, models, strict=True):
+        show = table[table["probability"] >= 1e-3]
+        doc.p(f"**{title}**")
+        doc.table(show.rename(columns={"variable": "quantity"}))
+        plot_n_clusters(table, prior=prior, ax=ax)
+        ax.set_title(title)
+    doc.fig(
+        _save(fig, out_dir, "n_clusters.png"),
+        "Posterior P(K+ = k) and P(K = k) (bars, ± 2 MCSE) and the prior (open markers)",
+    )
+
+
 def _recovery(doc, result, out_dir):
     r = result.recovery
     if r is None:
@@ -540,8 +605,9 @@ def _notes(doc, result, out_dir):
 def _saved_fits(doc, result, out_dir):
     doc.h(2, "Saved fits")
     saved = [f"`{Path(r.path).relative_to(out_dir)}`" for r in result.records.values() if r.path]
-    if result.dp is not None and result.dp.path:
-        saved.append(f"`{Path(result.dp.path).relative_to(out_dir)}`")
+    for rec in (result.dp, result.mfm):
+        if rec is not None and rec.path:
+            saved.append(f"`{Path(rec.path).relative_to(out_dir)}`")
     doc.p(
         "Load with `bayesmix.load_fit(folder)` (EM result JSON, posterior Zarr, configuration): "
         + ", ".join(saved)
@@ -565,6 +631,7 @@ _SECTIONS = (
     _diagnostics,
     _em_vs_mcmc,
     _dp,
+    _n_clusters,
     _recovery,
     _notes,
     _saved_fits,

@@ -475,6 +475,7 @@ def select_k(
     sample_weight=None,
     lrt=False,
     lrt_boot=99,
+    mfm=False,
     **sample_kwargs,
 ):
     """Compare numbers of components: BIC/ICL from EM, ELPD-LOO/WAIC from MCMC.
@@ -505,6 +506,14 @@ def select_k(
         standard error of the best (the SE of the pointwise difference with the
         best K, ``sqrt(N Var_i(elpd_i,K - elpd_i,best))``, as arviz ``compare``'s
         ``dse``); ``"best"`` the highest ELPD.
+    mfm : bool or dict
+        Also fit one mixture of finite mixtures (:func:`bayesmix.build_mfm`, same
+        covariance type, sampled by the Gibbs sampler with ``draws``/``tune``/``chains``)
+        and put its posterior ``P(K = k | data)`` next to the criteria: columns
+        ``p_mfm`` and ``p_mfm_mcse`` (:func:`bayesmix.n_clusters`), recommendation
+        ``"mfm"`` = the posterior mode of K. A dict gives :func:`bayesmix.build_mfm`
+        keywords (``k_prior``, ``max_components``, ``dynamic``, ``prior``); a
+        :class:`GMMPrior` given as ``prior`` is used for it too.
     **sample_kwargs
         More keyword arguments for :func:`bayesmix.sample` and ``pymc.sample``
         (``progressbar``, ``nuts_sampler``, ``target_accept``, ``init`` ...); they take
@@ -598,6 +607,9 @@ def select_k(
     recommended, rules = _recommend(df, fits, mcmc, rule)
     if lrt:
         _add_lrt(df, data, covariance, prior, lrt_boot, rng, progress, recommended, rules)
+    if mfm:
+        mfm_settings = dict(draws=draws, tune=tune, chains=chains, progress=progress)
+        _add_mfm(df, data, covariance, prior, mfm, rng, mfm_settings, recommended, rules)
     df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
     df.attrs["recommended"] = recommended
     df.attrs["rules"] = rules
@@ -606,6 +618,47 @@ def select_k(
         chosen = ", ".join(f"{c.upper()}: K={k}" for c, k in recommended.items())
         _say(f"select_k: recommended {chosen} ({time.perf_counter() - t_grid:.1f} s)")
     return df
+
+
+def _add_mfm(df, data, covariance, prior, mfm, rng, settings, recommended, rules):
+    """One MFM fit: its P(K = k) as columns of ``df``, its mode as a recommendation."""
+    from bayesmix.models import build_mfm
+    from bayesmix.nclusters import n_clusters
+    from bayesmix.priors import GMMPrior
+    from bayesmix.sampling import sample
+
+    if not isinstance(mfm, bool | dict):
+        raise TypeError(
+            "mfm must be True/False or a dict of bayesmix.build_mfm keywords (k_prior, "
+            f"max_components, dynamic, prior); got {type(mfm).__name__}."
+        )
+    opts = dict(mfm) if isinstance(mfm, dict) else {}
+    if isinstance(prior, GMMPrior):
+        opts.setdefault("prior", prior)
+    t0 = time.perf_counter()
+    idata = sample(
+        build_mfm(data, covariance=covariance, **opts),
+        sampler="gibbs",
+        draws=settings["draws"],
+        tune=settings["tune"],
+        chains=settings["chains"],
+        random_seed=int(rng.integers(2**31 - 1)),
+        progressbar=settings["progress"],
+    )
+    table = n_clusters(idata)
+    k = table[table["variable"] == "n_components"].set_index("k")
+    df["p_mfm"] = df["K"].map(k["probability"]).fillna(0.0).astype(float)
+    df["p_mfm_mcse"] = df["K"].map(k["mcse"]).fillna(0.0).astype(float)
+    recommended["mfm"] = int(table.attrs["summary"]["n_components"]["mode"])
+    rules["mfm"] = "posterior mode of K under a mixture of finite mixtures (bm.build_mfm)"
+    df.attrs["mfm"] = idata
+    df.attrs["mfm_n_clusters"] = table
+    if settings["progress"]:
+        p = table.attrs["summary"]["n_components"]
+        _say(
+            f"select_k: MFM posterior mode K={p['mode']} (P = {p['mode_probability']:.2f}, "
+            f"E[K] = {p['mean']:.2f}) ({time.perf_counter() - t0:.1f} s)"
+        )
 
 
 def _say(msg):

@@ -39,6 +39,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     estimate = "map"       # EM: "map" (under [prior]) or "ml"
     em_n_init = 5
     truncation = 15        # Dirichlet-process truncation
+    mfm = true             # also a mixture of finite mixtures (Gibbs): posterior on K
 
     [prior]                # GMMPrior fields; defaults from GMMPrior.from_data(X, K)
     mean_shrinkage = 0.01
@@ -244,6 +245,7 @@ class ExperimentSpec:
     em_n_init: int = DEFAULTS["em_n_init"]
     truncation: int = DEFAULTS["truncation"]
     noise: bool | float = False
+    mfm: bool = True
     prior: dict = field(default_factory=dict)
     mcmc: bool = True
     mcmc_k: list | None = None
@@ -270,7 +272,16 @@ _DATA = (
     "weights",
 )
 _SIM = ("n_obs", "weights", "means", "covariances", "seed")
-_MODEL = ("kind", "k", "covariance", "estimate", "em_n_init", "truncation", "noise")
+_MODEL = (
+    "kind",
+    "k",
+    "covariance",
+    "estimate",
+    "em_n_init",
+    "truncation",
+    "noise",
+    "mfm",
+)
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "tune", "chains")
 
 
@@ -418,6 +429,8 @@ def _parse_model(s, model):
                 f"bounding box) or a positive volume; got {noise!r}."
             )
         s.noise = noise
+    if "mfm" in model:
+        s.mfm = _bool(model["mfm"], "model.mfm")
 
 
 def _is_positive_number(x):

@@ -266,8 +266,13 @@ def test_dpgmm_structure(data):
     assert len(model.coords["component"]) == 6
     cfg = model.bayesmix_config
     assert cfg.truncation == 6
-    # default DP prior: the data-covariance scale (from_data(X, 1))
-    np.testing.assert_allclose(cfg.prior.scale, bm.GMMPrior.from_data(data, 1).scale)
+    # default DP prior: mclust's scale cov(X) / K0^(2/D) at K0 = 2 (Richardson & Green's
+    # component sd ~ range / 10 in one dimension), data mean, dof D + 2, kappa0 0.01
+    D = data.shape[1]
+    expected = np.cov(data, rowvar=False) / 2 ** (2 / D)
+    np.testing.assert_allclose(cfg.prior.scale, expected, rtol=1e-6)
+    np.testing.assert_allclose(cfg.prior.mean, data.mean(0))
+    assert cfg.prior.dof == D + 2 and cfg.prior.mean_shrinkage == 0.01
 
 
 def test_bad_input_messages(data):

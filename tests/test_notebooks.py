@@ -54,6 +54,17 @@ TINY = {
         "CV": "2",
         "PROGRESS": "False",
     },
+    "05_how_many_clusters.ipynb": {
+        "K_GRID": "range(2, 4)",
+        "DRAWS": "60",
+        "TUNE": "40",
+        "CHAINS": "1",
+        "MCMC_DRAWS": "40",
+        "MCMC_TUNE": "40",
+        "N_INIT": "2",
+        "N_SIM": "150",
+        "PROGRESS": "False",
+    },
 }
 
 #: checks run in the kernel after the notebook, on its own variables. Tolerances: the
@@ -118,6 +129,26 @@ assert np.all(lower <= upper) and np.all(width >= 0)
 # the MCMC partition is EM's (clusters far apart; holds for any draws near the mode)
 assert adjusted_rand_score(bm_labels, proba.argmax(1)) > 0.95
 assert bgm.idata_["posterior"].sizes["draw"] == DRAWS
+""",
+    "05_how_many_clusters.ipynb": """
+assert set(table_of.attrs["recommended"]) == {"bic", "icl", "loo", "waic"}
+# EM criteria are deterministic fits: BIC and ICL pick 2 on Old Faithful (mclust), 3 on
+# three well-separated simulated clusters (the short chains' K+ are not checked: 60 sweeps
+# stay near their EM start)
+assert table_of.attrs["recommended"]["bic"] == 2 and table_of.attrs["recommended"]["icl"] == 2
+assert table_3.attrs["recommended"]["bic"] == 3 and table_3.attrs["recommended"]["icl"] == 3
+assert nc_mfm_3.attrs["summary"]["n_occupied"]["n_draws"] == DRAWS * CHAINS
+for nc in (nc_dp_of, nc_mfm_of, nc_mfm_3):
+    assert set(nc["variable"]) <= {"n_occupied", "n_components"}
+    for _, sub in nc.groupby("variable"):
+        assert abs(sub["probability"].sum() - 1) < 1e-12 and (sub["mcse"] >= 0).all()
+assert set(nc_mfm_of["variable"]) == {"n_occupied", "n_components"}
+assert abs(dp_prior["probability"].sum() - 1) < 1e-8
+col = with_mfm_column(table_of, mfm_of)["P(K=k | MFM)"]
+assert col.between(0, 1).all() and col.sum() <= 1 + 1e-12
+assert list(growth["N"]) == [N_SIM // 2, N_SIM, 2 * N_SIM]
+assert len(sensitivity) == 8 and sensitivity["posterior E[K+]"].between(1, 20).all()
+assert np.isclose(sensitivity.loc[0, "prior P(K+=2)"], dp_prior.loc[1, "probability"])
 """,
 }
 

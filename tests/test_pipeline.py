@@ -101,6 +101,7 @@ def test_pipeline_with_fake_sampler_recovers_simulated_truth(tmp_path, fake_samp
     spec.k = [1, 2, 3, 4]
     spec.mcmc_k = [2, 3, 4]
     spec.em_n_init = 2
+    spec.mfm = False  # the real MFM stage is covered by test_report's MCMC report
     res = pipeline.run_experiment(spec, out=tmp_path / "rep", quiet=True)
     t = res.table
     assert t.loc[t["K"] == 1, "elpd_loo"].isna().all()  # K=1 not sampled (mcmc_k)

@@ -40,6 +40,8 @@ def em_report(tmp_path_factory):
 def mcmc_report(tmp_path_factory):
     spec = load_spec(MODELS / "simulated_known_truth.toml")
     spec.k, spec.mcmc_k, spec.em_n_init = [1, 2, 3], [2, 3], 2
+    # the MFM stage samples for real (Gibbs, no compilation): short chains keep it quick
+    spec.draws, spec.tune, spec.chains = 100, 50, 2
     out = tmp_path_factory.mktemp("report") / "mcmc"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "build_gmm", fake_build)
@@ -173,16 +175,33 @@ def test_mcmc_report_sections_and_figures(mcmc_report):
         "Membership uncertainty",
         "MCMC diagnostics (after relabelling)",
         "EM against MCMC",
+        "Number of clusters",
         "Recovery of the simulated truth",
         "Saved fits",
         "Timings",
     ]
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert sorted(figures) == [
-        f"figures/{f}.png" for f in ("coclustering", "fit", "rank", "selection", "uncertainty")
+        f"figures/{f}.png"
+        for f in ("coclustering", "fit", "n_clusters", "rank", "selection", "uncertainty")
     ]
     for rel in figures:
         assert (out / rel).stat().st_size > 1000, rel
+
+
+def test_mcmc_report_number_of_clusters(mcmc_report):
+    # the MFM's table is bm.n_clusters of its posterior, and P(K = k) is the p_mfm column
+    res, out = mcmc_report
+    text = (out / "report.md").read_text()
+    nc = bm.n_clusters(res.mfm.idata).set_index(["variable", "k"])
+    rows = table_with(text, "quantity")
+    assert rows and {r["quantity"] for r in rows} == {"n_occupied", "n_components"}
+    for row in rows:
+        ref = nc.loc[(row["quantity"], int(row["k"]))]
+        assert close(row["probability"], ref["probability"]) and close(row["mcse"], ref["mcse"])
+    for row in table_with(text, "elpd_loo"):
+        assert close(row["p_mfm"], nc["probability"].get(("n_components", int(row["K"])), 0.0))
+    assert "Mixture of finite mixtures: posterior mode K" in text
 
 
 def test_mcmc_report_tables_equal_the_fits(mcmc_report):

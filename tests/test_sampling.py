@@ -50,6 +50,7 @@ def em_init(data):
 def sampled(data, em_init):
     model = build_gmm(data, 2)
     kw = dict(init=em_init, draws=30, tune=30, chains=2, cores=1, progressbar=False)
+    kw["sampler"] = "nuts"
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         a = bm.sample(model, random_seed=123, **kw)
@@ -156,7 +157,9 @@ def test_schema_other_covariances_mocked(mocked, data, covariance):
     model = build_gmm(data, 3, covariance=covariance)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dt = bm.sample(model, init=_init_for(3, 2), draws=5, chains=2, random_seed=1)
+        dt = bm.sample(
+            model, init=_init_for(3, 2), draws=5, chains=2, random_seed=1, sampler="nuts"
+        )
     post = dt["posterior"]
     c = post["covariances"].values
     assert c.shape == (2, 5, 3, 2, 2)
@@ -177,7 +180,9 @@ def test_dpgmm_mocked_n_occupied_and_truncation_warning(mocked, data):
     model = build_dpgmm(data, truncation=4)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        dt = bm.sample(model, init=_init_for(2, 2), draws=20, chains=1, random_seed=2)
+        dt = bm.sample(
+            model, init=_init_for(2, 2), draws=20, chains=1, random_seed=2, sampler="nuts"
+        )
     post = dt["posterior"]
     # the warning fires exactly when the last component's mean weight exceeds 1%
     last = float(post["weights"].values[..., -1].mean())
@@ -352,7 +357,14 @@ def test_dp_occupied_mode_is_three():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bm.ConvergenceWarning)
         dt = bm.sample(
-            model, draws=300, tune=300, chains=2, cores=1, progressbar=False, random_seed=6
+            model,
+            draws=300,
+            tune=300,
+            chains=2,
+            cores=1,
+            progressbar=False,
+            random_seed=6,
+            sampler="nuts",
         )
     occ = dt["posterior"]["n_occupied"].values.ravel()
     counts = np.bincount(occ)
@@ -384,12 +396,12 @@ def test_mass_matrix_choice_reaches_pymc(monkeypatch, data):
     small = build_gmm(data, 2)  # 2 x (2 means + 3 log-Cholesky) + 1 weight = 11 parameters
     for choice, expected in {"auto": "full", "diag": "diag", "full": "full"}.items():
         with pytest.raises(_Stop):
-            bm.sample(small, mass_matrix=choice, **kw)
+            bm.sample(small, mass_matrix=choice, sampler="nuts", **kw)
         assert seen["mass_matrix"] == expected, choice
         assert seen["step"] == "step" and "init" not in seen
     big = build_dpgmm(data, truncation=12)  # 12 x 5 + 11 sticks + 1 concentration = 72 > 60
     with pytest.raises(_Stop):
-        bm.sample(big, **kw)
+        bm.sample(big, sampler="nuts", **kw)
     assert seen["mass_matrix"] == "diag"
     # NUTS settings go to the step, the rest to pm.sample
     seen.clear()
