@@ -1,13 +1,14 @@
 # Two entry points for a fresh machine (see README.md):
 #   make run    install into .venv, then run the full analysis on built-in Old Faithful
 #   make test   install into .venv, then run the default test suite
+#   make docs   build the documentation site into docs/_build/html (warnings are errors)
 PYTHON ?= python3.12
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bayesmix-installed
 OUT    ?= bayesmix-report
 
-.PHONY: install run test test-slow lint bench bench-quick
+.PHONY: install run test test-slow lint bench bench-quick docs notebooks figures check-site
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+DOCS_STAMP := $(VENV)/.bayesmix-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
 
 run: $(STAMP)
 	$(BIN)/bayesmix fit --out $(OUT)
@@ -37,3 +43,19 @@ bench: $(STAMP)
 # smoke runs of every benchmark (RESULTS.md left unchanged)
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
+
+# Documentation (docs/README.md). Notebooks are rendered from their stored outputs;
+# figures are only drawn when missing (make figures redraws them).
+docs: $(DOCS_STAMP)
+	$(BIN)/python docs/make_figures.py
+	$(BIN)/python -m sphinx -b html -W --keep-going -n docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+notebooks: $(DOCS_STAMP)
+	$(BIN)/python docs/run_notebooks.py
+
+figures: $(DOCS_STAMP)
+	$(BIN)/python docs/make_figures.py --force
+
+check-site: $(DOCS_STAMP)
+	$(BIN)/python docs/check_site.py

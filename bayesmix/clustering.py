@@ -110,7 +110,16 @@ class KMeansResult:
         return _assign(self._check_X(X), self.centers)[0]
 
     def transform(self, X):
-        """Squared Euclidean distances of each row of ``X`` to each centre, shape (n_obs, K)."""
+        """Squared Euclidean distances of each row of ``X`` to each centre.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs, K)
+        """
         return _sq_dists(self._check_X(X), self.centers)
 
     def _check_X(self, X):

@@ -279,7 +279,16 @@ class EMResult:
         return _logsumexp_rows(self._log_joint(self._check_X(X), gs.FAR_SCORE))
 
     def score(self, X):
-        """Mean log density per observation, ``score_samples(X).mean()``."""
+        """Mean log density per observation, ``score_samples(X).mean()``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
@@ -350,7 +359,15 @@ class EMResult:
     def aic(self, X, sample_weight=None):
         """Akaike information criterion, ``-2 log L + 2 p`` (lower is better).
 
-        ``sample_weight`` as in :meth:`bic`.
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        sample_weight : array_like, shape (N,), optional
+            As in :meth:`bic`.
+
+        Returns
+        -------
+        float
         """
         X, w, _ = self._weighted(X, sample_weight)
         ll = self.score_samples(X)
@@ -415,7 +432,17 @@ class EMResult:
 
     @classmethod
     def from_dict(cls, d):
-        """Rebuild an :class:`EMResult` from :meth:`to_dict` output."""
+        """Rebuild an :class:`EMResult` from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+            As returned by :meth:`to_dict` (or read back from its JSON).
+
+        Returns
+        -------
+        EMResult
+        """
         d = dict(d)
         cov = np.asarray(d.pop("covariances"), dtype=float)
         prior = d.pop("prior")

@@ -199,7 +199,17 @@ class GMMPrior:
         return cls(**params)
 
     def with_(self, **changes):
-        """Return a copy with some fields changed."""
+        """Return a copy with some fields changed.
+
+        Parameters
+        ----------
+        **changes
+            Field names and their new values, e.g. ``weight_concentration=0.5``.
+
+        Returns
+        -------
+        GMMPrior
+        """
         return replace(self, **changes)
 
     @property
@@ -209,6 +219,10 @@ class GMMPrior:
     # ------------------------------------------------------------------ per type
     def covariance_scale(self, covariance):
         """The scale parameter used by a covariance type.
+
+        Parameters
+        ----------
+        covariance : {"full", "tied", "diag", "spherical"}
 
         Returns
         -------
@@ -288,11 +302,26 @@ class GMMPrior:
         return d
 
     def to_json(self):
+        """The prior as a JSON string (stored in a posterior's ``prior`` attribute).
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d):
         """Rebuild a prior from :meth:`to_dict` output (keys and values checked).
+
+        Parameters
+        ----------
+        d : dict
+            GMMPrior fields; ``mean``, ``scale`` and ``dof`` are required.
+
+        Returns
+        -------
+        GMMPrior
 
         Examples
         --------
@@ -349,6 +378,19 @@ def _check_overrides_match(overrides, D):
 
 def default_prior(X, n_components, **overrides):
     """Shortcut for :meth:`GMMPrior.from_data`.
+
+    Parameters
+    ----------
+    X : array_like or pandas.DataFrame, shape (N, D)
+        The data the prior is scaled to.
+    n_components : int
+        Number of components K (the covariance scale is shrunk by ``K^(2/D)``).
+    **overrides
+        Prior fields to set instead of their data-derived defaults.
+
+    Returns
+    -------
+    GMMPrior
 
     Examples
     --------

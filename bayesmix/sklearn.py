@@ -248,15 +248,44 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self.result_.transform(_validate(self, X, reset=False))
 
     def predict(self, X):
-        """Index of the nearest centre of each row, shape (N,)."""
+        """Index of the nearest centre of each row, shape (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray of int, shape (N,)
+        """
         return np.argmin(self._sq_dists(X), axis=1)
 
     def transform(self, X):
-        """Euclidean distances to the centres, shape (N, K), as scikit-learn."""
+        """Euclidean distances to the centres, shape (N, K), as scikit-learn.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N, K)
+        """
         return np.sqrt(self._sq_dists(X))
 
     def score(self, X, y=None):
-        """Negative inertia of ``X`` under the fitted centres (greater is better)."""
+        """Negative inertia of ``X`` under the fitted centres (greater is better).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : None
+            Ignored (scikit-learn's API).
+
+        Returns
+        -------
+        float
+        """
         return -float(self._sq_dists(X).min(axis=1).sum())
 
 
@@ -408,7 +437,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     def fit_predict(self, X, y=None):
-        """Fit, then return the most probable component of each row, shape (N,)."""
+        """Fit, then return the most probable component of each row, shape (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : None
+            Ignored (scikit-learn's API).
+
+        Returns
+        -------
+        ndarray of int, shape (N,)
+        """
         return np.asarray(self.fit(X).em_result_.labels)
 
     def _set_fitted(self, em, n_obs):
@@ -429,36 +469,101 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self.em_result_, _validate(self, X, reset=False)
 
     def score_samples(self, X):
-        """Log density ``log p(x_n)`` of every row, shape (N,)."""
+        """Log density ``log p(x_n)`` of every row, shape (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N,)
+        """
         em, X = self._em(X)
         return em.score_samples(X)
 
     def score(self, X, y=None):
-        """Mean log density per row (scikit-learn's ``score``)."""
+        """Mean log density per row (scikit-learn's ``score``).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : None
+            Ignored (scikit-learn's API).
+
+        Returns
+        -------
+        float
+        """
         return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
-        """Membership probabilities (responsibilities), shape (N, K)."""
+        """Membership probabilities (responsibilities), shape (N, K).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N, K)
+        """
         em, X = self._em(X)
         return em.predict_proba(X)
 
     def predict(self, X):
-        """Most probable component of each row, shape (N,)."""
+        """Most probable component of each row, shape (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray of int, shape (N,)
+        """
         em, X = self._em(X)
         return em.predict(X)
 
     def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better), as scikit-learn."""
+        """Bayesian information criterion on ``X`` (lower is better), as scikit-learn.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         em, X = self._em(X)
         return em.bic(X)
 
     def aic(self, X):
-        """Akaike information criterion on ``X`` (lower is better), as scikit-learn."""
+        """Akaike information criterion on ``X`` (lower is better), as scikit-learn.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         em, X = self._em(X)
         return em.aic(X)
 
     def icl(self, X):
-        """Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better)."""
+        """Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        float
+        """
         em, X = self._em(X)
         return em.icl(X)
 
@@ -664,6 +769,14 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         """Posterior mean membership ``E[p(z_n = k | x_n, theta)]`` over draws, (N, K).
 
         For the training data this is ``bm.membership(idata_)["probability"]``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N, K)
         """
         from bayesmix._gaussian import responsibilities
 
@@ -691,11 +804,29 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         return out[0], out[1]
 
     def predict(self, X):
-        """Component with the highest posterior mean membership, shape (N,)."""
+        """Component with the highest posterior mean membership, shape (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray of int, shape (N,)
+        """
         return np.argmax(self.predict_proba(X), axis=1)
 
     def score_samples(self, X):
-        """Log posterior predictive density ``log (1/S) sum_s p(x_n | theta_s)``, (N,)."""
+        """Log posterior predictive density ``log (1/S) sum_s p(x_n | theta_s)``, (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+
+        Returns
+        -------
+        ndarray, shape (N,)
+        """
         from scipy.special import logsumexp
 
         from bayesmix._gaussian import log_mixture_density
@@ -706,7 +837,18 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         return self._per_draw(X, log_mixture_density, reduce)
 
     def score(self, X, y=None):
-        """Mean log posterior predictive density per row."""
+        """Mean log posterior predictive density per row.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : None
+            Ignored (scikit-learn's API).
+
+        Returns
+        -------
+        float
+        """
         return float(self.score_samples(X).mean())
 
 
