@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmix import _covariance as cv
+from bayesmix import _dask  # imports no Dask itself (only on Dask input)
 from bayesmix import _gaussian as gs
 from bayesmix._validation import (
     ConvergenceWarning,
@@ -142,7 +143,7 @@ class EMResult:
     def __post_init__(self):
         for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and not _dask.is_dask(value):  # Dask labels stay lazy
                 value = np.array(value)
                 value.flags.writeable = False
                 object.__setattr__(self, name, value)
@@ -195,6 +196,8 @@ class EMResult:
         >>> res.score_samples(X).shape
         (272,)
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "score_samples")
         return _logsumexp_rows(self._log_joint(self._check_X(X)))
 
     def score(self, X):
@@ -213,6 +216,8 @@ class EMResult:
         ndarray, shape (N, K)
             Rows sum to 1.
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict_proba")
         lj = self._log_joint(self._check_X(X))
         return np.exp(lj - _logsumexp_rows(lj)[:, None])
 
@@ -227,6 +232,8 @@ class EMResult:
         -------
         ndarray of int, shape (N,)
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict")
         return np.argmax(self._log_joint(self._check_X(X)), axis=1)
 
     # ------------------------------------------------------------------ criteria
@@ -571,13 +578,20 @@ def fit_em(
     random_seed=None,
     progress=False,
     engine="auto",
+    persist=None,
 ):
     r"""Fit a Gaussian mixture by EM: maximum likelihood, or MAP under a conjugate prior.
 
     Parameters
     ----------
-    X : array_like or pandas.DataFrame, shape (N, D)
-        Data; DataFrame column names become ``feature_names``.
+    X : array_like, pandas.DataFrame or dask.array.Array, shape (N, D)
+        Data; DataFrame column names become ``feature_names``. A ``dask.array.Array``
+        (or an ``xarray.DataArray`` backed by one, e.g. ``dask.array.from_zarr(store)``)
+        is fitted chunk by chunk: each EM iteration is one Dask computation in which
+        every row chunk runs the E-step and returns its sufficient statistics, summed by
+        a tree reduction, with the M-step on the client (:mod:`bayesmix._dask`); the
+        initialisation is k-means|| (:func:`bayesmix.kmeans` on Dask input). The result
+        is the same :class:`EMResult`, with ``labels`` a lazy Dask array.
     n_components : int
         Number of components K, ``1 <= K <= N``.
     covariance : {"full", "diag", "spherical", "tied"}, default "full"
@@ -617,7 +631,17 @@ def fit_em(
     engine : {"auto", "numpy", "numba"}, default "auto"
         ``"numpy"``: the reference path; ``"numba"``: a fused parallel pass (compiled
         on first use, cached on disk); ``"auto"``: numba when ``N * K >= 20000``.
-        Both give the same result up to rounding.
+        Both give the same result up to rounding. On Dask input, the engine of the
+        per-chunk E-step (``"auto"``: numba).
+    persist : bool, optional
+        Dask input only. ``True``: ``X.persist()`` once, so the data are read from
+        storage once and every iteration reads the workers' memory (fast; needs
+        ``X.nbytes`` of cluster memory). ``False``: the data are streamed from storage
+        (or recomputed from their graph) in every pass: memory per worker is one chunk,
+        and every iteration costs a full read of ``X`` (about ``X.nbytes`` of I/O).
+        ``None`` (default): persist when ``X.nbytes`` is below half
+        (``bayesmix._dask.PERSIST_FRACTION``) of the available memory (the workers'
+        memory limits under a ``dask.distributed`` client, else the machine's).
 
     Returns
     -------
@@ -659,6 +683,8 @@ def fit_em(
     >>> mp.log_posterior is not None
     True
     """
+    if _dask.is_dask(X):
+        return _dask.fit_em_dask(X, n_components, **_dask_keywords(locals()))
     X, feature_names = check_data(X, return_names=True)
     N, D = X.shape
     K = check_n_components(n_components, N)
@@ -712,6 +738,11 @@ def fit_em(
 
 
 # =========================================================================== fit_em's stages
+def _dask_keywords(arguments):
+    """fit_em's keyword arguments, passed on to :func:`bayesmix._dask.fit_em_dask`."""
+    return {k: v for k, v in arguments.items() if k not in ("X", "n_components")}
+
+
 def _parse_init(init, X, K, n_init):
     """``(parsed init, name recorded in the result)`` for a string or an array init."""
     if isinstance(init, str):
@@ -737,9 +768,9 @@ def _seed_record(random_seed):
     return None
 
 
-def _check_constant_features(X, feature_names, prior, reg_covar):
+def _check_constant_features(X, feature_names, prior, reg_covar, variances=None):
     """Warn about constant features (reg_covar or the prior keeps the fit finite)."""
-    const = np.flatnonzero(X.var(axis=0) == 0)
+    const = np.flatnonzero((X.var(axis=0) if variances is None else variances) == 0)
     if not const.size:
         return
     names = [feature_names[j] for j in const]
@@ -770,7 +801,7 @@ def _map_prior(prior, shift, covariance):
     )
 
 
-def _warn_fit_problems(best, X, cfg):
+def _warn_fit_problems(best, X, cfg, data_cov=None):
     """Warn on no convergence and on collapsed components; return the collapsed indices."""
     N, D = X.shape
     cov_full = cfg.to_full(best.model)
@@ -782,7 +813,8 @@ def _warn_fit_problems(best, X, cfg):
             ConvergenceWarning,
             stacklevel=4,
         )
-    data_cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True)) if N > 1 else np.eye(D)
+    if data_cov is None:
+        data_cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True)) if N > 1 else np.eye(D)
     found = _collapse_check(cov_full, best.nk, cfg.covariance, data_cov, cfg.reg_covar)
     if found:
         details = "; ".join(f"component {k}: {why}" for k, why in found)
