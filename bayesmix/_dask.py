@@ -254,6 +254,7 @@ class _Context:
     X: object
     shift: np.ndarray
     engine: str
+    var: np.ndarray | None = None
 
     @property
     def n(self):
@@ -379,7 +380,7 @@ def fit_em_dask(X, n_components, **kw):
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - mom.mean)
-    ctx = _Context(Xw, mom.mean, engine)
+    ctx = _Context(Xw, mom.mean, engine, mom.var)
     best = None
     for run in range(n_init):
         if cfg.progress:
@@ -401,6 +402,13 @@ def fit_em_dask(X, n_components, **kw):
         random_seed=kw["random_seed"],
     )
     return replace(res, labels=lazy_predict(res, X_in, "predict"))
+
+
+def kmeans(X, n_components, **kw):
+    """:func:`bayesmix.kmeans` on a Dask array (see :mod:`bayesmix._dask_kmeans`)."""
+    from bayesmix._dask_kmeans import kmeans_dask
+
+    return kmeans_dask(X, n_components, **kw)
 
 
 # =========================================================================== prediction
