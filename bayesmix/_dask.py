@@ -435,3 +435,72 @@ def lazy_predict(result, X, what):
         return X.map_blocks(_block_predict, *args, chunks=chunks, dtype=np.float64)
     dtype = np.int64 if what == "predict" else np.float64
     return X.map_blocks(_block_predict, *args, drop_axis=1, dtype=dtype)
+
+
+# =========================================================================== the model grid
+#: seconds to wait for a scheduler given by address
+CONNECT_TIMEOUT = 5
+
+
+class Cluster:
+    """A ``dask.distributed`` client for the model grid, or ``None`` without one.
+
+    ``workers``: a ``LocalCluster`` with that many single-threaded worker processes;
+    ``scheduler``: the address of a running scheduler (``tcp://host:8786``), reached
+    within ``CONNECT_TIMEOUT`` seconds or a ValueError.
+    """
+
+    def __init__(self, workers=None, scheduler=None, memory_limit="auto"):
+        self.workers, self.scheduler, self.memory_limit = workers, scheduler, memory_limit
+        self.client = self._cluster = None
+
+    def __enter__(self):
+        if self.workers is None and self.scheduler is None:
+            return None
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None:
+            try:
+                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(
+                    f"cannot reach the Dask scheduler at {self.scheduler!r} within "
+                    f"{CONNECT_TIMEOUT} s ({type(exc).__name__}); check the address (e.g. "
+                    "tcp://host:8786) and that `dask scheduler` runs there, or use --workers N."
+                ) from None
+            return self.client
+        self._cluster = LocalCluster(
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=self.memory_limit,
+            dashboard_address=None,
+        )
+        self.client = Client(self._cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        for obj in (self.client, self._cluster):
+            if obj is not None:
+                obj.close()
+        return False
+
+
+def run_tasks(client, fn, arg_tuples, names, say=None):
+    """``[fn(*args) for args in arg_tuples]`` on ``client``, reporting fits as they finish.
+
+    Every call is a task (``client.submit``, not pure: each has its own explicit seed in
+    its arguments, so the results equal the serial loop's). ``say(line)`` gets one
+    line per finished task, in completion order; results come back in input order.
+    """
+    from distributed import as_completed
+
+    futures = [client.submit(fn, *args, pure=False) for args in arg_tuples]
+    index = {f.key: i for i, f in enumerate(futures)}
+    out = [None] * len(futures)
+    for done, fut in enumerate(as_completed(futures), 1):
+        i = index[fut.key]
+        out[i] = fut.result()
+        if say is not None:
+            say(f"[{done}/{len(futures)}] {names[i]} done")
+    return out
