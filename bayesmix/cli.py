@@ -81,6 +81,13 @@ def _build_parser():
     common.add_argument("--quiet", action="store_true", help="no progress output")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("--no-mcmc", action="store_true", help="EM only (fast)")
+    cl = common.add_mutually_exclusive_group()
+    cl.add_argument(
+        "--workers",
+        type=_positive("--workers"),
+        help="fit the EM grid on a local Dask cluster of N single-threaded workers",
+    )
+    cl.add_argument("--scheduler", help="fit the EM grid on the Dask scheduler at ADDRESS")
 
     f = sub.add_parser(
         "fit",
@@ -184,6 +191,8 @@ def _run(args):
         if args.no_mcmc:
             spec.mcmc = False
         out = args.out
+    if args.workers is not None or args.scheduler is not None:
+        spec.workers, spec.scheduler = args.workers, args.scheduler
     result = run_experiment(spec, out=out, quiet=args.quiet)
     if not args.quiet:
         print(f"report: {result.report_path}")

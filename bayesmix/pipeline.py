@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from bayesmix import _dask  # imports no Dask itself (only with a [cluster])
 from bayesmix._covariance import n_parameters
 from bayesmix._gaussian import responsibilities
 from bayesmix._trace import get_observed, get_params
@@ -139,6 +140,8 @@ class _Run:
     seeds: Iterator[int]
     log: _Progress
     quiet: bool
+    #: a dask.distributed client for the EM grid (spec [cluster]), or None
+    client: object = None
 
 
 @contextlib.contextmanager
@@ -195,7 +198,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     result, timings = run.result, run.result.timings
     with _timer(timings, "kmeans"):
         _kmeans_stage(run)
-    with _timer(timings, "em"):
+    with _timer(timings, "em"), _dask.Cluster(spec.workers, spec.scheduler) as run.client:
         _em_stage(run)
     with _timer(timings, "mcmc"):
         if spec.mcmc and spec.kind in ("finite", "both"):
@@ -254,38 +257,51 @@ def _kmeans_stage(run):
     run.log(f"k-means over K={run.spec.k}: done")
 
 
+def _em_fit(Xdf, cov, K, prior, n_init, seed):
+    """One EM fit of the grid (a pure task): ``(EMResult or None, error, notes)``."""
+    notes = []
+    try:
+        with _notes(notes, f"EM {cov} K={K}"):
+            em = fit_em(Xdf, K, covariance=cov, prior=prior, n_init=n_init, random_seed=seed)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return None, exc, notes
+    return em, None, notes
+
+
 def _em_stage(run):
     spec, result, X = run.spec, run.result, run.X
     em_seed = next(run.seeds)
     rows = []
-    for cov in spec.covariance:
-        for K in spec.k:
-            rec = FitRecord(cov, K, prior=_prior_for(spec, X, K))
-            row = {"covariance": cov, "K": K, "n_params": n_parameters(cov, K, X.shape[1])}
-            try:
-                with _notes(result.notes, f"EM {cov} K={K}"):
-                    rec.em = fit_em(
-                        run.Xdf,
-                        K,
-                        covariance=cov,
-                        prior=rec.prior if spec.estimate == "map" else None,
-                        n_init=spec.em_n_init,
-                        random_seed=em_seed,
-                    )
-                row.update(
-                    log_likelihood=float(rec.em.log_likelihood),
-                    bic=float(rec.em.bic(X)),
-                    icl=float(rec.em.icl(X)),
-                    converged=bool(rec.em.converged),
-                    collapsed=len(getattr(rec.em, "collapsed", ()) or ()),
-                    error=None,
-                )
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                rec.error = f"{type(exc).__name__}: {exc}"
-                row["error"] = rec.error
-                result.notes.append(f"EM {cov} K={K} failed: {exc}")
-            result.records[(cov, K)] = rec
-            rows.append(row)
+    grid = [(cov, K, _prior_for(spec, X, K)) for cov in spec.covariance for K in spec.k]
+    tasks = [
+        (run.Xdf, cov, K, p if spec.estimate == "map" else None, spec.em_n_init, em_seed)
+        for cov, K, p in grid
+    ]
+    if run.client is not None:
+        names = [f"EM {cov} K={K}" for cov, K, _ in grid]
+        fits = _dask.run_tasks(run.client, _em_fit, tasks, names, run.log)
+    else:
+        fits = [_em_fit(*t) for t in tasks]
+    for (cov, K, p), (em, exc, notes) in zip(grid, fits, strict=True):
+        rec = FitRecord(cov, K, prior=p)
+        row = {"covariance": cov, "K": K, "n_params": n_parameters(cov, K, X.shape[1])}
+        result.notes.extend(notes)
+        rec.em = em
+        if exc is None:
+            row.update(
+                log_likelihood=float(em.log_likelihood),
+                bic=float(em.bic(X)),
+                icl=float(em.icl(X)),
+                converged=bool(em.converged),
+                collapsed=len(getattr(em, "collapsed", ()) or ()),
+                error=None,
+            )
+        else:
+            rec.error = f"{type(exc).__name__}: {exc}"
+            row["error"] = rec.error
+            result.notes.append(f"EM {cov} K={K} failed: {exc}")
+        result.records[(cov, K)] = rec
+        rows.append(row)
     result.table = pd.DataFrame(rows)
     ok = result.table[result.table["error"].isna()]
     if len(ok):
