@@ -439,7 +439,7 @@ def lazy_predict(result, X, what):
 
 # =========================================================================== the model grid
 #: seconds to wait for a scheduler given by address
-CONNECT_TIMEOUT = 5
+CONNECT_TIMEOUT = 3
 
 
 class Cluster:
@@ -460,14 +460,7 @@ class Cluster:
         from distributed import Client, LocalCluster
 
         if self.scheduler is not None:
-            try:
-                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT}s")
-            except (OSError, TimeoutError) as exc:
-                raise ValueError(
-                    f"cannot reach the Dask scheduler at {self.scheduler!r} within "
-                    f"{CONNECT_TIMEOUT} s ({type(exc).__name__}); check the address (e.g. "
-                    "tcp://host:8786) and that `dask scheduler` runs there, or use --workers N."
-                ) from None
+            self.client = connect(self.scheduler)
             return self.client
         self._cluster = LocalCluster(
             n_workers=self.workers,
@@ -484,6 +477,20 @@ class Cluster:
             if obj is not None:
                 obj.close()
         return False
+
+
+def connect(address):
+    """A ``distributed.Client`` of the scheduler at ``address``, or a one-line ValueError."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(
+            f"cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT} s "
+            f"({type(exc).__name__}); check the address (e.g. tcp://host:8786) and that "
+            "`dask scheduler` runs there, or use --workers N."
+        ) from None
 
 
 def run_tasks(client, fn, arg_tuples, names, say=None):

@@ -180,6 +180,10 @@ def _fit_spec(args):
 
 
 def _run(args):
+    if args.scheduler is not None:  # fail fast, before loading PyMC and the data
+        from bayesmix._dask import connect
+
+        connect(args.scheduler).close()
     # deliberately lazy: the pipeline imports PyMC, which --help and bad options need not load
     from bayesmix.pipeline import run_experiment
 

@@ -198,13 +198,14 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     result, timings = run.result, run.result.timings
     with _timer(timings, "kmeans"):
         _kmeans_stage(run)
-    with _timer(timings, "em"), _dask.Cluster(spec.workers, spec.scheduler) as run.client:
-        _em_stage(run)
-    with _timer(timings, "mcmc"):
-        if spec.mcmc and spec.kind in ("finite", "both"):
-            _mcmc_stage(run)
-        if spec.mcmc and spec.kind in ("dp", "both"):
-            _dp_stage(run)
+    with _dask.Cluster(spec.workers, spec.scheduler) as run.client:
+        with _timer(timings, "em"):
+            _em_stage(run)
+        with _timer(timings, "mcmc"):
+            if spec.mcmc and spec.kind in ("finite", "both"):
+                _mcmc_stage(run)
+            if spec.mcmc and spec.kind in ("dp", "both"):
+                _dp_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
     timings["analysis_total"] = time.perf_counter() - t_start
@@ -324,13 +325,21 @@ def _mcmc_stage(run):
         for K in mcmc_k
         if result.records[(cov, K)].em is not None
     ]
+    if run.client is not None:  # the seeds in the serial order: the same fits
+        recs = [result.records[key] for key in todo]
+        tasks = [(run.Xdf, rec, spec, next(run.seeds), True) for rec in recs]
+        names = [f"MCMC {cov} K={K}" for cov, K in todo]
+        done = _dask.run_tasks(run.client, _mcmc_task, tasks, names, run.log)
+        for rec, out in zip(recs, done, strict=True):
+            _apply_mcmc(rec, out, result.notes)
     for i, (cov, K) in enumerate(todo, 1):
-        run.log(
-            f"MCMC {i}/{len(todo)}: {cov} K={K} ({spec.chains} chains x {spec.draws} draws "
-            f"after {spec.tune} tuning)"
-        )
         rec = result.records[(cov, K)]
-        _mcmc_fit(run, rec)
+        if run.client is None:
+            run.log(
+                f"MCMC {i}/{len(todo)}: {cov} K={K} ({spec.chains} chains x {spec.draws} "
+                f"draws after {spec.tune} tuning)"
+            )
+            _mcmc_fit(run, rec)
         m = (result.table["covariance"] == cov) & (result.table["K"] == K)
         for col, value in _mcmc_columns(rec).items():
             result.table.loc[m, col] = value
@@ -341,26 +350,37 @@ def _mcmc_stage(run):
 
 
 def _mcmc_fit(run, rec):
-    cov, K, what = rec.covariance, rec.K, f"MCMC {rec.covariance} K={rec.K}"
-    t1 = time.perf_counter()
-    model = build_gmm(run.Xdf, K, covariance=cov, prior=rec.prior)
-    t2 = time.perf_counter()
     seed = next(run.seeds)
-    idata = _sample(
-        model, init=rec.em, spec=run.spec, seed=seed, quiet=run.quiet, notes=run.result.notes,
-        what=what,
-    )  # fmt: skip
+    _apply_mcmc(rec, _mcmc_task(run.Xdf, rec, run.spec, seed, run.quiet), run.result.notes)
+
+
+def _apply_mcmc(rec, out, notes):
+    fields, task_notes = out
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    notes.extend(task_notes)
+
+
+def _mcmc_task(Xdf, rec, spec, seed, quiet):
+    """One MCMC fit from ``rec.em`` (a pure task): ``(FitRecord fields, notes)``."""
+    cov, K, what = rec.covariance, rec.K, f"MCMC {rec.covariance} K={rec.K}"
+    notes = []
+    t1 = time.perf_counter()
+    model = build_gmm(Xdf, K, covariance=cov, prior=rec.prior)
+    t2 = time.perf_counter()
+    idata = _sample(model, init=rec.em, spec=spec, seed=seed, quiet=quiet, notes=notes, what=what)
     t3 = time.perf_counter()
     if K > 1:
-        with _notes(run.result.notes, what):
+        with _notes(notes, what):
             idata = relabel(idata, reference=rec.em)
-    rec.idata = idata
-    with _notes(run.result.notes, what):
-        rec.loo = loo(idata)
-        rec.waic = waic(idata)
-    rec.diagnostics = _diag_summary(idata, relabelled=True)
-    rec.seconds = time.perf_counter() - t1
-    rec.stage_seconds = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + rec.seconds - t3}
+    out = {"idata": idata}
+    with _notes(notes, what):
+        out["loo"] = loo(idata)
+        out["waic"] = waic(idata)
+    out["diagnostics"] = _diag_summary(idata, relabelled=True)
+    out["seconds"] = time.perf_counter() - t1
+    out["stage_seconds"] = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + out["seconds"] - t3}
+    return out, notes
 
 
 def _mcmc_columns(rec):

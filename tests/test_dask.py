@@ -91,6 +91,16 @@ def test_kmeans_equals_in_memory(data):
     np.testing.assert_array_equal(b.predict(da.from_array(data, chunks=50)).compute(), a.labels)
 
 
+def test_kmeans_empty_cluster_relocation_equals_in_memory(data):
+    # a centre far from every point gets no points: both re-seed it with the farthest point
+    c0 = np.vstack([data[[0, 60]], [[100.0, 100.0, 100.0]]])
+    a = bm.kmeans(data, 3, init=c0)
+    b = bm.kmeans(da.from_array(data, chunks=CHUNKS), 3, init=c0)
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10, abs=0)
+    np.testing.assert_allclose(b.centers, a.centers, rtol=0, atol=1e-8)
+    assert np.abs(b.centers).max() < 20
+
+
 def test_kmeans_parallel_seeding_finds_the_clusters():
     # three clusters 20 sd apart: any sensible seeding ends at the same partition as the
     # in-memory k-means++, so the inertias agree to rounding
