@@ -467,7 +467,7 @@ class Cluster:
             threads_per_worker=1,
             processes=True,
             memory_limit=self.memory_limit,
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         self.client = Client(self._cluster)
         return self.client

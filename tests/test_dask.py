@@ -194,7 +194,7 @@ def test_distributed_grid_equals_serial():
     serial = bm.select_k(X, range(1, 4), **kw)
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as lc,
         distributed.Client(lc) as client,
         warnings.catch_warnings(),
@@ -224,3 +224,34 @@ def test_spec_cluster_table():
         spec_from_dict({"cluster": {"workers": 2, "scheduler": "tcp://h:8786"}})
     with pytest.raises(SpecError, match=r"cluster\.workers"):
         spec_from_dict({"cluster": {"workers": 0}})
+
+
+def test_pipeline_em_grid_on_a_cluster_equals_serial(monkeypatch, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from bayesmix.pipeline import run_experiment
+    from bayesmix.spec import spec_from_dict
+
+    real = distributed.LocalCluster
+
+    def threads_only(**kw):  # the same scheduler, without spawning worker processes
+        return real(**{**kw, "processes": False})
+
+    monkeypatch.setattr(distributed, "LocalCluster", threads_only)
+    d = {"model": {"k": "1-2", "covariance": "full,diag"}, "sampler": {"mcmc": False}}
+    serial = run_experiment(spec_from_dict(d), out=tmp_path / "a", quiet=True, report=False)
+    d["cluster"] = {"workers": 2}
+    lines = []
+    grid = run_experiment(spec_from_dict(d), out=tmp_path / "b", stream=_Lines(lines), report=False)
+    pd.testing.assert_frame_equal(grid.table, serial.table)
+    assert sum("EM " in line and " done" in line for line in lines) == 4
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def write(self, text):
+        self.lines.extend(t for t in text.splitlines() if t.strip())
+
+    def flush(self):
+        pass
