@@ -462,13 +462,17 @@ class Cluster:
         if self.scheduler is not None:
             self.client = connect(self.scheduler)
             return self.client
-        self._cluster = LocalCluster(
-            n_workers=self.workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=self.memory_limit,
-            dashboard_address=":0",
-        )
+        import dask
+
+        # non-daemonic workers: PyMC may start one process per chain inside a task
+        with dask.config.set({"distributed.worker.daemon": False}):
+            self._cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=self.memory_limit,
+                dashboard_address=":0",
+            )
         self.client = Client(self._cluster)
         return self.client
 
