@@ -330,6 +330,23 @@ def _run_em_dask(ctx, stats0, means_init, cfg, label=""):
     )
 
 
+_FIT_EM_KEYWORDS = frozenset(
+    {
+        "covariance",
+        "prior",
+        "n_init",
+        "init",
+        "max_iter",
+        "tol",
+        "reg_covar",
+        "random_seed",
+        "progress",
+        "engine",
+        "persist",
+    }
+)
+
+
 def fit_em_dask(X, n_components, **kw):
     """:func:`bayesmix.fit_em` on a Dask array (called by it; same keywords)."""
     from bayesmix import em
@@ -342,6 +359,12 @@ def fit_em_dask(X, n_components, **kw):
     )
     from bayesmix.priors import check_prior
 
+    unsupported = sorted(k for k, v in kw.items() if k not in _FIT_EM_KEYWORDS and v is not None)
+    if unsupported:  # keywords fit_em gained after the Dask path was written
+        raise ValueError(
+            f"fit_em on a Dask array does not support {unsupported} yet; pass a numpy array "
+            "(X.compute()) to use them, or leave them at their defaults."
+        )
     X_in, names = as_dask_array(X)
     N, D = X_in.shape
     K = check_n_components(n_components, N)
