@@ -495,6 +495,7 @@ class Cluster:
                 processes=True,
                 memory_limit=self.memory_limit,
                 dashboard_address=":0",
+                env={"NUMBA_NUM_THREADS": "1"},  # one core per worker: no oversubscription
             )
         self.client = Client(self._cluster)
         return self.client
