@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmix import _dask
+from bayesmix import _dask_base as _dask
+from bayesmix._gaussian import row_chunks
 
 #: k-means|| sampling rounds
 ROUNDS = 5
 
 
+def _nearest(X, centers):
+    """Index of the nearest centre (direct squared distances, as ``bayesmix.em._nearest``)."""
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for sl in row_chunks(X.shape[0], centers.size):
+        labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+    return labels
+
+
 def _nearest_d2(xc, centers):
     """Nearest centre and the squared distance to it (direct sums of squares)."""
-    from bayesmix.em import _nearest
-
     lab = _nearest(xc, centers)
     diff = xc - centers[lab]
     return lab, np.einsum("nd,nd->n", diff, diff)
@@ -184,14 +191,15 @@ def centres_for_em(ctx, k, rng):
     return lloyd(ctx, kmeans_parallel(ctx, k, rng), 300, tol_abs)[0]
 
 
-def kmeans_dask(X, n_components, *, n_init, max_iter, tol, init, random_seed, progress):
-    """:func:`bayesmix.kmeans` on a Dask array (called by it; same arguments).
+def kmeans_dask(clustering, X, n_components, *, n_init, max_iter, tol, init, random_seed, progress):
+    """:func:`bayesmix.kmeans` on a Dask array (called by it with its module ``clustering``).
 
-    The result's ``labels`` are a lazy Dask array (the nearest centre of every row).
+    ``clustering`` is :mod:`bayesmix.clustering`, passed in rather than imported (it
+    imports this module): its init check and :class:`KMeansResult` are reused. The
+    result's ``labels`` are a lazy Dask array (the nearest centre of every row).
     """
     import sys
 
-    from bayesmix import clustering
     from bayesmix._validation import (
         ConvergenceWarning,
         check_int,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from bayesmix import _dask  # imports no Dask itself (only on Dask input)
+from bayesmix import _dask_base  # imports no Dask itself (only on Dask input)
 from bayesmix._kmeans_engine import (
     _assign,
     _HamerlyPass,
@@ -109,7 +109,7 @@ class KMeansResult:
         ndarray of int, shape (n_obs,)
             A lazy Dask array when ``X`` is a Dask array.
         """
-        if _dask.is_dask(X):
+        if _dask_base.is_dask(X):
             from bayesmix._dask_kmeans import lazy_labels
 
             return lazy_labels(X, self.centers)
@@ -394,8 +394,11 @@ def kmeans(
     >>> bool(res.labels[0] == res.labels[1] != res.labels[2])
     True
     """
-    if _dask.is_dask(X):
-        return _dask.kmeans(X, n_components, **_dask_keywords(locals()))
+    if _dask_base.is_dask(X):
+        kw = _dask_keywords(locals())
+        from bayesmix._dask_kmeans import kmeans_dask
+
+        return kmeans_dask(sys.modules[__name__], X, n_components, **kw)
     X = check_data(X)
     n, d = X.shape
     k = check_n_components(n_components, n)

@@ -684,7 +684,7 @@ def fit_em(
     True
     """
     if _dask.is_dask(X):
-        return _dask.fit_em_dask(X, n_components, **_dask_keywords(locals()))
+        return _dask.fit_em_dask(sys.modules[__name__], X, n_components, **_dask_keywords(locals()))
     X, feature_names = check_data(X, return_names=True)
     N, D = X.shape
     K = check_n_components(n_components, N)

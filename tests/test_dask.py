@@ -233,8 +233,8 @@ def test_pipeline_em_grid_on_a_cluster_equals_serial(monkeypatch, tmp_path):
 
     real = distributed.LocalCluster
 
-    def threads_only(**kw):  # the same scheduler, without spawning worker processes
-        return real(**{**kw, "processes": False})
+    def threads_only(env=None, **kw):  # the same scheduler, without worker processes
+        return real(**{**kw, "processes": False})  # (env: a process setting)
 
     monkeypatch.setattr(distributed, "LocalCluster", threads_only)
     d = {"model": {"k": "1-2", "covariance": "full,diag"}, "sampler": {"mcmc": False}}

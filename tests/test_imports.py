@@ -20,6 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayesmix"
 NUMPY_LAYER = (
     "bayesmix._constants",
     "bayesmix._covariance",
+    "bayesmix._dask",
+    "bayesmix._dask_base",
+    "bayesmix._dask_kmeans",
     "bayesmix._em_kernels",
     "bayesmix._gaussian",
     "bayesmix._kmeans_engine",
