@@ -449,12 +449,17 @@ def _check_finite(out, name):
     bad_rows = np.flatnonzero(~finite.all(axis=1))
     n_nan = int(np.isnan(out).sum())
     n_inf = int(np.isinf(out).sum())
+    raise nonfinite_error(name, n_nan, n_inf, bad_rows.size, int(bad_rows[0]))
+
+
+def nonfinite_error(name, n_nan, n_inf, n_bad_rows, first_row):
+    """The ValueError for NaN/infinite data (shared by the numpy and the Dask paths)."""
     what = " and ".join(
         s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
     )
-    raise ValueError(
-        f"{name} contains {what} value(s) in {bad_rows.size} row(s); the first is row "
-        f"{int(bad_rows[0])}. Remove or impute missing values before fitting (bayesmix never "
+    return ValueError(
+        f"{name} contains {what} value(s) in {n_bad_rows} row(s); the first is row "
+        f"{first_row}. Remove or impute missing values before fitting (bayesmix never "
         "drops rows silently)."
     )
 

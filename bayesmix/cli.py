@@ -83,6 +83,13 @@ def _build_parser():
     common.add_argument("--quiet", action="store_true", help="no progress output")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("--no-mcmc", action="store_true", help="EM only (fast)")
+    cl = common.add_mutually_exclusive_group()
+    cl.add_argument(
+        "--workers",
+        type=_positive("--workers"),
+        help="fit the EM grid on a local Dask cluster of N single-threaded workers",
+    )
+    cl.add_argument("--scheduler", help="fit the EM grid on the Dask scheduler at ADDRESS")
 
     f = sub.add_parser(
         "fit",
@@ -199,6 +206,10 @@ def _fit_spec(args):
 
 
 def _run(args):
+    if args.scheduler is not None:  # fail fast, before loading PyMC and the data
+        from bayesmix._dask import connect
+
+        connect(args.scheduler).close()
     # deliberately lazy: the pipeline imports PyMC, which --help and bad options need not load
     from bayesmix.pipeline import run_experiment
 
@@ -210,6 +221,8 @@ def _run(args):
         if args.no_mcmc:
             spec.mcmc = False
         out = args.out
+    if args.workers is not None or args.scheduler is not None:
+        spec.workers, spec.scheduler = args.workers, args.scheduler
     # before the (slow) pipeline import and any fit: the report folder must be writable
     check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
     result = run_experiment(spec, out=out, quiet=args.quiet)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from bayesmix import _dask_base  # imports no Dask itself (only on Dask input)
 from bayesmix._kmeans_engine import (
     _assign,
     _HamerlyPass,
@@ -71,6 +72,7 @@ class KMeansResult:
         Cluster centres.
     labels : ndarray of int, shape (n_obs,)
         Index of the nearest centre of each observation (consistent with ``centers``).
+        A lazy ``dask.array.Array`` when :func:`kmeans` was given a Dask array.
     inertia : float
         Sum of squared distances of the observations to their centres.
     n_iter : int
@@ -106,7 +108,12 @@ class KMeansResult:
         Returns
         -------
         ndarray of int, shape (n_obs,)
+            A lazy Dask array when ``X`` is a Dask array.
         """
+        if _dask_base.is_dask(X):
+            from bayesmix._dask_kmeans import lazy_labels
+
+            return lazy_labels(X, self.centers)
         return _assign(self._check_X(X), self.centers)[0]
 
     def transform(self, X):
@@ -349,6 +356,11 @@ def _best_run(Xc, k, streams, start, max_iter, tol_abs, progress, sample_weight=
 # --------------------------------------------------------------------------------------
 
 
+def _dask_keywords(arguments):
+    """kmeans' keyword arguments, passed on to :func:`bayesmix._dask_kmeans.kmeans_dask`."""
+    return {k: v for k, v in arguments.items() if k not in ("X", "n_components")}
+
+
 def kmeans(
     X,
     n_components,
@@ -365,8 +377,11 @@ def kmeans(
 
     Parameters
     ----------
-    X : array_like or pandas.DataFrame, shape (n_obs, n_features)
-        Data.
+    X : array_like, pandas.DataFrame or dask.array.Array, shape (n_obs, n_features)
+        Data. A ``dask.array.Array`` (or an ``xarray.DataArray`` backed by one) is
+        clustered chunk by chunk: k-means|| seeding (Bahmani et al. 2012) and Lloyd
+        iterations as chunk reductions (:mod:`bayesmix._dask_kmeans`); ``labels`` is
+        then a lazy Dask array.
     n_components : int
         Number of clusters K, ``1 <= K <= n_obs``.
     n_init : int, default 10
@@ -418,6 +433,11 @@ def kmeans(
     >>> bool(res.labels[0] == res.labels[1] != res.labels[2])
     True
     """
+    if _dask_base.is_dask(X):
+        kw = _dask_keywords(locals())
+        from bayesmix._dask_kmeans import kmeans_dask
+
+        return kmeans_dask(sys.modules[__name__], X, n_components, **kw)
     X = check_data(X)
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmix import _covariance as cv
+from bayesmix import _dask  # imports no Dask itself (only on Dask input)
 from bayesmix import _gaussian as gs
 from bayesmix._em_init import (
     STRATEGIES,
@@ -205,7 +206,7 @@ class EMResult:
     def __post_init__(self):
         for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and not _dask.is_dask(value):  # Dask labels stay lazy
                 value = np.array(value)
                 value.flags.writeable = False
                 object.__setattr__(self, name, value)
@@ -276,6 +277,8 @@ class EMResult:
         >>> res.score_samples(X).shape
         (272,)
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "score_samples")
         return _logsumexp_rows(self._log_joint(self._check_X(X), gs.FAR_SCORE))
 
     def score(self, X):
@@ -304,6 +307,8 @@ class EMResult:
             Rows sum to 1. With a noise component the last column (index K) is the
             probability of the noise class.
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict_proba")
         lj = self._log_joint(self._check_X(X))
         return np.exp(lj - _logsumexp_rows(lj)[:, None])
 
@@ -320,6 +325,8 @@ class EMResult:
             Component indices ``0..K-1``; ``-1`` for points whose most probable class is
             the noise component (fits with ``noise``).
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict")
         labels = np.argmax(self._log_joint(self._check_X(X)), axis=1)
         if self.noise_weight is not None:
             labels[labels == self.n_components] = -1
@@ -827,13 +834,20 @@ def fit_em(
     engine="auto",
     sample_weight=None,
     noise=False,
+    persist=None,
 ):
     r"""Fit a Gaussian mixture by EM: maximum likelihood, or MAP under a conjugate prior.
 
     Parameters
     ----------
-    X : array_like or pandas.DataFrame, shape (N, D)
-        Data; DataFrame column names become ``feature_names``.
+    X : array_like, pandas.DataFrame or dask.array.Array, shape (N, D)
+        Data; DataFrame column names become ``feature_names``. A ``dask.array.Array``
+        (or an ``xarray.DataArray`` backed by one, e.g. ``dask.array.from_zarr(store)``)
+        is fitted chunk by chunk: each EM iteration is one Dask computation in which
+        every row chunk runs the E-step and returns its sufficient statistics, summed by
+        a tree reduction, with the M-step on the client (:mod:`bayesmix._dask`); the
+        initialisation is k-means|| (:func:`bayesmix.kmeans` on Dask input). The result
+        is the same :class:`EMResult`, with ``labels`` a lazy Dask array.
     n_components : int
         Number of components K, ``1 <= K <= N``.
     covariance : {"full", "diag", "spherical", "tied"}, default "full"
@@ -920,6 +934,17 @@ def fit_em(
         labels noise points ``-1``, ``score_samples`` includes the noise density and the
         BIC counts one more parameter. With a prior the Dirichlet is over the K + 1
         weights.
+        Both give the same result up to rounding. On Dask input, the engine of the
+        per-chunk E-step (``"auto"``: numba).
+    persist : bool, optional
+        Dask input only. ``True``: ``X.persist()`` once, so the data are read from
+        storage once and every iteration reads the workers' memory (fast; needs
+        ``X.nbytes`` of cluster memory). ``False``: the data are streamed from storage
+        (or recomputed from their graph) in every pass: memory per worker is one chunk,
+        and every iteration costs a full read of ``X`` (about ``X.nbytes`` of I/O).
+        ``None`` (default): persist when ``X.nbytes`` is below half
+        (``bayesmix._dask.PERSIST_FRACTION``) of the available memory (the workers'
+        memory limits under a ``dask.distributed`` client, else the machine's).
 
     Returns
     -------
@@ -972,6 +997,8 @@ def fit_em(
     >>> nz.predict_proba(X).shape
     (272, 3)
     """
+    if _dask.is_dask(X):
+        return _dask.fit_em_dask(sys.modules[__name__], X, n_components, **_dask_keywords(locals()))
     X, feature_names = check_data(X, return_names=True)
     N, D = X.shape
     w = check_sample_weight(sample_weight, N)
@@ -1086,6 +1113,11 @@ def _singular_under_prior(X, feature_names, K, covariance):
     )
 
 
+def _dask_keywords(arguments):
+    """fit_em's keyword arguments, passed on to :func:`bayesmix._dask.fit_em_dask`."""
+    return {k: v for k, v in arguments.items() if k not in ("X", "n_components")}
+
+
 def _parse_init(init, X, K, n_init):
     """``(parsed init, name recorded in the result)`` for a string or an array init."""
     if isinstance(init, str):
@@ -1111,9 +1143,9 @@ def _seed_record(random_seed):
     return None
 
 
-def _check_constant_features(X, feature_names, prior, reg_covar):
+def _check_constant_features(X, feature_names, prior, reg_covar, variances=None):
     """Warn about constant features (reg_covar or the prior keeps the fit finite)."""
-    const = np.flatnonzero(X.var(axis=0) == 0)
+    const = np.flatnonzero((X.var(axis=0) if variances is None else variances) == 0)
     if not const.size:
         return
     names = [feature_names[j] for j in const]
@@ -1144,7 +1176,7 @@ def _map_prior(prior, shift, covariance):
     )
 
 
-def _warn_fit_problems(best, X, cfg):
+def _warn_fit_problems(best, X, cfg, data_cov=None):
     """Warn on no convergence and on collapsed components; return the collapsed indices."""
     N, D = X.shape
     cov_full = cfg.to_full(best.model)
@@ -1156,10 +1188,11 @@ def _warn_fit_problems(best, X, cfg):
             ConvergenceWarning,
             stacklevel=4,
         )
-    aw = cfg.sample_weight
-    data_cov = (
-        np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=aw)) if N > 1 else np.eye(D)
-    )
+    if data_cov is None:
+        aw = cfg.sample_weight
+        data_cov = (
+            np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=aw)) if N > 1 else np.eye(D)
+        )
     found = _collapse_check(cov_full, best.nk, cfg.covariance, data_cov, cfg.reg_covar)
     if found:
         details = "; ".join(f"component {k}: {why}" for k, why in found)

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from bayesmix import _dask  # imports no Dask itself (only with a [cluster])
 from bayesmix._covariance import n_parameters
 from bayesmix._gaussian import responsibilities
 from bayesmix._preflight import check_k_grid, check_out_dir
@@ -143,6 +144,8 @@ class _Run:
     seeds: Iterator[int]
     log: _Progress
     quiet: bool
+    #: a dask.distributed client for the EM grid (spec [cluster]), or None
+    client: object = None
 
     @property
     def sample_weight(self):
@@ -204,15 +207,16 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     result, timings = run.result, run.result.timings
     with _timer(timings, "kmeans"):
         _kmeans_stage(run)
-    with _timer(timings, "em"):
-        _em_stage(run)
-    with _timer(timings, "mcmc"):
-        if spec.mcmc and spec.kind in ("finite", "both"):
-            _mcmc_stage(run)
-        if spec.mcmc and spec.kind in ("dp", "both"):
-            _dp_stage(run)
-        if spec.mcmc and spec.mfm:
-            _mfm_stage(run)
+    with _dask.Cluster(spec.workers, spec.scheduler) as run.client:
+        with _timer(timings, "em"):
+            _em_stage(run)
+        with _timer(timings, "mcmc"):
+            if spec.mcmc and spec.kind in ("finite", "both"):
+                _mcmc_stage(run)
+            if spec.mcmc and spec.kind in ("dp", "both"):
+                _dp_stage(run)
+            if spec.mcmc and spec.mfm:
+                _mfm_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
     timings["analysis_total"] = time.perf_counter() - t_start
@@ -338,43 +342,70 @@ def _kmeans_stage(run):
     run.log(f"k-means over K={run.spec.k}: done")
 
 
+def _em_fit(Xdf, cov, K, prior, n_init, seed, sample_weight=None, noise=False):
+    """One EM fit of the grid (a pure task): ``(EMResult or None, error, notes)``."""
+    notes = []
+    try:
+        with _notes(notes, f"EM {cov} K={K}"):
+            em = fit_em(
+                Xdf,
+                K,
+                covariance=cov,
+                prior=prior,
+                n_init=n_init,
+                random_seed=seed,
+                sample_weight=sample_weight,
+                noise=noise,
+            )
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return None, exc, notes
+    return em, None, notes
+
+
 def _em_stage(run):
     spec, result, X = run.spec, run.result, run.X
     em_seed = next(run.seeds)
     rows = []
-    for cov in spec.covariance:
-        for K in spec.k:
-            rec = FitRecord(cov, K, prior=_prior_for(spec, X, K))
-            row = {"covariance": cov, "K": K, "n_params": n_parameters(cov, K, X.shape[1])}
-            try:
-                with _notes(result.notes, f"EM {cov} K={K}"):
-                    rec.em = fit_em(
-                        run.Xdf,
-                        K,
-                        covariance=cov,
-                        prior=rec.prior if spec.estimate == "map" else None,
-                        n_init=spec.em_n_init,
-                        random_seed=em_seed,
-                        sample_weight=run.sample_weight,
-                        noise=spec.noise,
-                    )
-                row.update(
-                    log_likelihood=float(rec.em.log_likelihood),
-                    bic=float(rec.em.bic(X, sample_weight=run.sample_weight)),
-                    icl=float(rec.em.icl(X, sample_weight=run.sample_weight)),
-                    converged=bool(rec.em.converged),
-                    collapsed=len(getattr(rec.em, "collapsed", ()) or ()),
-                    **(
-                        {} if rec.em.noise_weight is None else {"noise_weight": rec.em.noise_weight}
-                    ),
-                    error=None,
-                )
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                rec.error = f"{type(exc).__name__}: {exc}"
-                row["error"] = rec.error
-                result.notes.append(f"EM {cov} K={K} failed: {exc}")
-            result.records[(cov, K)] = rec
-            rows.append(row)
+    grid = [(cov, K, _prior_for(spec, X, K)) for cov in spec.covariance for K in spec.k]
+    tasks = [
+        (
+            run.Xdf,
+            cov,
+            K,
+            p if spec.estimate == "map" else None,
+            spec.em_n_init,
+            em_seed,
+            run.sample_weight,
+            spec.noise,
+        )
+        for cov, K, p in grid
+    ]
+    if run.client is not None:
+        names = [f"EM {cov} K={K}" for cov, K, _ in grid]
+        fits = _dask.run_tasks(run.client, _em_fit, tasks, names, run.log)
+    else:
+        fits = [_em_fit(*t) for t in tasks]
+    for (cov, K, p), (em, exc, notes) in zip(grid, fits, strict=True):
+        rec = FitRecord(cov, K, prior=p)
+        row = {"covariance": cov, "K": K, "n_params": n_parameters(cov, K, X.shape[1])}
+        result.notes.extend(notes)
+        rec.em = em
+        if exc is None:
+            row.update(
+                log_likelihood=float(em.log_likelihood),
+                bic=float(em.bic(X, sample_weight=run.sample_weight)),
+                icl=float(em.icl(X, sample_weight=run.sample_weight)),
+                converged=bool(em.converged),
+                collapsed=len(getattr(em, "collapsed", ()) or ()),
+                **({} if em.noise_weight is None else {"noise_weight": em.noise_weight}),
+                error=None,
+            )
+        else:
+            rec.error = f"{type(exc).__name__}: {exc}"
+            row["error"] = rec.error
+            result.notes.append(f"EM {cov} K={K} failed: {exc}")
+        result.records[(cov, K)] = rec
+        rows.append(row)
     result.table = pd.DataFrame(rows)
     ok = result.table[result.table["error"].isna()]
     if len(ok):
@@ -397,13 +428,21 @@ def _mcmc_stage(run):
         for K in mcmc_k
         if result.records[(cov, K)].em is not None
     ]
+    if run.client is not None:  # the seeds in the serial order: the same fits
+        recs = [result.records[key] for key in todo]
+        tasks = [(run.Xdf, rec, spec, next(run.seeds), True, run.sample_weight) for rec in recs]
+        names = [f"MCMC {cov} K={K}" for cov, K in todo]
+        done = _dask.run_tasks(run.client, _mcmc_task, tasks, names, run.log)
+        for rec, out in zip(recs, done, strict=True):
+            _apply_mcmc(rec, out, result.notes)
     for i, (cov, K) in enumerate(todo, 1):
-        run.log(
-            f"MCMC {i}/{len(todo)}: {cov} K={K} ({spec.chains} chains x {spec.draws} draws "
-            f"after {spec.tune} tuning)"
-        )
         rec = result.records[(cov, K)]
-        _mcmc_fit(run, rec)
+        if run.client is None:
+            run.log(
+                f"MCMC {i}/{len(todo)}: {cov} K={K} ({spec.chains} chains x {spec.draws} "
+                f"draws after {spec.tune} tuning)"
+            )
+            _mcmc_fit(run, rec)
         m = (result.table["covariance"] == cov) & (result.table["K"] == K)
         for col, value in _mcmc_columns(rec).items():
             result.table.loc[m, col] = value
@@ -414,33 +453,40 @@ def _mcmc_stage(run):
 
 
 def _mcmc_fit(run, rec):
+    seed = next(run.seeds)
+    out = _mcmc_task(run.Xdf, rec, run.spec, seed, run.quiet, run.sample_weight)
+    _apply_mcmc(rec, out, run.result.notes)
+
+
+def _apply_mcmc(rec, out, notes):
+    fields, task_notes = out
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    notes.extend(task_notes)
+
+
+def _mcmc_task(Xdf, rec, spec, seed, quiet, sample_weight=None):
+    """One MCMC fit from ``rec.em`` (a pure task): ``(FitRecord fields, notes)``."""
     cov, K, what = rec.covariance, rec.K, f"MCMC {rec.covariance} K={rec.K}"
+    notes = []
     t1 = time.perf_counter()
     model = build_gmm(
-        run.Xdf,
-        K,
-        covariance=cov,
-        prior=rec.prior,
-        sample_weight=run.sample_weight,
-        noise=run.spec.noise,
+        Xdf, K, covariance=cov, prior=rec.prior, sample_weight=sample_weight, noise=spec.noise
     )
     t2 = time.perf_counter()
-    seed = next(run.seeds)
-    idata = _sample(
-        model, init=rec.em, spec=run.spec, seed=seed, quiet=run.quiet, notes=run.result.notes,
-        what=what,
-    )  # fmt: skip
+    idata = _sample(model, init=rec.em, spec=spec, seed=seed, quiet=quiet, notes=notes, what=what)
     t3 = time.perf_counter()
     if K > 1:
-        with _notes(run.result.notes, what):
+        with _notes(notes, what):
             idata = relabel(idata, reference=rec.em)
-    rec.idata = idata
-    with _notes(run.result.notes, what):
-        rec.loo = loo(idata)
-        rec.waic = waic(idata)
-    rec.diagnostics = _diag_summary(idata, relabelled=True)
-    rec.seconds = time.perf_counter() - t1
-    rec.stage_seconds = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + rec.seconds - t3}
+    out = {"idata": idata}
+    with _notes(notes, what):
+        out["loo"] = loo(idata)
+        out["waic"] = waic(idata)
+    out["diagnostics"] = _diag_summary(idata, relabelled=True)
+    out["seconds"] = time.perf_counter() - t1
+    out["stage_seconds"] = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + out["seconds"] - t3}
+    return out, notes
 
 
 def _mcmc_columns(rec):

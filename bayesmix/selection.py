@@ -476,6 +476,7 @@ def select_k(
     lrt=False,
     lrt_boot=99,
     mfm=False,
+    client=None,
     **sample_kwargs,
 ):
     """Compare numbers of components: BIC/ICL from EM, ELPD-LOO/WAIC from MCMC.
@@ -514,6 +515,10 @@ def select_k(
         ``"mfm"`` = the posterior mode of K. A dict gives :func:`bayesmix.build_mfm`
         keywords (``k_prior``, ``max_components``, ``dynamic``, ``prior``); a
         :class:`GMMPrior` given as ``prior`` is used for it too.
+    client : dask.distributed.Client, optional
+        Run the per-K fits (EM, then MCMC from it) as tasks on this client, one line
+        per finished fit on stderr with ``progress``. The seeds are drawn up front in
+        the serial order, so the table equals the serial one.
     **sample_kwargs
         More keyword arguments for :func:`bayesmix.sample` and ``pymc.sample``
         (``progressbar``, ``nuts_sampler``, ``target_accept``, ``init`` ...); they take
@@ -582,28 +587,31 @@ def select_k(
         sample_kwargs["sample_weight"] = sample_weight
     mcmc_settings = dict(draws=draws, tune=tune, chains=chains, **sample_kwargs) if mcmc else None
     rng = check_random_state(random_seed)
-    fits = _Fits()
-    rows = []
+    # the seeds in the serial order (EM, then MCMC, per K): identical on a client
+    seeds = [(int(rng.integers(2**31)), int(rng.integers(2**31)) if mcmc else None) for _ in ks]
+    tasks = [
+        (data, X, K, covariance, prior(K) if callable(prior) else prior, n_init, *sd)
+        for K, sd in zip(ks, seeds, strict=True)
+    ]
     t_grid = time.perf_counter()
-    for i, K in enumerate(ks):
-        t0 = time.perf_counter()
-        p = prior(K) if callable(prior) else prior
-        fit, row = _em_row(data, X, K, covariance, p, n_init, rng, sample_weight)
-        msg = f"BIC {row['bic']:.1f}, ICL {row['icl']:.1f}"
-        if mcmc:
-            row.update(_mcmc_row(data, K, covariance, p, fit, rng, dict(mcmc_settings)))
-            msg += (
-                f"; ELPD-LOO {row['elpd_loo']:.1f} ± {row['elpd_loo_se']:.1f}, "
-                f"max R-hat {row['max_rhat']:.3f}"
-            )
-        fits[K] = fit
-        rows.append(row)
-        if progress:
-            _say(
-                f"select_k [{i + 1}/{len(ks)}] K={K} ({covariance}): {msg} "
-                f"({time.perf_counter() - t0:.1f} s)"
-            )
-    df = pd.DataFrame(rows)
+    if client is not None:
+        from bayesmix._dask import run_tasks
+
+        names = [f"select_k K={K} ({covariance})" for K in ks]
+        tasks = [(*t, mcmc_settings, sample_weight) for t in tasks]
+        done = run_tasks(client, _k_fit, tasks, names, _say if progress else None)
+    else:
+        done = []
+        for i, t in enumerate(tasks):
+            t0 = time.perf_counter()
+            done.append(_k_fit(*t, mcmc_settings, sample_weight))
+            if progress:
+                _say(
+                    f"select_k [{i + 1}/{len(ks)}] K={t[2]} ({covariance}): "
+                    f"{_k_summary(done[-1][1])} ({time.perf_counter() - t0:.1f} s)"
+                )
+    fits = _Fits(zip(ks, (fit for fit, _ in done), strict=True))
+    df = pd.DataFrame([row for _, row in done])
     recommended, rules = _recommend(df, fits, mcmc, rule)
     if lrt:
         _add_lrt(df, data, covariance, prior, lrt_boot, rng, progress, recommended, rules)
@@ -661,6 +669,26 @@ def _add_mfm(df, data, covariance, prior, mfm, rng, settings, recommended, rules
         )
 
 
+def _k_fit(
+    data, X, K, covariance, prior, n_init, em_seed, mcmc_seed, mcmc_settings, sample_weight=None
+):
+    """One K of the grid: the EM fit and its row, then MCMC from it (a pure task)."""
+    fit, row = _em_row(data, X, K, covariance, prior, n_init, em_seed, sample_weight)
+    if mcmc_settings is not None:
+        row.update(_mcmc_row(data, K, covariance, prior, fit, mcmc_seed, mcmc_settings))
+    return fit, row
+
+
+def _k_summary(row):
+    msg = f"BIC {row['bic']:.1f}, ICL {row['icl']:.1f}"
+    if "elpd_loo" in row:
+        msg += (
+            f"; ELPD-LOO {row['elpd_loo']:.1f} ± {row['elpd_loo_se']:.1f}, "
+            f"max R-hat {row['max_rhat']:.3f}"
+        )
+    return msg
+
+
 def _say(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -700,7 +728,7 @@ def _add_lrt(df, data, covariance, prior, n_boot, rng, progress, recommended, ru
     rules["lrt"] = "smallest K not rejected against K + 1 by the bootstrap LRT at 5%"
 
 
-def _em_row(data, X, K, covariance, prior, n_init, rng, sample_weight=None):
+def _em_row(data, X, K, covariance, prior, n_init, seed, sample_weight=None):
     """EM fit for one K and its row of the table (BIC, ICL ...)."""
     em = fit_em(
         data,
@@ -708,7 +736,7 @@ def _em_row(data, X, K, covariance, prior, n_init, rng, sample_weight=None):
         covariance=covariance,
         prior=prior,
         n_init=n_init,
-        random_seed=int(rng.integers(2**31)),
+        random_seed=seed,
         sample_weight=sample_weight,
     )
     row = {
@@ -726,7 +754,7 @@ def _em_row(data, X, K, covariance, prior, n_init, rng, sample_weight=None):
     return SelectKFit(em=em), row
 
 
-def _mcmc_row(data, K, covariance, prior, fit, rng, settings):
+def _mcmc_row(data, K, covariance, prior, fit, seed, settings):
     """MCMC from the EM fit, relabelled against it; fills ``fit`` and returns the columns."""
     t1 = time.perf_counter()
     idata = _run_mcmc(
@@ -735,7 +763,7 @@ def _mcmc_row(data, K, covariance, prior, fit, rng, settings):
         covariance=covariance,
         prior=prior,
         em=fit.em,
-        random_seed=int(rng.integers(2**31)),
+        random_seed=seed,
         **settings,
     )
     idata, switched = _relabel_to(idata, fit.em) if K > 1 else (idata, False)

@@ -252,13 +252,17 @@ class ExperimentSpec:
     draws: int = DEFAULTS["draws"]
     tune: int = DEFAULTS["tune"]
     chains: int = DEFAULTS["chains"]
+    #: [cluster]: run the EM grid on a LocalCluster of this many workers ...
+    workers: int | None = None
+    #: ... or on the dask.distributed scheduler at this address
+    scheduler: str | None = None
 
     def to_dict(self):
         """JSON-ready dict (stored with saved fits)."""
         return asdict(self)
 
 
-_TOP = ("name", "description", "seed", "output", "data", "model", "prior", "sampler")
+_TOP = ("name", "description", "seed", "output", "data", "model", "prior", "sampler", "cluster")
 _DATA = (
     "source",
     "name",
@@ -311,12 +315,29 @@ def spec_from_dict(d, *, base_dir=None):
     _parse_model(s, d.get("model", {}))
     _parse_prior(s, d.get("prior", {}))
     _parse_sampler(s, d.get("sampler", {}))
+    _parse_cluster(s, d.get("cluster", {}))
     if s.prior.get("covariance_prior") == "lkj" and s.estimate == "map":
         raise SpecError(
             "prior.covariance_prior = 'lkj' has no closed-form MAP; set model.estimate = 'ml' "
             "or use covariance_prior = 'conjugate'."
         )
     return s
+
+
+def _parse_cluster(s, cluster):
+    """``[cluster] workers = N`` (a LocalCluster) or ``scheduler = "tcp://host:8786"``."""
+    _check_keys(cluster, ("workers", "scheduler"), "cluster")
+    if "workers" in cluster and "scheduler" in cluster:
+        raise SpecError("cluster: give either workers (a local cluster) or scheduler, not both.")
+    if "workers" in cluster:
+        s.workers = _int(cluster["workers"], "cluster.workers", 1)
+    if "scheduler" in cluster:
+        if not isinstance(cluster["scheduler"], str) or not cluster["scheduler"]:
+            raise SpecError(
+                "cluster.scheduler must be an address string such as 'tcp://host:8786'; got "
+                f"{cluster['scheduler']!r}."
+            )
+        s.scheduler = cluster["scheduler"]
 
 
 def _parse_top(s, d):

@@ -1,0 +1,311 @@
+"""EM on chunked data: :func:`bayesmix.fit_em` on a ``dask.array.Array``.
+
+This module never imports Dask at import time (the numpy path must not load it):
+:func:`is_dask` looks at the type's module name only, and every function that needs
+Dask imports it inside.
+
+The fit is a sequence of Dask computations over the row chunks of ``X``:
+
+1. one *moments pass* (rows, mean, centred scatter, NaN/inf count and first bad row of
+   every chunk, combined with Chan's pairwise formula): the fitting frame's centre, the
+   data covariance (for the collapse check), the constant-feature check and the NaN
+   error, all from the same pass;
+2. the initialisation (k-means|| and Lloyd passes of :mod:`bayesmix._dask_kmeans` for
+   ``init="kmeans"``; k-means|| seeding alone for the other strategy names, ``"auto"``
+   included: mclust's hierarchical agglomeration needs all rows in memory, so it is not
+   part of the portfolio on chunked data), then one pass giving the initial sufficient
+   statistics;
+3. one pass per EM iteration: every chunk runs the in-memory E-step
+   (``bayesmix._gaussian.backend(engine).estep``, the fused numba pass by default) and
+   returns ``(log-likelihood, nk, sx, sxx)``; a tree reduction (``SPLIT_EVERY``
+   partial sums per node) adds them; the M-step (``bayesmix.em._m_step``) runs on the
+   client. A worker holds one chunk at a time, and the network carries only the
+   statistics (``K * (1 + D + D * (D + 1) / 2)`` floats per chunk for ``full``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from bayesmix import _dask_kmeans
+from bayesmix import _gaussian as gs
+from bayesmix._dask_base import (  # noqa: F401  (re-exported: em and clustering use them)
+    PERSIST_FRACTION,
+    SPLIT_EVERY,
+    Moments,
+    _Context,
+    add_tuples,
+    as_dask_array,
+    is_dask,
+    maybe_persist,
+    moments,
+    tree_reduce,
+)
+
+
+def _initial_stats(ctx, cfg, init, rng):
+    """Initial sufficient statistics (from responsibilities) and a means override."""
+    import dask.array as da
+
+    K = cfg.n_components
+    nblocks = ctx.X.numblocks[0]
+    if isinstance(init, str):
+        if init == "random":
+            seeds = list(rng.integers(0, 2**63 - 1, size=nblocks))
+            return ctx.init_stats(cfg, "random", None, seeds), None
+        centers = (
+            _dask_kmeans.centres_for_em(ctx, K, rng)
+            if init == "kmeans"
+            else _dask_kmeans.kmeans_parallel(ctx, K, rng)
+        )
+        return ctx.init_stats(cfg, "centers", centers), None
+    kind, arr = init
+    if kind == "means":
+        return ctx.init_stats(cfg, "centers", arr), arr
+    resp = da.from_array(arr, chunks=(ctx.X.chunks[0], (K,))).to_delayed().ravel()
+    return ctx.init_stats(cfg, "resp", None, list(resp)), None
+
+
+def _run_em_dask(em, ctx, stats0, means_init, cfg, label=""):
+    """One EM run, as ``bayesmix.em._run_em`` with the E-step as a Dask reduction."""
+    N = ctx.n
+    model = em._m_step(*stats0, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+    if means_init is not None:
+        model.means = np.array(means_init, dtype=float)
+    history = []
+    converged = False
+    for it in range(cfg.max_iter + 1):
+        ll, nk, sx, sxx = ctx.estep(cfg, model)
+        obj = cfg.objective(ll, model)
+        history.append(obj)
+        if cfg.progress and (it % 10 == 0):
+            print(f"[fit_em{label}] iteration {it}: objective {obj:.10g}", file=sys.stderr)
+        if it > 0 and abs(obj - history[-2]) <= cfg.tol * N:  # em._run_em's rule
+            converged = True
+            break
+        if it == cfg.max_iter:
+            break
+        model = em._m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+    return em._RunResult(
+        model=model,
+        log_likelihood=ll,
+        objective=obj,
+        history=tuple(history),
+        n_iter=len(history) - 1,
+        converged=converged,
+        labels=None,
+        nk=nk,
+    )
+
+
+_FIT_EM_KEYWORDS = frozenset(
+    {
+        "covariance",
+        "prior",
+        "n_init",
+        "init",
+        "max_iter",
+        "tol",
+        "reg_covar",
+        "random_seed",
+        "progress",
+        "engine",
+        "persist",
+    }
+)
+
+
+def fit_em_dask(em, X, n_components, **kw):
+    """:func:`bayesmix.fit_em` on a Dask array (called by it with its module ``em``).
+
+    ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
+    module): its settings, M-step, warnings and result construction are reused.
+    """
+    from bayesmix._validation import (
+        check_covariance_type,
+        check_int,
+        check_n_components,
+        check_positive,
+        check_random_state,
+    )
+    from bayesmix.priors import check_prior
+
+    unsupported = sorted(
+        k for k, v in kw.items() if k not in _FIT_EM_KEYWORDS and v is not None and v is not False
+    )
+    if unsupported:  # keywords fit_em gained after the Dask path was written
+        raise ValueError(
+            f"fit_em on a Dask array does not support {unsupported} yet; pass a numpy array "
+            "(X.compute()) to use them, or leave them at their defaults."
+        )
+    X_in, names = as_dask_array(X)
+    N, D = X_in.shape
+    K = check_n_components(n_components, N)
+    covariance = check_covariance_type(kw["covariance"])
+    n_init = check_int(kw["n_init"], "n_init", minimum=1)
+    max_iter = check_int(kw["max_iter"], "max_iter", minimum=0)
+    tol = check_positive(kw["tol"], "tol", strict=False)
+    engine, prior, reg_covar = kw["engine"], kw["prior"], kw["reg_covar"]
+    if engine not in em._ENGINES:
+        raise ValueError(f"engine must be one of {list(em._ENGINES)}; got {engine!r}.")
+    if prior is not None:
+        check_prior(prior, D, covariance, n_components=K, method="em")
+    reg_covar = check_positive(
+        (1e-6 if prior is None else 0.0) if reg_covar is None else reg_covar,
+        "reg_covar",
+        strict=False,
+    )
+    init_parsed, init_name = em._parse_init(kw["init"], X_in, K, n_init)
+    rng = check_random_state(kw["random_seed"])
+    engine = "numpy" if engine == "numpy" or not em._numba_available() else "numba"
+
+    Xw, _ = maybe_persist(X_in, kw.get("persist"))
+    mom = moments(Xw)
+    em._check_constant_features(None, names, prior, reg_covar, variances=mom.var)
+    cfg = em._RunSettings(
+        covariance=covariance,
+        n_components=K,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        engine=engine,
+        progress=kw["progress"],
+        prior=prior,
+        shift=mom.mean,
+        map_prior=em._map_prior(prior, mom.mean, covariance),
+    )
+    if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
+        init_parsed = ("means", init_parsed[1] - mom.mean)
+    em_fns = (em.one_hot, em.nearest, em._stats_from_resp)
+    ctx = _Context(Xw, mom.mean, engine, mom.var, em_fns)
+    best = None
+    for run in range(n_init):
+        if cfg.progress:
+            print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
+        stats0, means0 = _initial_stats(ctx, cfg, init_parsed, rng)
+        out = _run_em_dask(em, ctx, stats0, means0, cfg, f" run {run + 1}" if n_init > 1 else "")
+        if best is None or out.objective > best.objective:
+            best = out
+    data_cov = mom.cov if N > 1 else np.eye(D)
+    collapsed = em._warn_fit_problems(best, X_in, cfg, data_cov=data_cov)
+    res = em._em_result(
+        best,
+        cfg,
+        N,
+        names,
+        collapsed=collapsed,
+        n_init=n_init,
+        init=init_name,
+        random_seed=kw["random_seed"],
+    )
+    return replace(res, labels=lazy_predict(res, X_in, "predict"))
+
+
+# =========================================================================== prediction
+def _block_predict(x, what, weights, means, prec_chol):
+    x = np.asarray(x, dtype=np.float64)
+    lj = gs.backend("numpy").log_joint(x, weights, means, prec_chol)
+    if what == "predict":
+        return np.argmax(lj, axis=1)
+    lse = gs.logsumexp_rows(lj)
+    return lse if what == "score_samples" else np.exp(lj - lse[:, None])
+
+
+def lazy_predict(result, X, what):
+    """``result.predict`` / ``predict_proba`` / ``score_samples`` of a Dask array, lazily."""
+    X, _ = as_dask_array(X)
+    if X.shape[1] != result.n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the mixture was fitted on {result.n_features} "
+            f"({result.feature_names}); pass data with the same columns."
+        )
+    args = (what, result.weights, result.means, result.precisions_cholesky)
+    if what == "predict_proba":
+        chunks = (X.chunks[0], (result.n_components,))
+        return X.map_blocks(_block_predict, *args, chunks=chunks, dtype=np.float64)
+    dtype = np.int64 if what == "predict" else np.float64
+    return X.map_blocks(_block_predict, *args, drop_axis=1, dtype=dtype)
+
+
+# =========================================================================== the model grid
+#: seconds to wait for a scheduler given by address
+CONNECT_TIMEOUT = 3
+
+
+class Cluster:
+    """A ``dask.distributed`` client for the model grid, or ``None`` without one.
+
+    ``workers``: a ``LocalCluster`` with that many single-threaded worker processes;
+    ``scheduler``: the address of a running scheduler (``tcp://host:8786``), reached
+    within ``CONNECT_TIMEOUT`` seconds or a ValueError.
+    """
+
+    def __init__(self, workers=None, scheduler=None, memory_limit="auto"):
+        self.workers, self.scheduler, self.memory_limit = workers, scheduler, memory_limit
+        self.client = self._cluster = None
+
+    def __enter__(self):
+        if self.workers is None and self.scheduler is None:
+            return None
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None:
+            self.client = connect(self.scheduler)
+            return self.client
+        import dask
+
+        # non-daemonic workers: PyMC may start one process per chain inside a task
+        with dask.config.set({"distributed.worker.daemon": False}):
+            self._cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=self.memory_limit,
+                dashboard_address=":0",
+                env={"NUMBA_NUM_THREADS": "1"},  # one core per worker: no oversubscription
+            )
+        self.client = Client(self._cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        for obj in (self.client, self._cluster):
+            if obj is not None:
+                obj.close()
+        return False
+
+
+def connect(address):
+    """A ``distributed.Client`` of the scheduler at ``address``, or a one-line ValueError."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(
+            f"cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT} s "
+            f"({type(exc).__name__}); check the address (e.g. tcp://host:8786) and that "
+            "`dask scheduler` runs there, or use --workers N."
+        ) from None
+
+
+def run_tasks(client, fn, arg_tuples, names, say=None):
+    """``[fn(*args) for args in arg_tuples]`` on ``client``, reporting fits as they finish.
+
+    Every call is a task (``client.submit``, not pure: each has its own explicit seed in
+    its arguments, so the results equal the serial loop's). ``say(line)`` gets one
+    line per finished task, in completion order; results come back in input order.
+    """
+    from distributed import as_completed
+
+    futures = [client.submit(fn, *args, pure=False) for args in arg_tuples]
+    index = {f.key: i for i, f in enumerate(futures)}
+    out = [None] * len(futures)
+    for done, fut in enumerate(as_completed(futures), 1):
+        i = index[fut.key]
+        out[i] = fut.result()
+        if say is not None:
+            say(f"[{done}/{len(futures)}] {names[i]} done")
+    return out

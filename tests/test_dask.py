@@ -1,0 +1,267 @@
+"""EM, k-means and the model grid on Dask (issue 14) against the in-memory results.
+
+The reference for every chunked fit is the in-memory fit of the same data from the same
+start (the same initial means): EM and Lloyd's algorithm are deterministic from there,
+and the chunked passes only sum the same per-row terms in another order, so the results
+agree to rounding (log-likelihood to 1e-10 relative, parameters to 1e-8 absolute).
+"""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+TYPES = ["full", "diag", "spherical", "tied"]
+#: uneven row chunks, including a chunk of a single row
+CHUNKS = ((1, 29, 44, 46), (3,))
+
+
+@pytest.fixture(autouse=True)
+def _synchronous():
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return np.vstack(
+        [
+            rng.normal([0, 0, 0], 1.0, (50, 3)),
+            rng.normal([4, 1, 0], 0.7, (40, 3)),
+            rng.normal([0, 4, 3], 1.2, (30, 3)),
+        ]
+    )
+
+
+def _close_fits(a, b):
+    assert b.n_iter == a.n_iter and b.converged == a.converged
+    assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-10, abs=0)
+    if a.log_posterior is not None:
+        assert b.log_posterior == pytest.approx(a.log_posterior, rel=1e-10, abs=0)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(b.history, a.history, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("covariance", TYPES)
+@pytest.mark.parametrize("estimate", ["ml", "map"])
+def test_fit_em_equals_in_memory(data, covariance, estimate):
+    prior = bm.GMMPrior.from_data(data, 3) if estimate == "map" else None
+    init = data[[0, 60, 100]]
+    a = bm.fit_em(data, 3, covariance=covariance, prior=prior, init=init, engine="numba")
+    b = bm.fit_em(da.from_array(data, chunks=CHUNKS), 3, covariance=covariance, prior=prior,
+                  init=init)  # fmt: skip
+    _close_fits(a, b)
+    assert isinstance(b.labels, da.Array)
+    np.testing.assert_array_equal(b.labels.compute(), a.labels)
+
+
+def test_single_chunk_and_numpy_engine(data):
+    init = data[[0, 60, 100]]
+    a = bm.fit_em(data, 3, init=init, engine="numpy")
+    b = bm.fit_em(da.from_array(data, chunks=-1), 3, init=init, engine="numpy", persist=False)
+    _close_fits(a, b)
+
+
+def test_responsibility_init(data):
+    resp = np.random.default_rng(1).dirichlet(np.ones(2), size=data.shape[0])
+    a = bm.fit_em(data, 2, covariance="diag", init=resp, engine="numba")
+    b = bm.fit_em(da.from_array(data, chunks=CHUNKS), 2, covariance="diag", init=resp)
+    _close_fits(a, b)
+
+
+def test_kmeans_equals_in_memory(data):
+    c0 = data[[0, 1, 2]]  # a poor start: several Lloyd iterations
+    a = bm.kmeans(data, 3, init=c0)
+    b = bm.kmeans(da.from_array(data, chunks=CHUNKS), 3, init=c0)
+    assert b.n_iter == a.n_iter > 2
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10, abs=0)
+    np.testing.assert_allclose(b.centers, a.centers, rtol=0, atol=1e-8)
+    assert isinstance(b.labels, da.Array)
+    np.testing.assert_array_equal(b.labels.compute(), a.labels)
+    np.testing.assert_array_equal(b.predict(da.from_array(data, chunks=50)).compute(), a.labels)
+
+
+def test_kmeans_empty_cluster_relocation_equals_in_memory(data):
+    # a centre far from every point gets no points: both re-seed it with the farthest point
+    c0 = np.vstack([data[[0, 60]], [[100.0, 100.0, 100.0]]])
+    a = bm.kmeans(data, 3, init=c0)
+    b = bm.kmeans(da.from_array(data, chunks=CHUNKS), 3, init=c0)
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10, abs=0)
+    np.testing.assert_allclose(b.centers, a.centers, rtol=0, atol=1e-8)
+    assert np.abs(b.centers).max() < 20
+
+
+def test_kmeans_parallel_seeding_finds_the_clusters():
+    # three clusters 20 sd apart: any sensible seeding ends at the same partition as the
+    # in-memory k-means++, so the inertias agree to rounding
+    X, z = bm.simulate(
+        400, [0.3, 0.3, 0.4], [[0, 0], [20, 0], [0, 20]], [np.eye(2)] * 3, random_seed=3
+    )
+    b = bm.kmeans(da.from_array(X, chunks=77), 3, random_seed=0, n_init=1)
+    a = bm.kmeans(X, 3, random_seed=0)
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10)
+    from bayesmix.compare import adjusted_rand_index
+
+    assert adjusted_rand_index(b.labels.compute(), z) == 1.0
+
+
+def test_em_default_init_on_dask(data):
+    # k-means|| then Lloyd, then EM: the same optimum as the in-memory default here
+    a = bm.fit_em(data, 3, random_seed=0)
+    b = bm.fit_em(da.from_array(data, chunks=CHUNKS), 3, random_seed=0)
+    assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-6)
+    r = bm.fit_em(da.from_array(data, chunks=CHUNKS), 3, random_seed=0, init="random")
+    assert np.isfinite(r.log_likelihood)
+
+
+def test_nan_error_same_as_numpy(data):
+    bad = data.copy()
+    bad[70, 1] = np.nan
+    bad[90, :2] = np.nan
+    with pytest.raises(ValueError) as ref:
+        bm.fit_em(bad, 2)
+    with pytest.raises(ValueError) as got:
+        bm.fit_em(da.from_array(bad, chunks=CHUNKS), 2)
+    assert str(got.value) == str(ref.value)
+    assert "3 NaN value(s) in 2 row(s); the first is row 70" in str(got.value)
+
+
+def test_feature_axis_chunks_warn_and_fit(data):
+    init = data[[0, 60, 100]]
+    a = bm.fit_em(data, 3, init=init, engine="numba")
+    with pytest.warns(UserWarning, match="chunked along the feature axis"):
+        b = bm.fit_em(da.from_array(data, chunks=(40, 2)), 3, init=init)
+    _close_fits(a, b)
+
+
+def test_predict_on_dask_is_lazy_and_equal(data):
+    res = bm.fit_em(data, 3, init=data[[0, 60, 100]])
+    Xd = da.from_array(data, chunks=CHUNKS)
+    for method in ("predict", "predict_proba", "score_samples"):
+        out = getattr(res, method)(Xd)
+        assert isinstance(out, da.Array)
+        ref = getattr(res, method)(data)
+        if method == "predict":
+            np.testing.assert_array_equal(out.compute(), ref)
+        else:
+            np.testing.assert_allclose(out.compute(), ref, rtol=1e-12, atol=1e-300)
+
+
+def test_xarray_and_zarr_input(data, tmp_path):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    path = str(tmp_path / "x.zarr")
+    da.from_array(data, chunks=(37, 3)).to_zarr(path)
+    Xz = da.from_zarr(path)
+    arr = xr.DataArray(Xz, dims=("obs", "feature"), coords={"feature": ["a", "b", "c"]})
+    init = data[[0, 60, 100]]
+    b = bm.fit_em(arr, 3, init=init)
+    _close_fits(bm.fit_em(data, 3, init=init, engine="numba"), b)
+    assert b.feature_names == ["a", "b", "c"]
+
+
+def test_numpy_path_does_not_import_dask():
+    code = (
+        "import sys, numpy as np, bayesmix as bm\n"
+        "X = bm.load_old_faithful()\n"
+        "r = bm.fit_em(X, 2, random_seed=0); r.predict(X); bm.kmeans(X, 2, random_seed=0)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+
+
+def _repo_root():
+    import pathlib
+
+    return str(pathlib.Path(bm.__file__).resolve().parents[1])
+
+
+def test_distributed_grid_equals_serial():
+    distributed = pytest.importorskip("distributed")
+    X, _ = bm.simulate(200, [0.5, 0.5], [[0, 0], [6, 0]], [np.eye(2)] * 2, random_seed=1)
+    kw = dict(mcmc=False, n_init=2, random_seed=0, progress=False)
+    serial = bm.select_k(X, range(1, 4), **kw)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as lc,
+        distributed.Client(lc) as client,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        grid = bm.select_k(X, range(1, 4), client=client, **kw)
+    pd.testing.assert_frame_equal(grid, serial)
+    assert grid.attrs["recommended"] == serial.attrs["recommended"]
+
+
+def test_cli_unreachable_scheduler_exits_2(capsys):
+    from bayesmix.cli import main
+
+    rc = main(["fit", "--no-mcmc", "--k", "1-2", "--quiet", "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "cannot reach the Dask scheduler" in err
+
+
+def test_spec_cluster_table():
+    from bayesmix.spec import SpecError, spec_from_dict
+
+    assert spec_from_dict({"cluster": {"workers": 2}}).workers == 2
+    s = spec_from_dict({"cluster": {"scheduler": "tcp://h:8786"}})
+    assert s.scheduler == "tcp://h:8786" and s.workers is None
+    with pytest.raises(SpecError, match="not both"):
+        spec_from_dict({"cluster": {"workers": 2, "scheduler": "tcp://h:8786"}})
+    with pytest.raises(SpecError, match=r"cluster\.workers"):
+        spec_from_dict({"cluster": {"workers": 0}})
+
+
+def test_pipeline_em_grid_on_a_cluster_equals_serial(monkeypatch, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from bayesmix.pipeline import run_experiment
+    from bayesmix.spec import spec_from_dict
+
+    real = distributed.LocalCluster
+
+    def threads_only(env=None, **kw):  # the same scheduler, without worker processes
+        return real(**{**kw, "processes": False})  # (env: a process setting)
+
+    monkeypatch.setattr(distributed, "LocalCluster", threads_only)
+    d = {"model": {"k": "1-2", "covariance": "full,diag"}, "sampler": {"mcmc": False}}
+    serial = run_experiment(spec_from_dict(d), out=tmp_path / "a", quiet=True, report=False)
+    d["cluster"] = {"workers": 2}
+    lines = []
+    grid = run_experiment(spec_from_dict(d), out=tmp_path / "b", stream=_Lines(lines), report=False)
+    pd.testing.assert_frame_equal(grid.table, serial.table)
+    assert sum("EM " in line and " done" in line for line in lines) == 4
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def write(self, text):
+        self.lines.extend(t for t in text.splitlines() if t.strip())
+
+    def flush(self):
+        pass
+
+
+def test_sample_weight_on_dask_is_a_clear_error(data):
+    """Weights are not supported on chunked data yet: an error, never silently ignored."""
+    X = da.from_array(data, chunks=(37, data.shape[1]))
+    w = np.ones(data.shape[0])
+    with pytest.raises(ValueError, match="sample_weight"):
+        bm.fit_em(X, 2, sample_weight=w, random_seed=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        bm.kmeans(X, 2, sample_weight=w, random_seed=0)
