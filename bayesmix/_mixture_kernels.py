@@ -145,8 +145,10 @@ def loglik_numba(X, logw, means, P):
 
 
 # reassoc lets LLVM vectorise the sums over observations (4x faster here: 34 -> 9 us
-# at N=3000, K=3, D=2); contract allows FMAs. No nnan/ninf: NaN and inf propagate.
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+# at N=3000, K=3, D=2); contract allows FMAs. No nnan/ninf: NaN and inf propagate, and
+# error_model="numpy" makes a division by an underflowed zero inf (numba's default raises
+# ZeroDivisionError, which would end pm.sample instead of being a divergence).
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def grad_params_numba(X, means, P, resp, g):
     """Gradient of sum_n g_n l_n w.r.t. (log-weights, means, P): (K,), (K, D), (K, D, D)."""
     N, D = X.shape
@@ -210,7 +212,9 @@ def grad_x_numba(X, means, P, resp, g):
     return np.ascontiguousarray(dXT.T)
 
 
-@numba.njit(cache=True, nogil=True)
+# error_model="numpy": a factor whose diagonal underflowed to 0 (a component wandering to
+# an extreme scale during sampling) gives inf, a divergence, not a ZeroDivisionError
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def tri_inv_numba(L):
     """Inverses (B, D, D) of lower-triangular matrices L (B, D, D) (lower triangles read)."""
     B, D, _ = L.shape

@@ -806,8 +806,13 @@ def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
             found.append((k, f"only {nk[k]:.3g} effective points"))
             continue
         S = model_full_cov[k][np.ix_(keep, keep)]
-        Z = np.linalg.solve(L, np.linalg.solve(L, S / ss).T)
-        rel = float(np.linalg.eigvalsh(0.5 * (Z + Z.T)).min())
+        # a data variance near the underflow limit (1e-286) against reg_covar overflows
+        # the ratio: such a component is far from collapsed (rel = inf, not flagged)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = np.linalg.solve(L, np.linalg.solve(L, S / ss).T)
+            rel = (
+                float(np.linalg.eigvalsh(0.5 * (Z + Z.T)).min()) if np.isfinite(Z).all() else np.inf
+            )
         eig_abs = float(np.linalg.eigvalsh(S).min())
         if rel < _COLLAPSE_REL_EIG:
             found.append((k, f"covariance eigenvalue {rel:.2g} x the data variance"))

@@ -559,3 +559,14 @@ def test_result_roundtrip_json_and_repr(faithful_df, faithful_prior):
         res.weights[0] = 1.0  # read-only
     with pytest.raises(ValueError, match="features"):
         res.predict(np.ones((3, 3)))
+
+
+def test_collapse_check_near_underflow_scale_emits_no_runtime_warning():
+    """Found by the slow hypothesis run: a feature varying at ~1e-143 (data variance near
+    the float64 underflow limit) overflowed reg_covar / variance in the collapse check."""
+    X = np.full((20, 1), 8.04071754e-143)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", bm.BayesmixWarning)
+        res = bm.fit_em(X, 2, covariance="diag", max_iter=30, random_seed=0)
+    assert np.isfinite(res.log_likelihood)

@@ -364,3 +364,15 @@ def test_model_graphs_have_no_batched_linear_algebra():
     for fgraph in (fn._pytensor_function.maker.fgraph, trace_fn.f.maker.fgraph):
         names = {type(n.op).__name__ for n in fgraph.apply_nodes}
         assert not names & {"Blockwise", "BatchedDot", "Dot", "Cholesky", "SolveTriangular"}, names
+
+
+def test_zero_diagonal_gives_inf_not_zero_division():
+    """A covariance factor whose diagonal underflowed to 0 (a wandering component during
+    sampling) must give inf, which NUTS records as a divergence; a ZeroDivisionError
+    would end pm.sample (seen in select_k's K=5 fit before error_model="numpy")."""
+    from bayesmix._mixture_kernels import tri_inv_numba
+
+    L = np.array([[[1.0, 0.0], [0.5, 0.0]]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        P = tri_inv_numba(L)
+    assert P[0, 0, 0] == 1.0 and np.isinf(P[0, 1, 1])
