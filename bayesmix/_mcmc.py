@@ -29,6 +29,20 @@ class TruncationWarning(ConvergenceWarning):
 #: DP initialisation without a user init: EM MAP fits with K = 1 .. this many components
 _DP_INIT_MAX_K = 6
 
+#: keyword arguments of pm.sample that configure the NUTS step: bm.sample passes them to
+#: the NUTS step it builds; the Gibbs sampler accepts and ignores them
+NUTS_STEP_KWARGS = (
+    "target_accept",
+    "max_treedepth",
+    "early_max_treedepth",
+    "step_scale",
+    "Emax",
+    "gamma",
+    "k",
+    "t0",
+    "adapt_step_size",
+)
+
 
 def _em_init(cfg, rng):
     """Run fit_em on the model's data and prior (MAP of the same posterior).

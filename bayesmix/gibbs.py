@@ -77,6 +77,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from bayesmix import _gibbs_kernels as _gk
+from bayesmix._mcmc import NUTS_STEP_KWARGS
 
 __all__ = ["SAMPLERS", "resolve_sampler", "sample_gibbs"]
 
@@ -94,20 +95,7 @@ FINITE_DEFAULT = "auto"
 FINITE_GIBBS_MIN_PARAMS = 60
 
 #: NUTS-only keywords that are accepted and ignored by the Gibbs sampler
-_NUTS_ONLY = (
-    "target_accept",
-    "max_treedepth",
-    "early_max_treedepth",
-    "step_scale",
-    "Emax",
-    "gamma",
-    "k",
-    "t0",
-    "adapt_step_size",
-    "nuts",
-    "compile_kwargs",
-    "compute_convergence_checks",
-)
+_NUTS_ONLY = (*NUTS_STEP_KWARGS, "nuts", "compile_kwargs", "compute_convergence_checks")
 
 
 # ---------------------------------------------------------------------------- dispatch

@@ -46,6 +46,7 @@ from pytensor.compile.mode import Mode
 
 from bayesmix._gaussian import log_component_densities
 from bayesmix._mcmc import (  # shared with bayesmix.gibbs (no import cycle)
+    NUTS_STEP_KWARGS,
     TruncationWarning,
     _check_init,
     _diagnose,
@@ -179,6 +180,7 @@ def _jittered_points(model, values, chains, rng, w, c):
 
 
 #: keyword arguments of pm.sample that configure the NUTS step (bm.sample builds it)
+_NUTS_KWARGS = NUTS_STEP_KWARGS
 _NUTS_KWARGS = (
     "target_accept",
     "max_treedepth",
