@@ -75,30 +75,7 @@ def _run_em_dask(em, ctx, stats0, means_init, cfg, label=""):
     model = em._m_step(*stats0, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
-    history = []
-    converged = False
-    for it in range(cfg.max_iter + 1):
-        ll, nk, sx, sxx = ctx.estep(cfg, model)
-        obj = cfg.objective(ll, model)
-        history.append(obj)
-        if cfg.progress and (it % 10 == 0):
-            print(f"[fit_em{label}] iteration {it}: objective {obj:.10g}", file=sys.stderr)
-        if it > 0 and abs(obj - history[-2]) <= cfg.tol * N:  # em._run_em's rule
-            converged = True
-            break
-        if it == cfg.max_iter:
-            break
-        model = em._m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
-    return em._RunResult(
-        model=model,
-        log_likelihood=ll,
-        objective=obj,
-        history=tuple(history),
-        n_iter=len(history) - 1,
-        converged=converged,
-        labels=None,
-        nk=nk,
-    )
+    return em._iterate(lambda m: ctx.estep(cfg, m), model, cfg, N, [], cfg.max_iter, label)
 
 
 _FIT_EM_KEYWORDS = frozenset(

@@ -665,21 +665,31 @@ def _continue_em(X, run, cfg, label=""):
 
 def _em_loop(X, model, cfg, history, max_iter, label):
     """E-step / M-step updates from ``model``; ``history`` holds the earlier objectives."""
-    N = cfg.n_obs(X)
     estep = _estep_numpy if cfg.engine == "numpy" else _estep_numba
     labels = np.empty(X.shape[0], dtype=np.int64)
-    converged = False
-    for it in range(max_iter + 1):
-        ll, nk, sx, sxx = estep(
+
+    def e_step(m):
+        return estep(
             X,
             cfg.covariance,
-            model.weights,
-            model.means,
-            model.prec_chol,
+            m.weights,
+            m.means,
+            m.prec_chol,
             labels,
             cfg.sample_weight,
             cfg.log_noise,
         )
+
+    return _iterate(e_step, model, cfg, cfg.n_obs(X), history, max_iter, label, labels)
+
+
+def _iterate(e_step, model, cfg, N, history, max_iter, label, labels=None):
+    """The EM iterations given an E-step ``e_step(model) -> (ll, nk, sx, sxx)``: the
+    in-memory pass here, a Dask reduction in :mod:`bayesmix._dask` (one loop, one
+    convergence rule)."""
+    converged = False
+    for it in range(max_iter + 1):
+        ll, nk, sx, sxx = e_step(model)
         obj = cfg.objective(ll, model)
         history.append(obj)
         if cfg.progress and (it % 10 == 0):
