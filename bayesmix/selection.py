@@ -53,6 +53,7 @@ from bayesmix.labelswitching import LabelSwitchingWarning, diagnostics, relabel
 
 __all__ = [
     "CHOICE_RULE",
+    "ELPD_NEGLIGIBLE_DIFF",
     "ELPDChoice",
     "ELPDDataWAIC",
     "SelectKFit",
@@ -68,13 +69,23 @@ PARETO_K_MAX = 0.7
 #: Pointwise WAIC penalty above which WAIC is flagged unreliable (old ArviZ rule).
 P_WAIC_I_MAX = 0.4
 
+#: ELPD differences smaller than this (nats) count as negligible whatever their standard
+#: error: below about 4 nats the normal approximation behind the SE of an ELPD
+#: difference is poorly calibrated and the models predict alike (Sivula, Magnusson,
+#: Matamoros & Vehtari, "Uncertainty in Bayesian leave-one-out cross-validation based
+#: model comparison", 2022; the ``loo`` package's cross-validation FAQ). Without this
+#: floor, two nearly equal models have a tiny SE of the difference and a 1.5-nat gain
+#: of an over-fitted K (with R-hat 2 and Pareto k > 1) decides the choice.
+ELPD_NEGLIGIBLE_DIFF = 4.0
+
 #: The rule for choosing the model (K and covariance type), in words: applied by
 #: :func:`choose_model` (the pipeline, the report, the command line); :func:`select_k`
 #: applies its ELPD part (:func:`choose_elpd`) to one covariance type.
 CHOICE_RULE = (
     "With MCMC: the highest ELPD-LOO, except that the model with the fewest parameters "
     "whose ELPD-LOO is within one standard error (of the pointwise difference) of the "
-    "best is preferred. Without MCMC: the lowest BIC."
+    f"best, or within {ELPD_NEGLIGIBLE_DIFF:g} nats of it (a negligible difference), is "
+    "preferred. Without MCMC: the lowest BIC."
 )
 
 
@@ -314,8 +325,9 @@ def choose_elpd(elpd, n_params, *, elpd_i=None, elpd_se=None, rule="one-se"):
     of candidate k's difference with the best is ``sqrt(N Var_i(elpd_i,best - elpd_i,k))``
     (arviz ``compare``'s ``dse``) when both have pointwise values of the same length N,
     else ``elpd_se[k]``. With ``rule="one-se"`` the chosen candidate is the one with the
-    fewest parameters among those whose ELPD is within one such standard error of the
-    best (ties: the higher ELPD); with ``rule="best"`` it is the best.
+    fewest parameters among those whose ELPD is within ``max(se, 4)`` nats of the best
+    (:data:`ELPD_NEGLIGIBLE_DIFF`: below 4 nats a difference is negligible and its SE
+    unreliable; ties: the higher ELPD); with ``rule="best"`` it is the best.
 
     Parameters
     ----------
@@ -362,7 +374,8 @@ def choose_elpd(elpd, n_params, *, elpd_i=None, elpd_se=None, rule="one-se"):
         diff[k], diff_se[k] = e - elpd[best], se
     if rule == "best":
         return ELPDChoice(best, best, diff, diff_se)
-    within = [k for k, e in elpd.items() if e >= elpd[best] - diff_se[k]]
+    tol = {k: max(diff_se[k], ELPD_NEGLIGIBLE_DIFF) for k in elpd}
+    within = [k for k, e in elpd.items() if e >= elpd[best] - tol[k]]
     chosen = min(within, key=lambda k: (n_params[k], -elpd[k]))
     return ELPDChoice(chosen, best, diff, diff_se)
 
@@ -420,7 +433,11 @@ def choose_model(table, loo_results, n_features):
     reason = (
         f"{key[0]} covariance, K={key[1]}: ELPD-LOO {elpd[key]:.1f}; "
         f"best ELPD-LOO {elpd[best_key]:.1f} at {best_key[0]} K={best_key[1]}"
-        + ("" if key == best_key else " (within one SE of the difference, fewer parameters)")
+        + (
+            ""
+            if key == best_key
+            else " (within one SE of the difference or 4 nats, fewer parameters)"
+        )
     )
     return key, reason
 
@@ -506,7 +523,9 @@ def select_k(
         For ELPD: ``"one-se"`` recommends the smallest K whose ELPD is within one
         standard error of the best (the SE of the pointwise difference with the
         best K, ``sqrt(N Var_i(elpd_i,K - elpd_i,best))``, as arviz ``compare``'s
-        ``dse``); ``"best"`` the highest ELPD.
+        ``dse``) or within 4 nats of it (:data:`ELPD_NEGLIGIBLE_DIFF`: smaller
+        differences are negligible and their SE unreliable); ``"best"`` the
+        highest ELPD.
     mfm : bool or dict
         Also fit one mixture of finite mixtures (:func:`bayesmix.build_mfm`, same
         covariance type, sampled by the Gibbs sampler with ``draws``/``tune``/``chains``)
@@ -840,7 +859,7 @@ def _recommend(df, fits, mcmc, rule):
         recommended[crit] = int(choice.chosen)
         rules[crit] = (
             f"smallest K with ELPD-{crit.upper()} within one SE (of the pointwise "
-            "difference) of the best"
+            f"difference) or {ELPD_NEGLIGIBLE_DIFF:g} nats of the best"
             if rule == "one-se"
             else f"highest ELPD-{crit.upper()}"
         )

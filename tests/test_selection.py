@@ -188,7 +188,8 @@ def test_select_k_mcmc_table_and_rule(three_clusters, monkeypatch, rule):
     else:
         expected = min(
             k for k in e
-            if e[k].sum() >= e[best].sum() - np.sqrt(300 * np.var(e[k] - e[best], ddof=1))
+            if e[k].sum()
+            >= e[best].sum() - max(np.sqrt(300 * np.var(e[k] - e[best], ddof=1)), 4.0)
         )  # fmt: skip
     assert df.attrs["recommended"]["loo"] == expected
     assert df.attrs["recommended"]["bic"] == 3
@@ -273,18 +274,43 @@ def test_choice_rule_prefers_fewer_parameters_within_one_se():
     assert selection.choose_model(table, loos, 2)[0] == ("full", 3)
 
 
+def test_choose_elpd_negligible_difference_floor():
+    """A difference under 4 nats is negligible even when its SE is tiny; above
+    max(SE, 4) the better model wins; a large SE widens the band beyond 4 nats."""
+    n = 200
+    base = np.full(n, -5.0)
+    # K=3 vs K=4: 1.5 nats spread evenly, so the SE of the difference is ~0.002
+    e3 = base.copy()
+    e4 = base + 1.5 / n + np.linspace(-1e-4, 1e-4, n)
+    c = selection.choose_elpd({3: e3.sum(), 4: e4.sum()}, {3: 11, 4: 15}, elpd_i={3: e3, 4: e4})
+    assert c.best == 4 and c.diff_se[3] < 0.01
+    assert c.chosen == 3  # the floor, not the SE, keeps K=3
+    # 6 nats, still with a tiny SE: a real improvement
+    e4 = base + 6.0 / n + np.linspace(-1e-4, 1e-4, n)
+    c = selection.choose_elpd({3: e3.sum(), 4: e4.sum()}, {3: 11, 4: 15}, elpd_i={3: e3, 4: e4})
+    assert c.chosen == 4
+    # 6 nats with a large SE of the difference (+-0.6 per point around +0.03): within
+    # one SE (sqrt(200 * 0.36) = 8.5), so the smaller K is kept
+    e4 = base + 6.0 / n + np.where(np.arange(n) % 2, 0.6, -0.6)
+    c = selection.choose_elpd({3: e3.sum(), 4: e4.sum()}, {3: 11, 4: 15}, elpd_i={3: e3, 4: e4})
+    assert c.diff_se[3] > 6.0 and c.chosen == 3
+    assert selection.ELPD_NEGLIGIBLE_DIFF == 4.0
+    assert "4 nats" in selection.CHOICE_RULE
+
+
 def test_choice_rule_across_covariances_counts_parameters():
     """Within one SE of the best (full K=3, 17 parameters in 2-D), the fits with the
     fewest parameters are full K=2 (6 + 4 + 1 = 11) and spherical K=3 (3 + 6 + 2 = 11);
     the tie goes to the higher ELPD, spherical K=3.
 
-    ELPDs: best -9.1; spherical K=3 -9.45, SE of the difference 0.655; full K=2 -9.7,
-    SE 0.663 (sqrt(4 Var_i(diff_i)), computed by hand)."""
-    e = np.array([-2.0, -3.0, -2.5, -2.0])
+    Pointwise differences are 20 x (0.3, -0.5, 0, 0) etc., so that they exceed the
+    4-nat floor of negligible differences. ELPDs: best -182; spherical K=3 -189, SE of
+    the difference 13.1; full K=2 -194, SE 13.3 (20 x sqrt(4 Var_i(diff_i)), by hand)."""
+    e = 20 * np.array([-2.0, -3.0, -2.5, -2.0])
     elpd_i = {
-        ("full", 2): e + np.array([0.3, -0.5, 0.0, 0.0]),
-        ("spherical", 3): e + np.array([0.4, -0.4, 0.05, 0.0]),
-        ("full", 3): e + 0.1,
+        ("full", 2): e + 20 * np.array([0.3, -0.5, 0.0, 0.0]),
+        ("spherical", 3): e + 20 * np.array([0.4, -0.4, 0.05, 0.0]),
+        ("full", 3): e + 20 * 0.1,
     }
     table = pd.DataFrame(
         {
@@ -292,16 +318,16 @@ def test_choice_rule_across_covariances_counts_parameters():
             "K": [k[1] for k in elpd_i],
             "bic": [3.0, 2.0, 1.0],
             "elpd_loo": [v.sum() for v in elpd_i.values()],
-            "elpd_loo_se": [1.0, 1.0, 1.0],
+            "elpd_loo_se": [20.0, 20.0, 20.0],
         }
     )
     loos = {k: SimpleNamespace(elpd_i=v) for k, v in elpd_i.items()}
     key, reason = selection.choose_model(table, loos, 2)
     assert key == ("spherical", 3), reason
-    assert "best ELPD-LOO -9.1 at full K=3" in reason
-    # without pointwise values the table's SE (1.0) is used: the same two are within it
+    assert "best ELPD-LOO -182.0 at full K=3" in reason
+    # without pointwise values the table's SE (20) is used: the same two are within it
     assert selection.choose_model(table, {}, 2)[0] == ("spherical", 3)
-    # with a small SE only the best is within it
+    # with a small SE (0.1) the band is the 4-nat floor: only the best is within it
     assert selection.choose_model(table.assign(elpd_loo_se=0.1), {}, 2)[0] == ("full", 3)
     # without ELPD: the lowest BIC
     key, reason = selection.choose_model(table.assign(elpd_loo=np.nan), {}, 2)
