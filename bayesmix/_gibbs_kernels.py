@@ -24,6 +24,7 @@ from numba import njit
 
 __all__ = [
     "allocate",
+    "collapsed_allocate",
     "dp_label_swaps",
     "log_marginal",
     "prior_constant",
@@ -279,12 +280,33 @@ def prior_constant(ct, nu0, Psi0, psi):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _lg_term(ct, n, nu0, D):  # pragma: no cover - compiled
+    """The lgamma part of :func:`_log_marg` for a cluster of ``n`` (a function of n only)."""
+    if ct == 0:
+        out = 0.0
+        for d in range(D):
+            out += math.lgamma(0.5 * (nu0 + n - d))
+        return out
+    if ct == 2:
+        return D * math.lgamma(0.5 * nu0 + 0.5 * n)
+    return math.lgamma(0.5 * nu0 + 0.5 * n * D)
+
+
+@njit(cache=True, nogil=True)
 def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: no cover
     """:func:`log_marginal` of the statistics (n + w, s + w x, xx + w x x^T), w in {0, 1}."""
+    m = n + w
+    lg = _lg_term(ct, m, nu0, s.shape[0])
+    return _log_marg_t(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work, lg)
+
+
+@njit(cache=True, nogil=True)
+def _log_marg_t(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work, lg):  # pragma: no cover
+    """:func:`_log_marg` with its lgamma part ``lg`` (:func:`_lg_term`) given."""
     D = s.shape[0]
     n = n + w
     kn = k0 + n
-    out = const0 + 0.5 * D * (math.log(k0) - math.log(kn))
+    out = const0 + 0.5 * D * (math.log(k0) - math.log(kn)) + lg
     if ct == 0:
         M = work[0]
         for r in range(D):
@@ -294,10 +316,7 @@ def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: 
                 M[r, c] = Psi0[r, c] + xx[r, c] + w * x[r] * x[c] - sr * sc / kn
                 M[c, r] = M[r, c]
         nun = nu0 + n
-        out += -0.5 * n * D * math.log(math.pi) - 0.5 * nun * _chol_logdet(M, work[1])
-        for d in range(D):
-            out += math.lgamma(0.5 * (nun - d))
-        return out
+        return out - 0.5 * n * D * math.log(math.pi) - 0.5 * nun * _chol_logdet(M, work[1])
     out -= 0.5 * n * D * _LOG_2PI
     a0 = 0.5 * nu0
     if ct == 2:
@@ -305,14 +324,14 @@ def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: 
         for d in range(D):
             sd = s[d] + w * x[d]
             bn = 0.5 * psi[d] + 0.5 * (xx[d, d] + w * x[d] * x[d] - sd * sd / kn)
-            out += math.lgamma(an) - an * math.log(bn)
+            out -= an * math.log(bn)
         return out
     an = a0 + 0.5 * n * D
     bn = 0.5 * psi[0]
     for d in range(D):
         sd = s[d] + w * x[d]
         bn += 0.5 * (xx[d, d] + w * x[d] * x[d] - sd * sd / kn)
-    return out + math.lgamma(an) - an * math.log(bn)
+    return out - an * math.log(bn)
 
 
 @njit(cache=True, nogil=True)
@@ -540,6 +559,168 @@ def split_merge(
     for t in range(m):
         z[members[t]] = a
     return -1
+
+
+# ---------------------------------------------------------------------------- collapsed Gibbs
+@njit(cache=True, nogil=True)
+def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw):  # pragma: no cover
+    """Prior weight of each slot for one observation given the others' counts ``n``.
+
+    Kind 0: labelled Dirichlet-multinomial, ``n_k + param``. Kind 1: labelled truncated
+    stick-breaking with the sticks integrated out, ``E[w_k | z_-n]`` = ``(1 + n_k) / (1 +
+    a + n_k + m_k) prod_{j<k} (a + m_j) / (1 + a + n_j + m_j)`` (the last slot: the
+    product only), ``m_k = sum_{j>k} n_j``. Kind 2: the MFM's restaurant process (Miller
+    & Harrison 2018), ``n_k + gamma`` for an occupied cluster and ``gamma V(t + 1) /
+    V(t)`` for the first empty slot (the others 0); ``N1`` is the number of other
+    observations, ``t`` their clusters. Linear scale: with T slots the smallest DP weight
+    is at least ``(a / (1 + a + N))^T``.
+    """
+    T = n.shape[0]
+    if kind == 0:
+        for k in range(T):
+            pw[k] = n[k] + param if k < n_active else 0.0
+        return
+    if kind == 2:
+        first = True
+        for k in range(T):
+            if k >= n_active:
+                pw[k] = 0.0
+            elif n[k] > 0:
+                pw[k] = n[k] + param
+            elif first:
+                pw[k] = param * math.exp(log_v[t + 1] - log_v[t])
+                first = False
+            else:
+                pw[k] = 0.0
+        return
+    cum = 0.0
+    prod = 1.0
+    for k in range(T):
+        nk = float(n[k])
+        if k < T - 1:
+            mk = N1 - cum - nk
+            den = 1.0 / (1.0 + param + nk + mk)
+            pw[k] = prod * (1.0 + nk) * den
+            prod *= (param + mk) * den
+        else:
+            pw[k] = prod
+        cum += nk
+
+
+@njit(cache=True, nogil=True)
+def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # pragma: no cover
+    """One collapsed Gibbs sweep over the allocations (Neal 2000, algorithm 3).
+
+    Each observation in turn is removed from its cluster and re-allocated with the
+    weights and the component parameters integrated out: slot ``k`` has probability
+    proportional to its prior weight given the other allocations (:func:`_slot_prior`)
+    times the posterior predictive density of the observation under the cluster's other
+    members, ``exp(log_marginal(cluster + x) - log_marginal(cluster))`` (the prior
+    predictive for an empty slot). The target is ``p(z | data, concentration)``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+        Data centred at the prior mean.
+    z, counts : ndarray of int64, shapes (N,) and (T,)
+        Updated in place.
+    n_active : int
+        Slots ``0 .. n_active - 1`` may hold observations (kinds 0 and 2).
+    u : ndarray, shape (N,)
+        Uniforms, one per observation.
+    conj : tuple
+        ``(ct, k0, nu0, Psi0, psi, const0)`` as for :func:`split_merge`.
+    kind : int
+        0 finite mixture, 1 truncated DP, 2 MFM with a static gamma.
+    param : float
+        Dirichlet parameter (0, 2) or DP concentration (1).
+    log_v : ndarray, shape (Kmax + 2,)
+        Kind 2: ``log V_N(t)`` for ``t = 0 .. Kmax + 1`` (``-inf`` above Kmax).
+
+    Returns
+    -------
+    int
+        Number of observations that changed cluster.
+    """
+    ct, k0, nu0, Psi0, psi, c0 = conj
+    N, D = X.shape
+    T = counts.shape[0]
+    lgt = np.empty(N + 2)  # the lgamma part of a cluster of m, m = 0 .. N + 1
+    for m in range(N + 2):
+        lgt[m] = _lg_term(ct, m, nu0, D)
+    n = np.zeros(T, dtype=np.int64)
+    S = np.zeros((T, D))
+    XX = np.zeros((T, D, D))
+    for i in range(N):
+        k = z[i]
+        n[k] = _add(n[k], S[k], XX[k], X[i], 1)
+    work = np.empty((2, D, D))
+    lm = np.zeros(T)
+    for k in range(T):
+        if n[k] > 0:
+            lm[k] = _log_marg_t(
+                n[k], S[k], XX[k], S[k], 0, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[k]]
+            )
+    s0 = np.zeros(D)
+    xx0 = np.zeros((D, D))
+    pw = np.empty(T)
+    lp = np.empty(T)
+    lm_new = np.empty(T)
+    t = 0
+    for k in range(T):
+        if n[k] > 0:
+            t += 1
+    moved = 0
+    for i in range(N):
+        a = z[i]
+        x = X[i]
+        n[a] = _add(n[a], S[a], XX[a], x, -1)
+        if n[a] > 0:
+            lm[a] = _log_marg_t(
+                n[a], S[a], XX[a], S[a], 0, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[a]]
+            )
+        else:
+            lm[a] = 0.0
+            t -= 1
+        _slot_prior(kind, n, n_active, param, log_v, float(N - 1), t, pw)
+        l_empty = _log_marg_t(0, s0, xx0, x, 1, ct, k0, nu0, Psi0, psi, c0, work, lgt[1])
+        mx = l_empty
+        for k in range(T):
+            if n[k] > 0 and pw[k] > 0.0:
+                lm_new[k] = _log_marg_t(
+                    n[k], S[k], XX[k], x, 1, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[k] + 1]
+                )
+                lp[k] = lm_new[k] - lm[k]
+                mx = max(mx, lp[k])
+        e_empty = math.exp(l_empty - mx)
+        tot = 0.0
+        for k in range(T):
+            if pw[k] > 0.0:
+                if n[k] > 0:
+                    pw[k] *= math.exp(lp[k] - mx)
+                else:
+                    pw[k] *= e_empty
+                    lm_new[k] = l_empty
+            tot += pw[k]
+        target = u[i] * tot
+        b = -1
+        acc = 0.0
+        for k in range(T):
+            if pw[k] > 0.0:
+                b = k
+                acc += pw[k]
+                if acc >= target:
+                    break
+        if n[b] == 0:
+            t += 1
+        n[b] = _add(n[b], S[b], XX[b], x, 1)
+        lm[b] = lm_new[b]
+        if b != a:
+            z[i] = b
+            moved += 1
+    for k in range(T):
+        counts[k] = n[k]
+    return moved
 
 
 @njit(cache=True, nogil=True)

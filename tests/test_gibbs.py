@@ -672,6 +672,86 @@ def test_split_merge_alone_targets_the_exact_posterior(kind):
     np.testing.assert_array_less(np.abs(freq - exact), Z * se)
 
 
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_collapsed_allocation_targets_the_exact_posterior(kind):
+    """Only collapsed Gibbs sweeps on z (finite K = 3 labelled, truncated DP T = 4
+    labelled, MFM partition with a static gamma): co-clustering frequencies and, for the
+    labelled kinds, the slot occupancy match exact enumeration, as for split-merge."""
+    import itertools
+
+    X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
+    prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
+    conj = gibbs._Conj.from_prior(prior, "full")
+    c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
+    cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
+    T = 3 if kind == 0 else 4
+    k_prior = np.array([0.3, 0.3, 0.2, 0.2])
+    pr = (kind, 0.7, np.log(k_prior) if kind == 2 else np.zeros(1), False)
+    log_v = gibbs.log_v_mfm(np.log(k_prior), 0.7, 6) if kind == 2 else np.zeros(1)
+    work = np.empty((2, 1, 1))
+
+    def logpost(z):
+        counts = np.bincount(z, minlength=T).astype(np.int64)
+        lp = gk._log_prior_counts(counts, pr)
+        for k in range(T):
+            xk = X[z == k]
+            if len(xk):
+                lp += gk.log_marginal(
+                    len(xk), xk.sum(0), xk.T @ xk, 0, 0.3, 3.0, conj.Psi0, conj.psi, work
+                )
+        return lp
+
+    zs = (
+        _set_partitions(6)
+        if kind == 2
+        else [np.array(z) for z in itertools.product(range(T), repeat=6)]
+    )
+    lp = np.array([logpost(z) for z in zs])
+    p = np.exp(lp - lp.max())
+    p /= p.sum()
+    exact = np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+    if kind != 2:  # labelled: P(slot k occupied)
+        occ = np.tensordot(p, np.array([np.bincount(z, minlength=T) > 0 for z in zs], float), 1)
+    rng = np.random.default_rng(12)
+    z = np.zeros(6, dtype=np.int64)
+    counts = np.bincount(z, minlength=T).astype(np.int64)
+    n_iter = 20000
+    freq = np.zeros((6, 6))
+    slot = np.zeros(T)
+    for _ in range(n_iter):
+        gk.collapsed_allocate(X, z, counts, T, rng.random(6), cj, kind, 0.7, log_v)
+        freq += z[:, None] == z[None, :]
+        slot += counts > 0
+    freq /= n_iter
+    slot /= n_iter
+    np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
+    # a sweep moves every point, so draws are nearly independent here; standard errors
+    # from an effective size of 1/10 the sweeps anyway (as for split-merge)
+    exact = np.clip(exact, 0.0, 1.0)
+    se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
+    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+    if kind != 2:  # labelled: which slots are occupied is part of the target
+        se = np.sqrt(occ * (1 - occ) / (n_iter / 10)) + 1e-3
+        np.testing.assert_array_less(np.abs(slot - occ), Z * se)
+
+
+def test_log_v_mfm_matches_the_partition_prior():
+    """gamma V(t + 1) / V(t) is the MFM's new-cluster weight: the partition prior of
+    _log_mfm_partition, summed out K, gives the same ratios."""
+    log_k = np.log(np.array([0.1, 0.4, 0.3, 0.2]))
+    lv = gibbs.log_v_mfm(log_k, 0.7, 5)
+    # p(C) = V(t) prod_c Gamma(n_c + g) / Gamma(g): compare two partitions of 5 points
+    for counts in ([5, 0, 0, 0], [2, 3, 0, 0], [1, 1, 3, 0], [2, 1, 1, 1]):
+        c = np.array(counts, dtype=np.int64)
+        t = int((c > 0).sum())
+        direct = gk._log_mfm_partition(c, 0.7, log_k, False)
+        from scipy.special import gammaln
+
+        via_v = lv[t] + (gammaln(c[c > 0] + 0.7) - gammaln(0.7)).sum()
+        assert direct == pytest.approx(via_v, rel=1e-12)
+    assert lv[5] == -np.inf and lv[4] > -np.inf
+
+
 # ---------------------------------------------------------------------------- Gibbs vs NUTS
 def _summaries(dt, X, grid, pairs):
     """Per-draw label-invariant quantities (chain, draw, q): total log-likelihood, mixture

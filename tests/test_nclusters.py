@@ -495,7 +495,8 @@ def _likelihood_off(monkeypatch):
     (allocations, weights, concentration, K) targets the prior. Component parameters are
     still updated, but nothing else reads them. The split-merge moves integrate the
     parameters out inside a compiled kernel that reads the data, so they are switched off
-    here (the exact posterior checks above run them)."""
+    here, and so is the collapsed allocation sweep (gibbs.COLLAPSED; the exact posterior
+    checks above run both)."""
     from bayesmix import _gibbs_kernels, gibbs
 
     def allocate(spec, st, rng):
@@ -507,6 +508,7 @@ def _likelihood_off(monkeypatch):
         )
 
     monkeypatch.setattr(gibbs, "_allocate", allocate)
+    monkeypatch.setattr(gibbs, "COLLAPSED", False)
     if hasattr(gibbs, "_split_merge"):
         monkeypatch.setattr(gibbs, "_split_merge", lambda *args, **kwargs: None)
 

@@ -138,3 +138,52 @@ def test_json_round_trip():
     q = GMMPrior.from_dict(__import__("json").loads(p.to_json()))
     assert q == p
     assert q.with_(dof=6.0) != p
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("D", [1, 3])
+def test_log_prior_matches_scipy_stats(covariance, D):
+    """The closed form against scipy.stats' frozen densities (the previous
+    implementation), every covariance family, D = 1 (inverse-gamma) and D = 3."""
+    from scipy import stats
+
+    rng = np.random.default_rng(D)
+    K = 3
+    A = rng.normal(size=(D, D))
+    p = GMMPrior(
+        mean=rng.normal(size=D),
+        scale=A @ A.T + D * np.eye(D),
+        dof=D + 2.5,
+        mean_shrinkage=0.3,
+        weight_concentration=1.7,
+    )
+    w = rng.dirichlet(np.ones(K))
+    mu = rng.normal(size=(K, D))
+    B = rng.normal(size=(K, D, D))
+    covs = B @ B.swapaxes(1, 2) + np.eye(D)
+    if covariance == "diag":
+        covs = np.diagonal(covs, axis1=1, axis2=2)[:, :, None] * np.eye(D)
+    elif covariance == "spherical":
+        covs = covs[:, :1, :1] * np.eye(D)
+    elif covariance == "tied":
+        covs = np.broadcast_to(covs[:1], covs.shape)
+    expected = stats.dirichlet(np.full(K, 1.7)).logpdf(w)
+    m0, k0, nu = p.mean, p.mean_shrinkage, p.dof
+    if covariance in ("full", "tied"):
+        iw = stats.invwishart(df=nu, scale=p.scale) if D > 1 else None
+        mats = covs[:1] if covariance == "tied" else covs
+        for S in mats:
+            expected += (
+                iw.logpdf(S)
+                if D > 1
+                else stats.invgamma(nu / 2, scale=p.scale[0, 0] / 2).logpdf(S[0, 0])
+            )
+        for k in range(K):
+            expected += stats.multivariate_normal(m0, covs[k] / k0).logpdf(mu[k])
+    else:
+        psi = p.covariance_scale(covariance)
+        var = np.diagonal(covs, axis1=1, axis2=2)
+        ig_var = var if covariance == "diag" else var[:, 0]
+        expected += stats.invgamma(a=nu / 2, scale=np.asarray(psi) / 2).logpdf(ig_var).sum()
+        expected += stats.norm(m0, np.sqrt(var / k0)).logpdf(mu).sum()
+    assert p.log_prior(w, mu, covs, covariance) == pytest.approx(expected, rel=1e-10)
