@@ -1,7 +1,9 @@
 """Gibbs sampler (bayesmix.gibbs) against NUTS: DP and MFM on Old Faithful, finite mixtures.
 
 1. DP on Old Faithful (truncation 20, full covariance, 4 chains x 2000 draws after 500
-   burn-in sweeps, ``cores=2``): R-hat and bulk ESS of label-invariant quantities
+   burn-in sweeps, ``cores=2``; the default sampler with collapsed allocation sweeps,
+   and the same with ``gibbs.COLLAPSED = False``, allocations drawn given the
+   parameters): R-hat and bulk ESS of label-invariant quantities
    (total log-likelihood, ``n_occupied``, the sorted weights with posterior mean >
    0.01, the concentration), wall time of ``bm.sample`` (EM start, sampling,
    log-likelihood, diagnostics; numba caches warm). The same for the MFM (K, K+,
@@ -93,6 +95,14 @@ def bench_dp_mfm(quick, nuts_dp):
     kw = dict(draws=draws, tune=500, chains=4, cores=2, random_seed=1)
     out["dp"] = _sample(dp, sampler="gibbs", **kw)
     out["mfm"] = _sample(mfm, **kw)
+    from bayesmix import gibbs
+
+    gibbs.COLLAPSED = False  # the sampler before collapsed sweeps: z | parameters
+    try:
+        out["dp_blocked"] = _sample(dp, sampler="gibbs", **kw)
+        out["mfm_blocked"] = _sample(mfm, **kw)
+    finally:
+        gibbs.COLLAPSED = True
     if nuts_dp:
         out["nuts"] = _sample(
             dp, sampler="nuts", draws=500, tune=500, chains=2, cores=1, random_seed=1
@@ -103,10 +113,16 @@ def bench_dp_mfm(quick, nuts_dp):
         "|---|---|---|---|---|",
     ]
     times = []
-    for key, label in [("dp", "Gibbs DP"), ("mfm", "Gibbs MFM"), ("nuts", "NUTS DP")]:
+    for key, label in [
+        ("dp", "Gibbs DP"),
+        ("mfm", "Gibbs MFM"),
+        ("dp_blocked", "Gibbs DP, z given parameters"),
+        ("mfm_blocked", "Gibbs MFM, z given parameters"),
+        ("nuts", "NUTS DP"),
+    ]:
         if key in out:
             dt, wall = out[key]
-            lines += _rows(label, dt, wall, mfm=key == "mfm")
+            lines += _rows(label, dt, wall, mfm=key.startswith("mfm"))
             st = dt.attrs.get("sampling_time", float("nan"))
             C, S = dt["posterior"].sizes["chain"], dt["posterior"].sizes["draw"]
             times.append(f"{label}: {C} x {S} draws, wall {wall:.1f} s (sampling {st:.1f} s)")
