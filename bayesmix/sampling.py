@@ -181,17 +181,6 @@ def _jittered_points(model, values, chains, rng, w, c):
 
 #: keyword arguments of pm.sample that configure the NUTS step (bm.sample builds it)
 _NUTS_KWARGS = NUTS_STEP_KWARGS
-_NUTS_KWARGS = (
-    "target_accept",
-    "max_treedepth",
-    "early_max_treedepth",
-    "step_scale",
-    "Emax",
-    "gamma",
-    "k",
-    "t0",
-    "adapt_step_size",
-)
 
 
 def _chain_trace(model, point):
