@@ -79,6 +79,12 @@ def _validate(estimator, X, *, reset, min_samples=1):
     )
 
 
+def _validate_fitted(estimator, X):
+    """``X`` validated against a fitted estimator (its features), for predict/score."""
+    check_is_fitted(estimator)
+    return _validate(estimator, X, reset=False)
+
+
 def _seed(random_state):
     """scikit-learn's ``random_state`` as a bayesmix ``random_seed``.
 
@@ -244,8 +250,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self
 
     def _sq_dists(self, X):
-        check_is_fitted(self)
-        return self.result_.transform(_validate(self, X, reset=False))
+        X = _validate_fitted(self, X)
+        return self.result_.transform(X)
 
     def predict(self, X):
         """Index of the nearest centre of each row, shape (N,).
@@ -289,8 +295,47 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return -float(self._sq_dists(X).min(axis=1).sum())
 
 
+# =========================================================================== mixtures, shared
+def _em_method(name, summary, returns):
+    """A :class:`GaussianMixture` method ``name(X)``: ``em_result_.name`` on the validated X.
+
+    The numpydoc docstring is ``summary``, ``X`` and the Returns line ``returns``.
+    """
+
+    def method(self, X):
+        em, X = self._em(X)
+        return getattr(em, name)(X)
+
+    method.__name__ = name
+    method.__qualname__ = f"GaussianMixture.{name}"
+    method.__doc__ = (
+        f"{summary}\n\nParameters\n----------\nX : array_like, shape (N, D)\n\n"
+        f"Returns\n-------\n{returns}\n"
+    )
+    return method
+
+
+class _DensityEstimator(DensityMixin, BaseEstimator):
+    """What :class:`GaussianMixture` and :class:`BayesianGaussianMixture` share."""
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` over the rows (scikit-learn's ``score``).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : None
+            Ignored (scikit-learn's API).
+
+        Returns
+        -------
+        float
+        """
+        return float(self.score_samples(X).mean())
+
+
 # =========================================================================== GaussianMixture
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(_DensityEstimator):
     """Gaussian mixture by EM with scikit-learn's interface, over :func:`bayesmix.fit_em`.
 
     Maximum likelihood (``prior=None``, as scikit-learn), or the MAP estimate under a
@@ -465,107 +510,33 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _em(self, X):
         """The fitted EMResult and the validated ``X``."""
-        check_is_fitted(self)
-        return self.em_result_, _validate(self, X, reset=False)
+        X = _validate_fitted(self, X)
+        return self.em_result_, X
 
-    def score_samples(self, X):
-        """Log density ``log p(x_n)`` of every row, shape (N,).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray, shape (N,)
-        """
-        em, X = self._em(X)
-        return em.score_samples(X)
-
-    def score(self, X, y=None):
-        """Mean log density per row (scikit-learn's ``score``).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-        y : None
-            Ignored (scikit-learn's API).
-
-        Returns
-        -------
-        float
-        """
-        return float(self.score_samples(X).mean())
-
-    def predict_proba(self, X):
-        """Membership probabilities (responsibilities), shape (N, K).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray, shape (N, K)
-        """
-        em, X = self._em(X)
-        return em.predict_proba(X)
-
-    def predict(self, X):
-        """Most probable component of each row, shape (N,).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray of int, shape (N,)
-        """
-        em, X = self._em(X)
-        return em.predict(X)
-
-    def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better), as scikit-learn.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        float
-        """
-        em, X = self._em(X)
-        return em.bic(X)
-
-    def aic(self, X):
-        """Akaike information criterion on ``X`` (lower is better), as scikit-learn.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        float
-        """
-        em, X = self._em(X)
-        return em.aic(X)
-
-    def icl(self, X):
-        """Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        float
-        """
-        em, X = self._em(X)
-        return em.icl(X)
+    score_samples = _em_method(
+        "score_samples",
+        "Log density ``log p(x_n)`` of every row, shape (N,).",
+        "ndarray, shape (N,)",
+    )
+    predict_proba = _em_method(
+        "predict_proba",
+        "Membership probabilities (responsibilities), shape (N, K).",
+        "ndarray, shape (N, K)",
+    )
+    predict = _em_method(
+        "predict", "Most probable component of each row, shape (N,).", "ndarray of int, shape (N,)"
+    )
+    bic = _em_method(
+        "bic",
+        "Bayesian information criterion on ``X`` (lower is better), as scikit-learn.",
+        "float",
+    )
+    aic = _em_method(
+        "aic", "Akaike information criterion on ``X`` (lower is better), as scikit-learn.", "float"
+    )
+    icl = _em_method(
+        "icl", "Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better).", "float"
+    )
 
     def sample(self, n_samples=1):
         """Draw from the fitted mixture.
@@ -598,7 +569,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
 
 # =========================================================================== Bayesian
-class BayesianGaussianMixture(DensityMixin, BaseEstimator):
+class BayesianGaussianMixture(_DensityEstimator):
     """MCMC-fitted Bayesian Gaussian mixture with scikit-learn's interface.
 
     ``fit`` builds :func:`bayesmix.build_gmm` (or :func:`bayesmix.build_dpgmm` when
@@ -758,8 +729,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
 
     def _per_draw(self, X, fn, reduce):
         """Apply ``fn(X_chunk, w, m, c)`` -> (S, n, ...) over row chunks and reduce."""
-        check_is_fitted(self)
-        X = _validate(self, X, reset=False)
+        X = _validate_fitted(self, X)
         w, m, c = self._draws()
         step = _rows_per_chunk(*w.shape)
         parts = [reduce(fn(X[i : i + step], w, m, c)) for i in range(0, X.shape[0], step)]
@@ -835,21 +805,6 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
             return logsumexp(L, axis=0) - np.log(L.shape[0])
 
         return self._per_draw(X, log_mixture_density, reduce)
-
-    def score(self, X, y=None):
-        """Mean log posterior predictive density per row.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-        y : None
-            Ignored (scikit-learn's API).
-
-        Returns
-        -------
-        float
-        """
-        return float(self.score_samples(X).mean())
 
 
 # =========================================================================== scorer
