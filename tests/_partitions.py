@@ -235,37 +235,13 @@ def _gamma_quadrature(shape, rate, order=80):
     return x / rate, w / special.gamma(shape)
 
 
-def log_eppf_mfm(labels, k_probs, gamma, *, dynamic=False):
-    """MFM EPPF (Miller & Harrison 2018), shape (P,).
-
-    ``k_probs[i]`` = P(K = i + 1).
-    """
+def _log_mfm_joint(labels, k_probs, gamma, dynamic):
+    """MFM prior ``log p(C, K = k)``, shape (P, len(k_probs)); ``k_probs[i]`` = P(K = i + 1)."""
     n = labels.shape[1]
     sizes = block_sizes(labels)
     t = n_blocks(labels)
     k_probs = np.asarray(k_probs, dtype=float)
     ks = np.arange(1, k_probs.size + 1)
-    terms = np.full((labels.shape[0], ks.size), -np.inf)
-    for i, k in enumerate(ks):
-        if k_probs[i] <= 0:
-            continue
-        g = gamma / k if dynamic else gamma
-        ok = t <= k
-        log_fall = special.gammaln(k + 1) - special.gammaln(np.maximum(k - t, 0) + 1)
-        blocks = np.where(sizes > 0, _log_rising(g, sizes), 0.0).sum(1)
-        val = np.log(k_probs[i]) + log_fall - _log_rising(g * k, n) + blocks
-        terms[:, i] = np.where(ok, val, -np.inf)
-    return special.logsumexp(terms, axis=1)
-
-
-def mfm_posterior_k(labels, log_post_c, k_probs, gamma, *, dynamic=False):
-    """P(K = k | x) for k = 1..len(k_probs) from the partition posterior."""
-    n = labels.shape[1]
-    sizes = block_sizes(labels)
-    t = n_blocks(labels)
-    k_probs = np.asarray(k_probs, dtype=float)
-    ks = np.arange(1, k_probs.size + 1)
-    # joint log p(C, K = k | x) up to the constant of log_post_c
     joint = np.full((labels.shape[0], ks.size), -np.inf)
     for i, k in enumerate(ks):
         if k_probs[i] <= 0:
@@ -275,6 +251,21 @@ def mfm_posterior_k(labels, log_post_c, k_probs, gamma, *, dynamic=False):
         blocks = np.where(sizes > 0, _log_rising(g, sizes), 0.0).sum(1)
         val = np.log(k_probs[i]) + log_fall - _log_rising(g * k, n) + blocks
         joint[:, i] = np.where(t <= k, val, -np.inf)
+    return joint
+
+
+def log_eppf_mfm(labels, k_probs, gamma, *, dynamic=False):
+    """MFM EPPF (Miller & Harrison 2018), shape (P,).
+
+    ``k_probs[i]`` = P(K = i + 1).
+    """
+    return special.logsumexp(_log_mfm_joint(labels, k_probs, gamma, dynamic), axis=1)
+
+
+def mfm_posterior_k(labels, log_post_c, k_probs, gamma, *, dynamic=False):
+    """P(K = k | x) for k = 1..len(k_probs) from the partition posterior."""
+    # joint log p(C, K = k | x) up to the constant of log_post_c
+    joint = _log_mfm_joint(labels, k_probs, gamma, dynamic)
     prior_c = special.logsumexp(joint, axis=1)
     cond = joint - prior_c[:, None]  # log P(K = k | C)
     post = np.exp(special.logsumexp(cond + log_post_c[:, None], axis=0))
