@@ -101,14 +101,7 @@ def fit_em_dask(em, X, n_components, **kw):
     ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
     module): its settings, M-step, warnings and result construction are reused.
     """
-    from bayesmix._validation import (
-        check_covariance_type,
-        check_int,
-        check_n_components,
-        check_positive,
-        check_random_state,
-    )
-    from bayesmix.priors import check_prior
+    from bayesmix._validation import check_n_components
 
     unsupported = sorted(
         k for k, v in kw.items() if k not in _FIT_EM_KEYWORDS and v is not None and v is not False
@@ -121,22 +114,10 @@ def fit_em_dask(em, X, n_components, **kw):
     X_in, names = as_dask_array(X)
     N, D = X_in.shape
     K = check_n_components(n_components, N)
-    covariance = check_covariance_type(kw["covariance"])
-    n_init = check_int(kw["n_init"], "n_init", minimum=1)
-    max_iter = check_int(kw["max_iter"], "max_iter", minimum=0)
-    tol = check_positive(kw["tol"], "tol", strict=False)
-    engine, prior, reg_covar = kw["engine"], kw["prior"], kw["reg_covar"]
-    if engine not in em._ENGINES:
-        raise ValueError(f"engine must be one of {list(em._ENGINES)}; got {engine!r}.")
-    if prior is not None:
-        check_prior(prior, D, covariance, n_components=K, method="em")
-    reg_covar = check_positive(
-        (1e-6 if prior is None else 0.0) if reg_covar is None else reg_covar,
-        "reg_covar",
-        strict=False,
+    covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng = em._check_arguments(
+        X_in, K, **kw
     )
-    init_parsed, init_name = em._parse_init(kw["init"], X_in, K, n_init)
-    rng = check_random_state(kw["random_seed"])
+    engine, prior = kw["engine"], kw["prior"]
     engine = "numpy" if engine == "numpy" or not em._numba_available() else "numba"
 
     Xw, _ = maybe_persist(X_in, kw.get("persist"))

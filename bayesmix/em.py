@@ -1019,19 +1019,19 @@ def fit_em(
     w = check_sample_weight(sample_weight, N)
     K = check_n_components(n_components, N if w is None else int(np.count_nonzero(w)))
     volume = _noise_volume(noise, X if w is None else X[w > 0])
-    covariance = check_covariance_type(covariance)
-    n_init = check_int(n_init, "n_init", minimum=1)
-    max_iter = check_int(max_iter, "max_iter", minimum=0)
-    tol = check_positive(tol, "tol", strict=False)
-    if engine not in _ENGINES:
-        raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
-    if prior is not None:
-        check_prior(prior, D, covariance, n_components=K, method="em")
-    if reg_covar is None:
-        reg_covar = 1e-6 if prior is None else 0.0
-    reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
-    init_parsed, init_name = _parse_init(init, X, K, n_init)
-    rng = check_random_state(random_seed)
+    covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng = _check_arguments(
+        X,
+        K,
+        covariance=covariance,
+        prior=prior,
+        n_init=n_init,
+        init=init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        random_seed=random_seed,
+        engine=engine,
+    )
     if engine == "auto":
         engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
     _check_constant_features(X if w is None else X[w > 0], feature_names, prior, reg_covar)
@@ -1126,6 +1126,31 @@ def _singular_under_prior(X, feature_names, K, covariance):
         "ones), use covariance='diag' or fewer components, or give the prior a larger scale "
         "(bayesmix.GMMPrior(..., scale=...))."
     )
+
+
+def _check_arguments(
+    X, K, *, covariance, prior, n_init, init, max_iter, tol, reg_covar, random_seed, engine, **_
+):
+    """fit_em's checks of its settings, after those of ``X`` and ``K`` (Dask path too).
+
+    Other keywords of :func:`fit_em` are ignored. Returns ``(covariance, n_init,
+    max_iter, tol, reg_covar, parsed init, init name, rng)``: ``reg_covar`` defaults to
+    1e-6 for maximum likelihood and 0 for MAP.
+    """
+    covariance = check_covariance_type(covariance)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
+    tol = check_positive(tol, "tol", strict=False)
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
+    if prior is not None:
+        check_prior(prior, X.shape[1], covariance, n_components=K, method="em")
+    if reg_covar is None:
+        reg_covar = 1e-6 if prior is None else 0.0
+    reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
+    init_parsed, init_name = _parse_init(init, X, K, n_init)
+    rng = check_random_state(random_seed)
+    return covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng
 
 
 def _dask_keywords(arguments):
