@@ -112,6 +112,22 @@ def _flat_draws(idata):
 
 
 # ---------------------------------------------------------------------------- ellipses
+def _data(X, idata, what):
+    """``(X as given, checked X)``; ``X`` is ``idata``'s observed data when None."""
+    if X is None:
+        if idata is None:
+            raise ValueError(f"{what} needs X or idata (to take the observed data from).")
+        X = get_observed(idata)
+    return X, check_data(X)
+
+
+def _random_draws(idata, n_draws, random_seed):
+    """``(w, m, c)`` of all draws (chains flattened) and the indices of ``n_draws`` of them."""
+    w, m, c = _flat_draws(idata)
+    rng = check_random_state(random_seed)
+    return w, m, c, rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)
+
+
 def plot_ellipses(
     X=None,
     em_result=None,
@@ -164,11 +180,7 @@ def plot_ellipses(
     ...                      covariances=np.eye(2)[None])
     >>> fig = plot_ellipses(X, em)
     """
-    if X is None:
-        if idata is None:
-            raise ValueError("plot_ellipses needs X or idata (to take the observed data from).")
-        X = get_observed(idata)
-    X_in, X = X, check_data(X)
+    X_in, X = _data(X, idata, "plot_ellipses")
     D = X.shape[1]
     i, j = features
     if D < 2 or not (0 <= i < D and 0 <= j < D) or i == j:
@@ -182,10 +194,8 @@ def plot_ellipses(
     ax.scatter(X[:, i], X[:, j], s=9, color="0.45", alpha=0.7, linewidths=0, zorder=1)
     handles = [Line2D([], [], ls="", marker="o", color="0.45", ms=4, label="data")]
     if idata is not None:
-        w, m, c = _flat_draws(idata)
+        w, m, c, idx = _random_draws(idata, n_draws, random_seed)
         colors = _colors(w.shape[1])
-        rng = check_random_state(random_seed)
-        idx = rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)
         for s in idx:
             for k in range(w.shape[1]):
                 if w[s, k] < MIN_DRAWN_WEIGHT:
@@ -240,9 +250,7 @@ def _plot_density_1d(X, em_result, idata, name, n_draws, random_seed, ax, truth=
     grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 300)
     ax.hist(x, bins="auto", density=True, color="0.8", edgecolor="0.6", label="data")
     if idata is not None:
-        w, m, c = _flat_draws(idata)
-        rng = check_random_state(random_seed)
-        idx = rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)
+        w, m, c, idx = _random_draws(idata, n_draws, random_seed)
         dens = _weighted_pdf_1d(grid, w[idx], m[idx], c[idx]).sum(-1)  # (draws, G)
         for n in range(len(idx)):
             ax.plot(
@@ -302,11 +310,7 @@ def plot_fit(
     >>> len(plot_fit(X, em).axes)
     3
     """
-    if X is None:
-        if idata is None:
-            raise ValueError("plot_fit needs X or idata (to take the observed data from).")
-        X = get_observed(idata)
-    X_in, X = X, check_data(X)
+    X_in, X = _data(X, idata, "plot_fit")
     D = X.shape[1]
     names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
     kw = dict(feature_names=names, n_draws=n_draws, random_seed=random_seed, truth=truth)
