@@ -339,6 +339,12 @@ class EMResult:
         w = check_sample_weight(sample_weight, X.shape[0])
         return X, w, float(X.shape[0] if w is None else w.sum())
 
+    def _total_log_likelihood(self, X, sample_weight):
+        """``log L`` of ``X`` (weighted sum of ``score_samples``) and the effective n."""
+        X, w, n = self._weighted(X, sample_weight)
+        ll = self.score_samples(X)
+        return (ll.sum() if w is None else w @ ll), n
+
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion, ``-2 log L + p log n`` (lower is better).
 
@@ -358,9 +364,7 @@ class EMResult:
         -------
         float
         """
-        X, w, n = self._weighted(X, sample_weight)
-        ll = self.score_samples(X)
-        ll = ll.sum() if w is None else w @ ll
+        ll, n = self._total_log_likelihood(X, sample_weight)
         return float(-2.0 * ll + self.n_parameters * np.log(n))
 
     def aic(self, X, sample_weight=None):
@@ -376,9 +380,7 @@ class EMResult:
         -------
         float
         """
-        X, w, _ = self._weighted(X, sample_weight)
-        ll = self.score_samples(X)
-        ll = ll.sum() if w is None else w @ ll
+        ll, _ = self._total_log_likelihood(X, sample_weight)
         return float(-2.0 * ll + 2.0 * self.n_parameters)
 
     def icl(self, X, sample_weight=None):
