@@ -18,6 +18,7 @@ from bayesmix._trace import mixture_params
 from bayesmix._validation import ConvergenceWarning
 from bayesmix.em import fit_em
 from bayesmix.labelswitching import relabel
+from bayesmix.priors import _em_compatible
 
 __all__ = ["TruncationWarning"]
 
@@ -56,11 +57,7 @@ def _em_init(cfg, rng):
     (which then concern the data) are re-emitted.
     """
 
-    prior = cfg.prior
-    if prior.covariance_prior != "conjugate":
-        prior = prior.with_(covariance_prior="conjugate")
-    if prior.weight_concentration < 1:
-        prior = prior.with_(weight_concentration=1.0)
+    prior = _em_compatible(cfg.prior)
     sw = getattr(cfg, "sample_weight", None)
     if cfg.model != "dpgmm":
         return fit_em(

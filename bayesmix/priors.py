@@ -493,3 +493,16 @@ def _check_em_prior(prior, n_components):
             "interior mode and the MAP is not defined. Use weight_concentration >= 1 for "
             "fit_em (the PyMC model can keep the sparse prior)."
         )
+
+
+def _em_compatible(prior):
+    """``prior`` made acceptable to :func:`bayesmix.fit_em` for a sampler's EM start.
+
+    The conjugate covariance prior in place of the LKJ one, and ``weight_concentration``
+    raised to 1 (a bounded Dirichlet density); ``prior`` itself when it already is.
+    """
+    if prior.covariance_prior != "conjugate":
+        prior = prior.with_(covariance_prior="conjugate")
+    if prior.weight_concentration < 1:
+        prior = prior.with_(weight_concentration=1.0)
+    return prior

@@ -140,15 +140,6 @@ def _native_precisions(em, covariance_type):
     return 1.0 / var, 1.0 / np.sqrt(var)
 
 
-def _map_prior(prior):
-    """The conjugate prior ``fit_em`` can take for the EM start (as bm.sample does)."""
-    if prior.covariance_prior != "conjugate":
-        prior = prior.with_(covariance_prior="conjugate")
-    if prior.weight_concentration < 1:
-        prior = prior.with_(weight_concentration=1.0)
-    return prior
-
-
 def _rows_per_chunk(n_draws, n_components):
     return max(1, int(_CHUNK_BYTES // max(1, 8 * 3 * n_draws * n_components)))
 
@@ -674,6 +665,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         self
         """
         import bayesmix as bm
+        from bayesmix.priors import _em_compatible
 
         X = _validate(self, X, reset=True, min_samples=2)
         covariance = _check_covariance_type(self.covariance_type)
@@ -686,7 +678,7 @@ class BayesianGaussianMixture(_DensityEstimator):
                 X,
                 cfg.n_components,
                 covariance=cfg.covariance,
-                prior=_map_prior(cfg.prior),
+                prior=_em_compatible(cfg.prior),
                 random_seed=seed,
             )
         else:
