@@ -135,13 +135,9 @@ def from_arrays(
 
 def _log_likelihood_group(X, weights, means, covariances, coords):
     """The pointwise marginal log-likelihood (chain, draw, obs), from the density layer."""
-    C, S, K, D = means.shape
-    ll = log_mixture_density(
-        X,
-        weights.reshape(C * S, K),
-        means.reshape(C * S, K, D),
-        covariances.reshape(C * S, K, D, D),
-    ).reshape(C, S, X.shape[0])
+    C, S = weights.shape[:2]
+    ll = log_mixture_density(X, *flatten_draws(weights, means, covariances))
+    ll = ll.reshape(C, S, X.shape[0])
     return xr.Dataset(
         {"X": (("chain", "draw", "obs"), ll)},
         coords={"chain": coords["chain"], "draw": coords["draw"], "obs": coords["obs"]},
@@ -177,6 +173,30 @@ def get_params(idata):
     m = post["means"].transpose("chain", "draw", "component", "feature").values
     c = post["covariances"].transpose("chain", "draw", "component", "feature", "feature2").values
     return w, m, c
+
+
+def flatten_draws(weights, means, covariances):
+    """Chains and draws merged into one axis of ``C * S`` draws (reshaped views).
+
+    Parameters
+    ----------
+    weights, means, covariances : ndarray, shapes (C, S, K), (C, S, K, D), (C, S, K, D, D)
+
+    Returns
+    -------
+    tuple of ndarray, shapes (C * S, K), (C * S, K, D), (C * S, K, D, D)
+    """
+    C, S, K, D = means.shape
+    return (
+        weights.reshape(C * S, K),
+        means.reshape(C * S, K, D),
+        covariances.reshape(C * S, K, D, D),
+    )
+
+
+def flat_params(idata):
+    """:func:`get_params` with chains and draws merged (:func:`flatten_draws`)."""
+    return flatten_draws(*get_params(idata))
 
 
 def get_observed(idata):

@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix._gaussian import log_mixture_density, responsibilities
-from bayesmix._trace import get_observed, get_params
+from bayesmix._trace import flat_params, get_observed, get_params
 from bayesmix._validation import BayesmixWarning, check_int
 from bayesmix.labelswitching import check_labels_usable
 from bayesmix.labelswitching import relabel as _relabel
@@ -60,13 +60,6 @@ def _check_tree(idata):
         raise TypeError(
             f"idata must be an xarray.DataTree from bayesmix.sample; got {type(idata).__name__}."
         )
-
-
-def _flat_params(idata):
-    w, m, c = get_params(idata)
-    C, S, K = w.shape
-    D = m.shape[-1]
-    return w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
 
 
 def _log_noise(idata):
@@ -153,7 +146,7 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
             stacklevel=2,
         )
         idata = _relabel(idata)
-    w, m, c = _flat_params(idata)
+    w, m, c = flat_params(idata)
     X = get_observed(idata)
     S, K = w.shape
     N = X.shape[0]
@@ -232,7 +225,7 @@ def _psm_from_allocations(z, chunk_size=None):
 
 
 def _psm_from_parameters(idata, chunk_size=None):
-    w, m, c = _flat_params(idata)
+    w, m, c = flat_params(idata)
     X = get_observed(idata)
     S, K = w.shape
     N, D = X.shape
@@ -510,7 +503,7 @@ def _draw_partitions(idata, max_draws):
     """Candidate partitions from evenly spaced draws: the sampled allocations when the
     posterior stores them, else each draw's MAP allocation."""
     z = _allocations(idata)
-    w, m, c = _flat_params(idata) if z is None else (None, None, None)
+    w, m, c = flat_params(idata) if z is None else (None, None, None)
     S = z.shape[0] if z is not None else w.shape[0]
     idx = np.unique(np.linspace(0, S - 1, min(S, max_draws)).round().astype(int))
     if z is not None:

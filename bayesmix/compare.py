@@ -27,7 +27,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from bayesmix._gaussian import log_mixture_density
-from bayesmix._trace import get_observed, get_params
+from bayesmix._trace import flat_params, get_observed
 from bayesmix.allocation import membership, point_partition
 from bayesmix.labelswitching import check_labels_usable, relabel
 
@@ -155,15 +155,7 @@ def _posterior_lppd(idata):
         ll = idata["log_likelihood"]["X"].transpose("chain", "draw", "obs").values
         ll = ll.reshape(-1, ll.shape[-1])
     else:
-        w, m, c = get_params(idata)
-        C, S, K = w.shape
-        D = m.shape[-1]
-        ll = log_mixture_density(
-            get_observed(idata),
-            w.reshape(C * S, K),
-            m.reshape(C * S, K, D),
-            c.reshape(C * S, K, D, D),
-        )
+        ll = log_mixture_density(get_observed(idata), *flat_params(idata))
     return float((logsumexp(ll, axis=0) - np.log(ll.shape[0])).sum())
 
 

@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bayesmix._gaussian import responsibilities
-from bayesmix._trace import get_observed, get_params, mixture_params
+from bayesmix._trace import flatten_draws, get_observed, get_params, mixture_params
 from bayesmix._validation import BayesmixWarning, check_positive
 
 # arviz_stats is imported inside diagnostics() only: relabel() needs no ArviZ.
@@ -257,7 +257,7 @@ def relabel(idata, reference=None, *, method="stephens", max_iter=100, chunk_siz
     D = m.shape[-1]
     if chunk_size is None:
         chunk_size = _chunk_size(X.shape[0], K, D)
-    flat = w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
+    flat = flatten_draws(w, m, c)
     start = _start_draw(idata, C, S) if reference is None else None
     perms, n_iter = _permutations(X, flat, method, reference, start, max_iter, chunk_size)
     perms = perms.reshape(C, S, K)

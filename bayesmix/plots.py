@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bayesmix._gaussian import cholesky_or_raise, log_component_densities, responsibilities
-from bayesmix._trace import get_observed, get_params, mixture_params
+from bayesmix._trace import flat_params, get_observed, mixture_params
 from bayesmix._validation import check_data, check_random_state
 
 __all__ = [
@@ -104,13 +104,6 @@ def _em_params(em_result):
     return mixture_params(em_result, "em_result")
 
 
-def _flat_draws(idata):
-    w, m, c = get_params(idata)
-    C, S, K = w.shape
-    D = m.shape[-1]
-    return w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
-
-
 # ---------------------------------------------------------------------------- ellipses
 def _data(X, idata, what):
     """``(X as given, checked X)``; ``X`` is ``idata``'s observed data when None."""
@@ -123,7 +116,7 @@ def _data(X, idata, what):
 
 def _random_draws(idata, n_draws, random_seed):
     """``(w, m, c)`` of all draws (chains flattened) and the indices of ``n_draws`` of them."""
-    w, m, c = _flat_draws(idata)
+    w, m, c = flat_params(idata)
     rng = check_random_state(random_seed)
     return w, m, c, rng.choice(w.shape[0], size=min(n_draws, w.shape[0]), replace=False)
 
@@ -372,7 +365,7 @@ def membership_summary(fit, X=None):
         return labels, unc
     if _is_tree(fit):
         Xo = get_observed(fit) if X is None else check_data(X)
-        w, m, c = _flat_draws(fit)
+        w, m, c = flat_params(fit)
         prob = np.zeros((Xo.shape[0], w.shape[1]))
         for start in range(0, w.shape[0], 200):
             sl = slice(start, start + 200)

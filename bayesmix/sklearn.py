@@ -711,18 +711,12 @@ class BayesianGaussianMixture(_DensityEstimator):
         self.means_ = m.mean(axis=(0, 1))
         self.covariances_ = _native_covariances(c.mean(axis=(0, 1)), covariance)
 
-    def _draws(self):
-        from bayesmix._trace import get_params
-
-        w, m, c = get_params(self.idata_)
-        C, S, K = w.shape
-        D = m.shape[-1]
-        return w.reshape(C * S, K), m.reshape(C * S, K, D), c.reshape(C * S, K, D, D)
-
     def _per_draw(self, X, fn, reduce):
         """Apply ``fn(X_chunk, w, m, c)`` -> (S, n, ...) over row chunks and reduce."""
         X = _validate_fitted(self, X)
-        w, m, c = self._draws()
+        from bayesmix._trace import flat_params
+
+        w, m, c = flat_params(self.idata_)
         step = _rows_per_chunk(*w.shape)
         parts = [reduce(fn(X[i : i + step], w, m, c)) for i in range(0, X.shape[0], step)]
         return np.concatenate(parts, axis=-2 if parts[0].ndim > 1 else 0)
