@@ -18,23 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from bayesmix import _dask_base as _dask
-from bayesmix._gaussian import row_chunks
+from bayesmix._kmeans_engine import _lloyd_update, nearest
 
 #: k-means|| sampling rounds
 ROUNDS = 5
 
 
-def _nearest(X, centers):
-    """Index of the nearest centre (direct squared distances, as ``bayesmix.em._nearest``)."""
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    for sl in row_chunks(X.shape[0], centers.size):
-        labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
-    return labels
-
-
 def _nearest_d2(xc, centers):
     """Nearest centre and the squared distance to it (direct sums of squares)."""
-    lab = _nearest(xc, centers)
+    lab = nearest(xc, centers)
     diff = xc - centers[lab]
     return lab, np.einsum("nd,nd->n", diff, diff)
 
@@ -160,7 +152,7 @@ def lloyd(ctx, start, max_iter, tol_abs):
     """Lloyd iterations by chunk reductions; returns (centres, inertia, n_iter, converged)."""
     centers = np.array(start, dtype=np.float64)
     prev = None
-    converged = strict = False
+    converged = False
     i = 0
     for i in range(max_iter):  # noqa: B007 (i is used after the loop)
         sums, counts, n_changed, _ = _dask.tree_reduce(
@@ -169,18 +161,10 @@ def lloyd(ctx, start, max_iter, tol_abs):
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             _relocate_empty(ctx, centers, sums, counts, empty)
-        new = centers.copy()
-        filled = counts > 0
-        new[filled] = sums[filled] / counts[filled, None]
-        shift_tot = float(((new - centers) ** 2).sum())
+        new, _, converged = _lloyd_update(centers, sums, counts, n_changed, tol_abs)
         prev, centers = centers, new
-        if n_changed == 0:
-            strict = converged = True
+        if converged:
             break
-        if shift_tot <= tol_abs:
-            converged = True
-            break
-    del strict
     inertia = _dask.tree_reduce(ctx.X, _block_cost, (ctx.shift, centers), _dask.add_tuples)[0]
     return centers, inertia, i + 1, converged
 

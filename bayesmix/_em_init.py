@@ -27,6 +27,7 @@ import numpy as np
 from bayesmix import _covariance as cv
 from bayesmix import _hierarchical as hc
 from bayesmix._gaussian import row_chunks
+from bayesmix._kmeans_engine import nearest
 from bayesmix.clustering import _kmeans_plusplus, kmeans
 
 __all__ = [
@@ -51,14 +52,6 @@ def one_hot(labels, K):
     resp = np.zeros((labels.shape[0], K))
     resp[np.arange(labels.shape[0]), labels] = 1.0
     return resp
-
-
-def nearest(X, centers):
-    """Index of the nearest centre (squared Euclidean distance, computed directly)."""
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    for sl in row_chunks(X.shape[0], centers.size):
-        labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
-    return labels
 
 
 def standardize(X):

@@ -16,13 +16,18 @@ follows scikit-learn's ``KMeans(algorithm="lloyd")`` step for step. All kernels 
   assignment (:func:`_assign`) use exact direct sums of squares;
 * blocks are split between Python threads (the kernels release the GIL; idle
   threads sleep, not spin); block sums are reduced in block order, so results do
-  not depend on the number of threads.
+  not depend on the number of threads;
+* Lloyd's centre update and stopping rule (:func:`_lloyd_update`) and the plain numpy
+  nearest-centre labels (:func:`nearest`) are shared with the Dask k-means
+  (:mod:`bayesmix._dask_kmeans`) and the EM starts (:mod:`bayesmix._em_init`).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from bayesmix._gaussian import row_chunks
 
 _CHUNK = 256  # rows per work item of the serial kernels (per-chunk partial sums)
 _BLOCK = 2048  # rows per block of Lloyd's assignment step (fixed: results do not
@@ -457,6 +462,30 @@ def _run_blocks(kernel, parts, executor, X, *args):
     futures = [executor.submit(kernel, X, b0, b1, *args) for b0, b1 in parts]
     for f in futures:
         f.result()
+
+
+def nearest(X, centers):
+    """Index of the nearest centre (squared Euclidean distance, computed directly)."""
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for sl in row_chunks(X.shape[0], centers.size):
+        labels[sl] = ((X[sl][:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+    return labels
+
+
+def _lloyd_update(centers, sums, counts, n_changed, tol_abs):
+    """Lloyd's centre update and scikit-learn's stopping rule (in-memory and Dask k-means).
+
+    Returns ``(new centres, strict, converged)``: the new centres are the cluster means
+    (an empty cluster, count 0, keeps its centre); ``strict`` when no label changed
+    (``n_changed == 0``), ``converged`` then or when the summed squared centre shift is
+    at most ``tol_abs``.
+    """
+    new = centers.copy()
+    filled = counts > 0
+    new[filled] = sums[filled] / counts[filled, None]
+    if n_changed == 0:  # strict convergence: the labels did not change
+        return new, True, True
+    return new, False, float(((new - centers) ** 2).sum()) <= tol_abs
 
 
 def _sq_dists(X, centers):

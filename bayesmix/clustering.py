@@ -32,6 +32,7 @@ from bayesmix._kmeans_engine import (
     _assign,
     _HamerlyPass,
     _inertia_kernel,
+    _lloyd_update,
     _LloydPass,
     _pp_kernel,
     _run_blocks,
@@ -248,16 +249,8 @@ def _lloyd(X, centers_init, max_iter, tol_abs, n_threads=1, executor=None, sampl
             min_dist = np.einsum("nd,nd->n", X - centers[labels], X - centers[labels])
             min_dist[w == 0] = 0.0  # a zero-weight row cannot re-seed a cluster
             n_relocated += _relocate_empty(X, labels, min_dist, sums, counts, empty, w)
-        new = centers.copy()
-        filled = counts > 0
-        new[filled] = sums[filled] / counts[filled, None]
-        shift_tot = float(((new - centers) ** 2).sum())
-        centers = new
-        if n_changed == 0:  # strict convergence: the labels did not change
-            strict = converged = True
-            break
-        if shift_tot <= tol_abs:
-            converged = True
+        centers, strict, converged = _lloyd_update(centers, sums, counts, n_changed, tol_abs)
+        if converged:
             break
     if not strict:
         # a final assignment so that the labels match the returned centres
