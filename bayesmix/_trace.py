@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix import __version__
-from bayesmix._gaussian import log_mixture_density
+from bayesmix._gaussian import log_component_densities, log_mixture_density
 
 __all__ = ["SAMPLE_DIMS", "from_arrays", "get_observed", "get_params", "mixture_params"]
 
@@ -197,6 +197,37 @@ def flatten_draws(weights, means, covariances):
 def flat_params(idata):
     """:func:`get_params` with chains and draws merged (:func:`flatten_draws`)."""
     return flatten_draws(*get_params(idata))
+
+
+def map_occupied(X, weights, means, covariances, chunk=200):
+    """``n_occupied``: components holding >= 1 observation under each draw's MAP allocation.
+
+    The definition of the posterior's ``n_occupied`` for samplers that do not draw
+    allocations (NUTS), and of :func:`bayesmix.n_clusters` for posteriors without it.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    weights, means, covariances : ndarray, shapes (C, S, K), (C, S, K, D), (C, S, K, D, D)
+    chunk : int
+        Draws per block of the (draws, N, K) log densities.
+
+    Returns
+    -------
+    ndarray of int, shape (C, S)
+    """
+    C, S, K = weights.shape
+    w, m, c = flatten_draws(weights, means, covariances)
+    out = np.empty(C * S, dtype=np.int64)
+    for start in range(0, C * S, chunk):
+        sl = slice(start, start + chunk)
+        with np.errstate(divide="ignore"):
+            lj = log_component_densities(X, m[sl], c[sl]) + np.log(w[sl])[:, None]
+        z = lj.argmax(-1)  # (s, N)
+        occ = np.zeros((z.shape[0], K), dtype=bool)
+        np.put_along_axis(occ, z, True, axis=1)
+        out[sl] = occ.sum(1)
+    return out.reshape(C, S)
 
 
 def get_observed(idata):

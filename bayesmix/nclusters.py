@@ -63,27 +63,16 @@ def _count_variable(idata, name):
     )
 
 
-def _map_occupied(idata, chunk=200):
+def _map_occupied(idata):
     """Components holding >= 1 observation under each draw's MAP allocation, (C, S).
 
-    The definition ``bm.sample`` uses for NUTS fits of a DP; used for posteriors that
-    carry neither ``n_occupied`` nor ``allocations`` (finite NUTS fits).
+    The definition ``bm.sample`` uses for NUTS fits of a DP
+    (:func:`bayesmix._trace.map_occupied`); used for posteriors that carry neither
+    ``n_occupied`` nor ``allocations`` (finite NUTS fits).
     """
-    from bayesmix._gaussian import log_component_densities
-    from bayesmix._trace import get_observed, get_params
+    from bayesmix._trace import get_observed, get_params, map_occupied
 
-    w, m, c = get_params(idata)
-    X = get_observed(idata)
-    C, S, K = w.shape
-    w, m, c = w.reshape(C * S, K), m.reshape(C * S, K, -1), c.reshape(C * S, *c.shape[2:])
-    out = np.empty(C * S, dtype=np.int64)
-    for start in range(0, C * S, chunk):
-        sl = slice(start, start + chunk)
-        with np.errstate(divide="ignore"):
-            lj = log_component_densities(X, m[sl], c[sl]) + np.log(w[sl])[:, None]
-        z = np.sort(lj.argmax(-1), axis=-1)  # (s, N)
-        out[sl] = 1 + (np.diff(z, axis=-1) != 0).sum(-1)
-    return out.reshape(C, S)
+    return map_occupied(get_observed(idata), *get_params(idata))
 
 
 def _summarise(name, counts):

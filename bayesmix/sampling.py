@@ -44,7 +44,6 @@ from pymc.pytensorf import resolve_backend_compile_kwargs
 from pymc.step_methods.hmc import quadpotential as qp
 from pytensor.compile.mode import Mode
 
-from bayesmix._gaussian import log_component_densities
 from bayesmix._mcmc import (  # shared with bayesmix.gibbs (no import cycle)
     NUTS_STEP_KWARGS,
     TruncationWarning,
@@ -54,7 +53,7 @@ from bayesmix._mcmc import (  # shared with bayesmix.gibbs (no import cycle)
     _pad_components,
 )
 from bayesmix._mcmc import _varying as _varying  # re-exported (tests, old import path)
-from bayesmix._trace import from_arrays
+from bayesmix._trace import from_arrays, map_occupied
 from bayesmix._validation import (
     check_int,
     check_random_state,
@@ -260,25 +259,6 @@ def _full_covariances(cfg, post):
     if cov == "diag":
         return var[..., :, None] * np.eye(D)
     return var[..., None, None] * np.eye(D)
-
-
-def _n_occupied(X, w, m, c, chunk=200):
-    """Components holding >= 1 observation under each draw's MAP allocation."""
-
-    C, S, K = w.shape
-    flat_w = w.reshape(C * S, K)
-    flat_m = m.reshape(C * S, *m.shape[2:])
-    flat_c = c.reshape(C * S, *c.shape[2:])
-    out = np.empty(C * S, dtype=np.int64)
-    for start in range(0, C * S, chunk):
-        sl = slice(start, start + chunk)
-        with np.errstate(divide="ignore"):
-            lj = log_component_densities(X, flat_m[sl], flat_c[sl]) + np.log(flat_w[sl])[:, None]
-        z = lj.argmax(-1)  # (s, N)
-        occ = np.zeros((z.shape[0], K), dtype=bool)
-        np.put_along_axis(occ, z, True, axis=1)
-        out[sl] = occ.sum(1)
-    return out.reshape(C, S)
 
 
 # ---------------------------------------------------------------------------- sample
@@ -629,7 +609,7 @@ def _posterior_arrays(idata, cfg):
     extra = {k: v for k, v in post.items() if k not in ("weights", "means", "covariances")}
     extra_dims = {k: dims[k] for k in extra}
     if cfg.model == "dpgmm":
-        extra["n_occupied"] = _n_occupied(cfg.X, w, m, c)
+        extra["n_occupied"] = map_occupied(cfg.X, w, m, c)
         extra_dims["n_occupied"] = []
     return w, m, c, extra, extra_dims
 
