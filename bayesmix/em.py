@@ -489,13 +489,6 @@ class EMResult:
 _logsumexp_rows = gs.logsumexp_rows
 
 
-def _estep_numpy(X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise):
-    """One pass: total log-likelihood, sufficient statistics and labels (numpy backend)."""
-    return gs.backend("numpy").estep(
-        X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise
-    )
-
-
 def _stats_from_resp(X, covariance, resp, n_gauss=None, sample_weight=None):
     """Weighted ``nk`` (all columns, noise last) and ``sx``, ``sxx`` of the Gaussian columns."""
     n_gauss = resp.shape[1] if n_gauss is None else n_gauss
@@ -667,7 +660,9 @@ def _continue_em(X, run, cfg, label=""):
 
 def _em_loop(X, model, cfg, history, max_iter, label):
     """E-step / M-step updates from ``model``; ``history`` holds the earlier objectives."""
-    estep = _estep_numpy if cfg.engine == "numpy" else _estep_numba
+    # one E-step pass (log-likelihood, sufficient statistics, labels) of the density
+    # backend: numpy, or the numba kernels of bayesmix._em_kernels
+    estep = gs.backend("numpy" if cfg.engine == "numpy" else "numba").estep
     labels = np.empty(X.shape[0], dtype=np.int64)
 
     def e_step(m):
@@ -789,13 +784,6 @@ def _best_of_portfolio(Xc, cfg, n_init, rng):
 
 
 _numba_available = gs.numba_available
-
-
-def _estep_numba(X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise):
-    """The same pass through the numba backend (:mod:`bayesmix._em_kernels`)."""
-    return gs.backend("numba").estep(
-        X, covariance, weights, means, prec_chol, labels, sample_weight, log_noise
-    )
 
 
 def _collapse_check(model_full_cov, nk, covariance, data_cov, reg_covar):
