@@ -9,7 +9,9 @@ The fit is a sequence of Dask computations over the row chunks of ``X``:
 1. one *moments pass* (rows, mean, centred scatter, NaN/inf count and first bad row of
    every chunk, combined with Chan's pairwise formula): the fitting frame's centre, the
    data covariance (for the collapse check), the constant-feature check and the NaN
-   error, all from the same pass;
+   error, all from the same pass; with ``sample_weight`` (a Dask array chunked as the
+   rows of ``X``, :func:`bayesmix._dask_base.as_dask_weights`) the weighted moments
+   and the checks of the weights (NaN, negative, all zero) too;
 2. the initialisation (k-means|| and Lloyd passes of :mod:`bayesmix._dask_kmeans` for
    ``init="kmeans"``; k-means|| seeding alone for the other strategy names, ``"auto"``
    included: mclust's hierarchical agglomeration needs all rows in memory, so it is not

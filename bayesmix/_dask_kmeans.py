@@ -9,7 +9,9 @@ k-means++ followed by weighted Lloyd iterations on the candidates (in memory) gi
 the K seeds. Lloyd iterations are then chunk reductions: every chunk assigns its rows
 to the nearest centre and returns per-cluster sums and counts (and how many labels
 changed), summed by :func:`bayesmix._dask.tree_reduce`; the stopping rule and the
-re-seeding of empty clusters are those of the in-memory :func:`bayesmix.kmeans`.
+re-seeding of empty clusters are those of the in-memory :func:`bayesmix.kmeans`. With
+frequency weights every chunk pass gets the chunk's weights: they multiply each row's
+cost, candidate probability, count and sum, as in the in-memory weighted k-means.
 Dask is imported only through :mod:`bayesmix._dask`'s functions.
 """
 
