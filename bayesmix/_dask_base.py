@@ -98,7 +98,8 @@ def as_dask_weights(sample_weight, X, name="sample_weight"):
     a Dask Series or an ``xarray.DataArray`` backed by Dask, or an in-memory array_like
     (``da.from_array(w, chunks=(X.chunks[0],))``). The type and the shape are checked here
     with :func:`bayesmix._validation.check_sample_weight`'s errors; the values (NaN,
-    negative, all zero) lazily in the moments pass (:func:`moments`).
+    negative, all zero) in the moments pass (:func:`moments`), after the data's checks,
+    as on the numpy path.
     """
     import dask.array as da
 
@@ -111,8 +112,8 @@ def as_dask_weights(sample_weight, X, name="sample_weight"):
         w = w.data
     if not isinstance(w, da.Array) and hasattr(w, "to_dask_array"):  # a Dask Series
         w = w.to_dask_array(lengths=True)
-    if not isinstance(w, da.Array):  # in memory: all checks now (the values are at hand)
-        w = check_sample_weight(w, X.shape[0], name=name)
+    if not isinstance(w, da.Array):  # in memory: the values too are checked in moments()
+        w = check_sample_weight(w, X.shape[0], name=name, check_values=False)
         return da.from_array(w, chunks=(X.chunks[0],))
     if w.ndim == 1 and np.isnan(w.shape[0]):
         w = w.compute_chunk_sizes()

@@ -519,7 +519,7 @@ def warn(message, category=BayesmixWarning, stacklevel=3):
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
-def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
+def check_sample_weight(sample_weight, n_obs, *, name="sample_weight", check_values=True):
     """Validate per-observation weights; return them as a float64 array, or None.
 
     Weights are frequency (case) weights: a weight of 3 counts the row three times, so
@@ -534,6 +534,9 @@ def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
         The number of rows of the data.
     name : str
         The caller's parameter name, used in the messages.
+    check_values : bool, default True
+        ``False``: check the type and the shape only (the Dask path checks the values
+        in its first pass over the data, after the data's own checks).
 
     Returns
     -------
@@ -571,6 +574,8 @@ def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
         )
     w = w.astype(np.float64)
     check_weight_shape(w, n_obs, name)
+    if not check_values:
+        return np.ascontiguousarray(w)
     nonfinite = ~np.isfinite(w)
     err = weight_value_error(
         name,

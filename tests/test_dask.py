@@ -305,6 +305,10 @@ def test_numpy_weights_on_dask_equal_dask_weights(data, weights):
     b = bm.fit_em(X, 3, init=init, sample_weight=wd)
     assert b.history == a.history
     np.testing.assert_array_equal(b.covariances, a.covariances)
+    xr = pytest.importorskip("xarray")
+    wx = xr.DataArray(da.from_array(weights, chunks=60), dims=("obs",))
+    c = bm.fit_em(X, 3, init=init, sample_weight=wx)
+    assert c.history == a.history
 
 
 def test_unit_weights_on_dask_equal_unweighted(data):
@@ -445,8 +449,9 @@ def test_weights_checked_after_the_data_and_k_against_positive_weights(data):
     bad = data.copy()
     bad[70, 1] = np.nan
     w = np.r_[-1.0, np.ones(data.shape[0] - 1)]
-    with pytest.raises(ValueError, match="1 NaN value"):
-        bm.fit_em(da.from_array(bad, chunks=CHUNKS), 2, sample_weight=da.from_array(w))
+    for wi in (w, da.from_array(w)):
+        with pytest.raises(ValueError, match="1 NaN value"):
+            bm.fit_em(da.from_array(bad, chunks=CHUNKS), 2, sample_weight=wi)
     w2 = np.zeros(data.shape[0])
     w2[[3, 80]] = 1.0
     for fn in (bm.fit_em, bm.kmeans):
