@@ -71,10 +71,11 @@ def _block_lloyd(x, offset, shift, prev, centers, w=None):
     K, D = centers.shape
     lab, d2 = _nearest_d2(xc, centers)
     changed = xc.shape[0] if prev is None else int((lab != _nearest_d2(xc, prev)[0]).sum())
-    sw = np.ones(xc.shape[0]) if w is None else _dask.as_weights(w)
-    sums = np.stack([np.bincount(lab, weights=sw * xc[:, j], minlength=K) for j in range(D)], 1)
-    counts = np.bincount(lab, weights=sw, minlength=K)
-    return sums, counts, changed, float(sw @ d2)
+    sw = _dask.as_weights(w)
+    wx = xc if sw is None else xc * sw[:, None]
+    sums = np.stack([np.bincount(lab, weights=wx[:, j], minlength=K) for j in range(D)], 1)
+    counts = np.bincount(lab, weights=sw, minlength=K).astype(float)
+    return sums, counts, changed, _wsum(w, d2)
 
 
 def _block_farthest(x, offset, shift, centers, m, w=None):
