@@ -9,7 +9,9 @@ The fit is a sequence of Dask computations over the row chunks of ``X``:
 1. one *moments pass* (rows, mean, centred scatter, NaN/inf count and first bad row of
    every chunk, combined with Chan's pairwise formula): the fitting frame's centre, the
    data covariance (for the collapse check), the constant-feature check and the NaN
-   error, all from the same pass;
+   error, all from the same pass; with ``sample_weight`` (a Dask array chunked as the
+   rows of ``X``, :func:`bayesmix._dask_base.as_dask_weights`) the weighted moments
+   and the checks of the weights (NaN, negative, all zero) too;
 2. the initialisation (k-means|| and Lloyd passes of :mod:`bayesmix._dask_kmeans` for
    ``init="kmeans"``; k-means|| seeding alone for the other strategy names, ``"auto"``
    included: mclust's hierarchical agglomeration needs all rows in memory, so it is not
@@ -39,6 +41,7 @@ from bayesmix._dask_base import (  # noqa: F401  (re-exported: em and clustering
     _Context,
     add_tuples,
     as_dask_array,
+    as_dask_weights,
     is_dask,
     maybe_persist,
     moments,
@@ -71,7 +74,7 @@ def _initial_stats(ctx, cfg, init, rng):
 
 def _run_em_dask(em, ctx, stats0, means_init, cfg, label=""):
     """One EM run, as ``bayesmix.em._run_em`` with the E-step as a Dask reduction."""
-    N = ctx.n
+    N = cfg.n_obs(ctx.X)  # the sum of the weights with sample_weight
     model = em._m_step(*stats0, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
@@ -91,23 +94,14 @@ _FIT_EM_KEYWORDS = frozenset(
         "progress",
         "engine",
         "persist",
+        "sample_weight",
     }
 )
 
 
-def fit_em_dask(em, X, n_components, **kw):
-    """:func:`bayesmix.fit_em` on a Dask array (called by it with its module ``em``).
-
-    ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
-    module): its settings, M-step, warnings and result construction are reused.
-    """
-    from bayesmix._validation import (
-        check_covariance_type,
-        check_int,
-        check_n_components,
-        check_positive,
-        check_random_state,
-    )
+def _checked_settings(em, kw, D, K):
+    """fit_em's settings checked as on the numpy path: a dict of the checked values."""
+    from bayesmix._validation import check_covariance_type, check_int, check_positive
     from bayesmix.priors import check_prior
 
     unsupported = sorted(
@@ -118,13 +112,7 @@ def fit_em_dask(em, X, n_components, **kw):
             f"fit_em on a Dask array does not support {unsupported} yet; pass a numpy array "
             "(X.compute()) to use them, or leave them at their defaults."
         )
-    X_in, names = as_dask_array(X)
-    N, D = X_in.shape
-    K = check_n_components(n_components, N)
     covariance = check_covariance_type(kw["covariance"])
-    n_init = check_int(kw["n_init"], "n_init", minimum=1)
-    max_iter = check_int(kw["max_iter"], "max_iter", minimum=0)
-    tol = check_positive(kw["tol"], "tol", strict=False)
     engine, prior, reg_covar = kw["engine"], kw["prior"], kw["reg_covar"]
     if engine not in em._ENGINES:
         raise ValueError(f"engine must be one of {list(em._ENGINES)}; got {engine!r}.")
@@ -135,29 +123,54 @@ def fit_em_dask(em, X, n_components, **kw):
         "reg_covar",
         strict=False,
     )
-    init_parsed, init_name = em._parse_init(kw["init"], X_in, K, n_init)
-    rng = check_random_state(kw["random_seed"])
-    engine = "numpy" if engine == "numpy" or not em._numba_available() else "numba"
-
-    Xw, _ = maybe_persist(X_in, kw.get("persist"))
-    mom = moments(Xw)
-    em._check_constant_features(None, names, prior, reg_covar, variances=mom.var)
-    cfg = em._RunSettings(
+    return dict(
         covariance=covariance,
         n_components=K,
-        max_iter=max_iter,
-        tol=tol,
+        max_iter=check_int(kw["max_iter"], "max_iter", minimum=0),
+        tol=check_positive(kw["tol"], "tol", strict=False),
         reg_covar=reg_covar,
-        engine=engine,
+        engine="numpy" if engine == "numpy" or not em._numba_available() else "numba",
         progress=kw["progress"],
         prior=prior,
+    )
+
+
+def fit_em_dask(em, X, n_components, **kw):
+    """:func:`bayesmix.fit_em` on a Dask array (called by it with its module ``em``).
+
+    ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
+    module): its settings, M-step, warnings and result construction are reused.
+    ``sample_weight`` (a Dask array or an in-memory array, shape (N,)) is checked by
+    :func:`bayesmix._dask_base.as_dask_weights` and in the moments pass, and travels
+    chunk by chunk with the rows of ``X`` into every pass.
+    """
+    from bayesmix._validation import check_int, check_n_components, check_random_state
+
+    X_in, names = as_dask_array(X)
+    N, D = X_in.shape
+    w = as_dask_weights(kw.get("sample_weight"), X_in)
+    K = check_n_components(n_components, N)
+    settings = _checked_settings(em, kw, D, K)
+    n_init = check_int(kw["n_init"], "n_init", minimum=1)
+    init_parsed, init_name = em._parse_init(kw["init"], X_in, K, n_init)
+    rng = check_random_state(kw["random_seed"])
+
+    Xw, persisted = maybe_persist(X_in, kw.get("persist"))
+    w = w.persist() if persisted and w is not None else w
+    mom = moments(Xw, w=w)
+    if w is not None:  # as the numpy path: K at most the number of positive weights
+        check_n_components(n_components, mom.n_pos)
+    em._check_constant_features(None, names, settings["prior"], settings["reg_covar"], mom.var)
+    cfg = em._RunSettings(
+        **settings,
         shift=mom.mean,
-        map_prior=em._map_prior(prior, mom.mean, covariance),
+        map_prior=em._map_prior(settings["prior"], mom.mean, settings["covariance"]),
+        n_eff=None if w is None else mom.wsum,
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - mom.mean)
     em_fns = (em.one_hot, em.nearest, em._stats_from_resp)
-    ctx = _Context(Xw, mom.mean, engine, mom.var, em_fns)
+    ctx = _Context(Xw, mom.mean, cfg.engine, mom.var, em_fns, w)
     best = None
     for run in range(n_init):
         if cfg.progress:
