@@ -9,7 +9,9 @@ The fit is a sequence of Dask computations over the row chunks of ``X``:
 1. one *moments pass* (rows, mean, centred scatter, NaN/inf count and first bad row of
    every chunk, combined with Chan's pairwise formula): the fitting frame's centre, the
    data covariance (for the collapse check), the constant-feature check and the NaN
-   error, all from the same pass;
+   error, all from the same pass; with ``sample_weight`` (a Dask array chunked as the
+   rows of ``X``, :func:`bayesmix._dask_base.as_dask_weights`) the weighted moments
+   and the checks of the weights (NaN, negative, all zero) too;
 2. the initialisation (k-means|| and Lloyd passes of :mod:`bayesmix._dask_kmeans` for
    ``init="kmeans"``; k-means|| seeding alone for the other strategy names, ``"auto"``
    included: mclust's hierarchical agglomeration needs all rows in memory, so it is not
@@ -39,6 +41,7 @@ from bayesmix._dask_base import (  # noqa: F401  (re-exported: em and clustering
     _Context,
     add_tuples,
     as_dask_array,
+    as_dask_weights,
     is_dask,
     maybe_persist,
     moments,
@@ -71,7 +74,7 @@ def _initial_stats(ctx, cfg, init, rng):
 
 def _run_em_dask(em, ctx, stats0, means_init, cfg, label=""):
     """One EM run, as ``bayesmix.em._run_em`` with the E-step as a Dask reduction."""
-    N = ctx.n
+    N = cfg.n_obs(ctx.X)  # the sum of the weights with sample_weight
     model = em._m_step(*stats0, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
@@ -91,18 +94,17 @@ _FIT_EM_KEYWORDS = frozenset(
         "progress",
         "engine",
         "persist",
+        "sample_weight",
     }
 )
 
 
-def fit_em_dask(em, X, n_components, **kw):
-    """:func:`bayesmix.fit_em` on a Dask array (called by it with its module ``em``).
+def _checked_settings(em, kw, X, K):
+    """fit_em's settings checked as on the numpy path (``em._check_arguments``).
 
-    ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
-    module): its settings, M-step, warnings and result construction are reused.
+    Returns the fields of ``em._RunSettings`` that do not depend on the data (a dict)
+    and ``(n_init, parsed init, init name, rng)``.
     """
-    from bayesmix._validation import check_n_components
-
     unsupported = sorted(
         k for k, v in kw.items() if k not in _FIT_EM_KEYWORDS and v is not None and v is not False
     )
@@ -111,34 +113,55 @@ def fit_em_dask(em, X, n_components, **kw):
             f"fit_em on a Dask array does not support {unsupported} yet; pass a numpy array "
             "(X.compute()) to use them, or leave them at their defaults."
         )
-    X_in, names = as_dask_array(X)
-    N, D = X_in.shape
-    K = check_n_components(n_components, N)
     covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng = em._check_arguments(
-        X_in, K, **kw
+        X, K, **kw
     )
-    engine, prior = kw["engine"], kw["prior"]
-    engine = "numpy" if engine == "numpy" or not em._numba_available() else "numba"
-
-    Xw, _ = maybe_persist(X_in, kw.get("persist"))
-    mom = moments(Xw)
-    em._check_constant_features(None, names, prior, reg_covar, variances=mom.var)
-    cfg = em._RunSettings(
+    settings = dict(
         covariance=covariance,
         n_components=K,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
-        engine=engine,
+        engine="numpy" if kw["engine"] == "numpy" or not em._numba_available() else "numba",
         progress=kw["progress"],
-        prior=prior,
+        prior=kw["prior"],
+    )
+    return settings, (n_init, init_parsed, init_name, rng)
+
+
+def fit_em_dask(em, X, n_components, **kw):
+    """:func:`bayesmix.fit_em` on a Dask array (called by it with its module ``em``).
+
+    ``em`` is :mod:`bayesmix.em`, passed in rather than imported (em imports this
+    module): its settings, M-step, warnings and result construction are reused.
+    ``sample_weight`` (a Dask array or an in-memory array, shape (N,)) is checked by
+    :func:`bayesmix._dask_base.as_dask_weights` and in the moments pass, and travels
+    chunk by chunk with the rows of ``X`` into every pass.
+    """
+    from bayesmix._validation import check_n_components
+
+    X_in, names = as_dask_array(X)
+    N, D = X_in.shape
+    w = as_dask_weights(kw.get("sample_weight"), X_in)
+    K = check_n_components(n_components, N)
+    settings, (n_init, init_parsed, init_name, rng) = _checked_settings(em, kw, X_in, K)
+
+    Xw, persisted = maybe_persist(X_in, kw.get("persist"))
+    w = w.persist() if persisted and w is not None else w
+    mom = moments(Xw, w=w)
+    if w is not None:  # as the numpy path: K at most the number of positive weights
+        check_n_components(n_components, mom.n_pos)
+    em._check_constant_features(None, names, settings["prior"], settings["reg_covar"], mom.var)
+    cfg = em._RunSettings(
+        **settings,
         shift=mom.mean,
-        map_prior=em._map_prior(prior, mom.mean, covariance),
+        map_prior=em._map_prior(settings["prior"], mom.mean, settings["covariance"]),
+        n_eff=None if w is None else mom.wsum,
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - mom.mean)
     em_fns = (em.one_hot, em.nearest, em._stats_from_resp)
-    ctx = _Context(Xw, mom.mean, engine, mom.var, em_fns)
+    ctx = _Context(Xw, mom.mean, cfg.engine, mom.var, em_fns, w)
     best = None
     for run in range(n_init):
         if cfg.progress:

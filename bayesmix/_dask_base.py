@@ -91,6 +91,37 @@ def as_dask_array(X, name="X"):
     return X, names
 
 
+def as_dask_weights(sample_weight, X, name="sample_weight"):
+    """Frequency weights for the Dask array ``X``: a float64 Dask array chunked as X's rows.
+
+    ``sample_weight``: None, a 1-D Dask array (any chunks; rechunked to ``X.chunks[0]``),
+    a Dask Series or an ``xarray.DataArray`` backed by Dask, or an in-memory array_like
+    (``da.from_array(w, chunks=(X.chunks[0],))``). The type and the shape are checked here
+    with :func:`bayesmix._validation.check_sample_weight`'s errors; the values (NaN,
+    negative, all zero) in the moments pass (:func:`moments`), after the data's checks,
+    as on the numpy path.
+    """
+    import dask.array as da
+
+    from bayesmix._validation import check_sample_weight, check_weight_shape
+
+    if sample_weight is None:
+        return None
+    w = sample_weight
+    if (type(w).__module__ or "").startswith("xarray."):
+        w = w.data
+    if not isinstance(w, da.Array) and hasattr(w, "to_dask_array"):  # a Dask Series
+        w = w.to_dask_array(lengths=True)
+    if not isinstance(w, da.Array):  # in memory: the values too are checked in moments()
+        w = check_sample_weight(w, X.shape[0], name=name, check_values=False)
+        return da.from_array(w, chunks=(X.chunks[0],))
+    if w.ndim == 1 and np.isnan(w.shape[0]):
+        w = w.compute_chunk_sizes()
+    check_weight_shape(w, X.shape[0], name)
+    w = w.astype(np.float64)
+    return w if w.chunks[0] == X.chunks[0] else w.rechunk((X.chunks[0],))
+
+
 def available_memory():
     """Bytes available for persisting: the workers' memory limits, else the machine's."""
     if "distributed" in sys.modules:
@@ -119,25 +150,36 @@ def maybe_persist(X, persist):
 
 
 # =========================================================================== reductions
-def tree_reduce(X, block_fn, args, combine, *, extra=None, split_every=SPLIT_EVERY):
+def tree_reduce(X, block_fn, args, combine, *, extra=None, weights=None, split_every=SPLIT_EVERY):
     """``combine`` over ``block_fn(block, offset, *args)`` of every row chunk: one computation.
 
     ``extra``: an optional list of per-chunk arguments (e.g. the chunks of an aligned
-    array, or per-chunk seeds) passed after ``offset``.
+    array, or per-chunk seeds) passed after ``offset``. ``weights``: an optional 1-D
+    Dask array chunked as ``X``'s rows; its chunk goes to ``block_fn`` as ``w=``.
     """
     import dask
 
     blocks = X.to_delayed().ravel()
+    wblocks = [None] * len(blocks) if weights is None else weights.to_delayed().ravel()
     offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
     fn = dask.delayed(block_fn, pure=True)
     parts = [
-        fn(b, int(o), *(() if extra is None else (extra[i],)), *args)
-        for i, (b, o) in enumerate(zip(blocks, offsets, strict=True))
+        fn(b, int(o), *(() if extra is None else (extra[i],)), *args, **_w_kw(wb))
+        for i, (b, o, wb) in enumerate(zip(blocks, offsets, wblocks, strict=True))
     ]
     node = dask.delayed(combine, pure=True)
     while len(parts) > 1:
         parts = [node(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0].compute()
+
+
+def _w_kw(w_block):
+    return {} if w_block is None else {"w": w_block}
+
+
+def as_weights(w):
+    """A chunk of weights as a contiguous float64 array (None stays None)."""
+    return None if w is None else np.ascontiguousarray(np.asarray(w, dtype=np.float64))
 
 
 def add_tuples(*parts):
@@ -147,7 +189,8 @@ def add_tuples(*parts):
 
 @dataclass(frozen=True)
 class Moments:
-    """The moments pass: rows, mean, centred scatter and the non-finite counts."""
+    """The moments pass: rows, (weighted) mean and centred scatter, the non-finite
+    counts of the data and, with weights, what their checks need."""
 
     n: int
     mean: np.ndarray
@@ -156,55 +199,89 @@ class Moments:
     n_inf: int = 0
     n_bad_rows: int = 0
     first_bad: int = -1
+    #: the sum of the weights (``n`` unweighted) and the number of positive weights
+    wsum: float = 0.0
+    n_pos: int = 0
+    #: NaN/infinite and negative weights, and the smallest finite weight
+    w_nonfinite: int = 0
+    w_neg: int = 0
+    w_min: float = np.inf
 
     @property
     def cov(self):
-        """The data covariance (``bias=True``), shape (D, D)."""
-        return self.m2 / self.n
+        """The data covariance (weighted, ``bias=True``), shape (D, D)."""
+        return self.m2 / self.wsum
 
     @property
     def var(self):
         return np.diag(self.cov).copy()
 
 
-def _block_moments(x, offset):
+def _block_moments(x, offset, w=None):
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
+    zero = (np.zeros(d), np.zeros((d, d)))
     finite = np.isfinite(x)
     if not finite.all():
         bad = np.flatnonzero(~finite.all(axis=1))
         n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
-        return Moments(n, np.zeros(d), np.zeros((d, d)), n_nan, n_inf, bad.size, offset + bad[0])
-    mean = x.mean(axis=0)
+        return Moments(n, *zero, n_nan, n_inf, bad.size, offset + bad[0])
+    if w is None:
+        mean = x.mean(axis=0)
+        xc = x - mean
+        return Moments(n, mean, xc.T @ xc, wsum=float(n), n_pos=n)
+    w = as_weights(w)
+    ok = np.isfinite(w)
+    checks = dict(
+        n_pos=int((w > 0).sum()),
+        w_nonfinite=int((~ok).sum()),
+        w_neg=int((w < 0).sum()),
+        w_min=float(w[ok].min(initial=np.inf)),
+    )
+    wsum = float(w.sum())
+    if checks["w_nonfinite"] or checks["w_neg"] or wsum == 0:
+        return Moments(n, *zero, **checks)  # bad weights (an error) or no weight here
+    mean = (w @ x) / wsum
     xc = x - mean
-    return Moments(n, mean, xc.T @ xc)
+    return Moments(n, mean, (xc * w[:, None]).T @ xc, wsum=wsum, **checks)
 
 
 def _combine_moments(*parts):
     out = parts[0]
     for p in parts[1:]:
-        n = out.n + p.n
+        wsum = out.wsum + p.wsum
+        frac, scale = (p.wsum / wsum, out.wsum * p.wsum / wsum) if wsum > 0 else (0.0, 0.0)
         delta = p.mean - out.mean
         firsts = [f for f in (out.first_bad, p.first_bad) if f >= 0]
         out = Moments(
-            n,
-            out.mean + delta * (p.n / n),
-            out.m2 + p.m2 + np.outer(delta, delta) * (out.n * p.n / n),
+            out.n + p.n,
+            out.mean + delta * frac,
+            out.m2 + p.m2 + np.outer(delta, delta) * scale,
             out.n_nan + p.n_nan,
             out.n_inf + p.n_inf,
             out.n_bad_rows + p.n_bad_rows,
             min(firsts) if firsts else -1,
+            wsum,
+            out.n_pos + p.n_pos,
+            out.w_nonfinite + p.w_nonfinite,
+            out.w_neg + p.w_neg,
+            min(out.w_min, p.w_min),
         )
     return out
 
 
-def moments(X, name="X"):
-    """The moments pass over a Dask array; raises the numpy path's NaN/inf error."""
-    from bayesmix._validation import nonfinite_error
+def moments(X, name="X", w=None, w_name="sample_weight"):
+    """The moments pass over a Dask array (and its weights ``w``, a Dask array chunked as
+    its rows); raises the numpy path's errors for NaN/inf data and for bad weights."""
+    from bayesmix._validation import nonfinite_error, weight_value_error
 
-    m = tree_reduce(X, _block_moments, (), _combine_moments)
+    m = tree_reduce(X, _block_moments, (), _combine_moments, weights=w)
     if m.n_bad_rows:
         raise nonfinite_error(name, m.n_nan, m.n_inf, m.n_bad_rows, int(m.first_bad))
+    if w is not None:
+        err = weight_value_error(w_name, m.w_nonfinite, m.w_neg, m.w_min, m.n_pos)
+        if err is not None:
+            raise err
     return m
 
 
@@ -213,13 +290,14 @@ def _centred(x, shift):
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64) - shift)
 
 
-def _block_estep(x, offset, shift, engine, covariance, weights, means, prec_chol):
+def _block_estep(x, offset, shift, engine, covariance, weights, means, prec_chol, w=None):
     xc = _centred(x, shift)
     labels = np.empty(xc.shape[0], dtype=np.int64)
-    return gs.backend(engine).estep(xc, covariance, weights, means, prec_chol, labels)
+    sw = as_weights(w)
+    return gs.backend(engine).estep(xc, covariance, weights, means, prec_chol, labels, sw)
 
 
-def _block_init_stats(x, offset, extra, shift, covariance, kind, payload, K, fns):
+def _block_init_stats(x, offset, extra, shift, covariance, kind, payload, K, fns, w=None):
     one_hot, nearest, stats_from_resp = fns  # bayesmix.em's, passed in (em imports us)
     xc = _centred(x, shift)
     if kind == "centers":
@@ -229,12 +307,13 @@ def _block_init_stats(x, offset, extra, shift, covariance, kind, payload, K, fns
         resp /= resp.sum(1, keepdims=True)
     else:  # "resp": extra is this chunk's block of responsibilities
         resp = np.asarray(extra, dtype=np.float64)
-    return stats_from_resp(xc, covariance, resp)
+    return stats_from_resp(xc, covariance, resp, None, as_weights(w))
 
 
 @dataclass(frozen=True, eq=False)
 class _Context:
-    """A Dask array in the fitting frame (``shift`` = its mean) and the E-step engine."""
+    """A Dask array in the fitting frame (``shift`` = its mean), the E-step engine and
+    the frequency weights ``w`` (a Dask array chunked as ``X``'s rows, or None)."""
 
     X: object
     shift: np.ndarray
@@ -242,17 +321,22 @@ class _Context:
     var: np.ndarray | None = None
     #: ``(one_hot, nearest, stats_from_resp)`` of :mod:`bayesmix.em` (EM fits only)
     em_fns: tuple | None = None
+    w: object = None
 
     @property
     def n(self):
         return self.X.shape[0]
 
+    def reduce(self, block_fn, args, combine, extra=None):
+        """:func:`tree_reduce` over ``X``, with the weights when there are any."""
+        return tree_reduce(self.X, block_fn, args, combine, extra=extra, weights=self.w)
+
     def estep(self, cfg, model):
         args = (self.shift, self.engine, cfg.covariance, model.weights, model.means)
-        return tree_reduce(self.X, _block_estep, (*args, model.prec_chol), add_tuples)
+        return self.reduce(_block_estep, (*args, model.prec_chol), add_tuples)
 
     def init_stats(self, cfg, kind, payload, extra=None):
         args = (self.shift, cfg.covariance, kind, payload, cfg.n_components, self.em_fns)
         if extra is None:
             extra = [None] * self.X.numblocks[0]
-        return tree_reduce(self.X, _block_init_stats, args, add_tuples, extra=extra)
+        return self.reduce(_block_init_stats, args, add_tuples, extra=extra)

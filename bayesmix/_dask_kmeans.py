@@ -9,7 +9,9 @@ k-means++ followed by weighted Lloyd iterations on the candidates (in memory) gi
 the K seeds. Lloyd iterations are then chunk reductions: every chunk assigns its rows
 to the nearest centre and returns per-cluster sums and counts (and how many labels
 changed), summed by :func:`bayesmix._dask.tree_reduce`; the stopping rule and the
-re-seeding of empty clusters are those of the in-memory :func:`bayesmix.kmeans`.
+re-seeding of empty clusters are those of the in-memory :func:`bayesmix.kmeans`. With
+frequency weights every chunk pass gets the chunk's weights: they multiply each row's
+cost, candidate probability, count and sum, as in the in-memory weighted k-means.
 Dask is imported only through :mod:`bayesmix._dask`'s functions.
 """
 
@@ -32,38 +34,51 @@ def _nearest_d2(xc, centers):
 
 
 # --------------------------------------------------------------------------- chunk passes
-def _block_cost(x, offset, shift, centers):
-    return (float(_nearest_d2(_dask._centred(x, shift), centers)[1].sum()),)
+# ``w``: the chunk's frequency weights (None unweighted): they multiply each row's cost,
+# sampling probability, count and sum, as in the in-memory weighted k-means.
+def _wsum(w, values):
+    return float(values.sum() if w is None else _dask.as_weights(w) @ values)
 
 
-def _block_sample(x, offset, seed, shift, centers, factor):
+def _block_cost(x, offset, shift, centers, w=None):
+    return (_wsum(w, _nearest_d2(_dask._centred(x, shift), centers)[1]),)
+
+
+def _block_sample(x, offset, seed, shift, centers, factor, w=None):
     xc = _dask._centred(x, shift)
     d2 = _nearest_d2(xc, centers)[1]
+    if w is not None:
+        d2 = d2 * _dask.as_weights(w)  # a zero-weight row is never drawn
     u = np.random.default_rng(seed).uniform(size=xc.shape[0])
     return xc[u < factor * d2]
 
 
-def _block_counts(x, offset, shift, centers):
+def _block_counts(x, offset, shift, centers, w=None):
     lab = _nearest_d2(_dask._centred(x, shift), centers)[0]
-    return (np.bincount(lab, minlength=centers.shape[0]).astype(float),)
+    return (np.bincount(lab, weights=_dask.as_weights(w), minlength=centers.shape[0]) * 1.0,)
 
 
-def _block_lloyd(x, offset, shift, prev, centers):
+def _block_lloyd(x, offset, shift, prev, centers, w=None):
     xc = _dask._centred(x, shift)
     K, D = centers.shape
     lab, d2 = _nearest_d2(xc, centers)
     changed = xc.shape[0] if prev is None else int((lab != _nearest_d2(xc, prev)[0]).sum())
-    sums = np.stack([np.bincount(lab, weights=xc[:, j], minlength=K) for j in range(D)], 1)
-    counts = np.bincount(lab, minlength=K).astype(float)
-    return sums, counts, changed, float(d2.sum())
+    sw = _dask.as_weights(w)
+    wx = xc if sw is None else xc * sw[:, None]
+    sums = np.stack([np.bincount(lab, weights=wx[:, j], minlength=K) for j in range(D)], 1)
+    counts = np.bincount(lab, weights=sw, minlength=K).astype(float)
+    return sums, counts, changed, _wsum(w, d2)
 
 
-def _block_farthest(x, offset, shift, centers, m):
-    """The ``m`` rows farthest from their nearest centre: (-d2, row, point, label)."""
+def _block_farthest(x, offset, shift, centers, m, w=None):
+    """The ``m`` rows farthest from their nearest centre: (-d2, row, point, label, weight);
+    a zero-weight row is at distance 0 (it cannot re-seed a cluster)."""
     xc = _dask._centred(x, shift)
     lab, d2 = _nearest_d2(xc, centers)
+    sw = np.ones(xc.shape[0]) if w is None else _dask.as_weights(w)
+    d2 = np.where(sw > 0, d2, 0.0)
     top = np.argsort(-d2, kind="stable")[:m]
-    return (-d2[top], offset + top, xc[top], lab[top], m)
+    return (-d2[top], offset + top, xc[top], lab[top], sw[top], m)
 
 
 def _concat(*parts):
@@ -71,10 +86,10 @@ def _concat(*parts):
 
 
 def _combine_farthest(*parts):
-    m = parts[0][4]
-    key, rows, pts, labs = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    m = parts[0][5]
+    key, rows, pts, labs, ws = (np.concatenate([p[i] for p in parts]) for i in range(5))
     top = np.lexsort((rows, key))[:m]
-    return key[top], rows[top], pts[top], labs[top], m
+    return key[top], rows[top], pts[top], labs[top], ws[top], m
 
 
 # --------------------------------------------------------------------------- seeding
@@ -110,41 +125,66 @@ def _weighted_lloyd(C, w, centers, max_iter=100):
     return centers
 
 
+def _weighted_rows(w, size, rng):
+    """``size`` rows drawn with probability proportional to the weights ``w`` (a 1-D Dask
+    array): a chunk by its total weight, then a row of it (one pass over ``w`` alone)."""
+    import dask
+
+    totals = np.array(dask.compute(*[b.sum() for b in w.blocks]), dtype=np.float64)
+    starts = np.concatenate([[0], np.cumsum(w.chunks[0])[:-1]])
+    rows = []
+    for _ in range(size):
+        i = int(rng.choice(totals.size, p=totals / totals.sum()))
+        wb = np.asarray(w.blocks[i].compute(), dtype=np.float64)
+        rows.append(int(starts[i]) + int(rng.choice(wb.size, p=wb / wb.sum())))
+    return np.sort(np.array(rows, dtype=np.int64))
+
+
 def kmeans_parallel(ctx, k, rng, rounds=ROUNDS, oversampling=None):
-    """k-means|| seeds (K, D) in the fitting frame of ``ctx`` (a ``_dask._Context``)."""
+    """k-means|| seeds (K, D) in the fitting frame of ``ctx`` (a ``_dask._Context``).
+
+    With weights (``ctx.w``), as weighted k-means++: the first centre is drawn with
+    probability proportional to the weight, a point joins the candidates with
+    probability ``min(1, l * w * d^2 / phi)`` (``phi`` the weighted cost) and each
+    candidate weighs the total weight of the points nearest to it.
+    """
     X, shift = ctx.X, ctx.shift
     n = X.shape[0]
     l_factor = 2.0 * k if oversampling is None else float(oversampling)
-    first = int(rng.integers(n))
+    first = int(rng.integers(n)) if ctx.w is None else int(_weighted_rows(ctx.w, 1, rng)[0])
     C = np.asarray(X[first : first + 1].compute(), dtype=np.float64) - shift
     for _ in range(rounds):
-        phi = _dask.tree_reduce(X, _block_cost, (shift, C), _dask.add_tuples)[0]
+        phi = ctx.reduce(_block_cost, (shift, C), _dask.add_tuples)[0]
         if phi <= 0:
             break
         seeds = list(rng.integers(0, 2**63 - 1, size=X.numblocks[0]))
-        new = _dask.tree_reduce(X, _block_sample, (shift, C, l_factor / phi), _concat, extra=seeds)
+        new = ctx.reduce(_block_sample, (shift, C, l_factor / phi), _concat, extra=seeds)
         C = np.concatenate([C, new])
-    if len(C) < k:  # tiny data: fill up with uniformly drawn rows
-        rows = np.sort(rng.choice(n, size=k - len(C), replace=False))
+    if len(C) < k:  # tiny data: fill up with uniformly (weighted: by weight) drawn rows
+        if ctx.w is None:
+            rows = np.sort(rng.choice(n, size=k - len(C), replace=False))
+        else:
+            rows = _weighted_rows(ctx.w, k - len(C), rng)
         C = np.concatenate([C, np.asarray(X[rows].compute(), dtype=np.float64) - shift])
-    w = _dask.tree_reduce(X, _block_counts, (shift, C), _dask.add_tuples)[0]
+    w = ctx.reduce(_block_counts, (shift, C), _dask.add_tuples)[0]
     w = np.where(w > 0, w, 1e-12)  # every candidate stays drawable
     return _weighted_lloyd(C, w, _weighted_kmeanspp(C, w, k, rng))
 
 
 # --------------------------------------------------------------------------- Lloyd
 def _relocate_empty(ctx, centers, sums, counts, empty):
-    """In-memory kmeans' re-seeding of empty clusters with the farthest points."""
-    key, _, pts, labs, _ = _dask.tree_reduce(
-        ctx.X, _block_farthest, (ctx.shift, centers, empty.size), _combine_farthest
+    """In-memory kmeans' re-seeding of empty clusters with the farthest points (of
+    positive weight; each moves its weighted sum and weight to the empty cluster)."""
+    key, _, pts, labs, ws, _ = ctx.reduce(
+        _block_farthest, (ctx.shift, centers, empty.size), _combine_farthest
     )
     if key.size == 0 or -key[0] == 0.0:
         return 0
-    for new_id, p, old_id in zip(empty, pts, labs, strict=False):
-        sums[old_id] -= p
-        counts[old_id] -= 1.0
-        sums[new_id] = p
-        counts[new_id] = 1.0
+    for new_id, p, old_id, wp in zip(empty, pts, labs, ws, strict=False):
+        sums[old_id] -= wp * p
+        counts[old_id] -= wp
+        sums[new_id] = wp * p
+        counts[new_id] = wp
     return empty.size
 
 
@@ -155,8 +195,8 @@ def lloyd(ctx, start, max_iter, tol_abs):
     converged = False
     i = 0
     for i in range(max_iter):  # noqa: B007 (i is used after the loop)
-        sums, counts, n_changed, _ = _dask.tree_reduce(
-            ctx.X, _block_lloyd, (ctx.shift, prev, centers), _dask.add_tuples
+        sums, counts, n_changed, _ = ctx.reduce(
+            _block_lloyd, (ctx.shift, prev, centers), _dask.add_tuples
         )
         empty = np.flatnonzero(counts == 0)
         if empty.size:
@@ -165,7 +205,7 @@ def lloyd(ctx, start, max_iter, tol_abs):
         prev, centers = centers, new
         if converged:
             break
-    inertia = _dask.tree_reduce(ctx.X, _block_cost, (ctx.shift, centers), _dask.add_tuples)[0]
+    inertia = ctx.reduce(_block_cost, (ctx.shift, centers), _dask.add_tuples)[0]
     return centers, inertia, i + 1, converged
 
 
@@ -193,13 +233,9 @@ def kmeans_dask(
     ``clustering`` is :mod:`bayesmix.clustering`, passed in rather than imported (it
     imports this module): its init check and :class:`KMeansResult` are reused. The
     result's ``labels`` are a lazy Dask array (the nearest centre of every row).
-    ``sample_weight`` is not supported on chunked data yet (a clear error).
+    ``sample_weight`` (a Dask array or an in-memory array, shape (N,)) weights the
+    seeding, the Lloyd sums and counts and the inertia, as on the numpy path.
     """
-    if sample_weight is not None:
-        raise ValueError(
-            "kmeans on a Dask array does not support sample_weight yet; pass a numpy array "
-            "(X.compute()) to use weights, or leave sample_weight=None."
-        )
     import sys
 
     from bayesmix._validation import (
@@ -213,15 +249,18 @@ def kmeans_dask(
 
     Xd, _ = _dask.as_dask_array(X)
     n, d = Xd.shape
+    w = _dask.as_dask_weights(sample_weight, Xd)
     k = check_n_components(n_components, n)
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_positive(tol, "tol", strict=False)
     init_centers = clustering._check_init(init, k, d)
     rng = check_random_state(random_seed)
-    mom = _dask.moments(Xd)
+    mom = _dask.moments(Xd, w=w)
+    if w is not None:  # as the numpy path: k at most the number of positive weights
+        check_n_components(n_components, mom.n_pos)
     tol_abs = float(np.mean(mom.var) * tol) if tol > 0 else 0.0
-    ctx = _dask._Context(Xd, mom.mean, "numpy", mom.var)
+    ctx = _dask._Context(Xd, mom.mean, "numpy", mom.var, w=w)
     streams = rng.spawn(n_init) if init_centers is None else [rng]
     best = None
     for r, stream in enumerate(streams):

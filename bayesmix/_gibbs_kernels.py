@@ -608,6 +608,85 @@ def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def _pred_lgamma(ct, n, nu0, D):  # pragma: no cover - compiled
+    """The lgamma part of :func:`_set_pred`'s constant (a function of n only)."""
+    if ct == 0:
+        return math.lgamma(0.5 * (nu0 + n + 1.0)) - math.lgamma(0.5 * (nu0 + n - D + 1.0))
+    if ct == 2:
+        a = 0.5 * (nu0 + n)
+        return D * (math.lgamma(a + 0.5) - math.lgamma(a))
+    a = 0.5 * nu0 + 0.5 * n * D
+    return math.lgamma(a + 0.5 * D) - math.lgamma(a)
+
+
+@njit(cache=True, nogil=True)
+def _set_pred(ct, n, s, xx, k0, nu0, Psi0, psi, mu, L, inv, work, g):  # pragma: no cover
+    """Cache the posterior predictive of a cluster with statistics (n, s, xx).
+
+    Fills ``mu`` (D,) (the predictive's location), ``L`` (D, D) (full: Cholesky factor
+    of the posterior scale) and ``inv`` (D,) (diag: per feature; spherical: ``inv[0]``)
+    and returns ``(const, h)`` so that :func:`_log_pred` is the log Student-t density
+    ``const - h sum log1p(...)``; equal to ``log_marginal(cluster + x) -
+    log_marginal(cluster)`` (tested). ``g``: :func:`_pred_lgamma` of n.
+    """
+    D = s.shape[0]
+    kn = k0 + n
+    r = kn / (kn + 1.0)
+    for d in range(D):
+        mu[d] = s[d] / kn
+    if ct == 0:
+        nun = nu0 + n
+        for i in range(D):
+            for j in range(i + 1):
+                work[i, j] = Psi0[i, j] + xx[i, j] - s[i] * s[j] / kn
+                work[j, i] = work[i, j]
+        logdet = _chol_logdet(work, L)
+        const = g - 0.5 * D * (math.log(math.pi) - math.log(r)) - 0.5 * logdet
+        inv[0] = r
+        return const, 0.5 * (nun + 1.0)
+    if ct == 2:
+        a = 0.5 * (nu0 + n)
+        const = g
+        for d in range(D):
+            b = 0.5 * psi[d] + 0.5 * (xx[d, d] - s[d] * s[d] / kn)
+            const -= 0.5 * math.log(2.0 * math.pi * b / r)
+            inv[d] = r / (2.0 * b)
+        return const, a + 0.5
+    a = 0.5 * nu0 + 0.5 * n * D
+    b = 0.5 * psi[0]
+    for d in range(D):
+        b += 0.5 * (xx[d, d] - s[d] * s[d] / kn)
+    inv[0] = r / (2.0 * b)
+    return g - 0.5 * D * math.log(2.0 * math.pi * b / r), a + 0.5 * D
+
+
+@njit(cache=True, nogil=True)
+def _log_pred(ct, x, mu, L, inv, const, h, y):  # pragma: no cover - compiled
+    """The cached predictive log density of ``x`` (:func:`_set_pred`); ``y``: scratch (D,)."""
+    D = x.shape[0]
+    if ct == 0:
+        q = 0.0
+        for i in range(D):
+            t = x[i] - mu[i]
+            for j in range(i):
+                t -= L[i, j] * y[j]
+            y[i] = t / L[i, i]
+            q += y[i] * y[i]
+        return const - h * math.log1p(inv[0] * q)
+    if ct == 2:
+        out = const
+        for d in range(D):
+            t = x[d] - mu[d]
+            out -= h * math.log1p(inv[d] * t * t)
+        return out
+    q = 0.0
+    for d in range(D):
+        t = x[d] - mu[d]
+        q += t * t
+    return const - h * math.log1p(inv[0] * q)
+
+
+@njit(cache=True, nogil=True)
 def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # pragma: no cover
     """One collapsed Gibbs sweep over the allocations (Neal 2000, algorithm 3).
 
@@ -615,8 +694,9 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
     weights and the component parameters integrated out: slot ``k`` has probability
     proportional to its prior weight given the other allocations (:func:`_slot_prior`)
     times the posterior predictive density of the observation under the cluster's other
-    members, ``exp(log_marginal(cluster + x) - log_marginal(cluster))`` (the prior
-    predictive for an empty slot). The target is ``p(z | data, concentration)``.
+    members (a Student-t, cached per cluster by :func:`_set_pred` and refreshed for the
+    two clusters an observation leaves and joins; the prior predictive for an empty
+    slot). The target is ``p(z | data, concentration)``.
 
     Parameters
     ----------
@@ -642,30 +722,35 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
     int
         Number of observations that changed cluster.
     """
-    ct, k0, nu0, Psi0, psi, c0 = conj
+    ct, k0, nu0, Psi0, psi, _ = conj
     N, D = X.shape
     T = counts.shape[0]
-    lgt = np.empty(N + 2)  # the lgamma part of a cluster of m, m = 0 .. N + 1
-    for m in range(N + 2):
-        lgt[m] = _lg_term(ct, m, nu0, D)
     n = np.zeros(T, dtype=np.int64)
     S = np.zeros((T, D))
     XX = np.zeros((T, D, D))
     for i in range(N):
         k = z[i]
         n[k] = _add(n[k], S[k], XX[k], X[i], 1)
-    work = np.empty((2, D, D))
-    lm = np.zeros(T)
-    for k in range(T):
-        if n[k] > 0:
-            lm[k] = _log_marg_t(
-                n[k], S[k], XX[k], S[k], 0, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[k]]
+    work = np.empty((D, D))
+    gt = np.empty(N + 1)
+    for m in range(N + 1):
+        gt[m] = _pred_lgamma(ct, m, nu0, D)
+    mu = np.zeros((T + 1, D))  # row T: the empty cluster (prior predictive)
+    L = np.zeros((T + 1, D, D))
+    inv = np.zeros((T + 1, D))
+    cst = np.zeros(T + 1)
+    hh = np.zeros(T + 1)
+    for k in range(T + 1):
+        if k == T or n[k] > 0:
+            nk = n[k] if k < T else 0
+            sk = S[k] if k < T else np.zeros(D)
+            xk = XX[k] if k < T else np.zeros((D, D))
+            cst[k], hh[k] = _set_pred(
+                ct, nk, sk, xk, k0, nu0, Psi0, psi, mu[k], L[k], inv[k], work, gt[nk]
             )
-    s0 = np.zeros(D)
-    xx0 = np.zeros((D, D))
     pw = np.empty(T)
     lp = np.empty(T)
-    lm_new = np.empty(T)
+    y = np.empty(D)
     t = 0
     for k in range(T):
         if n[k] > 0:
@@ -676,31 +761,23 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
         x = X[i]
         n[a] = _add(n[a], S[a], XX[a], x, -1)
         if n[a] > 0:
-            lm[a] = _log_marg_t(
-                n[a], S[a], XX[a], S[a], 0, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[a]]
+            cst[a], hh[a] = _set_pred(
+                ct, n[a], S[a], XX[a], k0, nu0, Psi0, psi, mu[a], L[a], inv[a], work, gt[n[a]]
             )
         else:
-            lm[a] = 0.0
             t -= 1
         _slot_prior(kind, n, n_active, param, log_v, float(N - 1), t, pw)
-        l_empty = _log_marg_t(0, s0, xx0, x, 1, ct, k0, nu0, Psi0, psi, c0, work, lgt[1])
+        l_empty = _log_pred(ct, x, mu[T], L[T], inv[T], cst[T], hh[T], y)
         mx = l_empty
         for k in range(T):
             if n[k] > 0 and pw[k] > 0.0:
-                lm_new[k] = _log_marg_t(
-                    n[k], S[k], XX[k], x, 1, ct, k0, nu0, Psi0, psi, c0, work, lgt[n[k] + 1]
-                )
-                lp[k] = lm_new[k] - lm[k]
+                lp[k] = _log_pred(ct, x, mu[k], L[k], inv[k], cst[k], hh[k], y)
                 mx = max(mx, lp[k])
         e_empty = math.exp(l_empty - mx)
         tot = 0.0
         for k in range(T):
             if pw[k] > 0.0:
-                if n[k] > 0:
-                    pw[k] *= math.exp(lp[k] - mx)
-                else:
-                    pw[k] *= e_empty
-                    lm_new[k] = l_empty
+                pw[k] *= math.exp(lp[k] - mx) if n[k] > 0 else e_empty
             tot += pw[k]
         target = u[i] * tot
         b = -1
@@ -714,7 +791,9 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
         if n[b] == 0:
             t += 1
         n[b] = _add(n[b], S[b], XX[b], x, 1)
-        lm[b] = lm_new[b]
+        cst[b], hh[b] = _set_pred(
+            ct, n[b], S[b], XX[b], k0, nu0, Psi0, psi, mu[b], L[b], inv[b], work, gt[n[b]]
+        )
         if b != a:
             z[i] = b
             moved += 1

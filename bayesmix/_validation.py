@@ -519,7 +519,7 @@ def warn(message, category=BayesmixWarning, stacklevel=3):
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
-def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
+def check_sample_weight(sample_weight, n_obs, *, name="sample_weight", check_values=True):
     """Validate per-observation weights; return them as a float64 array, or None.
 
     Weights are frequency (case) weights: a weight of 3 counts the row three times, so
@@ -534,6 +534,9 @@ def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
         The number of rows of the data.
     name : str
         The caller's parameter name, used in the messages.
+    check_values : bool, default True
+        ``False``: check the type and the shape only (the Dask path checks the values
+        in its first pass over the data, after the data's own checks).
 
     Returns
     -------
@@ -570,27 +573,57 @@ def check_sample_weight(sample_weight, n_obs, *, name="sample_weight"):
             "Convert the weights to numbers."
         )
     w = w.astype(np.float64)
+    check_weight_shape(w, n_obs, name)
+    if not check_values:
+        return np.ascontiguousarray(w)
+    nonfinite = ~np.isfinite(w)
+    err = weight_value_error(
+        name,
+        int(nonfinite.sum()),
+        int((w < 0).sum()),
+        float(w[~nonfinite].min(initial=np.inf)),
+        int((w > 0).sum()),
+    )
+    if err is not None:
+        raise err
+    return np.ascontiguousarray(w)
+
+
+def check_weight_shape(w, n_obs, name="sample_weight"):
+    """The numeric-type and shape checks of :func:`check_sample_weight` for an array with
+    ``dtype`` and ``shape`` (a numpy or a Dask array: no values are read)."""
+    if w.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be numeric (one non-negative number per observation); got {w.dtype}. "
+            "Convert the weights to numbers."
+        )
     if w.ndim != 1 or w.shape[0] != n_obs:
         raise ValueError(
             f"{name} must have shape (n_obs,) = ({n_obs},), one weight per row of X; got shape "
             f"{w.shape}. Pass a 1-D array with one entry per observation."
         )
-    if not np.all(np.isfinite(w)):
-        raise ValueError(
-            f"{name} must be finite; got {int((~np.isfinite(w)).sum())} NaN or infinite "
+
+
+def weight_value_error(name, n_nonfinite, n_negative, w_min, n_positive):
+    """The ValueError for bad weight values, or None (shared by the numpy and the Dask
+    paths): counts of NaN/inf, of negative and of positive weights, and the smallest
+    finite weight."""
+    if n_nonfinite:
+        return ValueError(
+            f"{name} must be finite; got {n_nonfinite} NaN or infinite "
             "value(s). Replace them (0 drops a row from the fit)."
         )
-    if np.any(w < 0):
-        raise ValueError(
-            f"{name} must be non-negative; got {int((w < 0).sum())} negative value(s) "
-            f"(min {w.min():g}). Give frequency weights >= 0 (0 drops a row from the fit)."
+    if n_negative:
+        return ValueError(
+            f"{name} must be non-negative; got {n_negative} negative value(s) "
+            f"(min {w_min:g}). Give frequency weights >= 0 (0 drops a row from the fit)."
         )
-    if not np.any(w > 0):
-        raise ValueError(
+    if not n_positive:
+        return ValueError(
             f"{name} is all zero, so no observation would enter the fit; give at least one "
             "positive weight (or sample_weight=None for equal weights)."
         )
-    return np.ascontiguousarray(w)
+    return None
 
 
 def degenerate_report(X, feature_names=None):

@@ -400,7 +400,10 @@ def kmeans(
         k-means++ draws seeds with probability proportional to weight x squared distance.
         Integer weights give the same centres as duplicating the rows. Zero-weight rows
         are dropped from the fit (they still receive a label). Errors (``ValueError``)
-        for negative, NaN/inf, wrong-length or all-zero weights.
+        for negative, NaN/inf, wrong-length or all-zero weights. With Dask ``X``: a 1-D
+        ``dask.array.Array`` (rechunked to ``X``'s row chunks) or an in-memory array; the
+        k-means|| seeding draws points with probability ~ weight x squared distance and
+        weighs each candidate by the total weight of the points nearest to it.
 
     Returns
     -------

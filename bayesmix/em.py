@@ -927,7 +927,10 @@ def fit_em(
         deduplicated data). Rows with weight 0 are dropped from the fit (they still get
         a label). The convergence tolerance and the ML/MAP M-steps use ``n = sum(w)``;
         :meth:`EMResult.bic` / ``icl`` take the same ``sample_weight`` (and ``n = sum(w)``).
-        The result records ``total_weight`` but keeps no copy of the weights.
+        The result records ``total_weight`` but keeps no copy of the weights. With Dask
+        ``X``: a 1-D ``dask.array.Array`` (rechunked to ``X``'s row chunks) or an
+        in-memory array; its chunks travel with ``X``'s rows into every pass and its
+        values are checked in the first pass over the data, with the same errors.
     noise : bool or float, default False
         Add a noise component (Banfield & Raftery 1993, mclust's ``EMclustN``): a uniform
         density ``1 / V`` with its own weight, for outliers and background points.

@@ -257,11 +257,206 @@ class _Lines:
         pass
 
 
-def test_sample_weight_on_dask_is_a_clear_error(data):
-    """Weights are not supported on chunked data yet: an error, never silently ignored."""
-    X = da.from_array(data, chunks=(37, data.shape[1]))
-    w = np.ones(data.shape[0])
-    with pytest.raises(ValueError, match="sample_weight"):
-        bm.fit_em(X, 2, sample_weight=w, random_seed=0)
-    with pytest.raises(ValueError, match="sample_weight"):
-        bm.kmeans(X, 2, sample_weight=w, random_seed=0)
+# --------------------------------------------------------------------------- weights
+@pytest.fixture(scope="module")
+def weights(data):
+    """Integer frequency weights 0..3, zero on row 0 (the one-row chunk of CHUNKS: a
+    chunk of zero weight) and on a few other rows."""
+    w = np.random.default_rng(5).integers(0, 4, size=data.shape[0]).astype(float)
+    w[0] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("covariance", TYPES)
+@pytest.mark.parametrize("estimate", ["ml", "map"])
+def test_weighted_fit_em_equals_in_memory(data, weights, covariance, estimate):
+    prior = bm.GMMPrior.from_data(data, 3) if estimate == "map" else None
+    init = data[[0, 60, 100]]
+    kw = dict(covariance=covariance, prior=prior, init=init)
+    a = bm.fit_em(data, 3, sample_weight=weights, engine="numba", **kw)
+    wd = da.from_array(weights, chunks=50)  # chunked unlike X: rechunked to X's rows
+    b = bm.fit_em(da.from_array(data, chunks=CHUNKS), 3, sample_weight=wd, **kw)
+    _close_fits(a, b)
+    assert b.total_weight == a.total_weight == weights.sum()
+    assert b.n_obs == a.n_obs == data.shape[0]
+    np.testing.assert_array_equal(b.labels.compute(), a.labels)
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied"])
+def test_integer_weights_equal_repeated_rows_on_dask(data, weights, covariance):
+    # an independent reference: the unweighted in-memory fit of the rows repeated w times
+    init = data[[0, 60, 100]]
+    rep = np.repeat(data, weights.astype(int), axis=0)
+    a = bm.fit_em(rep, 3, covariance=covariance, init=init, engine="numba")
+    b = bm.fit_em(da.from_array(data, chunks=CHUNKS), 3, covariance=covariance, init=init,
+                  sample_weight=da.from_array(weights, chunks=CHUNKS[0]))  # fmt: skip
+    _close_fits(a, b)
+    assert b.total_weight == rep.shape[0]
+    # BIC with n = sum(w): that of the repeated data
+    assert b.bic(data, weights) == pytest.approx(a.bic(rep), rel=1e-10)
+
+
+def test_numpy_weights_on_dask_equal_dask_weights(data, weights):
+    X = da.from_array(data, chunks=CHUNKS)
+    init = data[[0, 60, 100]]
+    a = bm.fit_em(X, 3, init=init, sample_weight=weights, persist=False)
+    wd = da.from_array(weights, chunks=40)
+    wd = wd[wd >= 0]  # unknown chunk sizes (NaN): computed, then rechunked
+    b = bm.fit_em(X, 3, init=init, sample_weight=wd)
+    assert b.history == a.history
+    np.testing.assert_array_equal(b.covariances, a.covariances)
+    xr = pytest.importorskip("xarray")
+    wx = xr.DataArray(da.from_array(weights, chunks=60), dims=("obs",))
+    c = bm.fit_em(X, 3, init=init, sample_weight=wx)
+    assert c.history == a.history
+
+
+def test_unit_weights_on_dask_equal_unweighted(data):
+    init = data[[0, 60, 100]]
+    X = da.from_array(data, chunks=CHUNKS)
+    a = bm.fit_em(X, 3, init=init)
+    b = bm.fit_em(X, 3, init=init, sample_weight=np.ones(data.shape[0]))
+    _close_fits(a, b)
+
+
+def test_weighted_kmeans_equals_in_memory(data, weights):
+    c0 = data[[0, 1, 2]]  # a poor start: several Lloyd iterations
+    a = bm.kmeans(data, 3, init=c0, sample_weight=weights)
+    b = bm.kmeans(da.from_array(data, chunks=CHUNKS), 3, init=c0,
+                  sample_weight=da.from_array(weights, chunks=33))  # fmt: skip
+    assert b.n_iter == a.n_iter > 2
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10, abs=0)
+    np.testing.assert_allclose(b.centers, a.centers, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(b.labels.compute(), a.labels)
+    # integer weights: the centres of the repeated rows (an independent reference)
+    r = bm.kmeans(np.repeat(data, weights.astype(int), axis=0), 3, init=c0)
+    np.testing.assert_allclose(b.centers, r.centers, rtol=0, atol=1e-8)
+    assert b.inertia == pytest.approx(r.inertia, rel=1e-10)
+
+
+def test_weighted_kmeans_relocation_skips_zero_weight_rows(data, weights):
+    # an empty cluster is re-seeded with the farthest point of positive weight: the
+    # outlier at 50 has weight 0, so both paths must pass it over
+    X = np.vstack([data, [[50.0, 50.0, 50.0]]])
+    w = np.append(weights, 0.0)
+    c0 = np.vstack([data[[0, 60]], [[100.0, 100.0, 100.0]]])
+    a = bm.kmeans(X, 3, init=c0, sample_weight=w)
+    b = bm.kmeans(da.from_array(X, chunks=((*CHUNKS[0][:-1], 47), 3)), 3, init=c0,
+                  sample_weight=w)  # fmt: skip
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-10, abs=0)
+    np.testing.assert_allclose(b.centers, a.centers, rtol=0, atol=1e-8)
+    assert np.abs(b.centers).max() < 20
+
+
+def test_weighted_kmeans_parallel_seeding_ignores_zero_weight_points():
+    # four groups 20 sd apart, one of them with weight 0: K=3 weighted k-means|| must
+    # seed on the three weighted groups (a zero-weight point is never a candidate's
+    # draw), ending at the in-memory weighted partition, so the inertias agree
+    X, z = bm.simulate(
+        400, [0.25] * 4, [[0, 0], [20, 0], [0, 20], [20, 20]], [np.eye(2)] * 4, random_seed=3
+    )
+    w = np.where(z == 3, 0.0, 1.0 + (np.arange(400) % 3))
+    a = bm.kmeans(X, 3, random_seed=0, sample_weight=w)
+    for seed in range(3):
+        b = bm.kmeans(da.from_array(X, chunks=77), 3, random_seed=seed, n_init=1,
+                      sample_weight=da.from_array(w, chunks=77))  # fmt: skip
+        assert b.inertia == pytest.approx(a.inertia, rel=1e-10)
+        labels = b.labels.compute()
+        from bayesmix.compare import adjusted_rand_index
+
+        assert adjusted_rand_index(labels[z != 3], z[z != 3]) == 1.0
+
+
+def test_weighted_kmeans_parallel_candidates(monkeypatch):
+    # k-means|| with weights: the first centre and every sampled candidate are points of
+    # positive weight (probability ~ w * d^2), and each candidate weighs the total weight
+    # of the points nearest to it (so the candidate weights sum to sum(w))
+    from bayesmix import _dask_base, _dask_kmeans
+
+    X, z = bm.simulate(
+        400, [0.25] * 4, [[0, 0], [20, 0], [0, 20], [20, 20]], [np.eye(2)] * 4, random_seed=3
+    )
+    w = np.where(z == 3, 0.0, 1.0 + (np.arange(400) % 3))
+    Xd, wd = da.from_array(X, chunks=77), da.from_array(w, chunks=77)
+    mom = _dask_base.moments(Xd, w=wd)
+    ctx = _dask_base._Context(Xd, mom.mean, "numpy", mom.var, w=wd)
+    seen = []
+    real = _dask_kmeans._weighted_lloyd
+    monkeypatch.setattr(
+        _dask_kmeans, "_weighted_lloyd", lambda C, cw, c0: seen.append((C, cw)) or real(C, cw, c0)
+    )
+    for seed in range(5):
+        _dask_kmeans.kmeans_parallel(ctx, 3, np.random.default_rng(seed))
+    for C, cw in seen:
+        C = C + mom.mean
+        assert not np.any((C[:, 0] > 10) & (C[:, 1] > 10))  # none in the zero-weight group
+        assert cw.sum() == pytest.approx(w.sum(), rel=1e-12)
+
+
+def test_weighted_kmeans_tiny_data_fills_up_with_weighted_rows():
+    # one distinct point of positive weight: k-means|| stops at phi = 0 with 1 < K
+    # candidates and fills up with rows drawn by weight, never the zero-weight ones
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    w = np.array([1.0, 2.0, 0.0, 0.0])
+    for seed in range(3):
+        res = bm.kmeans(da.from_array(X, chunks=2), 2, sample_weight=w, random_seed=seed)
+        np.testing.assert_array_equal(res.centers, np.zeros((2, 2)))
+        assert res.inertia == 0.0
+
+
+def test_weighted_em_default_init_on_dask():
+    # weighted k-means|| then Lloyd, then EM. Three clusters 10 sd apart: any sensible
+    # seeding gives the true partition, and EM from it the in-memory weighted optimum (on
+    # the overlapping `data` fixture a start can lead EM to a component collapsed on a
+    # heavily weighted point: a valid, spurious, local optimum, not a comparison)
+    X, _ = bm.simulate(
+        300, [0.3, 0.3, 0.4], [[0, 0], [10, 0], [0, 10]], [np.eye(2)] * 3, random_seed=4
+    )
+    w = 1.0 + np.arange(300) % 3
+    a = bm.fit_em(X, 3, sample_weight=w, random_seed=0)
+    b = bm.fit_em(da.from_array(X, chunks=70), 3, sample_weight=w, random_seed=0)
+    # both converge (tol=1e-6 per unit weight) to the same optimum: 1e-6 relative
+    assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-6)
+
+
+BAD_WEIGHTS = {
+    "negative": lambda n: np.r_[-1.0, np.ones(n - 1)],
+    "nan": lambda n: np.r_[np.ones(n - 2), np.nan, np.inf],
+    "all zero": lambda n: np.zeros(n),
+    "wrong length": lambda n: np.ones(n - 1),
+    "2-D": lambda n: np.ones((n, 1)),
+    "non-numeric": lambda n: np.array(["a"] * n),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_WEIGHTS))
+@pytest.mark.parametrize("fit", ["fit_em", "kmeans"])
+def test_bad_weights_on_dask_same_errors_as_numpy(data, kind, fit):
+    w = BAD_WEIGHTS[kind](data.shape[0])
+    fn = getattr(bm, fit)
+    with pytest.raises(ValueError) as ref:
+        fn(data, 2, sample_weight=w, random_seed=0)
+    X = da.from_array(data, chunks=CHUNKS)
+    as_dask = [w] if kind == "non-numeric" else [w, da.from_array(w, chunks=50)]
+    for wi in as_dask:
+        with pytest.raises(ValueError) as got:
+            fn(X, 2, sample_weight=wi, random_seed=0)
+        assert str(got.value) == str(ref.value)
+
+
+def test_weights_checked_after_the_data_and_k_against_positive_weights(data):
+    # the numpy path's order: NaN data first, then the weights; then K <= #(w > 0)
+    bad = data.copy()
+    bad[70, 1] = np.nan
+    w = np.r_[-1.0, np.ones(data.shape[0] - 1)]
+    for wi in (w, da.from_array(w)):
+        with pytest.raises(ValueError, match="1 NaN value"):
+            bm.fit_em(da.from_array(bad, chunks=CHUNKS), 2, sample_weight=wi)
+    w2 = np.zeros(data.shape[0])
+    w2[[3, 80]] = 1.0
+    for fn in (bm.fit_em, bm.kmeans):
+        with pytest.raises(ValueError) as ref:
+            fn(data, 3, sample_weight=w2)
+        with pytest.raises(ValueError) as got:
+            fn(da.from_array(data, chunks=CHUNKS), 3, sample_weight=da.from_array(w2))
+        assert str(got.value) == str(ref.value)

@@ -558,6 +558,34 @@ def test_log_marginal_matches_predictive_chain_rule(covariance):
     np.testing.assert_allclose(got, _log_marginal_chain_rule(X, prior, covariance), rtol=1e-10)
 
 
+@pytest.mark.parametrize("ct", [0, 2, 3])
+@pytest.mark.parametrize("n", [0, 1, 6])
+def test_cached_predictive_is_the_ratio_of_marginals(ct, n):
+    """The collapsed sweep's Student-t predictive (_set_pred / _log_pred) equals
+    log_marginal(cluster + x) - log_marginal(cluster), for full (0), diag (2) and
+    spherical (3) covariance, an empty cluster (the prior predictive) included."""
+    rng = np.random.default_rng(ct + n)
+    D = 3
+    C = rng.normal(size=(n, D)) * [1.0, 2.0, 0.5] + 0.3
+    x = rng.normal(size=D)
+    Psi0 = np.array([[1.0, 0.2, 0.0], [0.2, 2.0, 0.1], [0.0, 0.1, 0.5]])
+    psi = np.diag(Psi0).copy() if ct != 3 else np.array([1.1])
+    k0, nu0 = 0.4, 5.5
+    work = np.empty((2, D, D))
+
+    def lm(Y):
+        return gk.log_marginal(len(Y), Y.sum(0), Y.T @ Y, ct, k0, nu0, Psi0, psi, work)
+
+    expected = lm(np.vstack([C, x])) - lm(C)
+    mu, L, inv = np.zeros(D), np.zeros((D, D)), np.zeros(D)
+    g = gk._pred_lgamma(ct, n, nu0, D)
+    const, h = gk._set_pred(
+        ct, n, C.sum(0), C.T @ C, k0, nu0, Psi0, psi, mu, L, inv, np.empty((D, D)), g
+    )
+    got = gk._log_pred(ct, x, mu, L, inv, const, h, np.empty(D))
+    assert got == pytest.approx(expected, rel=1e-10, abs=1e-10)
+
+
 def test_spherical_log_marginal_matches_diag_in_one_dimension():
     X = np.array([[0.3], [1.2], [-0.7], [2.0]])
     args = (4, X.sum(0), X.T @ X)
