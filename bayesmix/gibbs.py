@@ -56,9 +56,13 @@ One sweep
    moves (``SPLIT_MERGE_MOVES`` per sweep; sequentially allocated, Dahl 2005) change
    the allocations with the component parameters and weights integrated out: two
    random observations in one cluster propose to split it (the other members follow
-   one by one in random order, each by its predictive probability), in two clusters
-   to merge them. (Jain & Neal's 2004 restricted-Gibbs launch state, tried with 1 and
-   3 intermediate scans, gave fewer effective draws per second on Old Faithful.) They
+   one by one, each by its predictive probability, nearest to the first observation
+   first: an order that depends on the pair and the data only, so the move stays
+   reversible; on Old Faithful, in one paired run, it gave the DP 1.2-1.5x the bulk ESS
+   of a random order),
+   in two clusters to merge them. (Jain & Neal's 2004 restricted-Gibbs launch state,
+   tried with 1 and 3 intermediate scans, gave fewer effective draws per second on Old
+   Faithful.) They
    let the number of occupied components change in one step (full, diag and
    spherical covariance; the tied covariance couples the clusters' marginal
    likelihoods and has none). They matter even after collapsed sweeps: on Old
@@ -375,6 +379,7 @@ class _Spec:
     dynamic: bool = False
     sm_conj: tuple | None = None  # split-merge constants; None: no split-merge moves
     log_v: np.ndarray | None = None  # MFM, static gamma: log V_N(t), t = 0 .. Kmax + 1
+    Xs: np.ndarray | None = None  # (N, D) standardised data: split-merge allocation order
 
 
 @dataclasses.dataclass
@@ -483,7 +488,11 @@ def _split_merge(spec, st, rng, n_active, kind, param):
         i = int(rng.integers(N))
         j = int(rng.integers(N - 1))
         j += j >= i
-        keys, u = rng.random(N), rng.random(N)
+        # allocation order: nearest to i first (standardised distance, random ties); it
+        # depends on i and the data only, not on z, so the move stays reversible
+        d2 = ((spec.Xs - spec.Xs[i]) ** 2).sum(1)
+        keys = d2 + 1e-9 * rng.random(N)
+        u = rng.random(N)
         u_slot, log_u = rng.random(), np.log(rng.random())
         _gk.split_merge(
             spec.Xc, st.z, st.counts, n_active, i, j, keys, u, u_slot, log_u, spec.sm_conj, prior
@@ -777,6 +786,8 @@ def _spec(cfg):
         Psi0 = np.ascontiguousarray(conj.Psi0)
         c0 = float(_gk.prior_constant(ct, float(conj.nu0), Psi0, psi))
         extra["sm_conj"] = (ct, float(conj.k0), float(conj.nu0), Psi0, psi, c0)
+        sd = Xc.std(0)
+        extra["Xs"] = Xc / np.where(sd > 0, sd, 1.0)
     return _Spec(
         kind=cfg.model,
         Xc=Xc,

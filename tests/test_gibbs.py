@@ -645,11 +645,13 @@ def _set_partitions(n):
     return [np.array(p) for p in out]
 
 
+@pytest.mark.parametrize("order", ["random", "nearest"])
 @pytest.mark.parametrize("kind", [0, 1, 2])
-def test_split_merge_alone_targets_the_exact_posterior(kind):
+def test_split_merge_alone_targets_the_exact_posterior(kind, order):
     """Only split-merge moves on z (finite K = 3 labelled, truncated DP T = 4 labelled,
-    MFM partition): co-clustering frequencies match exact enumeration over the 4^6
-    labelled allocations (kinds 0, 1) or the 203 set partitions (kind 2)."""
+    MFM partition), members allocated in a random order or nearest to i first:
+    co-clustering frequencies match exact enumeration over the 4^6 labelled allocations
+    (kinds 0, 1) or the 203 set partitions (kind 2)."""
     import itertools
 
     X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
@@ -689,7 +691,9 @@ def test_split_merge_alone_targets_the_exact_posterior(kind):
     freq = np.zeros((6, 6))
     for _ in range(n_iter):
         i, j = rng.choice(6, 2, replace=False)
-        keys, u = rng.random(6), rng.random(6)
+        u = rng.random(6)
+        # the sampler's order: nearest to i first (a function of i and the data only)
+        keys = rng.random(6) if order == "random" else np.abs(X[:, 0] - X[i, 0])
         gk.split_merge(X, z, counts, T, i, j, keys, u, rng.random(), np.log(rng.random()), cj, pr)
         freq += z[:, None] == z[None, :]
     freq /= n_iter
