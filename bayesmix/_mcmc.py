@@ -168,7 +168,7 @@ def _diagnostic_dataset(dt, cfg, init):
         except Exception:  # relabel failed: label-invariant quantities
             pass
 
-    ll = dt["log_likelihood"]["X"].sum("obs")
+    ll = dt["log_likelihood"]["X"].sum("obs", skipna=False)
     post = xr.Dataset(
         {
             "sorted_weights": (

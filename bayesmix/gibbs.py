@@ -883,7 +883,7 @@ def _to_datatree(cfg, results, attrs, store_z):
         coords["obs"] = np.arange(cfg.X.shape[0])
     if coords:
         dt["posterior"] = post.assign_coords(coords)
-    loglik = dt["log_likelihood"]["X"].sum("obs")
+    loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False)  # NaN-aware sum: 40x slower
     dt["sample_stats"] = loglik.rename("loglik").to_dataset()
     return dt
 
