@@ -416,7 +416,7 @@ class _State:
 COLLAPSED = True
 #: collapsed allocation sweeps per draw; the label swaps, the concentration, the
 #: split-merge moves, the weights and the parameters are updated once per draw
-COLLAPSED_SWEEPS = 5
+COLLAPSED_SWEEPS = 7
 
 
 def _use_collapsed(spec):
