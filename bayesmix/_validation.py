@@ -27,6 +27,7 @@ __all__ = [
     "check_positive",
     "check_random_state",
     "check_sample_weight",
+    "match_columns",
 ]
 
 #: Canonical covariance type names, and the aliases accepted for them.
@@ -796,3 +797,35 @@ def check_degenerate(
     if errors:
         raise ValueError(" ".join(errors))
     return rep
+
+
+def match_columns(X, feature_names, what="the mixture"):
+    """A DataFrame's columns matched to the fitted feature names (reordered by name).
+
+    Arrays, and DataFrames when the fit saw an array (names ``x0, x1, ...``), pass
+    through unchanged (matched by position).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> match_columns(pd.DataFrame({"b": [1.0], "a": [2.0]}), ["a", "b"]).columns.tolist()
+    ['a', 'b']
+    """
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
+        return X
+    cols = [str(c) for c in X.columns]
+    if cols == list(feature_names):
+        return X
+    if list(feature_names) == [f"x{j}" for j in range(len(feature_names))]:
+        return X  # fitted on an array: columns are matched by position
+    missing = [n for n in feature_names if n not in cols]
+    extra = [c for c in cols if c not in feature_names]
+    if missing or extra:
+        raise ValueError(
+            f"X has columns {cols} but {what} was fitted on {list(feature_names)}"
+            + (f": missing column(s) {missing}" if missing else "")
+            + (f"{';' if missing else ':'} unexpected column(s) {extra}" if extra else "")
+            + ". Pass a DataFrame with the fitted columns (any order), e.g. "
+            f"X[{list(feature_names)}], or an array in that order."
+        )
+    return X.iloc[:, [cols.index(n) for n in feature_names]]

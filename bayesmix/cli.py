@@ -217,9 +217,7 @@ def _run(args):
         spec = _fit_spec(args)
         out = args.out or _DEFAULT_OUT
     else:
-        spec = load_spec(args.spec)
-        if args.no_mcmc:
-            spec.mcmc = False
+        spec = load_spec(args.spec, mcmc=False if args.no_mcmc else None)
         out = args.out
     if args.workers is not None or args.scheduler is not None:
         spec.workers, spec.scheduler = args.workers, args.scheduler

@@ -48,6 +48,7 @@ from bayesmix._validation import (
     check_positive,
     check_random_state,
     check_sample_weight,
+    match_columns,
     warn,
 )
 
@@ -84,6 +85,9 @@ class KMeansResult:
         Number of runs (restarts) made; the one with the lowest inertia is returned.
     init_centers : ndarray, shape (n_components, n_features)
         The initial centres of the returned run.
+    feature_names : list of str or None
+        The columns of a fitted DataFrame (``x0, x1, ...`` for an array): ``predict``
+        and ``transform`` match a DataFrame's columns to them by name.
     """
 
     centers: np.ndarray
@@ -93,6 +97,7 @@ class KMeansResult:
     converged: bool
     n_init: int = 1
     init_centers: np.ndarray | None = field(default=None, repr=False)
+    feature_names: list | None = field(default=None, repr=False)
 
     @property
     def n_components(self):
@@ -131,6 +136,8 @@ class KMeansResult:
         return _sq_dists(self._check_X(X), self.centers)
 
     def _check_X(self, X):
+        if self.feature_names is not None:
+            X = match_columns(X, self.feature_names, "k-means")
         X = check_data(X)
         if X.shape[1] != self.centers.shape[1]:
             raise ValueError(
@@ -434,7 +441,7 @@ def kmeans(
         from bayesmix._dask_kmeans import kmeans_dask
 
         return kmeans_dask(sys.modules[__name__], X, n_components, **kw)
-    X = check_data(X)
+    X, feature_names = check_data(X, return_names=True)
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)
     k = check_n_components(n_components, n if w is None else int(np.count_nonzero(w)))
@@ -482,6 +489,7 @@ def kmeans(
         converged=bool(conv),
         n_init=len(streams),
         init_centers=init_centers.copy() if init_centers is not None else start + x_mean,
+        feature_names=list(feature_names),
     )
 
 

@@ -52,6 +52,9 @@ from bayesmix._validation import (
     degenerate_report,
     warn,
 )
+from bayesmix._validation import (
+    match_columns as _match_columns,
+)
 from bayesmix.priors import GMMPrior, check_prior
 
 __all__ = ["EMResult", "fit_em"]
@@ -80,26 +83,6 @@ _COLLAPSE_MIN_NK = 1.0
 
 
 # =========================================================================== result
-def _match_columns(X, feature_names):
-    """A DataFrame's columns matched to the fitted feature names (reordered by name)."""
-    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
-        return X
-    cols = [str(c) for c in X.columns]
-    if cols == list(feature_names):
-        return X
-    if list(feature_names) == [f"x{j}" for j in range(len(feature_names))]:
-        return X  # fitted on an array: columns are matched by position
-    missing = [n for n in feature_names if n not in cols]
-    extra = [c for c in cols if c not in feature_names]
-    if missing or extra:
-        raise ValueError(
-            f"X has columns {cols} but the mixture was fitted on {list(feature_names)}"
-            + (f": missing column(s) {missing}" if missing else "")
-            + (f"{';' if missing else ':'} unexpected column(s) {extra}" if extra else "")
-            + ". Pass a DataFrame with the fitted columns (any order), e.g. "
-            f"X[{list(feature_names)}], or an array in that order."
-        )
-    return X.iloc[:, [cols.index(n) for n in feature_names]]
 
 
 @dataclass(frozen=True, eq=False)

@@ -523,12 +523,16 @@ def _parse_sampler(s, sampler):
             )
 
 
-def load_spec(path):
+def load_spec(path, *, mcmc=None):
     """Read and validate a TOML experiment spec.
 
     Parameters
     ----------
     path : str or Path
+    mcmc : bool, optional
+        Override the spec's ``sampler.mcmc`` before validation (the command line's
+        ``--no-mcmc``): with ``False`` the MCMC settings (e.g. too few draws for LOO)
+        are not checked, since nothing is sampled.
 
     Returns
     -------
@@ -547,6 +551,8 @@ def load_spec(path):
         raise SpecError(f"{path}: not valid TOML ({exc}).") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text (UTF-8) file.") from None
+    if mcmc is not None and isinstance(d.get("sampler", {}), dict):
+        d.setdefault("sampler", {})["mcmc"] = bool(mcmc)
     try:
         spec = spec_from_dict(d, base_dir=path.parent)
     except SpecError as exc:

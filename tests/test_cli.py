@@ -252,3 +252,20 @@ def test_shipped_specs_run_small(tmp_path, spec):
         assert res.recovery["ari"] > 0.9
     else:
         assert res.dp is not None and res.dp.diagnostics["occupied"]
+
+
+def test_run_no_mcmc_skips_the_mcmc_settings_checks(capsys, tmp_path):
+    """A spec with too few draws for LOO is an error, unless --no-mcmc says nothing is
+    sampled (the override reaches the spec before its MCMC settings are validated)."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(
+        '[data]\nsource = "builtin"\nname = "old_faithful"\n[model]\nk = "1-2"\n'
+        'covariance = ["diag"]\nmfm = false\n[sampler]\ndraws = 10\nchains = 1\n'
+    )
+    rc, _, err = run_cli(capsys, "run", str(spec), "--quiet", "--out", str(tmp_path / "a"))
+    assert_one_line_error(rc, err, "sampler.draws 10", "at least 25")
+    rc, _, err = run_cli(
+        capsys, "run", str(spec), "--no-mcmc", "--quiet", "--out", str(tmp_path / "b")
+    )
+    assert rc == 0, err
+    assert (tmp_path / "b" / "report.md").is_file()

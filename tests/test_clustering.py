@@ -310,3 +310,21 @@ def test_result_independent_of_threads(simulated):
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[2], two[2])  # bit-identical: fixed block reduction
     assert one[1] == two[1] and one[3] == two[3]
+
+
+def test_predict_matches_dataframe_columns_by_name():
+    """A DataFrame fitted with columns (a, b) and predicted with (b, a) gives the same
+    labels; a missing column is a clear error; arrays are matched by position."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (30, 2)), rng.normal([8, -8], 1, (30, 2))])
+    df = pd.DataFrame(X, columns=["a", "b"])
+    res = kmeans(df, 2, random_seed=0)
+    assert res.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(res.predict(df[["b", "a"]]), res.labels)
+    np.testing.assert_array_equal(res.predict(X), res.labels)
+    np.testing.assert_allclose(res.transform(df[["b", "a"]]), res.transform(X))
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['b'\]"):
+        res.predict(df.rename(columns={"b": "c"}))
+    assert kmeans(X, 2, random_seed=0).feature_names == ["x0", "x1"]
