@@ -13,7 +13,8 @@ One sweep
 
    DP and MFM models with the full, diag or spherical covariance (and a static
    :math:`\gamma` for the MFM) instead run ``COLLAPSED_SWEEPS`` *collapsed* sweeps per
-   draw (Neal 2000, algorithm 3; :func:`bayesmix._gibbs_kernels.collapsed_allocate`):
+   draw (fewer when N exceeds ``COLLAPSED_POINTS_PER_DRAW / COLLAPSED_SWEEPS``, at
+   least one; Neal 2000, algorithm 3; :func:`bayesmix._gibbs_kernels.collapsed_allocate`):
    each observation in turn is re-allocated with the weights and the component
    parameters integrated out, by its prior allocation weight given the others (the
    labelled stick-breaking prior's :math:`E[\pi_k \mid z_{-n}]` for the DP, the
@@ -417,6 +418,13 @@ COLLAPSED = True
 #: collapsed allocation sweeps per draw; the label swaps, the concentration, the
 #: split-merge moves, the weights and the parameters are updated once per draw
 COLLAPSED_SWEEPS = 7
+#: ... but at most this many observation updates per draw (a collapsed sweep is
+#: sequential, about 1 microsecond per observation): one sweep per draw from N = 10,000
+COLLAPSED_POINTS_PER_DRAW = 20_000
+
+
+def _n_sweeps(spec):
+    return max(1, min(COLLAPSED_SWEEPS, COLLAPSED_POINTS_PER_DRAW // spec.Xc.shape[0]))
 
 
 def _use_collapsed(spec):
@@ -534,7 +542,7 @@ def _label_swaps(spec, st, rng):
 def _sweep_dp(spec, st, rng):
     T = spec.n_slots
     if _use_collapsed(spec):
-        for _ in range(COLLAPSED_SWEEPS):
+        for _ in range(_n_sweeps(spec)):
             _collapsed(spec, st, rng, 1, st.alpha)
     else:
         _allocate(spec, st, rng)
@@ -572,7 +580,7 @@ def _log_p_k(spec, counts_occupied, N):
 
 def _sweep_mfm(spec, st, rng):
     if _use_collapsed(spec):
-        for _ in range(COLLAPSED_SWEEPS):
+        for _ in range(_n_sweeps(spec)):
             _collapsed(spec, st, rng, 2, spec.weight_concentration)
     else:
         _allocate(spec, st, rng)

@@ -872,3 +872,17 @@ def test_k_given_partition_matches_brute_force(dynamic):
     brute = np.array(brute) / np.sum(brute)
     np.testing.assert_allclose(got, brute, rtol=1e-10)
     np.testing.assert_allclose(g, gamma / Ks if dynamic else gamma)
+
+
+def test_collapsed_sweeps_per_draw_shrink_with_n():
+    """Collapsed sweeps are sequential: at most COLLAPSED_POINTS_PER_DRAW observation
+    updates per draw, and never fewer than one sweep."""
+    from types import SimpleNamespace
+
+    def n_sweeps(n):
+        return gibbs._n_sweeps(SimpleNamespace(Xc=np.zeros((n, 2))))
+
+    assert n_sweeps(272) == gibbs.COLLAPSED_SWEEPS == 7
+    assert n_sweeps(5000) == 4
+    assert n_sweeps(10_000) == 2
+    assert n_sweeps(1_000_000) == 1
