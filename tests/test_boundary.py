@@ -2083,7 +2083,10 @@ SPEC_FILES = [
 def test_spec_files_through_the_cli(tmp_path, capsys, cid, raw, frags):
     spec = tmp_path / "spec.toml"
     spec.write_bytes(raw)
-    rc, err = _cli(["run", str(spec), "--no-mcmc", "--out", str(tmp_path / "o")], tmp_path, capsys)
+    # --no-mcmc keeps the other cases fast; it also switches the MCMC-settings checks off
+    # (nothing is sampled: test_cli.py::test_run_no_mcmc_skips_the_mcmc_settings_checks)
+    no_mcmc = [] if cid == "draws-too-few" else ["--no-mcmc"]
+    rc, err = _cli(["run", str(spec), *no_mcmc, "--out", str(tmp_path / "o")], tmp_path, capsys)
     assert rc == 2, err
     line = err.splitlines()[-1]
     for frag in frags:
