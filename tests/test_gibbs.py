@@ -645,30 +645,30 @@ def _set_partitions(n):
     return [np.array(p) for p in out]
 
 
-@pytest.mark.parametrize("order", ["random", "nearest"])
-@pytest.mark.parametrize("kind", [0, 1, 2])
-def test_split_merge_alone_targets_the_exact_posterior(kind, order):
-    """Only split-merge moves on z (finite K = 3 labelled, truncated DP T = 4 labelled,
-    MFM partition), members allocated in a random order or nearest to i first:
-    co-clustering frequencies match exact enumeration over the 4^6 labelled allocations
-    (kinds 0, 1) or the 203 set partitions (kind 2)."""
+#: the exact small posterior of the split-merge and collapsed-sweep tests: 6 points in 1-D
+_X6 = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
+_K_PRIOR4 = np.array([0.3, 0.3, 0.2, 0.2])
+
+
+def _exact_small_posterior(kind):
+    """Kernel constants and the exact posterior of z on ``_X6`` by enumeration: finite
+    K = 3 labelled (kind 0), truncated DP T = 4 labelled (1), MFM partition with
+    K <= 4 (2). Returns (T, conj, prior tuple, allocations, their probabilities)."""
     import itertools
 
-    X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
     prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
     conj = gibbs._Conj.from_prior(prior, "full")
     c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
     cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
     T = 3 if kind == 0 else 4
-    logk = np.log(np.array([0.3, 0.3, 0.2, 0.2]))
-    pr = (kind, 0.7, logk if kind == 2 else np.zeros(1), False)
+    pr = (kind, 0.7, np.log(_K_PRIOR4) if kind == 2 else np.zeros(1), False)
     work = np.empty((2, 1, 1))
 
     def logpost(z):
         counts = np.bincount(z, minlength=T).astype(np.int64)
         lp = gk._log_prior_counts(counts, pr)
         for k in range(T):
-            xk = X[z == k]
+            xk = _X6[z == k]
             if len(xk):
                 lp += gk.log_marginal(
                     len(xk), xk.sum(0), xk.T @ xk, 0, 0.3, 3.0, conj.Psi0, conj.psi, work
@@ -682,8 +682,23 @@ def test_split_merge_alone_targets_the_exact_posterior(kind, order):
     )
     lp = np.array([logpost(z) for z in zs])
     p = np.exp(lp - lp.max())
-    p /= p.sum()
-    exact = np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+    return T, cj, pr, zs, p / p.sum()
+
+
+def _coclustering(zs, p):
+    return np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+
+
+@pytest.mark.parametrize("order", ["random", "nearest"])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_split_merge_alone_targets_the_exact_posterior(kind, order):
+    """Only split-merge moves on z (finite K = 3 labelled, truncated DP T = 4 labelled,
+    MFM partition), members allocated in a random order or nearest to i first:
+    co-clustering frequencies match exact enumeration over the 4^6 labelled allocations
+    (kinds 0, 1) or the 203 set partitions (kind 2)."""
+    X = _X6
+    T, cj, pr, zs, p = _exact_small_posterior(kind)
+    exact = _coclustering(zs, p)
     rng = np.random.default_rng(11)
     z = np.zeros(6, dtype=np.int64)
     counts = np.bincount(z, minlength=T).astype(np.int64)
@@ -709,39 +724,10 @@ def test_collapsed_allocation_targets_the_exact_posterior(kind):
     """Only collapsed Gibbs sweeps on z (finite K = 3 labelled, truncated DP T = 4
     labelled, MFM partition with a static gamma): co-clustering frequencies and, for the
     labelled kinds, the slot occupancy match exact enumeration, as for split-merge."""
-    import itertools
-
-    X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
-    prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
-    conj = gibbs._Conj.from_prior(prior, "full")
-    c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
-    cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
-    T = 3 if kind == 0 else 4
-    k_prior = np.array([0.3, 0.3, 0.2, 0.2])
-    pr = (kind, 0.7, np.log(k_prior) if kind == 2 else np.zeros(1), False)
-    log_v = gibbs.log_v_mfm(np.log(k_prior), 0.7, 6) if kind == 2 else np.zeros(1)
-    work = np.empty((2, 1, 1))
-
-    def logpost(z):
-        counts = np.bincount(z, minlength=T).astype(np.int64)
-        lp = gk._log_prior_counts(counts, pr)
-        for k in range(T):
-            xk = X[z == k]
-            if len(xk):
-                lp += gk.log_marginal(
-                    len(xk), xk.sum(0), xk.T @ xk, 0, 0.3, 3.0, conj.Psi0, conj.psi, work
-                )
-        return lp
-
-    zs = (
-        _set_partitions(6)
-        if kind == 2
-        else [np.array(z) for z in itertools.product(range(T), repeat=6)]
-    )
-    lp = np.array([logpost(z) for z in zs])
-    p = np.exp(lp - lp.max())
-    p /= p.sum()
-    exact = np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
+    X = _X6
+    T, cj, _, zs, p = _exact_small_posterior(kind)
+    log_v = gibbs.log_v_mfm(np.log(_K_PRIOR4), 0.7, 6) if kind == 2 else np.zeros(1)
+    exact = _coclustering(zs, p)
     if kind != 2:  # labelled: P(slot k occupied)
         occ = np.tensordot(p, np.array([np.bincount(z, minlength=T) > 0 for z in zs], float), 1)
     rng = np.random.default_rng(12)
