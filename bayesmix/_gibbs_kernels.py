@@ -295,18 +295,10 @@ def _lg_term(ct, n, nu0, D):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: no cover
     """:func:`log_marginal` of the statistics (n + w, s + w x, xx + w x x^T), w in {0, 1}."""
-    m = n + w
-    lg = _lg_term(ct, m, nu0, s.shape[0])
-    return _log_marg_t(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work, lg)
-
-
-@njit(cache=True, nogil=True)
-def _log_marg_t(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work, lg):  # pragma: no cover
-    """:func:`_log_marg` with its lgamma part ``lg`` (:func:`_lg_term`) given."""
     D = s.shape[0]
     n = n + w
     kn = k0 + n
-    out = const0 + 0.5 * D * (math.log(k0) - math.log(kn)) + lg
+    out = const0 + 0.5 * D * (math.log(k0) - math.log(kn)) + _lg_term(ct, n, nu0, D)
     if ct == 0:
         M = work[0]
         for r in range(D):
