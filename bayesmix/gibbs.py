@@ -26,8 +26,8 @@ One sweep
    joint posterior, or of a margin of it taken in the right order). The chains'
    first allocations are drawn from the starting point's responsibilities. On Old
    Faithful (DP, 4 x 2000 draws) this raised the smallest bulk ESS of the
-   label-invariant quantities from about 100 to about 900 at the same wall time as
-   allocating given the parameters (``benchmarks/RESULTS.md``, "gibbs").
+   label-invariant quantities from 103 (allocating given the parameters, 8.2 s) to
+   1033 (13.6 s) (``benchmarks/RESULTS.md``, section "gibbs").
 2. **Weights** given the counts :math:`N_k`:
 
    * finite mixture: :math:`\pi \sim \mathrm{Dirichlet}(\alpha + N_k)` (drawn in log
@@ -60,11 +60,10 @@ One sweep
    one by one, each by its predictive probability, nearest to the first observation
    first: an order that depends on the pair and the data only, so the move stays
    reversible; on Old Faithful, in one paired run, it gave the DP 1.2-1.5x the bulk ESS
-   of a random order),
-   in two clusters to merge them. (Jain & Neal's 2004 restricted-Gibbs launch state,
-   tried with 1 and 3 intermediate scans, gave fewer effective draws per second on Old
-   Faithful.) They
-   let the number of occupied components change in one step (full, diag and
+   of a random order), in two clusters to merge them. (Jain & Neal's 2004
+   restricted-Gibbs launch state, tried with 1 and 3 intermediate scans, gave fewer
+   effective draws per second on Old Faithful.) They let the number of occupied
+   components change in one step (full, diag and
    spherical covariance; the tied covariance couples the clusters' marginal
    likelihoods and has none). They matter even after collapsed sweeps: on Old
    Faithful the MFM's posterior has a two-cluster and a three-cluster mode that
@@ -412,8 +411,8 @@ class _State:
 
 #: DP and static-gamma MFM models (full, diag, spherical covariance) allocate with the
 #: component parameters and weights integrated out (``_gk.collapsed_allocate``), then
-#: draw them given the allocations. Measured on Old Faithful (benchmarks/RESULTS.md,
-#: "gibbs-dp"): see the module docstring.
+#: draw them given the allocations (``False``: allocations given the parameters, as for
+#: finite mixtures). Measured on Old Faithful: benchmarks/RESULTS.md, section "gibbs".
 COLLAPSED = True
 #: collapsed allocation sweeps per draw; the label swaps, the concentration, the
 #: split-merge moves, the weights and the parameters are updated once per draw
