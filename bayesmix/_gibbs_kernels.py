@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmix._hierarchical import logdet_scaled
+
 __all__ = [
     "allocate",
     "collapsed_allocate",
@@ -237,37 +239,12 @@ def dp_label_swaps(counts, alpha, pairs, log_u, perm):  # pragma: no cover - com
 
 # ---------------------------------------------------------------------------- split-merge
 @njit(cache=True, nogil=True)
-def _chol_logdet(M, work):  # pragma: no cover - compiled
-    """log det of an SPD matrix by an in-place Cholesky on ``work``; -inf if not SPD."""
-    D = M.shape[0]
-    for r in range(D):
-        for c in range(D):
-            work[r, c] = M[r, c]
-    out = 0.0
-    for j in range(D):
-        s = work[j, j]
-        for k in range(j):
-            s -= work[j, k] * work[j, k]
-        if s <= 0.0:
-            return -np.inf
-        d = math.sqrt(s)
-        work[j, j] = d
-        out += 2.0 * math.log(d)
-        for r in range(j + 1, D):
-            t = work[r, j]
-            for k in range(j):
-                t -= work[r, k] * work[j, k]
-            work[r, j] = t / d
-    return out
-
-
-@njit(cache=True, nogil=True)
 def prior_constant(ct, nu0, Psi0, psi):  # pragma: no cover - compiled
     """The data-free part of :func:`log_marginal` (computed once per model)."""
     D = Psi0.shape[0]
     a0 = 0.5 * nu0
     if ct == 0:
-        out = 0.5 * nu0 * _chol_logdet(Psi0, np.empty((D, D)))
+        out = 0.5 * nu0 * logdet_scaled(Psi0, 1.0, np.empty((D, D)))
         for d in range(D):
             out -= math.lgamma(0.5 * (nu0 - d))
         return out
@@ -308,7 +285,7 @@ def _log_marg(n, s, xx, x, w, ct, k0, nu0, Psi0, psi, const0, work):  # pragma: 
                 M[r, c] = Psi0[r, c] + xx[r, c] + w * x[r] * x[c] - sr * sc / kn
                 M[c, r] = M[r, c]
         nun = nu0 + n
-        return out - 0.5 * n * D * math.log(math.pi) - 0.5 * nun * _chol_logdet(M, work[1])
+        return out - 0.5 * n * D * math.log(math.pi) - 0.5 * nun * logdet_scaled(M, 1.0, work[1])
     out -= 0.5 * n * D * _LOG_2PI
     a0 = 0.5 * nu0
     if ct == 2:
@@ -632,7 +609,7 @@ def _set_pred(ct, n, s, xx, k0, nu0, Psi0, psi, mu, L, inv, work, g):  # pragma:
             for j in range(i + 1):
                 work[i, j] = Psi0[i, j] + xx[i, j] - s[i] * s[j] / kn
                 work[j, i] = work[i, j]
-        logdet = _chol_logdet(work, L)
+        logdet = logdet_scaled(work, 1.0, L)
         const = g - 0.5 * D * (math.log(math.pi) - math.log(r)) - 0.5 * logdet
         inv[0] = r
         return const, 0.5 * (nun + 1.0)

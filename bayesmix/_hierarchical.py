@@ -43,8 +43,9 @@ MODELS = {"EII": 0, "VII": 1, "VVV": 2}
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _logdet_scaled(W, scale, work):  # pragma: no cover - compiled
-    """``log |scale * W|`` by Cholesky; ``-inf`` when not positive definite."""
+def logdet_scaled(W, scale, work):  # pragma: no cover - compiled
+    """``log |scale * W|`` by an in-place Cholesky on ``work`` (which keeps the lower
+    factor); ``-inf`` when not positive definite. Also the Gibbs kernels' log-determinant."""
     p = W.shape[0]
     for a in range(p):
         for b in range(p):
@@ -76,7 +77,7 @@ def _term(model, n, tr, W, alpha, work):  # pragma: no cover - compiled
     p = W.shape[0]
     if model == 1 or n <= p:
         return n * t
-    ld = _logdet_scaled(W, 1.0 / n, work)
+    ld = logdet_scaled(W, 1.0 / n, work)
     if ld == -np.inf:
         return n * t
     m = max(ld, t)
