@@ -29,12 +29,15 @@ __all__ = [
     "collapsed_allocate",
     "dp_label_swaps",
     "log_marginal",
+    "nearest_order",
     "prior_constant",
     "split_merge",
+    "split_merge_moves",
     "suff_stats",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_LOG_PI = math.log(math.pi)
 
 
 @njit(cache=True, nogil=True)
@@ -344,15 +347,21 @@ def _log_mfm_partition(counts, gamma, log_k_prior, dynamic):  # pragma: no cover
             N += counts[k]
     mx = -np.inf
     terms = np.full(log_k_prior.shape[0], -np.inf)
+    static = 0.0  # the clusters' sum, the same for every K when gamma is static
+    if not dynamic:
+        for k in range(counts.shape[0]):
+            if counts[k] > 0:
+                static += math.lgamma(counts[k] + gamma) - math.lgamma(gamma)
     for K in range(max(t, 1), log_k_prior.shape[0] + 1):
         if log_k_prior[K - 1] == -np.inf:
             continue
         g = gamma / K if dynamic else gamma
         v = log_k_prior[K - 1] + math.lgamma(K + 1.0) - math.lgamma(K - t + 1.0)
-        v += math.lgamma(K * g) - math.lgamma(N + K * g)
-        for k in range(counts.shape[0]):
-            if counts[k] > 0:
-                v += math.lgamma(counts[k] + g) - math.lgamma(g)
+        v += math.lgamma(K * g) - math.lgamma(N + K * g) + static
+        if dynamic:
+            for k in range(counts.shape[0]):
+                if counts[k] > 0:
+                    v += math.lgamma(counts[k] + g) - math.lgamma(g)
         terms[K - 1] = v
         mx = max(mx, v)
     if mx == -np.inf:
@@ -381,7 +390,7 @@ def _log_prior_counts(counts, prior):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _add(n, s, xx, x, sign):  # pragma: no cover - compiled
     D = x.shape[0]
     for r in range(D):
@@ -408,59 +417,69 @@ def _empty_slot(counts, n_active, u):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _members(z, counts, i, j, keys):  # pragma: no cover - compiled
-    """The other observations of i's and j's clusters, in ``keys`` order."""
+def _members(z, i, j, keys):  # pragma: no cover - compiled
+    """The other observations of i's and j's clusters, in ``keys`` order (ties by index)."""
     a, b = z[i], z[j]
-    members = np.empty(counts[a] + (0 if a == b else counts[b]), dtype=np.int64)
+    members = np.empty(z.shape[0], dtype=np.int64)
     m = 0
     for n in range(z.shape[0]):
         if n != i and n != j and (z[n] == a or z[n] == b):
             members[m] = n
             m += 1
-    return members[:m][np.argsort(keys[members[:m]])]
+    return members[:m][np.argsort(keys[members[:m]], kind="mergesort")]
 
 
 @njit(cache=True, nogil=True)
-def split_merge(
-    X, z, counts, n_active, i, j, keys, u_alloc, u_slot, log_u, conj, prior
-):  # pragma: no cover
-    """One sequentially-allocated split-merge move (Dahl 2005) on labelled allocations.
+def _ordered_members(z, i, j, order, Xs):  # pragma: no cover - compiled
+    """:func:`_members` nearest to ``Xs[i]`` first: read off the table ``order[i]``
+    (:func:`nearest_order`) when it has rows, else sorted here."""
+    a, b = z[i], z[j]
+    N = z.shape[0]
+    if order.shape[0] == 0:
+        keys = np.empty(N)
+        for n in range(N):
+            d2 = 0.0
+            for d in range(Xs.shape[1]):
+                d2 += (Xs[n, d] - Xs[i, d]) ** 2
+            keys[n] = d2
+        return _members(z, i, j, keys)
+    members = np.empty(N, dtype=np.int64)
+    m = 0
+    for n in order[i]:
+        if n != i and n != j and (z[n] == a or z[n] == b):
+            members[m] = n
+            m += 1
+    return members[:m]
 
-    Metropolis-Hastings on ``z`` with the component parameters and weights integrated
-    out: observations ``i`` and ``j`` in one cluster propose to split it (``j`` opens an
-    empty slot among the first ``n_active``, chosen uniformly; the others follow one by
-    one in ``keys`` order, each by its predictive probability), in two clusters to
-    merge them (into ``z[i]``'s label). The acceptance ratio has the allocation prior
-    (:func:`_log_prior_counts`), the clusters' marginal likelihoods
-    (:func:`log_marginal`) and the proposal probabilities of the move and its reverse.
 
-    Parameters
-    ----------
-    X : ndarray, shape (N, D)
-        Data centred at the prior mean.
-    z, counts : ndarray of int64, shapes (N,) and (T,)
-        Updated in place when the move is accepted.
-    n_active : int
-        Slots ``0 .. n_active - 1`` may hold observations.
-    i, j : int
-        Two distinct observations.
-    keys, u_alloc : ndarray, shape (N,)
-        Uniforms: the allocation order and the allocation draws.
-    u_slot, log_u : float
-        Uniform for the empty slot; log-uniform for the acceptance test.
-    conj : tuple
-        ``(ct, k0, nu0, Psi0, psi, const0)`` as for :func:`log_marginal`, ``const0``
-        from :func:`prior_constant`.
-    prior : tuple
-        ``(kind, param, log_k_prior, dynamic)`` as for :func:`_log_prior_counts`. For
-        kind 2 (an MFM partition, labels immaterial) the new cluster takes the first
-        empty slot and the slot-choice terms of the labelled kinds drop out.
+def nearest_order(Xs):
+    """``order[i]``: the observations by distance to ``Xs[i]`` (ties by index), int32.
 
-    Returns
-    -------
-    int
-        1 split accepted, -1 merge accepted, 0 rejected or impossible.
+    The split-merge allocation order; it depends on the data only, so a move and its
+    reverse allocate in the same order.
     """
+    d2 = ((Xs[:, None, :] - Xs[None, :, :]) ** 2).sum(-1)
+    return np.argsort(d2, axis=1, kind="stable").astype(np.int32)
+
+
+@njit(cache=True, nogil=True)
+def _size_tables(ct, nu0, D, N):  # pragma: no cover - compiled
+    """:func:`_pred_lgamma` and ``log`` for cluster sizes 0 .. N."""
+    gt = np.empty(N + 1)
+    logn = np.empty(N + 1)
+    for m in range(N + 1):
+        gt[m] = _pred_lgamma(ct, m, nu0, D)
+        logn[m] = math.log(m) if m > 0 else -np.inf
+    return gt, logn
+
+
+@njit(cache=True, nogil=True)
+def _sm_move(
+    X, z, counts, n_active, i, j, members, u, u_slot, log_u, conj, prior, gt, logn
+):  # pragma: no cover - compiled
+    """One split-merge move with the members already in allocation order (``u[t]``: the
+    uniform of the t-th member); see :func:`split_merge`. ``gt``, ``logn``: tables of
+    :func:`_pred_lgamma` and ``log`` for sizes 0 .. N (:func:`_size_tables`)."""
     ct, k0, nu0, Psi0, psi, c0 = conj
     labelled = prior[0] != 2
     D = X.shape[1]
@@ -471,37 +490,42 @@ def split_merge(
         return 0
     if not split:
         e = b
-    members = _members(z, counts, i, j, keys)
     m = members.shape[0]
     work = np.empty((2, D, D))
-    sA, sB = np.zeros(D), np.zeros(D)
-    xxA, xxB = np.zeros((D, D)), np.zeros((D, D))
-    nA = _add(0, sA, xxA, X[i], 1)
-    nB = _add(0, sB, xxB, X[j], 1)
-    lmA = _log_marg(nA, sA, xxA, sA, 0, ct, k0, nu0, Psi0, psi, c0, work)
-    lmB = _log_marg(nB, sB, xxB, sB, 0, ct, k0, nu0, Psi0, psi, c0, work)
+    S = np.zeros((2, D))
+    XX = np.zeros((2, D, D))
+    mu = np.empty((2, D))
+    L = np.empty((2, D, D))
+    inv = np.empty((2, D))
+    y = np.empty(D)
+    cst = np.empty(2)
+    hh = np.empty(2)
+    nn = np.ones(2, dtype=np.int64)
+    for c, obs in ((0, i), (1, j)):
+        _add(0, S[c], XX[c], X[obs], 1)
+        cst[c], hh[c] = _set_pred(
+            ct, 1, S[c], XX[c], k0, nu0, Psi0, psi, mu[c], L[c], inv[c], work[0], gt[1]
+        )
     to_b = np.zeros(m, dtype=np.bool_)
     log_q = 0.0
     for t in range(m):
-        n = members[t]
-        x = X[n]
-        lmA1 = _log_marg(nA, sA, xxA, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
-        lmB1 = _log_marg(nB, sB, xxB, x, 1, ct, k0, nu0, Psi0, psi, c0, work)
-        la = math.log(nA) + lmA1 - lmA
-        lb = math.log(nB) + lmB1 - lmB
-        tot = max(la, lb) + math.log1p(math.exp(-abs(la - lb)))
-        go_b = (u_alloc[n] < math.exp(lb - tot)) if split else (z[n] == b)
+        x = X[members[t]]
+        la = logn[nn[0]] + _log_pred(ct, x, mu[0], L[0], inv[0], cst[0], hh[0], y)
+        lb = logn[nn[1]] + _log_pred(ct, x, mu[1], L[1], inv[1], cst[1], hh[1], y)
+        ex = math.exp(-abs(la - lb))  # P(b): 1 / (1 + ex) when lb >= la, else ex / (1 + ex)
+        go_b = (u[t] * (1.0 + ex) < (1.0 if lb >= la else ex)) if split else (z[members[t]] == b)
         to_b[t] = go_b
-        if go_b:
-            log_q += lb - tot
-            nB = _add(nB, sB, xxB, x, 1)
-            lmB = lmB1
-        else:
-            log_q += la - tot
-            nA = _add(nA, sA, xxA, x, 1)
-            lmA = lmA1
-    s_all = sA + sB
-    lmC = _log_marg(nA + nB, s_all, xxA + xxB, s_all, 0, ct, k0, nu0, Psi0, psi, c0, work)
+        c = 1 if go_b else 0
+        log_q += (lb if go_b else la) - max(la, lb) - math.log1p(ex)
+        nn[c] = _add(nn[c], S[c], XX[c], x, 1)
+        cst[c], hh[c] = _set_pred(
+            ct, nn[c], S[c], XX[c], k0, nu0, Psi0, psi, mu[c], L[c], inv[c], work[0], gt[nn[c]]
+        )
+    nA, nB = nn[0], nn[1]
+    lmA = _log_marg(nA, S[0], XX[0], S[0], 0, ct, k0, nu0, Psi0, psi, c0, work)
+    lmB = _log_marg(nB, S[1], XX[1], S[1], 0, ct, k0, nu0, Psi0, psi, c0, work)
+    s_all = S[0] + S[1]
+    lmC = _log_marg(nA + nB, s_all, XX[0] + XX[1], s_all, 0, ct, k0, nu0, Psi0, psi, c0, work)
     old = _log_prior_counts(counts, prior)
     ca, cb = counts[a], counts[e]
     if split:
@@ -530,9 +554,77 @@ def split_merge(
     return -1
 
 
+@njit(cache=True, nogil=True)
+def split_merge(
+    X, z, counts, n_active, i, j, keys, u_alloc, u_slot, log_u, conj, prior
+):  # pragma: no cover
+    """One sequentially-allocated split-merge move (Dahl 2005) on labelled allocations.
+
+    Metropolis-Hastings on ``z`` with the component parameters and weights integrated
+    out: observations ``i`` and ``j`` in one cluster propose to split it (``j`` opens an
+    empty slot among the first ``n_active``, chosen uniformly; the others follow one by
+    one in ``keys`` order, each by its predictive probability, :func:`_log_pred`), in
+    two clusters to merge them (into ``z[i]``'s label). The acceptance ratio has the
+    allocation prior (:func:`_log_prior_counts`), the clusters' marginal likelihoods
+    (:func:`log_marginal`) and the proposal probabilities of the move and its reverse.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+        Data centred at the prior mean.
+    z, counts : ndarray of int64, shapes (N,) and (T,)
+        Updated in place when the move is accepted.
+    n_active : int
+        Slots ``0 .. n_active - 1`` may hold observations.
+    i, j : int
+        Two distinct observations.
+    keys, u_alloc : ndarray, shape (N,)
+        The allocation order (ascending, ties by index) and the allocation uniforms.
+    u_slot, log_u : float
+        Uniform for the empty slot; log-uniform for the acceptance test.
+    conj : tuple
+        ``(ct, k0, nu0, Psi0, psi, const0)`` as for :func:`log_marginal`, ``const0``
+        from :func:`prior_constant`.
+    prior : tuple
+        ``(kind, param, log_k_prior, dynamic)`` as for :func:`_log_prior_counts`. For
+        kind 2 (an MFM partition, labels immaterial) the new cluster takes the first
+        empty slot and the slot-choice terms of the labelled kinds drop out.
+
+    Returns
+    -------
+    int
+        1 split accepted, -1 merge accepted, 0 rejected or impossible.
+    """
+    members = _members(z, i, j, keys)
+    gt, logn = _size_tables(conj[0], conj[2], X.shape[1], X.shape[0])
+    u = u_alloc[members]
+    return _sm_move(X, z, counts, n_active, i, j, members, u, u_slot, log_u, conj, prior, gt, logn)
+
+
+@njit(cache=True, nogil=True)
+def split_merge_moves(
+    X, Xs, order, z, counts, n_active, pairs, u, u_slot, log_u, conj, prior
+):  # pragma: no cover
+    """:func:`split_merge` for each pair of ``pairs`` (M, 2) in turn, members allocated
+    nearest to the first observation first (:func:`_ordered_members`: ``order`` from
+    :func:`nearest_order`, or shape (0, 0) to sort ``Xs`` distances per move); ``u``
+    (M, N): row r's first entries are move r's allocation uniforms; ``u_slot``,
+    ``log_u`` (M,). Returns the number of accepted moves."""
+    gt, logn = _size_tables(conj[0], conj[2], X.shape[1], X.shape[0])
+    accepted = 0
+    for r in range(pairs.shape[0]):
+        i, j = pairs[r, 0], pairs[r, 1]
+        members = _ordered_members(z, i, j, order, Xs)
+        move = _sm_move(
+            X, z, counts, n_active, i, j, members, u[r], u_slot[r], log_u[r], conj, prior, gt, logn
+        )
+        accepted += move != 0
+    return accepted
+
+
 # ---------------------------------------------------------------------------- collapsed Gibbs
 @njit(cache=True, nogil=True)
-def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw):  # pragma: no cover
+def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw, cand):  # pragma: no cover
     """Prior weight of each slot for one observation given the others' counts ``n``.
 
     Kind 0: labelled Dirichlet-multinomial, ``n_k + param``. Kind 1: labelled truncated
@@ -542,26 +634,31 @@ def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw):  # pragma: no cover
     & Harrison 2018), ``n_k + gamma`` for an occupied cluster and ``gamma V(t + 1) /
     V(t)`` for the first empty slot (the others 0); ``N1`` is the number of other
     observations, ``t`` their clusters. Linear scale: with T slots the smallest DP weight
-    is at least ``(a / (1 + a + N))^T``.
+    is at least ``(a / (1 + a + N))^T``. Writes the slots with a positive weight to
+    ``cand`` (in order) and returns their number; ``pw`` is set for those only.
     """
     T = n.shape[0]
+    nc = 0
     if kind == 0:
-        for k in range(T):
-            pw[k] = n[k] + param if k < n_active else 0.0
-        return
+        for k in range(n_active):
+            pw[k] = n[k] + param
+            cand[k] = k
+        return n_active
     if kind == 2:
         first = True
-        for k in range(T):
-            if k >= n_active:
-                pw[k] = 0.0
-            elif n[k] > 0:
+        for k in range(n_active):
+            if n[k] > 0:
                 pw[k] = n[k] + param
             elif first:
                 pw[k] = param * math.exp(log_v[t + 1] - log_v[t])
                 first = False
+                if pw[k] == 0.0:  # no K above t has prior mass
+                    continue
             else:
-                pw[k] = 0.0
-        return
+                continue
+            cand[nc] = k
+            nc += 1
+        return nc
     cum = 0.0
     prod = 1.0
     for k in range(T):
@@ -574,6 +671,10 @@ def _slot_prior(kind, n, n_active, param, log_v, N1, t, pw):  # pragma: no cover
         else:
             pw[k] = prod
         cum += nk
+        if pw[k] > 0.0:
+            cand[nc] = k
+            nc += 1
+    return nc
 
 
 @njit(cache=True, nogil=True)
@@ -588,7 +689,32 @@ def _pred_lgamma(ct, n, nu0, D):  # pragma: no cover - compiled
     return math.lgamma(a + 0.5 * D) - math.lgamma(a)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
+def _chol_scatter(Psi0, xx, s, c, L):  # pragma: no cover - compiled
+    """Cholesky factor ``L`` of ``Psi0 + xx - c s s^T`` (lower triangle written) and
+    its log-determinant (``-inf`` when not positive definite), one ``log`` per call."""
+    D = s.shape[0]
+    det = 1.0
+    logdet = 0.0
+    for i in range(D):
+        for j in range(i + 1):
+            w = Psi0[i, j] + xx[i, j] - c * s[i] * s[j]
+            for k in range(j):
+                w -= L[i, k] * L[j, k]
+            if i == j:
+                if w <= 0.0:
+                    return -np.inf
+                det *= w
+                L[i, i] = math.sqrt(w)
+            else:
+                L[i, j] = w / L[j, j]
+        if det > 1e150 or det < 1e-150:  # keep the running product in range
+            logdet += math.log(det)
+            det = 1.0
+    return logdet + math.log(det)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _set_pred(ct, n, s, xx, k0, nu0, Psi0, psi, mu, L, inv, work, g):  # pragma: no cover
     """Cache the posterior predictive of a cluster with statistics (n, s, xx).
 
@@ -605,12 +731,8 @@ def _set_pred(ct, n, s, xx, k0, nu0, Psi0, psi, mu, L, inv, work, g):  # pragma:
         mu[d] = s[d] / kn
     if ct == 0:
         nun = nu0 + n
-        for i in range(D):
-            for j in range(i + 1):
-                work[i, j] = Psi0[i, j] + xx[i, j] - s[i] * s[j] / kn
-                work[j, i] = work[i, j]
-        logdet = logdet_scaled(work, 1.0, L)
-        const = g - 0.5 * D * (math.log(math.pi) - math.log(r)) - 0.5 * logdet
+        logdet = _chol_scatter(Psi0, xx, s, 1.0 / kn, L)
+        const = g - 0.5 * D * (_LOG_PI - math.log(r)) - 0.5 * logdet
         inv[0] = r
         return const, 0.5 * (nun + 1.0)
     if ct == 2:
@@ -629,7 +751,7 @@ def _set_pred(ct, n, s, xx, k0, nu0, Psi0, psi, mu, L, inv, work, g):  # pragma:
     return g - 0.5 * D * math.log(2.0 * math.pi * b / r), a + 0.5 * D
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _log_pred(ct, x, mu, L, inv, const, h, y):  # pragma: no cover - compiled
     """The cached predictive log density of ``x`` (:func:`_set_pred`); ``y``: scratch (D,)."""
     D = x.shape[0]
@@ -719,6 +841,7 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
             )
     pw = np.empty(T)
     lp = np.empty(T)
+    cand = np.empty(T, dtype=np.int64)
     y = np.empty(D)
     t = 0
     for k in range(T):
@@ -735,28 +858,28 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
             )
         else:
             t -= 1
-        _slot_prior(kind, n, n_active, param, log_v, float(N - 1), t, pw)
+        nc = _slot_prior(kind, n, n_active, param, log_v, float(N - 1), t, pw, cand)
         l_empty = _log_pred(ct, x, mu[T], L[T], inv[T], cst[T], hh[T], y)
         mx = l_empty
-        for k in range(T):
-            if n[k] > 0 and pw[k] > 0.0:
+        for c in range(nc):
+            k = cand[c]
+            if n[k] > 0:
                 lp[k] = _log_pred(ct, x, mu[k], L[k], inv[k], cst[k], hh[k], y)
                 mx = max(mx, lp[k])
         e_empty = math.exp(l_empty - mx)
         tot = 0.0
-        for k in range(T):
-            if pw[k] > 0.0:
-                pw[k] *= math.exp(lp[k] - mx) if n[k] > 0 else e_empty
+        for c in range(nc):
+            k = cand[c]
+            pw[k] *= math.exp(lp[k] - mx) if n[k] > 0 else e_empty
             tot += pw[k]
         target = u[i] * tot
         b = -1
         acc = 0.0
-        for k in range(T):
-            if pw[k] > 0.0:
-                b = k
-                acc += pw[k]
-                if acc >= target:
-                    break
+        for c in range(nc):
+            b = cand[c]
+            acc += pw[b]
+            if acc >= target:
+                break
         if n[b] == 0:
             t += 1
         n[b] = _add(n[b], S[b], XX[b], x, 1)

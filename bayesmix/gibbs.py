@@ -25,9 +25,10 @@ One sweep
    partially collapsed Gibbs sampler: every step draws from a conditional of the
    joint posterior, or of a margin of it taken in the right order). The chains'
    first allocations are drawn from the starting point's responsibilities. On Old
-   Faithful (DP, 4 x 2000 draws) this raised the smallest bulk ESS of the
-   label-invariant quantities from 103 (allocating given the parameters, 8.2 s) to
-   1033 (13.6 s) (``benchmarks/RESULTS.md``, section "gibbs").
+   Faithful (4 x 2000 draws, with the split-merge moves below) the smallest bulk ESS
+   of the label-invariant quantities is 1452 for the DP and 1056 for the MFM, against
+   319 and 398 when allocating given the parameters (``benchmarks/RESULTS.md``,
+   section "gibbs").
 2. **Weights** given the counts :math:`N_k`:
 
    * finite mixture: :math:`\pi \sim \mathrm{Dirichlet}(\alpha + N_k)` (drawn in log
@@ -53,21 +54,31 @@ One sweep
      \prod_{k \le K_+} \frac{\Gamma(N_k + \gamma_K)}{\Gamma(\gamma_K)}` for
      :math:`K = K_+, \dots,` ``max_components``, then :math:`K - K_+` empty components
      from the prior and :math:`\pi \mid K \sim \mathrm{Dirichlet}(\gamma_K + N_k)`.
-   For DP and MFM models, before the weights (for the MFM: before K), split-merge
-   moves (``SPLIT_MERGE_MOVES`` per sweep; sequentially allocated, Dahl 2005) change
-   the allocations with the component parameters and weights integrated out: two
-   random observations in one cluster propose to split it (the other members follow
-   one by one, each by its predictive probability, nearest to the first observation
-   first: an order that depends on the pair and the data only, so the move stays
-   reversible; on Old Faithful, in one paired run, it gave the DP 1.2-1.5x the bulk ESS
-   of a random order), in two clusters to merge them. (Jain & Neal's 2004
-   restricted-Gibbs launch state, tried with 1 and 3 intermediate scans, gave fewer
-   effective draws per second on Old Faithful.) They let the number of occupied
-   components change in one step (full, diag and
-   spherical covariance; the tied covariance couples the clusters' marginal
-   likelihoods and has none). They matter even after collapsed sweeps: on Old
-   Faithful the MFM's posterior has a two-cluster and a three-cluster mode that
-   single-observation moves leave only every few hundred sweeps. Their
+   For DP and MFM models, after the allocation sweeps and before the weights (for the
+   MFM: before K), ``SPLIT_MERGE_MOVES`` split-merge moves per draw (sequentially
+   allocated, Dahl 2005; fewer when N is large, ``SPLIT_MERGE_POINTS_PER_DRAW``)
+   change the allocations with the component parameters and weights integrated out
+   (:func:`bayesmix._gibbs_kernels.split_merge_moves`): a pair of observations in one
+   cluster proposes to split it (the other members follow one by one, each by its
+   predictive probability, nearest to the first observation first), in two clusters
+   to merge them. Nine pairs in ten are an observation and one of its nearest tenth of
+   the data (``SM_NEIGHBOUR_PAIRS``, ``SM_NEIGHBOURS``), the others uniform: the
+   pairs' distribution and the member order depend on the data only, never on the
+   allocations, so each pair's move is reversible and so is the mixture of them.
+   Neighbouring pairs propose the moves that change the number of clusters (a small
+   cluster merging with the one beside it, a cluster splitting where it is thin)
+   rather than merging two large distant clusters, which is rejected. Measured on Old
+   Faithful's MFM (a two-cluster and a three-cluster mode, the third a dozen points
+   between the two clouds), 4 x 2000 draws, three seeds: smallest bulk ESS of K+ 295
+   in 11.3 s with 7 sweeps and 5 uniform-pair moves per draw (before the kernels were
+   rewritten); 828-988 in 13-15 s with 8 sweeps and 40 uniform-pair moves; 789-1148 in
+   12.6-13.1 s with neighbour pairs. The moves run after the sweeps, just before the
+   draw is recorded: the same moves spread between the sweeps gave half the ESS.
+   *Local* moves (only the members within i's nearest 10-50% re-allocated) cost less
+   but gave 0.6x the ESS. (Jain & Neal's 2004 restricted-Gibbs launch state, tried
+   with 1 and 3 intermediate scans, gave fewer effective draws per second.)
+   Split-merge moves exist for the full, diag and spherical covariance; the tied
+   covariance couples the clusters' marginal likelihoods and has none. Their
    allocation prior is the labelled Dirichlet-multinomial (finite), the labelled
    truncated stick-breaking prior with the sticks integrated out (DP), and the MFM's
    partition prior with K summed out (Miller & Harrison 2018).
@@ -380,6 +391,10 @@ class _Spec:
     sm_conj: tuple | None = None  # split-merge constants; None: no split-merge moves
     log_v: np.ndarray | None = None  # MFM, static gamma: log V_N(t), t = 0 .. Kmax + 1
     Xs: np.ndarray | None = None  # (N, D) standardised data: split-merge allocation order
+    #: (N, N) nearest-first order per observation (``_gk.nearest_order``), or (0, 0):
+    #: sorted per move (N above ``SM_ORDER_MAX_N``)
+    sm_order: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 0), np.int32))
+    sm_self: np.ndarray | None = None  # (N,) position of i in sm_order[i]
 
 
 @dataclasses.dataclass
@@ -416,9 +431,10 @@ class _State:
 COLLAPSED = True
 #: collapsed allocation sweeps per draw; the label swaps, the concentration, the
 #: split-merge moves, the weights and the parameters are updated once per draw
-COLLAPSED_SWEEPS = 7
+COLLAPSED_SWEEPS = 8
 #: ... but at most this many observation updates per draw (a collapsed sweep is
-#: sequential, about 1 microsecond per observation): one sweep per draw from N = 10,000
+#: sequential, about 0.35 microseconds per observation on Old Faithful): one sweep per
+#: draw from N = 10,000
 COLLAPSED_POINTS_PER_DRAW = 20_000
 
 
@@ -470,14 +486,49 @@ def _update_components(spec, st, rng):
     st.means, st.cov, st.chol, st.own = draw_components(rng, spec.conj, st.counts, sums, scatter)
 
 
-#: split-merge proposals per sweep (none for the tied covariance: its shared matrix
-#: makes the clusters' marginal likelihoods dependent)
-SPLIT_MERGE_MOVES = 5
+#: split-merge proposals per draw (none for the tied covariance: its shared matrix
+#: makes the clusters' marginal likelihoods dependent), after the allocation sweeps
+SPLIT_MERGE_MOVES = 40
+#: ... but at most this many members allocated per draw, counting N per move (one move
+#: allocates up to N - 2 members, about 0.15 microseconds each): 40 moves up to N = 500,
+#: one from N = 20,000
+SPLIT_MERGE_POINTS_PER_DRAW = 20_000
 _NO_K_PRIOR = np.zeros(1)
 #: split-merge moves for finite mixtures too (off: with K fixed they only help an
 #: over-fitted mixture, and cost more than the rest of a sweep at large N)
 FINITE_SPLIT_MERGE = False
 _SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
+#: the split-merge allocation order is tabulated up to this N (N^2 int32: 9 MB); above
+#: it members are sorted per move and pairs are uniform
+SM_ORDER_MAX_N = 1500
+#: probability that a split-merge pair is an observation and one of its neighbours
+SM_NEIGHBOUR_PAIRS = 0.9
+#: those neighbours: this fraction of N, at least SM_MIN_NEIGHBOURS
+SM_NEIGHBOURS = 0.1
+SM_MIN_NEIGHBOURS = 5
+
+
+def _sm_pairs(spec, rng, M):
+    """M ordered pairs (i, j) of distinct observations for split-merge moves.
+
+    i is uniform; j is, with probability ``SM_NEIGHBOUR_PAIRS``, uniform among i's
+    ``SM_NEIGHBOURS * N`` (at least ``SM_MIN_NEIGHBOURS``) nearest other observations
+    (standardised distance, the ``spec.sm_order`` table), else uniform among all the
+    others (always, without the table: N above ``SM_ORDER_MAX_N``). The pairs'
+    distribution depends on the data only, never on the allocations, so every pair's
+    move is reversible on its own and so is their mixture.
+    """
+    N = spec.Xc.shape[0]
+    i = rng.integers(N, size=M)
+    j = rng.integers(N - 1, size=M)
+    j += j >= i
+    if spec.sm_order.shape[0]:
+        k = min(N - 1, max(SM_MIN_NEIGHBOURS, int(SM_NEIGHBOURS * N)))
+        near = rng.random(M) < SM_NEIGHBOUR_PAIRS
+        r = rng.integers(k, size=M)
+        nearest = spec.sm_order[i, r + (r >= spec.sm_self[i])]  # skips i itself
+        j = np.where(near, nearest, j)
+    return np.stack([i, j], axis=1)
 
 
 def _split_merge(spec, st, rng, n_active, kind, param):
@@ -491,19 +542,24 @@ def _split_merge(spec, st, rng, n_active, kind, param):
     N = spec.Xc.shape[0]
     logk = spec.log_k_prior if kind == 2 else _NO_K_PRIOR
     prior = (kind, float(param), logk, bool(spec.dynamic))
-    for _ in range(max(1, min(SPLIT_MERGE_MOVES, 200_000 // N))):
-        i = int(rng.integers(N))
-        j = int(rng.integers(N - 1))
-        j += j >= i
-        # allocation order: nearest to i first (standardised distance, random ties); it
-        # depends on i and the data only, not on z, so the move stays reversible
-        d2 = ((spec.Xs - spec.Xs[i]) ** 2).sum(1)
-        keys = d2 + 1e-9 * rng.random(N)
-        u = rng.random(N)
-        u_slot, log_u = rng.random(), np.log(rng.random())
-        _gk.split_merge(
-            spec.Xc, st.z, st.counts, n_active, i, j, keys, u, u_slot, log_u, spec.sm_conj, prior
-        )
+    M = max(1, min(SPLIT_MERGE_MOVES, SPLIT_MERGE_POINTS_PER_DRAW // N))
+    pairs = _sm_pairs(spec, rng, M)
+    u = rng.random((M, N))
+    u_slot, log_u = rng.random(M), np.log(rng.random(M))
+    _gk.split_merge_moves(
+        spec.Xc,
+        spec.Xs,
+        spec.sm_order,
+        st.z,
+        st.counts,
+        n_active,
+        pairs,
+        u,
+        u_slot,
+        log_u,
+        spec.sm_conj,
+        prior,
+    )
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -795,6 +851,10 @@ def _spec(cfg):
         extra["sm_conj"] = (ct, float(conj.k0), float(conj.nu0), Psi0, psi, c0)
         sd = Xc.std(0)
         extra["Xs"] = Xc / np.where(sd > 0, sd, 1.0)
+        if Xc.shape[0] <= SM_ORDER_MAX_N:
+            order = _gk.nearest_order(extra["Xs"])
+            extra["sm_order"] = order
+            extra["sm_self"] = np.argmax(order == np.arange(order.shape[0])[:, None], axis=1)
     return _Spec(
         kind=cfg.model,
         Xc=Xc,

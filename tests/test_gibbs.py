@@ -719,6 +719,68 @@ def test_split_merge_alone_targets_the_exact_posterior(kind, order):
     np.testing.assert_array_less(np.abs(freq - exact), Z * se)
 
 
+@pytest.mark.parametrize("table", [True, False])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
+    """The sampler's batch of moves (split_merge_moves) with its pair distribution
+    (_sm_pairs): with the order table, mostly a point and one of its 2 nearest
+    neighbours (a distribution that depends on the data, not on z), members
+    nearest-first from the table; without it, uniform pairs and members sorted per
+    move. Co-clustering frequencies match exact enumeration."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(gibbs, "SM_MIN_NEIGHBOURS", 2)
+    X = _X6
+    T, cj, pr, zs, p = _exact_small_posterior(kind)
+    exact = _coclustering(zs, p)
+    order = gk.nearest_order(X) if table else np.empty((0, 0), np.int32)
+    sm_self = np.argmax(order == np.arange(6)[:, None], axis=1) if table else None
+    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self)
+    rng = np.random.default_rng(13)
+    z = np.zeros(6, dtype=np.int64)
+    counts = np.bincount(z, minlength=T).astype(np.int64)
+    n_iter, M = 4000, 5
+    freq = np.zeros((6, 6))
+    for _ in range(n_iter):
+        pairs = gibbs._sm_pairs(spec, rng, M)
+        u, us, lu = rng.random((M, 6)), rng.random(M), np.log(rng.random(M))
+        gk.split_merge_moves(X, X, order, z, counts, T, pairs, u, us, lu, cj, pr)
+        freq += z[:, None] == z[None, :]
+    freq /= n_iter
+    np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
+    # 5 moves per recorded state: standard errors from an effective size of n_iter / 4
+    exact = np.clip(exact, 0.0, 1.0)
+    se = np.sqrt(exact * (1 - exact) / (n_iter / 4)) + 1e-3
+    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
+def test_split_merge_pairs_are_mostly_neighbours():
+    """_sm_pairs: i != j; a fraction SM_NEIGHBOUR_PAIRS of the pairs (plus the uniform
+    ones that land there) are among i's k nearest others, uniformly over them, also
+    where i has duplicates (i is not first in its own row)."""
+    from types import SimpleNamespace
+
+    N = 200
+    X = np.random.default_rng(0).normal(size=(N, 2))
+    X[[50, 51]] = X[10]
+    order = gk.nearest_order(X)
+    sm_self = np.argmax(order == np.arange(N)[:, None], axis=1)
+    assert sm_self.max() > 0
+    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self)
+    M = 20_000
+    i, j = gibbs._sm_pairs(spec, np.random.default_rng(1), M).T
+    assert np.all(i != j)
+    k = max(gibbs.SM_MIN_NEIGHBOURS, int(gibbs.SM_NEIGHBOURS * N))
+    rank = np.argmax(order[i] == j[:, None], axis=1)  # j's position in i's row
+    rank -= rank > sm_self[i]  # ... among the others
+    near = np.mean(rank < k)
+    expected = gibbs.SM_NEIGHBOUR_PAIRS + (1 - gibbs.SM_NEIGHBOUR_PAIRS) * k / (N - 1)
+    # binomial standard error of a proportion from 20,000 pairs: about 0.002
+    assert abs(near - expected) < 4.5 * np.sqrt(expected * (1 - expected) / M)
+    counts = np.bincount(rank[rank < k], minlength=k)
+    assert counts.min() > 0.8 * counts.mean()  # uniform over the k neighbours
+
+
 @pytest.mark.parametrize("kind", [0, 1, 2])
 def test_collapsed_allocation_targets_the_exact_posterior(kind):
     """Only collapsed Gibbs sweeps on z (finite K = 3 labelled, truncated DP T = 4
@@ -868,7 +930,7 @@ def test_collapsed_sweeps_per_draw_shrink_with_n():
     def n_sweeps(n):
         return gibbs._n_sweeps(SimpleNamespace(Xc=np.zeros((n, 2))))
 
-    assert n_sweeps(272) == gibbs.COLLAPSED_SWEEPS == 7
+    assert n_sweeps(272) == gibbs.COLLAPSED_SWEEPS == 8
     assert n_sweeps(5000) == 4
     assert n_sweeps(10_000) == 2
     assert n_sweeps(1_000_000) == 1
