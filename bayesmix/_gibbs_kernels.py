@@ -2,8 +2,11 @@
 
 The per-observation work of one sweep: the allocation step ``z | weights, means,
 covariances`` (:func:`allocate`) and the per-component sufficient statistics
-(:func:`suff_stats`); plus the label-swap moves of the truncated Dirichlet process
-(:func:`dp_label_swaps`), which need ``lgamma`` in a loop.
+(:func:`suff_stats`); the collapsed allocation sweep (:func:`collapsed_allocate`) and
+the split-merge moves (:func:`split_merge_moves`), both on cached Student-t posterior
+predictives (:func:`_set_pred`, :func:`_log_pred`, inlined: a view-passing call costs
+more than the arithmetic at D = 2); plus the label-swap moves of the truncated
+Dirichlet process (:func:`dp_label_swaps`), which need ``lgamma`` in a loop.
 
 Randomness comes from numpy's ``Generator`` in the caller (one uniform per
 observation, per proposal), so a sweep is bit-reproducible per seed. The kernels

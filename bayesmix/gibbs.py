@@ -26,8 +26,8 @@ One sweep
    joint posterior, or of a margin of it taken in the right order). The chains'
    first allocations are drawn from the starting point's responsibilities. On Old
    Faithful (4 x 2000 draws, with the split-merge moves below) the smallest bulk ESS
-   of the label-invariant quantities is 1452 for the DP and 1056 for the MFM, against
-   319 and 398 when allocating given the parameters (``benchmarks/RESULTS.md``,
+   of the label-invariant quantities is 1774 for the DP and 1189 for the MFM, against
+   350 and 424 when allocating given the parameters (``benchmarks/RESULTS.md``,
    section "gibbs").
 2. **Weights** given the counts :math:`N_k`:
 
@@ -61,22 +61,25 @@ One sweep
    (:func:`bayesmix._gibbs_kernels.split_merge_moves`): a pair of observations in one
    cluster proposes to split it (the other members follow one by one, each by its
    predictive probability, nearest to the first observation first), in two clusters
-   to merge them. Nine pairs in ten are an observation and one of its nearest tenth of
-   the data (``SM_NEIGHBOUR_PAIRS``, ``SM_NEIGHBOURS``), the others uniform: the
-   pairs' distribution and the member order depend on the data only, never on the
-   allocations, so each pair's move is reversible and so is the mixture of them.
-   Neighbouring pairs propose the moves that change the number of clusters (a small
-   cluster merging with the one beside it, a cluster splitting where it is thin)
-   rather than merging two large distant clusters, which is rejected. Measured on Old
-   Faithful's MFM (a two-cluster and a three-cluster mode, the third a dozen points
-   between the two clouds), 4 x 2000 draws, three seeds: smallest bulk ESS of K+ 295
-   in 11.3 s with 7 sweeps and 5 uniform-pair moves per draw (before the kernels were
-   rewritten); 828-988 in 13-15 s with 8 sweeps and 40 uniform-pair moves; 789-1148 in
-   12.6-13.1 s with neighbour pairs. The moves run after the sweeps, just before the
-   draw is recorded: the same moves spread between the sweeps gave half the ESS.
-   *Local* moves (only the members within i's nearest 10-50% re-allocated) cost less
-   but gave 0.6x the ESS. (Jain & Neal's 2004 restricted-Gibbs launch state, tried
-   with 1 and 3 intermediate scans, gave fewer effective draws per second.)
+   to merge them. The pair's first observation i is, half the time, drawn in
+   proportion to the volume of its 10-nearest-neighbour ball (``SM_SPARSE_LAUNCH``: a
+   point in a sparse region, where small clusters form and clusters meet), else
+   uniformly; j is, nine times in ten, one of i's nearest tenth of the data
+   (``SM_NEIGHBOUR_PAIRS``, ``SM_NEIGHBOURS``), else uniform. The pairs' distribution
+   and the member order depend on the data only, never on the allocations, so each
+   pair's move is reversible and so is the mixture of them. Such pairs propose the
+   moves that change the number of clusters (a small cluster merging with the one
+   beside it, a cluster splitting where it is thin) rather than merging two large,
+   distant clusters, which is rejected. Measured on Old Faithful's MFM (a two-cluster
+   and a three-cluster mode, the third a dozen points between the two clouds), 4 x
+   2000 draws, 8 sweeps and 40 moves per draw, seeds 1-3: smallest bulk ESS of K+
+   828-988 with uniform pairs, 789-1148 with neighbour j, 1109-1189 with neighbour j
+   and sparse-weighted i (12.4-13.5 s; before this design, 7 sweeps and 5 uniform
+   moves: 295). The moves run after the sweeps, just before the draw is recorded: the
+   same moves spread between the sweeps gave half the ESS. *Local* moves (only the
+   members within i's nearest 10-50% re-allocated) cost less but gave 0.6x the ESS,
+   and Jain & Neal's (2004) restricted-Gibbs launch state, tried with 1 and 3
+   intermediate scans, fewer effective draws per second.
    Split-merge moves exist for the full, diag and spherical covariance; the tied
    covariance couples the clusters' marginal likelihoods and has none. Their
    allocation prior is the labelled Dirichlet-multinomial (finite), the labelled
@@ -395,6 +398,7 @@ class _Spec:
     #: sorted per move (N above ``SM_ORDER_MAX_N``)
     sm_order: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 0), np.int32))
     sm_self: np.ndarray | None = None  # (N,) position of i in sm_order[i]
+    sm_launch: np.ndarray | None = None  # (N,) cumulative launch probabilities of i
 
 
 @dataclasses.dataclass
@@ -501,7 +505,11 @@ _SM_TYPES = {"full": 0, "diag": 2, "spherical": 3}
 #: the split-merge allocation order is tabulated up to this N (N^2 int32: 9 MB); above
 #: it members are sorted per move and pairs are uniform
 SM_ORDER_MAX_N = 1500
-#: probability that a split-merge pair is an observation and one of its neighbours
+#: probability that a split-merge pair's i is drawn in proportion to its k-NN volume
+#: (k = SM_DENSITY_NEIGHBOURS) rather than uniformly
+SM_SPARSE_LAUNCH = 0.5
+SM_DENSITY_NEIGHBOURS = 10
+#: probability that a split-merge pair's j is one of i's neighbours
 SM_NEIGHBOUR_PAIRS = 0.9
 #: those neighbours: this fraction of N, at least SM_MIN_NEIGHBOURS
 SM_NEIGHBOURS = 0.1
@@ -511,15 +519,21 @@ SM_MIN_NEIGHBOURS = 5
 def _sm_pairs(spec, rng, M):
     """M ordered pairs (i, j) of distinct observations for split-merge moves.
 
-    i is uniform; j is, with probability ``SM_NEIGHBOUR_PAIRS``, uniform among i's
-    ``SM_NEIGHBOURS * N`` (at least ``SM_MIN_NEIGHBOURS``) nearest other observations
-    (standardised distance, the ``spec.sm_order`` table), else uniform among all the
-    others (always, without the table: N above ``SM_ORDER_MAX_N``). The pairs'
-    distribution depends on the data only, never on the allocations, so every pair's
-    move is reversible on its own and so is their mixture.
+    With the ``spec.sm_order`` table: i is drawn from ``spec.sm_launch`` (a mixture of
+    uniform and in proportion to the volume of its k-nearest-neighbour ball: points in
+    sparse regions, where small clusters form and clusters meet, launch more moves);
+    j is, with probability ``SM_NEIGHBOUR_PAIRS``, uniform among i's ``SM_NEIGHBOURS *
+    N`` (at least ``SM_MIN_NEIGHBOURS``) nearest other observations (standardised
+    distance), else uniform among all the others. Without the table (N above
+    ``SM_ORDER_MAX_N``) both are uniform. The pairs' distribution depends on the data
+    only, never on the allocations, so every pair's move is reversible on its own and
+    so is their mixture.
     """
     N = spec.Xc.shape[0]
-    i = rng.integers(N, size=M)
+    if spec.sm_order.shape[0]:
+        i = np.minimum(np.searchsorted(spec.sm_launch, rng.random(M), side="right"), N - 1)
+    else:
+        i = rng.integers(N, size=M)
     j = rng.integers(N - 1, size=M)
     j += j >= i
     if spec.sm_order.shape[0]:
@@ -529,6 +543,23 @@ def _sm_pairs(spec, rng, M):
         nearest = spec.sm_order[i, r + (r >= spec.sm_self[i])]  # skips i itself
         j = np.where(near, nearest, j)
     return np.stack([i, j], axis=1)
+
+
+def _sm_launch(Xs, order):
+    """Cumulative launch probabilities of i for ``_sm_pairs``: ``SM_SPARSE_LAUNCH``
+    of the mass in proportion to r_i^D (r_i: distance to the ``SM_DENSITY_NEIGHBOURS``-th
+    nearest other observation, so r_i^D is inversely proportional to a k-NN density
+    estimate), the rest uniform."""
+    N, D = Xs.shape
+    k = min(N - 1, SM_DENSITY_NEIGHBOURS)
+    r = np.sqrt(((Xs - Xs[order[:, k]]) ** 2).sum(1))
+    with np.errstate(divide="ignore"):
+        log_v = D * np.log(r)
+    p = np.full(N, 1.0 / N)
+    if np.isfinite(log_v).any():
+        v = np.exp(log_v - log_v[np.isfinite(log_v)].max())
+        p = (1.0 - SM_SPARSE_LAUNCH) * p + SM_SPARSE_LAUNCH * v / v.sum()
+    return np.cumsum(p) / p.sum()
 
 
 def _split_merge(spec, st, rng, n_active, kind, param):
@@ -855,6 +886,7 @@ def _spec(cfg):
             order = _gk.nearest_order(extra["Xs"])
             extra["sm_order"] = order
             extra["sm_self"] = np.argmax(order == np.arange(order.shape[0])[:, None], axis=1)
+            extra["sm_launch"] = _sm_launch(extra["Xs"], order)
     return _Spec(
         kind=cfg.model,
         Xc=Xc,

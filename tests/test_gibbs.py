@@ -723,10 +723,10 @@ def test_split_merge_alone_targets_the_exact_posterior(kind, order):
 @pytest.mark.parametrize("kind", [0, 1, 2])
 def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
     """The sampler's batch of moves (split_merge_moves) with its pair distribution
-    (_sm_pairs): with the order table, mostly a point and one of its 2 nearest
-    neighbours (a distribution that depends on the data, not on z), members
-    nearest-first from the table; without it, uniform pairs and members sorted per
-    move. Co-clustering frequencies match exact enumeration."""
+    (_sm_pairs): with the order table, i favouring sparse points and j mostly one of
+    its 2 nearest neighbours (a distribution that depends on the data, not on z),
+    members nearest-first from the table; without it, uniform pairs and members sorted
+    per move. Co-clustering frequencies match exact enumeration."""
     from types import SimpleNamespace
 
     monkeypatch.setattr(gibbs, "SM_MIN_NEIGHBOURS", 2)
@@ -735,7 +735,8 @@ def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
     exact = _coclustering(zs, p)
     order = gk.nearest_order(X) if table else np.empty((0, 0), np.int32)
     sm_self = np.argmax(order == np.arange(6)[:, None], axis=1) if table else None
-    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self)
+    launch = gibbs._sm_launch(X, order) if table else None
+    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self, sm_launch=launch)
     rng = np.random.default_rng(13)
     z = np.zeros(6, dtype=np.int64)
     counts = np.bincount(z, minlength=T).astype(np.int64)
@@ -766,10 +767,17 @@ def test_split_merge_pairs_are_mostly_neighbours():
     order = gk.nearest_order(X)
     sm_self = np.argmax(order == np.arange(N)[:, None], axis=1)
     assert sm_self.max() > 0
-    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self)
+    launch = gibbs._sm_launch(X, order)
+    spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self, sm_launch=launch)
     M = 20_000
     i, j = gibbs._sm_pairs(spec, np.random.default_rng(1), M).T
     assert np.all(i != j)
+    # i follows the launch probabilities (a chi-square-free check: the 20 sparsest
+    # points' share, binomial standard error)
+    p = np.diff(launch, prepend=0.0)
+    sparse = np.argsort(p)[-20:]
+    share, expected_share = np.isin(i, sparse).mean(), p[sparse].sum()
+    assert abs(share - expected_share) < 4.5 * np.sqrt(expected_share * (1 - expected_share) / M)
     k = max(gibbs.SM_MIN_NEIGHBOURS, int(gibbs.SM_NEIGHBOURS * N))
     rank = np.argmax(order[i] == j[:, None], axis=1)  # j's position in i's row
     rank -= rank > sm_self[i]  # ... among the others
@@ -779,6 +787,21 @@ def test_split_merge_pairs_are_mostly_neighbours():
     assert abs(near - expected) < 4.5 * np.sqrt(expected * (1 - expected) / M)
     counts = np.bincount(rank[rank < k], minlength=k)
     assert counts.min() > 0.8 * counts.mean()  # uniform over the k neighbours
+
+
+def test_split_merge_launch_favours_sparse_points():
+    """_sm_launch: half the mass uniform, half in proportion to the k-NN ball's volume:
+    an isolated point gets far more than a point in a dense cloud, every point keeps at
+    least (1 - SM_SPARSE_LAUNCH) / N, and all-duplicate data fall back to uniform."""
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 0.1, size=(99, 2)), [[5.0, 5.0]]])
+    p = np.diff(gibbs._sm_launch(X, gk.nearest_order(X)), prepend=0.0)
+    np.testing.assert_allclose(p.sum(), 1.0)
+    assert p[99] > 20 * np.median(p[:99])
+    assert p.min() >= (1 - gibbs.SM_SPARSE_LAUNCH) / 100 - 1e-12
+    same = np.zeros((10, 2))
+    p = np.diff(gibbs._sm_launch(same, gk.nearest_order(same)), prepend=0.0)
+    np.testing.assert_allclose(p, 0.1)
 
 
 @pytest.mark.parametrize("kind", [0, 1, 2])
