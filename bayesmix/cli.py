@@ -125,6 +125,13 @@ def _build_parser():
         help="column of frequency weights (removed from the features, named in the report)",
     )
     f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
+    f.add_argument(
+        "--gibbs-draws",
+        type=_positive("--gibbs-draws"),
+        default=None,
+        help="draws per chain of the models sampled by Gibbs (MFM, DP, finite above 60 "
+        "parameters); --draws is for NUTS (default: 2000, fewer for large data)",
+    )
     f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
     f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
     f.add_argument("--seed", type=_positive("--seed", 0), default=DEFAULTS["seed"])
@@ -175,6 +182,8 @@ def _fit_spec(args):
         "tune": args.tune,
         "chains": args.chains,
     }
+    if args.gibbs_draws is not None:
+        sampler["gibbs_draws"] = args.gibbs_draws
     if args.k is not None:
         model["k"] = parse_k(args.k, name="--k")
     if args.mcmc_k is not None:
@@ -194,6 +203,7 @@ def _fit_spec(args):
             ("model.k", "--k"),
             ("model.covariance", "--covariance"),
             ("data.columns", "--columns"),
+            ("sampler.gibbs_draws", "--gibbs-draws"),
             ("sampler.draws", "--draws"),
             ("sampler.chains", "--chains"),
             ("data.sep", "--sep"),

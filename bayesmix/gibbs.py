@@ -107,6 +107,7 @@ import contextlib
 import dataclasses
 import functools
 import numbers
+import os
 import time
 import warnings
 
@@ -1017,7 +1018,7 @@ def sample_gibbs(
     chains=4,
     random_seed=None,
     progressbar=True,
-    cores=1,
+    cores=None,
     **kwargs,
 ):
     """Sample a conjugate bayesmix model with the Gibbs sampler (module docstring).
@@ -1037,8 +1038,9 @@ def sample_gibbs(
     random_seed : int or numpy.random.Generator, optional
         Same seed, same draws (also whatever ``cores``).
     progressbar : bool
-    cores : int
-        Chains run in this many threads.
+    cores : int, optional
+        Chains run in this many threads; default as ``pymc.sample``: the number of CPUs,
+        at most 4 (and at most ``chains``). The draws do not depend on it.
     **kwargs
         NUTS-only settings of :func:`bayesmix.sample` (``target_accept``, ...) are
         accepted and ignored; anything else is a TypeError.
@@ -1079,7 +1081,9 @@ def sample_gibbs(
     draws = _check_count(draws, "draws", 1)
     tune = _check_count(tune, "tune", 0)
     chains = _check_count(chains, "chains", 1)
-    cores = _check_count(1 if cores is None else cores, "cores", 1)
+    if cores is None:
+        cores = min(4, os.cpu_count() or 1)
+    cores = _check_count(cores, "cores", 1)
     rng = check_random_state(random_seed)
     init, w, m, c = _init_point(cfg, init, rng)
     spec = _spec(cfg)

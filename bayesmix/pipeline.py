@@ -45,15 +45,23 @@ from bayesmix.allocation import coclustering, membership, point_partition
 from bayesmix.clustering import kmeans
 from bayesmix.compare import adjusted_rand_index, compare_fits
 from bayesmix.em import fit_em
+from bayesmix.gibbs import resolve_sampler
 from bayesmix.io import check_save_target, save_fit
 from bayesmix.labelswitching import diagnostics, relabel
-from bayesmix.models import DP_DEFAULT_K0, build_dpgmm, build_gmm, build_mfm, default_cluster_prior
+from bayesmix.models import (
+    DP_DEFAULT_K0,
+    build_dpgmm,
+    build_gmm,
+    build_mfm,
+    default_cluster_prior,
+    get_config,
+)
 from bayesmix.nclusters import n_clusters
 from bayesmix.priors import GMMPrior
 from bayesmix.report import write_report
 from bayesmix.sampling import sample
 from bayesmix.selection import choose_model, loo, waic
-from bayesmix.spec import Data, ExperimentSpec, SpecError, load_data
+from bayesmix.spec import Data, ExperimentSpec, SpecError, gibbs_draws, load_data
 
 __all__ = ["ExperimentResult", "FitRecord", "recovery", "run_experiment"]
 
@@ -547,7 +555,10 @@ def _mfm_stage(run):
     """One mixture of finite mixtures (first covariance type): the posterior on K."""
     spec, result = run.spec, run.result
     cov = spec.covariance[0]
-    run.log(f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs)")
+    run.log(
+        f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs, {spec.chains} chains x "
+        f"{gibbs_draws(spec, run.X.shape[0])} draws after {spec.tune})"
+    )
     t1 = time.perf_counter()
     k_prior = build_mfm(run.Xdf, covariance=cov).bayesmix_config.k_prior
     k0 = float(k_prior @ np.arange(1, k_prior.size + 1))
@@ -564,7 +575,7 @@ def _mfm_stage(run):
             model,
             init=init,
             sampler="gibbs",
-            draws=spec.draws,
+            draws=gibbs_draws(spec, run.X.shape[0]),
             tune=spec.tune,
             chains=spec.chains,
             random_seed=next(run.seeds),
@@ -684,12 +695,14 @@ def _prior_for(spec, X, K):
 
 
 def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):
-    """bayesmix.sample with the spec's settings; its warnings become notes."""
+    """bayesmix.sample with the spec's settings (``gibbs_draws`` for a model sampled by
+    Gibbs); its warnings become notes."""
+    gibbs = resolve_sampler(model, None) == "gibbs"
     with _notes(notes if notes is not None else [], what):
         return sample(
             model,
             init=init,
-            draws=spec.draws,
+            draws=gibbs_draws(spec, get_config(model).X.shape[0]) if gibbs else spec.draws,
             tune=spec.tune,
             chains=spec.chains,
             random_seed=seed,

@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from bayesmix import __version__, plots
 from bayesmix._trace import get_params
 from bayesmix.selection import CHOICE_RULE
+from bayesmix.spec import gibbs_draws
 
 __all__ = ["df_to_markdown", "write_report"]
 
@@ -320,7 +321,7 @@ def _data_and_settings(doc, result, out_dir):
         "Standardized (each feature centred and divided by its sample SD): " + standardized,
         f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
         f"{spec.em_n_init} starts.",
-        "MCMC: " + _mcmc_settings(spec),
+        "MCMC: " + _mcmc_settings(spec, N),
         f"Seed {spec.seed}. Prior: defaults of `GMMPrior.from_data(X, K)`"
         + (f" with {json.dumps(spec.prior)}" if spec.prior else "")
         + ".",
@@ -333,7 +334,7 @@ def _data_and_settings(doc, result, out_dir):
     doc.ul(items)
 
 
-def _mcmc_settings(spec):
+def _mcmc_settings(spec, n_obs):
     if not spec.mcmc:
         return "not run (--no-mcmc)."
     text = f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps"
@@ -347,6 +348,12 @@ def _mcmc_settings(spec):
             f"; a Dirichlet-process mixture (truncation {spec.truncation}) initialised "
             "from the EM fit with the most components of the grid (not relabelled: its "
             "summaries are label-invariant)"
+        )
+    gibbs = [what for what, on in (("the DP", spec.kind != "finite"), ("the MFM", spec.mfm)) if on]
+    if gibbs:
+        text += (
+            f"; {' and '.join(gibbs)} by Gibbs, {spec.chains} chains x "
+            f"{gibbs_draws(spec, n_obs)} draws after {spec.tune} burn-in sweeps"
         )
     return text + "."
 

@@ -297,12 +297,14 @@ def em2(data):
 
 def test_bit_reproducible_and_cores_independent(data, em2):
     model = build_dpgmm(data, truncation=6)
-    a = _gibbs(model, init=em2)
+    a = _gibbs(model, init=em2)  # cores=None: as PyMC, min(4, CPUs) threads
     b = _gibbs(model, init=em2)
     c = _gibbs(model, init=em2, cores=2)
+    d1 = _gibbs(model, init=em2, cores=1)
     for v in a["posterior"].data_vars:
         np.testing.assert_array_equal(a["posterior"][v].values, b["posterior"][v].values)
         np.testing.assert_array_equal(a["posterior"][v].values, c["posterior"][v].values)
+        np.testing.assert_array_equal(a["posterior"][v].values, d1["posterior"][v].values)
     # the default start (EM fits with K = 1 .. 6) is reproducible too
     e = _gibbs(model, draws=3, tune=0)
     f = _gibbs(model, draws=3, tune=0)

@@ -48,6 +48,7 @@ def test_parse_k_errors(value):
         ({"model": {"kind": "infinite"}}, "model.kind"),
         ({"model": {"estimate": "mle"}}, "model.estimate"),
         ({"sampler": {"draws": 0}}, "sampler.draws must be an integer >= 1"),
+        ({"sampler": {"gibbs_draws": 0}}, "sampler.gibbs_draws must be an integer >= 1"),
         ({"sampler": {"chains": 1.5}}, "sampler.chains"),
         ({"sampler": {"mcmc_k": [7]}}, r"sampler\.mcmc_k has K=\[7\] not in model\.k"),
         ({"prior": {"dof": -1}}, "prior.dof must be a positive number"),
@@ -137,3 +138,19 @@ def test_truth_is_expressed_in_the_analysed_data_units():
     np.testing.assert_allclose(t["covariances"], t0["covariances"][:, [1]][:, :, [1]] / scale**2)
     np.testing.assert_array_equal(t["weights"], t0["weights"])
     np.testing.assert_array_equal(t["labels"], t0["labels"])
+
+
+def test_gibbs_draws_default_scales_with_the_data_and_explicit_values_are_kept():
+    """sampler.gibbs_draws: unset, GIBBS_DRAWS draws per chain, fewer when chains x draws
+    x N would pass GIBBS_LOGLIK_ENTRIES (the log-likelihood array), never fewer than
+    NUTS's draws; set, exactly the value given."""
+    spec = spec_from_dict({})
+    assert spec.gibbs_draws is None
+    assert bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS == 2000
+    n_big = 20_000
+    cap = bspec.GIBBS_LOGLIK_ENTRIES // (spec.chains * n_big)
+    assert spec.draws < cap < bspec.GIBBS_DRAWS
+    assert bspec.gibbs_draws(spec, n_big) == cap
+    assert bspec.gibbs_draws(spec, 10**8) == spec.draws
+    given = spec_from_dict({"sampler": {"gibbs_draws": 7000}})
+    assert bspec.gibbs_draws(given, 10**8) == 7000
