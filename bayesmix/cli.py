@@ -70,6 +70,21 @@ def _positive(name, minimum=1):
     return conv
 
 
+def _add_sampler_options(f):
+    """``bayesmix fit``'s MCMC settings."""
+    f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
+    f.add_argument(
+        "--gibbs-draws",
+        type=_positive("--gibbs-draws"),
+        default=None,
+        help="draws per chain of the models sampled by Gibbs (MFM, DP, finite above 60 "
+        "parameters); --draws is for NUTS (default: 2000, fewer for large data)",
+    )
+    f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
+    f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
+    f.add_argument("--seed", type=_positive("--seed", 0), default=DEFAULTS["seed"])
+
+
 def _build_parser():
     p = _Parser(
         prog="bayesmix",
@@ -124,17 +139,7 @@ def _build_parser():
         metavar="COLUMN",
         help="column of frequency weights (removed from the features, named in the report)",
     )
-    f.add_argument("--draws", type=_positive("--draws"), default=DEFAULTS["draws"])
-    f.add_argument(
-        "--gibbs-draws",
-        type=_positive("--gibbs-draws"),
-        default=None,
-        help="draws per chain of the models sampled by Gibbs (MFM, DP, finite above 60 "
-        "parameters); --draws is for NUTS (default: 2000, fewer for large data)",
-    )
-    f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
-    f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
-    f.add_argument("--seed", type=_positive("--seed", 0), default=DEFAULTS["seed"])
+    _add_sampler_options(f)
     f.add_argument(
         "--model",
         choices=("finite", "dp", "both"),
