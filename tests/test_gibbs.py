@@ -687,6 +687,14 @@ def _exact_small_posterior(kind):
     return T, cj, pr, zs, p / p.sum()
 
 
+def _assert_close_to_exact(freq, exact, n_eff):
+    """Sampled co-clustering frequencies within Z binomial standard errors (effective
+    sample size ``n_eff``, plus 1e-3 for exact 0/1 entries) of the enumeration."""
+    exact = np.clip(exact, 0.0, 1.0)
+    se = np.sqrt(exact * (1 - exact) / n_eff) + 1e-3
+    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+
+
 def _coclustering(zs, p):
     return np.tensordot(p, np.array([z[:, None] == z[None, :] for z in zs], float), axes=1)
 
@@ -716,9 +724,7 @@ def test_split_merge_alone_targets_the_exact_posterior(kind, order):
     freq /= n_iter
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
     # autocorrelated moves: standard errors from an effective size of 1/10 the iterations
-    exact = np.clip(exact, 0.0, 1.0)
-    se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
-    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+    _assert_close_to_exact(freq, exact, n_iter / 10)
 
 
 @pytest.mark.parametrize("table", [True, False])
@@ -752,9 +758,7 @@ def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
     freq /= n_iter
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
     # 5 moves per recorded state: standard errors from an effective size of n_iter / 4
-    exact = np.clip(exact, 0.0, 1.0)
-    se = np.sqrt(exact * (1 - exact) / (n_iter / 4)) + 1e-3
-    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+    _assert_close_to_exact(freq, exact, n_iter / 4)
 
 
 def test_split_merge_pairs_are_mostly_neighbours():
@@ -832,9 +836,7 @@ def test_collapsed_allocation_targets_the_exact_posterior(kind):
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
     # a sweep moves every point, so draws are nearly independent here; standard errors
     # from an effective size of 1/10 the sweeps anyway (as for split-merge)
-    exact = np.clip(exact, 0.0, 1.0)
-    se = np.sqrt(exact * (1 - exact) / (n_iter / 10)) + 1e-3
-    np.testing.assert_array_less(np.abs(freq - exact), Z * se)
+    _assert_close_to_exact(freq, exact, n_iter / 10)
     if kind != 2:  # labelled: which slots are occupied is part of the target
         se = np.sqrt(occ * (1 - occ) / (n_iter / 10)) + 1e-3
         np.testing.assert_array_less(np.abs(slot - occ), Z * se)
