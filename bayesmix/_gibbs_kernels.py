@@ -421,7 +421,9 @@ def _empty_slot(counts, n_active, u):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _members(z, i, j, keys):  # pragma: no cover - compiled
-    """The other observations of i's and j's clusters, in ``keys`` order (ties by index)."""
+    """The other observations of i's and j's clusters, in ``keys`` order (ties by index).
+    A split and its reverse merge sort the same members by the same keys, so the move
+    stays reversible."""
     a, b = z[i], z[j]
     members = np.empty(z.shape[0], dtype=np.int64)
     m = 0
@@ -527,8 +529,11 @@ def _sm_move(
     nA, nB = nn[0], nn[1]
     lmA = _log_marg(nA, S[0], XX[0], S[0], 0, ct, k0, nu0, Psi0, psi, c0, work)
     lmB = _log_marg(nB, S[1], XX[1], S[1], 0, ct, k0, nu0, Psi0, psi, c0, work)
-    s_all = S[0] + S[1]
-    lmC = _log_marg(nA + nB, s_all, XX[0] + XX[1], s_all, 0, ct, k0, nu0, Psi0, psi, c0, work)
+    for r in range(D):  # row 1 becomes the merged cluster's statistics
+        S[1, r] += S[0, r]
+        for c in range(D):
+            XX[1, r, c] += XX[0, r, c]
+    lmC = _log_marg(nA + nB, S[1], XX[1], S[1], 0, ct, k0, nu0, Psi0, psi, c0, work)
     old = _log_prior_counts(counts, prior)
     ca, cb = counts[a], counts[e]
     if split:
