@@ -463,8 +463,12 @@ def nearest_order(Xs):
     The split-merge allocation order; it depends on the data only, so a move and its
     reverse allocate in the same order.
     """
-    d2 = ((Xs[:, None, :] - Xs[None, :, :]) ** 2).sum(-1)
-    return np.argsort(d2, axis=1, kind="stable").astype(np.int32)
+    order = np.empty((Xs.shape[0], Xs.shape[0]), dtype=np.int32)
+    for start in range(0, Xs.shape[0], 64):  # blocks of rows: a (64, N, D) temporary
+        rows = slice(start, start + 64)
+        d2 = ((Xs[rows, None, :] - Xs[None, :, :]) ** 2).sum(-1)
+        order[rows] = np.argsort(d2, axis=1, kind="stable")
+    return order
 
 
 @njit(cache=True, nogil=True)
