@@ -22,7 +22,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from bayesmix import __version__, plots
 from bayesmix._trace import get_params
 from bayesmix.selection import CHOICE_RULE
-from bayesmix.spec import gibbs_draws
 
 __all__ = ["df_to_markdown", "write_report"]
 
@@ -321,7 +320,7 @@ def _data_and_settings(doc, result, out_dir):
         "Standardized (each feature centred and divided by its sample SD): " + standardized,
         f"K grid {spec.k}; covariance {spec.covariance}; EM {estimate}, best of "
         f"{spec.em_n_init} starts.",
-        "MCMC: " + _mcmc_settings(spec, N),
+        "MCMC: " + _mcmc_settings(spec, result),
         f"Seed {spec.seed}. Prior: defaults of `GMMPrior.from_data(X, K)`"
         + (f" with {json.dumps(spec.prior)}" if spec.prior else "")
         + ".",
@@ -334,28 +333,38 @@ def _data_and_settings(doc, result, out_dir):
     doc.ul(items)
 
 
-def _mcmc_settings(spec, n_obs):
+def _mcmc_settings(spec, result):
+    """What was sampled, how, and for how long (the DP and the MFM as they were run)."""
     if not spec.mcmc:
         return "not run (--no-mcmc)."
-    text = f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps"
+    parts = []
     if spec.kind != "dp":
-        text += (
-            f"; finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}"
-            ", each initialised from its EM fit and relabelled against it"
+        parts.append(
+            f"finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}, "
+            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps, each "
+            "initialised from its EM fit and relabelled against it"
         )
     if spec.kind != "finite":
-        text += (
-            f"; a Dirichlet-process mixture (truncation {spec.truncation}) initialised "
-            "from the EM fit with the most components of the grid (not relabelled: its "
-            "summaries are label-invariant)"
+        parts.append(
+            f"a Dirichlet-process mixture (truncation {spec.truncation}) "
+            + _run_length(result.dp, spec)
+            + ", initialised from the EM fit with the most components of the grid (not "
+            "relabelled: its summaries are label-invariant)"
         )
-    gibbs = [what for what, on in (("the DP", spec.kind != "finite"), ("the MFM", spec.mfm)) if on]
-    if gibbs:
-        text += (
-            f"; {' and '.join(gibbs)} by Gibbs, {spec.chains} chains x "
-            f"{gibbs_draws(spec, n_obs)} draws after {spec.tune} burn-in sweeps"
-        )
-    return text + "."
+    if result.mfm is not None:
+        parts.append("a mixture of finite mixtures " + _run_length(result.mfm, spec))
+    return "; ".join(parts) + "."
+
+
+def _run_length(rec, spec):
+    """'by Gibbs, 4 chains x 2000 draws after 500 burn-in sweeps' (or NUTS's wording)."""
+    if rec is None or rec.idata is None:
+        return "(not sampled)"
+    post = rec.idata["posterior"]
+    C, S = post.sizes["chain"], post.sizes["draw"]
+    if rec.idata.attrs.get("sampler") == "gibbs":
+        return f"by Gibbs, {C} chains x {S} draws after {spec.tune} burn-in sweeps"
+    return f"by NUTS, {C} chains x {S} draws after {spec.tune} tuning steps"
 
 
 #: Columns of the results table shown in "Choosing K", in this order, when present.

@@ -16,6 +16,7 @@ from test_pipeline import fake_build, fake_sample
 
 import bayesmix as bm
 from bayesmix import pipeline
+from bayesmix import spec as bspec
 from bayesmix._trace import get_params
 from bayesmix.selection import CHOICE_RULE, choose_model
 from bayesmix.spec import load_spec, spec_from_dict
@@ -249,6 +250,13 @@ def test_real_mcmc_report_tiny(tmp_path):
     res = pipeline.run_experiment(spec, out=tmp_path, quiet=True)
     text = (tmp_path / "report.md").read_text()
     assert "MCMC diagnostics (after relabelling)" in sections(text)
+    # the settings line says how each model was sampled, with the lengths it ran
+    S = res.mfm.idata["posterior"].sizes["draw"]
+    assert S == bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS
+    assert (
+        "finite mixtures for K in [2], 2 chains x 100 draws after 100 tuning steps" in text
+        and f"a mixture of finite mixtures by Gibbs, 2 chains x {S} draws after 100" in text
+    )
     for row in table_with(text, "elpd_loo"):
         rec = res.records[(row["covariance"], int(row["K"]))]
         if rec.loo is not None:
