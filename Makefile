@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@echo "compiling the numba and PyTensor kernels once: a tiny analysis (about 40 s)"
+	rm -rf $(VENV)/warmup-report
+	$(BIN)/bayesmix fit --k 1-2 --mcmc-k 2 --draws 30 --tune 30 --chains 1 \
+		--gibbs-draws 30 --quiet --out $(VENV)/warmup-report
 	touch $(STAMP)
 
 install: $(STAMP)
