@@ -835,9 +835,7 @@ def collapsed_allocate(X, z, counts, n_active, u, conj, kind, param, log_v):  # 
         k = z[i]
         n[k] = _add(n[k], S[k], XX[k], X[i], 1)
     work = np.empty((D, D))
-    gt = np.empty(N + 1)
-    for m in range(N + 1):
-        gt[m] = _pred_lgamma(ct, m, nu0, D)
+    gt, _ = _size_tables(ct, nu0, D, N)
     mu = np.zeros((T + 1, D))  # row T: the empty cluster (prior predictive)
     L = np.zeros((T + 1, D, D))
     inv = np.zeros((T + 1, D))
