@@ -1,68 +1,71 @@
 """bayesmix: Bayesian Gaussian mixture models, from k-means to MCMC.
 
-Import as ``import bayesmix as bm``. The numpy layer (validation, data, k-means,
-EM, priors) imports eagerly and fast; everything that needs PyMC or ArviZ
-(model builders, sampling, posterior analysis, plots, reports) is loaded on
-first attribute access.
+Import as ``import bayesmix as bm``. The package is grouped by stage of the analysis,
+each stage a subpackage that imports only from the stages before it::
+
+    core  <-  cluster  <-  em  <-  mcmc  <-  posterior  <-  workflow  <-  sklearn, plots
+
+``core`` (validation, Gaussian densities, covariance types, priors), ``cluster``
+(k-means and its zero-variance limit of EM), ``em`` (ML and MAP fits), ``mcmc`` (PyMC
+models, NUTS and Gibbs samplers, the posterior layout, relabelling), ``posterior``
+(membership, number of clusters, LOO/WAIC and the choice of K, EM against MCMC) and
+``workflow`` (data, specs, the pipeline, reports, plots, saving, the command line);
+``bayesmix.sklearn`` and ``bayesmix.plots`` are the public adapters on top. Every public
+name is importable from here and loaded on first attribute access, so ``import
+bayesmix`` is fast and PyMC is imported only when a model is built or sampled.
 """
 
 from __future__ import annotations
 
-import importlib
+from bayesmix import _compat
+from bayesmix.core._lazy import attach
 
 __version__ = "0.1.0"
 
-# name -> module that defines it (loaded lazily on first access)
-_LAZY = {
-    # numpy layer
-    "load_old_faithful": "bayesmix.datasets",
-    "simulate": "bayesmix.datasets",
-    "GMMPrior": "bayesmix.priors",
-    "default_prior": "bayesmix.priors",
-    "kmeans": "bayesmix.clustering",
-    "KMeansResult": "bayesmix.clustering",
-    "fit_em": "bayesmix.em",
-    "EMResult": "bayesmix.em",
-    "bootstrap_lrt": "bayesmix.lrt",
-    "em_kmeans_limit": "bayesmix.limits",
-    "soft_kmeans": "bayesmix.limits",
-    "ConvergenceWarning": "bayesmix._validation",
-    "DegenerateDataWarning": "bayesmix._validation",
-    "BayesmixWarning": "bayesmix._validation",
-    # PyMC layer
-    "build_gmm": "bayesmix.models",
-    "build_dpgmm": "bayesmix.models",
-    "build_mfm": "bayesmix.models",
-    "sample": "bayesmix.sampling",
-    "from_arrays": "bayesmix._trace",
-    "save_fit": "bayesmix.io",
-    "load_fit": "bayesmix.io",
-    # ArviZ analysis layer
-    "relabel": "bayesmix.labelswitching",
-    "diagnostics": "bayesmix.labelswitching",
-    "membership": "bayesmix.allocation",
-    "coclustering": "bayesmix.allocation",
-    "point_partition": "bayesmix.allocation",
-    "loo": "bayesmix.selection",
-    "waic": "bayesmix.selection",
-    "select_k": "bayesmix.selection",
-    "compare_fits": "bayesmix.compare",
-    "n_clusters": "bayesmix.nclusters",
-    "plot_n_clusters": "bayesmix.nclusters",
-    "prior_n_clusters": "bayesmix.nclusters",
-}
+__getattr__, __dir__, _public = attach(
+    __name__,
+    {
+        # core: priors and warnings
+        "GMMPrior": "bayesmix.core._priors",
+        "default_prior": "bayesmix.core._priors",
+        "BayesmixWarning": "bayesmix.core._validation",
+        "ConvergenceWarning": "bayesmix.core._validation",
+        "DegenerateDataWarning": "bayesmix.core._validation",
+        # cluster: k-means
+        "kmeans": "bayesmix.cluster._kmeans",
+        "KMeansResult": "bayesmix.cluster._kmeans",
+        "em_kmeans_limit": "bayesmix.cluster._limits",
+        "soft_kmeans": "bayesmix.cluster._limits",
+        # em
+        "fit_em": "bayesmix.em._fit",
+        "EMResult": "bayesmix.em._result",
+        "bootstrap_lrt": "bayesmix.em._lrt",
+        # mcmc
+        "build_gmm": "bayesmix.mcmc._builders",
+        "build_dpgmm": "bayesmix.mcmc._builders",
+        "build_mfm": "bayesmix.mcmc._builders",
+        "sample": "bayesmix.mcmc._sample",
+        "from_arrays": "bayesmix.mcmc._trace",
+        "relabel": "bayesmix.mcmc._relabel",
+        "diagnostics": "bayesmix.mcmc._relabel",
+        # posterior
+        "membership": "bayesmix.posterior._membership",
+        "coclustering": "bayesmix.posterior._membership",
+        "point_partition": "bayesmix.posterior._membership",
+        "n_clusters": "bayesmix.posterior._nclusters",
+        "prior_n_clusters": "bayesmix.posterior._nclusters",
+        "loo": "bayesmix.posterior._selection",
+        "waic": "bayesmix.posterior._selection",
+        "select_k": "bayesmix.posterior._selection",
+        "compare_fits": "bayesmix.posterior._compare",
+        # workflow
+        "load_old_faithful": "bayesmix.workflow._datasets",
+        "simulate": "bayesmix.workflow._datasets",
+        "save_fit": "bayesmix.workflow._io",
+        "load_fit": "bayesmix.workflow._io",
+        "plot_n_clusters": "bayesmix.workflow._plots",
+    },
+)
+__all__ = ["__version__", *_public]
 
-__all__ = ["__version__", *sorted(_LAZY)]
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+_compat.install()  # the flat layout's module paths (bayesmix.models ...), until 0.2

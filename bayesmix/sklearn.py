@@ -38,7 +38,6 @@ bayesmix functions (``TypeError``/``ValueError`` naming the parameter) run at ``
 
 from __future__ import annotations
 
-import inspect
 import numbers
 
 import numpy as np
@@ -109,14 +108,9 @@ _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 def _check_covariance_type(value):
     """The canonical covariance type, with errors naming ``covariance_type``."""
-    from bayesmix._validation import check_covariance_type
+    from bayesmix.core._validation import check_covariance_type
 
     return check_covariance_type(value, name="covariance_type")
-
-
-def _accepts(func, name):
-    """Whether ``func`` has a parameter called ``name``."""
-    return name in inspect.signature(func).parameters
 
 
 def _native_covariances(cov_full, covariance_type):
@@ -209,19 +203,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         -------
         self
         """
-        from bayesmix._validation import check_n_components
-        from bayesmix.clustering import kmeans
+        from bayesmix.cluster._kmeans import kmeans
+        from bayesmix.core._validation import check_n_components
 
         X = _validate(self, X, reset=True)
         check_n_components(self.n_clusters, X.shape[0], name="n_clusters")
         kwargs = {}
         if sample_weight is not None:
-            if not _accepts(kmeans, "sample_weight"):
-                raise NotImplementedError(
-                    "sample_weight is not supported by this version of bayesmix.kmeans (it has "
-                    "no sample_weight parameter); fit without weights, or repeat rows for "
-                    "integer weights."
-                )
             kwargs["sample_weight"] = sample_weight
         res = kmeans(
             X,
@@ -419,7 +407,7 @@ class GaussianMixture(_DensityEstimator):
         self.prior = prior
 
     def _fit_em(self, X):
-        from bayesmix.em import fit_em
+        from bayesmix.em._fit import fit_em
 
         if self.init_params not in _INIT_PARAMS:
             raise ValueError(
@@ -442,7 +430,7 @@ class GaussianMixture(_DensityEstimator):
                 random_seed=seed,
                 **kwargs,
             )
-        from bayesmix._validation import check_int, check_n_components
+        from bayesmix.core._validation import check_int, check_n_components
 
         K = check_n_components(self.n_components, X.shape[0])
         rng = np.random.default_rng(seed)
@@ -543,7 +531,7 @@ class GaussianMixture(_DensityEstimator):
             Component of each draw (grouped by component, as scikit-learn).
         """
         check_is_fitted(self)
-        from bayesmix._validation import check_int
+        from bayesmix.core._validation import check_int
 
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         rng = np.random.default_rng(_seed(self.random_state))
@@ -579,9 +567,8 @@ class BayesianGaussianMixture(_DensityEstimator):
     draws, tune, chains : int, default 1000, 1000, 4
         As in :func:`bayesmix.sample`.
     sampler : str, optional
-        Passed to :func:`bayesmix.sample` as ``sampler`` when this bayesmix's ``sample``
-        has that parameter; otherwise only ``None`` or ``"nuts"`` (the NUTS default)
-        are accepted.
+        Passed to :func:`bayesmix.sample` as ``sampler`` (``None``: its default for the
+        model).
     random_state : int, numpy.random.Generator, numpy.random.RandomState or None
         Seeds the EM start and the sampler (the same seed gives the same draws).
     truncation : int, optional
@@ -642,15 +629,8 @@ class BayesianGaussianMixture(_DensityEstimator):
         self.truncation = truncation
         self.progressbar = progressbar
 
-    def _sampler_kwargs(self, sample):
-        if _accepts(sample, "sampler"):
-            return {} if self.sampler is None else {"sampler": self.sampler}
-        if self.sampler not in (None, "nuts"):
-            raise ValueError(
-                f"sampler={self.sampler!r} needs a bayesmix whose sample() has a sampler "
-                "parameter; this version samples with NUTS only. Use sampler=None."
-            )
-        return {}
+    def _sampler_kwargs(self):
+        return {} if self.sampler is None else {"sampler": self.sampler}
 
     def fit(self, X, y=None):
         """Sample the posterior of the mixture given ``X``.
@@ -665,12 +645,12 @@ class BayesianGaussianMixture(_DensityEstimator):
         self
         """
         import bayesmix as bm
-        from bayesmix.priors import _em_compatible
+        from bayesmix.core._priors import _em_compatible
 
         X = _validate(self, X, reset=True, min_samples=2)
         covariance = _check_covariance_type(self.covariance_type)
         seed = _seed(self.random_state)
-        kwargs = self._sampler_kwargs(bm.sample)
+        kwargs = self._sampler_kwargs()
         if self.truncation is None:
             model = bm.build_gmm(X, self.n_components, covariance=covariance, prior=self.prior)
             cfg = model.bayesmix_config
@@ -702,7 +682,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         return self
 
     def _set_fitted(self, idata, em, covariance):
-        from bayesmix._trace import get_params
+        from bayesmix.mcmc._trace import get_params
 
         w, m, c = get_params(idata)
         self.idata_ = idata
@@ -714,7 +694,7 @@ class BayesianGaussianMixture(_DensityEstimator):
     def _per_draw(self, X, fn, reduce):
         """Apply ``fn(X_chunk, w, m, c)`` -> (S, n, ...) over row chunks and reduce."""
         X = _validate_fitted(self, X)
-        from bayesmix._trace import flat_params
+        from bayesmix.mcmc._trace import flat_params
 
         w, m, c = flat_params(self.idata_)
         step = _rows_per_chunk(*w.shape)
@@ -734,7 +714,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         -------
         ndarray, shape (N, K)
         """
-        from bayesmix._gaussian import responsibilities
+        from bayesmix.core._gaussian import responsibilities
 
         return self._per_draw(X, responsibilities, lambda P: P.mean(axis=0))
 
@@ -751,7 +731,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         -------
         lower, upper : ndarray, shape (N, K)
         """
-        from bayesmix._gaussian import responsibilities
+        from bayesmix.core._gaussian import responsibilities
 
         if not (isinstance(prob, float | int) and 0 < prob < 1):
             raise ValueError(f"prob must be a number in (0, 1); got {prob!r}.")
@@ -785,7 +765,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         """
         from scipy.special import logsumexp
 
-        from bayesmix._gaussian import log_mixture_density
+        from bayesmix.core._gaussian import log_mixture_density
 
         def reduce(L):
             return logsumexp(L, axis=0) - np.log(L.shape[0])
@@ -832,18 +812,6 @@ def bic_scorer(estimator, X, y=None):
 
 
 # =========================================================================== checks
-_NO_WEIGHTS = (
-    "bayesmix.kmeans has no sample_weight parameter in this version, so KMeans.fit raises "
-    "NotImplementedError when weights are given"
-)
-_WEIGHT_CHECKS = (
-    "check_sample_weights_pandas_series",
-    "check_sample_weights_not_an_array",
-    "check_sample_weights_list",
-    "check_sample_weights_shape",
-    "check_sample_weights_not_overwritten",
-    "check_all_zero_sample_weights_error",
-)
 _WEIGHT_EQUIVALENCE = (
     "randomised k-means++ seeding draws from the data: weights are not equivalent to "
     "repeated rows for one seed (scikit-learn marks the same check for its KMeans)"
@@ -882,11 +850,4 @@ def expected_failed_checks(estimator):
     >>> expected_failed_checks(GaussianMixture())
     {}
     """
-    out = dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))
-    if isinstance(estimator, KMeans):
-        from bayesmix.clustering import kmeans
-
-        if not _accepts(kmeans, "sample_weight"):
-            # every weighted fit raises NotImplementedError, equivalence checks included
-            out = dict.fromkeys([*out, *_WEIGHT_CHECKS], _NO_WEIGHTS)
-    return out
+    return dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))

@@ -4,7 +4,7 @@ The target (issue 5): ``make run`` (``bayesmix fit --out bayesmix-report``, defa
 settings) finishes in under 3 minutes on a 2-core machine, including the first run on a
 fresh install, when PyTensor's compile cache and numba's cache are empty.
 
-Each run is a separate process (``python -m bayesmix.cli``-equivalent, in a child of this
+Each run is a separate process (``python -m bayesmix.workflow._cli``-equivalent, in a child of this
 script, so that imports and cache loading count), in this order:
 
 1. ``cold``: the defaults with PyTensor's ``compiledir`` and ``NUMBA_CACHE_DIR`` pointed at
@@ -38,15 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, write_section
 
-from bayesmix.spec import DEFAULTS
+from bayesmix.workflow._spec import DEFAULTS
 
 _STAGES = ("kmeans", "em", "mcmc", "analysis", "save", "report")
 
 
 def _child(argv, out):
     """Run ``bayesmix fit`` in this process and print its timings as JSON."""
-    from bayesmix.cli import _build_parser, _fit_spec
-    from bayesmix.pipeline import run_experiment
+    from bayesmix.workflow._cli import _build_parser, _fit_spec
+    from bayesmix.workflow._pipeline import run_experiment
 
     took = []
 

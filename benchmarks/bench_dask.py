@@ -129,7 +129,7 @@ def memory_fit(path, init, iters):
 
 
 def grid_scaling(out_dir):
-    base = [sys.executable, "-m", "bayesmix.cli", "fit", "--no-mcmc", "--k", "1-8",
+    base = [sys.executable, "-m", "bayesmix.workflow._cli", "fit", "--no-mcmc", "--k", "1-8",
             "--covariance", "full,diag,spherical,tied", "--quiet"]  # fmt: skip
     rows = []
     runs = (("serial", []), ("1 worker", ["--workers", "1"]), ("2 workers", ["--workers", "2"]))
@@ -144,8 +144,8 @@ def grid_scaling(out_dir):
 
 def grid_em_stage(n, out_dir):
     """The EM stage alone (the pipeline's timing) of the 1-8 x 4-type grid, n simulated rows."""
-    from bayesmix.pipeline import run_experiment
-    from bayesmix.spec import spec_from_dict
+    from bayesmix.workflow._pipeline import run_experiment
+    from bayesmix.workflow._spec import spec_from_dict
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0.0, 3.0, (4, 3))

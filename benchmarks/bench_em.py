@@ -55,7 +55,7 @@ def init_resp(X, k, seed=0):
 
 
 def sklearn_init(X, resp, covariance, reg_covar):
-    from bayesmix import _covariance as cv
+    from bayesmix.core import _covariance as cv
 
     nk, sx, sxx = resp.sum(0), resp.T @ X, cv.SECOND_MOMENTS[covariance](X, resp)
     w, m = cv.m_step_weights_means(nk, sx, X.shape[0], None)
@@ -119,7 +119,7 @@ def compile_time():
     code = (
         "import time, numpy as np\n"
         "t0 = time.perf_counter()\n"
-        "from bayesmix._gaussian import backend\n"
+        "from bayesmix.core._gaussian import backend\n"
         "X = np.random.default_rng(0).normal(size=(2000, 3)); lab = np.empty(2000, np.int64)\n"
         "for cov, P in (('full', np.broadcast_to(np.eye(3), (2, 3, 3)).copy()),"
         " ('diag', np.ones((2, 3)))):\n"

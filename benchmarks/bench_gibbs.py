@@ -1,8 +1,8 @@
-"""Gibbs sampler (bayesmix.gibbs) against NUTS: DP and MFM on Old Faithful, finite mixtures.
+"""Gibbs sampler (bayesmix.mcmc._gibbs) against NUTS: DP and MFM on Old Faithful, finite mixtures.
 
 1. DP on Old Faithful (truncation 20, full covariance, 4 chains x 2000 draws after 500
    burn-in sweeps, ``cores=2``; the default sampler with collapsed allocation sweeps,
-   and the same with ``gibbs.COLLAPSED = False``, allocations drawn given the
+   and the same with ``_gibbs_sweeps.COLLAPSED = False``, allocations drawn given the
    parameters): R-hat and bulk ESS of label-invariant quantities
    (total log-likelihood, ``n_occupied``, the sorted weights with posterior mean >
    0.01, the concentration), wall time of ``bm.sample`` (EM start, sampling,
@@ -95,14 +95,14 @@ def bench_dp_mfm(quick, nuts_dp):
     kw = dict(draws=draws, tune=500, chains=4, cores=2, random_seed=1)
     out["dp"] = _sample(dp, sampler="gibbs", **kw)
     out["mfm"] = _sample(mfm, **kw)
-    from bayesmix import gibbs
+    from bayesmix.mcmc import _gibbs_sweeps
 
-    gibbs.COLLAPSED = False  # the sampler before collapsed sweeps: z | parameters
+    _gibbs_sweeps.COLLAPSED = False  # the sampler before collapsed sweeps: z | parameters
     try:
         out["dp_blocked"] = _sample(dp, sampler="gibbs", **kw)
         out["mfm_blocked"] = _sample(mfm, **kw)
     finally:
-        gibbs.COLLAPSED = True
+        _gibbs_sweeps.COLLAPSED = True
     if nuts_dp:
         out["nuts"] = _sample(
             dp, sampler="nuts", draws=500, tune=500, chains=2, cores=1, random_seed=1

@@ -32,7 +32,7 @@ from _common import machine_info, write_section
 _FIRST_CALL = """
 import time, numpy as np
 t0 = time.perf_counter()
-from bayesmix.clustering import kmeans
+from bayesmix.cluster._kmeans import kmeans
 t1 = time.perf_counter()
 kmeans(np.random.default_rng(0).normal(size=(1000, 3)), 3, n_init=1, random_seed=0)
 t2 = time.perf_counter()
@@ -83,7 +83,7 @@ def main(argv=None):
 
     from sklearn.cluster import KMeans
 
-    from bayesmix.clustering import kmeans
+    from bayesmix.cluster._kmeans import kmeans
 
     n, d, k = (20_000, 10, 8) if args.quick else (200_000, 10, 8)
     rep1, rep10 = (1, 1) if args.quick else (7, 3)

@@ -193,7 +193,7 @@ def main():
         "inflated by a few points or tied values):\n\n"
     )
     cols = ["dataset", "covariance", "k", "loglik", "ours", "diff", "winner", "collapsed"]
-    from bayesmix.report import df_to_markdown  # no tabulate dependency
+    from bayesmix.workflow._report import df_to_markdown  # no tabulate dependency
 
     table = big[cols].copy()
     for c in ("loglik", "ours", "diff"):

@@ -163,7 +163,7 @@ def _worker(argv):
     import arviz_stats  # noqa: F401
     import pymc  # noqa: F401
 
-    for mod in ("bayesmix.models", "bayesmix.labelswitching", "bayesmix.sampling"):
+    for mod in ("bayesmix.mcmc._builders", "bayesmix.mcmc._relabel", "bayesmix.mcmc._sample"):
         importlib.import_module(mod)
 
     X, _ = bm.simulate(n, WEIGHTS, MEANS, COVS, random_seed=seed_data)

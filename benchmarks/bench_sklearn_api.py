@@ -110,7 +110,7 @@ def paired_overhead(est_fit, module, name, repeats):
 
 def cases(X, K, max_iter):
     import bayesmix as bm
-    import bayesmix.clustering
+    import bayesmix.cluster._kmeans
     import bayesmix.em
     from bayesmix.sklearn import GaussianMixture, KMeans
 
@@ -134,7 +134,7 @@ def cases(X, K, max_iter):
         lambda: KMeans(K, n_init=3, random_state=0).fit(X),
         lambda: bm.kmeans(X, K, n_init=3, random_seed=0),
         km_same,
-        (bayesmix.clustering, "kmeans"),
+        (bayesmix.cluster._kmeans, "kmeans"),
     )
 
 

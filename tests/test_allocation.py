@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from bayesmix._trace import from_arrays
-from bayesmix._validation import BayesmixWarning
-from bayesmix.allocation import (
+from bayesmix.core._validation import BayesmixWarning
+from bayesmix.mcmc._relabel import relabel
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.posterior._membership import (
     binder_loss,
     coclustering,
     membership,
     point_partition,
     vi_lower_bound,
 )
-from bayesmix.labelswitching import relabel
 
 MEANS = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]])
 

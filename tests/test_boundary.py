@@ -23,8 +23,7 @@ import pytest
 import xarray as xr
 
 import bayesmix as bm
-from bayesmix._csv import check_columns, read_csv
-from bayesmix._validation import (
+from bayesmix.core._validation import (
     BayesmixWarning,
     ConvergenceWarning,
     DataFormatWarning,
@@ -32,7 +31,8 @@ from bayesmix._validation import (
     check_data,
     check_degenerate,
 )
-from bayesmix.io import MARKER_FILE, load_fit, save_fit
+from bayesmix.workflow._csv import check_columns, read_csv
+from bayesmix.workflow._io import MARKER_FILE, load_fit, save_fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -1110,7 +1110,7 @@ def em_small():
 
 @pytest.fixture(scope="module")
 def tree():
-    from bayesmix._trace import from_arrays
+    from bayesmix.mcmc._trace import from_arrays
 
     return from_arrays(
         np.full((1, 3, 1), 1.0),
@@ -1394,7 +1394,7 @@ def _finite_em(res):
 
 
 def _tiny_tree(draws):
-    from bayesmix._trace import from_arrays
+    from bayesmix.mcmc._trace import from_arrays
 
     r = np.random.default_rng(0)
     return from_arrays(
@@ -1414,7 +1414,7 @@ R_DIAG = row(
 
 
 def _chains_tree(chains, draws):
-    from bayesmix._trace import from_arrays
+    from bayesmix.mcmc._trace import from_arrays
 
     r = np.random.default_rng(1)
     w = r.dirichlet([5.0, 5.0], size=(chains, draws))
@@ -1433,7 +1433,7 @@ def _rhat_nan_ess_finite(table):
 def _diagnose(chains, draws):
     from types import SimpleNamespace
 
-    from bayesmix import sampling
+    from bayesmix.mcmc import _sample as sampling
 
     sampling._diagnose(_chains_tree(chains, draws), SimpleNamespace(model="dpgmm"), None)
 
@@ -1618,7 +1618,7 @@ def _two_blobs_csv(sep=",", decimal=".", index=False):
 
 
 def _cli(args, tmp_path, capsys):
-    from bayesmix.cli import main
+    from bayesmix.workflow._cli import main
 
     rc = main([*args, "--quiet"] if "--quiet" not in args else args)
     err = capsys.readouterr().err.strip()
@@ -1810,7 +1810,7 @@ def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
 
 
 def test_cli_out_not_writable(tmp_path, capsys, monkeypatch):
-    from bayesmix import _preflight
+    from bayesmix.workflow import _preflight
 
     monkeypatch.setattr(_preflight.os, "access", lambda *a, **k: False)
     rc, err = _cli(["fit", "--no-mcmc", "--k", "1", "--out", str(tmp_path / "o")], tmp_path, capsys)
@@ -1820,7 +1820,7 @@ def test_cli_out_not_writable(tmp_path, capsys, monkeypatch):
 def test_cli_huge_k_range_is_rejected_at_once(tmp_path, capsys):
     import time
 
-    from bayesmix.spec import parse_k
+    from bayesmix.workflow._spec import parse_k
 
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match="1000"):
@@ -1912,7 +1912,7 @@ SPEC_CASES = [
 
 @pytest.mark.parametrize(("d", "frags"), SPEC_CASES, ids=[str(i) for i in range(len(SPEC_CASES))])
 def test_spec_values_named(d, frags):
-    from bayesmix.spec import SpecError, spec_from_dict
+    from bayesmix.workflow._spec import SpecError, spec_from_dict
 
     Err(SpecError, *frags).check(lambda: spec_from_dict(d))
 

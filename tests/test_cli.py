@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bayesmix as bm
-from bayesmix.cli import main
+from bayesmix.workflow._cli import main
 
 # Old Faithful, full covariance, ML: BIC (lower is better) for K = 1, 2, 3. K = 1, 2 are
 # R mclust 6.0.0's (benchmarks/mclust_reference.csv). At K = 3 the likelihood rises
@@ -241,8 +241,8 @@ def test_mcmc_end_to_end_tiny(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", ["old_faithful_dp", "simulated_known_truth"])
 def test_shipped_specs_run_small(tmp_path, spec):
-    from bayesmix.pipeline import run_experiment
-    from bayesmix.spec import load_spec
+    from bayesmix.workflow._pipeline import run_experiment
+    from bayesmix.workflow._spec import load_spec
 
     s = load_spec(Path(__file__).resolve().parents[1] / "models" / f"{spec}.toml")
     s.draws, s.tune, s.k = 100, 200, [2, 3]

@@ -1,4 +1,4 @@
-"""Tests for bayesmix.clustering and bayesmix.limits.
+"""Tests for bayesmix.cluster._kmeans and bayesmix.cluster._limits.
 
 k-means against scikit-learn, and the zero-variance EM limit.
 """
@@ -14,9 +14,9 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 import bayesmix as bm
-from bayesmix._validation import ConvergenceWarning, DegenerateDataWarning
-from bayesmix.clustering import KMeansResult, _kmeans_plusplus, kmeans
-from bayesmix.limits import em_kmeans_limit, soft_kmeans
+from bayesmix.cluster._kmeans import KMeansResult, _kmeans_plusplus, kmeans
+from bayesmix.cluster._limits import em_kmeans_limit, soft_kmeans
+from bayesmix.core._validation import ConvergenceWarning, DegenerateDataWarning
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -285,7 +285,7 @@ def test_em_limit_bad_input(faithful):
 
 
 def test_hamerly_bounds_give_plain_lloyd(simulated, monkeypatch):
-    import bayesmix.clustering as km
+    import bayesmix.cluster._kmeans as km
 
     X = simulated - simulated.mean(axis=0)
     init = X[np.random.default_rng(11).choice(X.shape[0], 8, replace=False)]
@@ -300,7 +300,7 @@ def test_hamerly_bounds_give_plain_lloyd(simulated, monkeypatch):
 def test_result_independent_of_threads(simulated):
     from concurrent.futures import ThreadPoolExecutor
 
-    import bayesmix.clustering as km
+    import bayesmix.cluster._kmeans as km
 
     X = simulated - simulated.mean(axis=0)  # 3000 rows: two blocks of rows
     init = X[:6]

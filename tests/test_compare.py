@@ -12,9 +12,9 @@ from scipy.stats import multivariate_normal
 from sklearn.metrics import adjusted_rand_score
 
 import bayesmix as bm
-from bayesmix._trace import from_arrays
-from bayesmix.compare import FitComparison, adjusted_rand_index, compare_fits
-from bayesmix.labelswitching import LabelSwitchingWarning
+from bayesmix.mcmc._relabel import LabelSwitchingWarning
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.posterior._compare import FitComparison, adjusted_rand_index, compare_fits
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -134,7 +134,7 @@ def test_end_to_end_old_faithful_em_against_mcmc():
     model = bm.build_gmm(X, 2, prior=prior)
     idata = bm.sample(model, init=em, draws=400, tune=400, chains=2, random_seed=1)
     rel = bm.relabel(idata, reference=em)
-    from bayesmix.labelswitching import diagnostics
+    from bayesmix.mcmc._relabel import diagnostics
 
     assert diagnostics(rel, rhat_max=1.05)["rhat"].max() < 1.05
     cmp = compare_fits(em, idata)

@@ -1,4 +1,4 @@
-"""The covariance-type math of bayesmix._covariance against independent references.
+"""The covariance-type math of bayesmix.core._covariance against independent references.
 
 References: np.cov (weighted), np.linalg.inv / slogdet, scipy.stats.multivariate_normal,
 scikit-learn's parameter count. Tolerances are a few hundred ulps of the quantities
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayesmix import _covariance as cv
+from bayesmix.core import _covariance as cv
 
 TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -128,7 +128,7 @@ def test_singular_covariance_clear_error(covariance):
 
 
 def test_map_m_step_full_matches_closed_form(data):
-    # the normal-inverse-Wishart MAP written out per component, as in bayesmix.priors
+    # the normal-inverse-Wishart MAP written out per component, as in bayesmix.core._priors
     X, resp = data
     rng = np.random.default_rng(3)
     D = X.shape[1]

@@ -110,7 +110,7 @@ def test_kmeans_parallel_seeding_finds_the_clusters():
     b = bm.kmeans(da.from_array(X, chunks=77), 3, random_seed=0, n_init=1)
     a = bm.kmeans(X, 3, random_seed=0)
     assert b.inertia == pytest.approx(a.inertia, rel=1e-10)
-    from bayesmix.compare import adjusted_rand_index
+    from bayesmix.posterior._compare import adjusted_rand_index
 
     assert adjusted_rand_index(b.labels.compute(), z) == 1.0
 
@@ -206,7 +206,7 @@ def test_distributed_grid_equals_serial():
 
 
 def test_cli_unreachable_scheduler_exits_2(capsys):
-    from bayesmix.cli import main
+    from bayesmix.workflow._cli import main
 
     rc = main(["fit", "--no-mcmc", "--k", "1-2", "--quiet", "--scheduler", "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err
@@ -215,7 +215,7 @@ def test_cli_unreachable_scheduler_exits_2(capsys):
 
 
 def test_spec_cluster_table():
-    from bayesmix.spec import SpecError, spec_from_dict
+    from bayesmix.workflow._spec import SpecError, spec_from_dict
 
     assert spec_from_dict({"cluster": {"workers": 2}}).workers == 2
     s = spec_from_dict({"cluster": {"scheduler": "tcp://h:8786"}})
@@ -228,8 +228,8 @@ def test_spec_cluster_table():
 
 def test_pipeline_em_grid_on_a_cluster_equals_serial(monkeypatch, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from bayesmix.pipeline import run_experiment
-    from bayesmix.spec import spec_from_dict
+    from bayesmix.workflow._pipeline import run_experiment
+    from bayesmix.workflow._spec import spec_from_dict
 
     real = distributed.LocalCluster
 
@@ -362,7 +362,7 @@ def test_weighted_kmeans_parallel_seeding_ignores_zero_weight_points():
                       sample_weight=da.from_array(w, chunks=77))  # fmt: skip
         assert b.inertia == pytest.approx(a.inertia, rel=1e-10)
         labels = b.labels.compute()
-        from bayesmix.compare import adjusted_rand_index
+        from bayesmix.posterior._compare import adjusted_rand_index
 
         assert adjusted_rand_index(labels[z != 3], z[z != 3]) == 1.0
 
@@ -371,7 +371,8 @@ def test_weighted_kmeans_parallel_candidates(monkeypatch):
     # k-means|| with weights: the first centre and every sampled candidate are points of
     # positive weight (probability ~ w * d^2), and each candidate weighs the total weight
     # of the points nearest to it (so the candidate weights sum to sum(w))
-    from bayesmix import _dask_base, _dask_kmeans
+    from bayesmix.cluster import _dask as _dask_kmeans
+    from bayesmix.core import _dask as _dask_base
 
     X, z = bm.simulate(
         400, [0.25] * 4, [[0, 0], [20, 0], [0, 20], [20, 20]], [np.eye(2)] * 4, random_seed=3

@@ -21,7 +21,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import bayesmix as bm
-from bayesmix._validation import BayesmixWarning, ConvergenceWarning, DegenerateDataWarning
+from bayesmix.core._validation import BayesmixWarning, ConvergenceWarning, DegenerateDataWarning
 
 COVARIANCES = ["full", "diag", "spherical", "tied"]
 

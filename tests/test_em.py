@@ -2,7 +2,7 @@
 
 References: scikit-learn's GaussianMixture (same data, same initial parameters), the
 published Old Faithful fit (R mclust 6.0.0 and scikit-learn agree, see DESIGN.md),
-scipy.stats densities, GMMPrior.log_prior (scipy.stats), bayesmix._gaussian (the
+scipy.stats densities, GMMPrior.log_prior (scipy.stats), bayesmix.core._gaussian (the
 reference numpy mixture density), and simulated data with known truth.
 """
 
@@ -17,9 +17,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
 import bayesmix as bm
-from bayesmix import _covariance as cv
-from bayesmix._gaussian import log_mixture_density
-from bayesmix._validation import ConvergenceWarning, DegenerateDataWarning
+from bayesmix.core import _covariance as cv
+from bayesmix.core._gaussian import log_mixture_density
+from bayesmix.core._validation import ConvergenceWarning, DegenerateDataWarning
 
 TYPES = ["full", "tied", "diag", "spherical"]
 

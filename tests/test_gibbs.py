@@ -1,4 +1,4 @@
-"""Tests of the conjugate Gibbs samplers (bayesmix.gibbs, bayesmix._gibbs_kernels).
+"""Tests of the conjugate Gibbs samplers (bayesmix.mcmc._gibbs, bayesmix.mcmc._gibbs_kernels).
 
 Conditional updates against closed forms and scipy.stats, prior reproduction with the
 likelihood switched off, bit-reproducibility, the DataTree layout against the PyMC
@@ -21,9 +21,11 @@ from scipy import stats
 from scipy.special import gammaln
 
 import bayesmix as bm
-from bayesmix import _gibbs_kernels as gk
-from bayesmix import gibbs
-from bayesmix.models import build_dpgmm, build_gmm, build_mfm
+from bayesmix.mcmc import _choice, _collapsed_kernels, _conjugate, _gibbs_sweeps
+from bayesmix.mcmc import _gibbs as gibbs
+from bayesmix.mcmc import _gibbs_kernels as gk
+from bayesmix.mcmc._builders import build_dpgmm, build_gmm, build_mfm
+from bayesmix.mcmc._common import TruncationWarning
 
 Z = 4.5  # standard errors allowed for a Monte-Carlo mean (module docstring)
 
@@ -102,7 +104,7 @@ def test_inv_wishart_draws_match_scipy():
     psi = np.array([[2.0, 0.6, 0.1], [0.6, 1.0, -0.2], [0.1, -0.2, 0.5]])
     nu = 9.0
     n = 20000
-    cov, chol = gibbs.inv_wishart_draws(rng, np.full(n, nu), np.broadcast_to(psi, (n, 3, 3)))
+    cov, chol = _conjugate.inv_wishart_draws(rng, np.full(n, nu), np.broadcast_to(psi, (n, 3, 3)))
     np.testing.assert_allclose(chol @ chol.swapaxes(1, 2), cov, atol=1e-12)
     _close(cov, psi / (nu - 3 - 1))
     ref = stats.invwishart(df=nu, scale=psi).rvs(size=n, random_state=3)
@@ -129,11 +131,11 @@ def test_niw_conditional_matches_textbook():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(12, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]]) + [1.0, -2.0]
     prior = bm.GMMPrior(mean=np.zeros(2), scale=np.diag([1.5, 0.8]), dof=5.0, mean_shrinkage=0.5)
-    conj = gibbs._Conj.from_prior(prior, "full")
+    conj = _conjugate._Conj.from_prior(prior, "full")
     counts, sums, scatter = _fixed_stats(rng, X, 2)  # 6 observations per component
     n = 15000
     c, s, sc = _repeat(n, counts, sums, scatter)
-    means, cov, _, own = gibbs.draw_components(rng, conj, c, s, sc)
+    means, cov, _, own = _conjugate.draw_components(rng, conj, c, s, sc)
     for k in range(2):
         xk = X[6 * k : 6 * k + 6]
         xbar = xk.mean(0)
@@ -155,11 +157,11 @@ def test_nig_conditional_matches_closed_form(covariance):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(10, 3)) * [1.0, 2.0, 0.5] + 3.0
     prior = bm.GMMPrior(mean=np.zeros(3), scale=np.diag([1.0, 2.0, 0.3]), dof=6.0)
-    conj = gibbs._Conj.from_prior(prior, covariance)
+    conj = _conjugate._Conj.from_prior(prior, covariance)
     counts, sums, scatter = _fixed_stats(rng, X, 1)
     n = 20000
     c, s, sc = _repeat(n, counts, sums, scatter)
-    means, cov, chol, own = gibbs.draw_components(rng, conj, c, s, sc)
+    means, cov, chol, own = _conjugate.draw_components(rng, conj, c, s, sc)
     k0, xbar = prior.mean_shrinkage, X.mean(0)
     S = (X - xbar).T @ (X - xbar)
     kn = k0 + 10
@@ -185,12 +187,12 @@ def test_empty_components_reproduce_the_prior(covariance):
     rng = np.random.default_rng(6)
     D = 2
     prior = bm.GMMPrior(mean=np.zeros(D), scale=np.array([[1.0, 0.3], [0.3, 2.0]]), dof=8.0)
-    conj = gibbs._Conj.from_prior(prior, covariance)
+    conj = _conjugate._Conj.from_prior(prior, covariance)
     K = 3 if covariance == "tied" else 15000
     reps = 5000 if covariance == "tied" else 1
     covs, means = [], []
     for _ in range(reps):
-        m, c, _, _ = gibbs.draw_components(
+        m, c, _, _ = _conjugate.draw_components(
             rng, conj, np.zeros(K, dtype=np.int64), np.zeros((K, D)), np.zeros((K, D, D))
         )
         means.append(m[:1] if covariance == "tied" else m)
@@ -214,7 +216,7 @@ def test_empty_components_reproduce_the_prior(covariance):
 def test_log_dirichlet_moments():
     rng = np.random.default_rng(7)
     a = np.array([0.01, 0.5, 3.0])
-    lw = np.array([gibbs.log_dirichlet(rng, a) for _ in range(4000)])
+    lw = np.array([_conjugate.log_dirichlet(rng, a) for _ in range(4000)])
     assert np.all(np.isfinite(lw))
     _close(np.exp(lw), a / a.sum())
 
@@ -235,16 +237,16 @@ def _prior_chain(model, sweeps, seed=0, burn=200):
     st.chol = np.broadcast_to(np.eye(cfg.X.shape[1]), st.chol.shape).copy()
     rng = np.random.default_rng(seed)
     rec = []
-    sweep = gibbs._SWEEPS[spec.kind]
-    orig = gibbs._update_components
+    sweep = _gibbs_sweeps._SWEEPS[spec.kind]
+    orig = _gibbs_sweeps._update_components
     try:
-        gibbs._update_components = lambda spec, st, rng: None
+        _gibbs_sweeps._update_components = lambda spec, st, rng: None
         for i in range(burn + sweeps):
             sweep(spec, st, rng)
             if i >= burn:
                 rec.append((st.alpha, st.K, (st.counts > 0).sum(), np.exp(st.log_w)))
     finally:
-        gibbs._update_components = orig
+        _gibbs_sweeps._update_components = orig
     return rec
 
 
@@ -416,11 +418,10 @@ def test_analysis_functions_on_a_gibbs_result(data):
         loo = bm.loo(dt)
     # the two clusters are 6 sd apart: elpd close to the EM fit's log-likelihood
     em = bm.fit_em(data, 2, prior=model.bayesmix_config.prior, random_seed=0)
-    ll_em = float(np.sum(em.score_samples(data))) if hasattr(em, "score_samples") else None
+    ll_em = float(np.sum(em.score_samples(data)))
     elpd = float(getattr(loo, "elpd", getattr(loo, "elpd_loo", np.nan)))
     assert np.isfinite(elpd)
-    if ll_em is not None:
-        assert ll_em - 20 < elpd < ll_em  # loo costs ~ p_loo (about 11 parameters)
+    assert ll_em - 20 < elpd < ll_em  # loo costs ~ p_loo (about 11 parameters)
     cc = bm.coclustering(dt)
     assert np.asarray(cc).shape == (len(data), len(data))
     rel = bm.relabel(dt)
@@ -435,19 +436,19 @@ def test_analysis_functions_on_a_gibbs_result(data):
 
 # ---------------------------------------------------------------------------- defaults, errors
 def test_default_sampler_choice(data):
-    assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
-    assert gibbs.resolve_sampler(build_mfm(data), None) == "gibbs"
+    assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
+    assert _choice.resolve_sampler(build_mfm(data), None) == "gibbs"
     # finite: NUTS for small models (17 parameters here), Gibbs above 60 parameters
-    assert gibbs.resolve_sampler(build_gmm(data, 2), None) == "nuts"
-    assert gibbs._n_params("full", 2, 2) == 11 and gibbs._n_params("full", 5, 5) == 104
-    assert gibbs._n_params("tied", 3, 2) == 11 and gibbs._n_params("spherical", 3, 2) == 11
-    assert gibbs.resolve_sampler(build_gmm(data, 12), None) == "gibbs"  # 71 parameters
-    assert gibbs.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
-    assert gibbs.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
+    assert _choice.resolve_sampler(build_gmm(data, 2), None) == "nuts"
+    assert _choice._n_params("full", 2, 2) == 11 and _choice._n_params("full", 5, 5) == 104
+    assert _choice._n_params("tied", 3, 2) == 11 and _choice._n_params("spherical", 3, 2) == 11
+    assert _choice.resolve_sampler(build_gmm(data, 12), None) == "gibbs"  # 71 parameters
+    assert _choice.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
+    assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
         "nuts"
     )
     lkj = bm.GMMPrior.from_data(data, 2).with_(covariance_prior="lkj")
-    assert gibbs.resolve_sampler(build_gmm(data, 2, prior=lkj), None) == "nuts"
+    assert _choice.resolve_sampler(build_gmm(data, 2, prior=lkj), None) == "nuts"
 
 
 def test_bad_input(data):
@@ -457,7 +458,7 @@ def test_bad_input(data):
     with pytest.raises(ValueError, match="sampler='gibbs'"):
         bm.sample(build_mfm(data), sampler="nuts")
     weighted = build_gmm(data, 2, sample_weight=np.ones(len(data)))
-    assert gibbs.resolve_sampler(weighted, None) == "nuts"
+    assert _choice.resolve_sampler(weighted, None) == "nuts"
     with pytest.raises(ValueError, match=r"sample_weight.*sampler='nuts'"):
         bm.sample(weighted, sampler="gibbs")
     with pytest.raises(ValueError, match="sampler must be one of"):
@@ -507,7 +508,7 @@ def test_truncation_warning():
         )
     # three clusters 8 sd apart, two components: the last one keeps about 2/3 of the mass
     assert float(dt["posterior"]["weights"].values[..., -1].mean()) > 0.3
-    warned = [r for r in rec if issubclass(r.category, bm.sampling.TruncationWarning)]
+    warned = [r for r in rec if issubclass(r.category, TruncationWarning)]
     assert len(warned) == 1 and "Increase truncation" in str(warned[0].message)
 
 
@@ -580,11 +581,11 @@ def test_cached_predictive_is_the_ratio_of_marginals(ct, n):
 
     expected = lm(np.vstack([C, x])) - lm(C)
     mu, L, inv = np.zeros(D), np.zeros((D, D)), np.zeros(D)
-    g = gk._pred_lgamma(ct, n, nu0, D)
-    const, h = gk._set_pred(
+    g = _collapsed_kernels._pred_lgamma(ct, n, nu0, D)
+    const, h = _collapsed_kernels._set_pred(
         ct, n, C.sum(0), C.T @ C, k0, nu0, Psi0, psi, mu, L, inv, np.empty((D, D)), g
     )
-    got = gk._log_pred(ct, x, mu, L, inv, const, h, np.empty(D))
+    got = _collapsed_kernels._log_pred(ct, x, mu, L, inv, const, h, np.empty(D))
     assert got == pytest.approx(expected, rel=1e-10, abs=1e-10)
 
 
@@ -629,7 +630,7 @@ def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     p /= p.sum()
     exact = np.tensordot(p, np.array(co, dtype=float), axes=1)
     model = build_gmm(X, 2, prior=prior)
-    monkeypatch.setattr(gibbs, "FINITE_SPLIT_MERGE", split_merge)
+    monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", split_merge)
     dt = _gibbs(model, draws=4000, tune=200, chains=2)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)
@@ -659,7 +660,7 @@ def _exact_small_posterior(kind):
     import itertools
 
     prior = bm.GMMPrior(mean=np.zeros(1), scale=np.eye(1) * 0.5, dof=3.0, mean_shrinkage=0.3)
-    conj = gibbs._Conj.from_prior(prior, "full")
+    conj = _conjugate._Conj.from_prior(prior, "full")
     c0 = gk.prior_constant(0, 3.0, conj.Psi0, conj.psi)
     cj = (0, 0.3, 3.0, conj.Psi0, conj.psi, c0)
     T = 3 if kind == 0 else 4
@@ -719,7 +720,9 @@ def test_split_merge_alone_targets_the_exact_posterior(kind, order):
         u = rng.random(6)
         # the sampler's order: nearest to i first (a function of i and the data only)
         keys = rng.random(6) if order == "random" else np.abs(X[:, 0] - X[i, 0])
-        gk.split_merge(X, z, counts, T, i, j, keys, u, rng.random(), np.log(rng.random()), cj, pr)
+        _collapsed_kernels.split_merge(
+            X, z, counts, T, i, j, keys, u, rng.random(), np.log(rng.random()), cj, pr
+        )
         freq += z[:, None] == z[None, :]
     freq /= n_iter
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
@@ -737,13 +740,13 @@ def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
     per move. Co-clustering frequencies match exact enumeration."""
     from types import SimpleNamespace
 
-    monkeypatch.setattr(gibbs, "SM_MIN_NEIGHBOURS", 2)
+    monkeypatch.setattr(_gibbs_sweeps, "SM_MIN_NEIGHBOURS", 2)
     X = _X6
     T, cj, pr, zs, p = _exact_small_posterior(kind)
     exact = _coclustering(zs, p)
-    order = gk.nearest_order(X) if table else np.empty((0, 0), np.int32)
+    order = _collapsed_kernels.nearest_order(X) if table else np.empty((0, 0), np.int32)
     sm_self = np.argmax(order == np.arange(6)[:, None], axis=1) if table else None
-    launch = gibbs._sm_launch(X, order) if table else None
+    launch = _gibbs_sweeps._sm_launch(X, order) if table else None
     spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self, sm_launch=launch)
     rng = np.random.default_rng(13)
     z = np.zeros(6, dtype=np.int64)
@@ -751,9 +754,9 @@ def test_split_merge_moves_target_the_exact_posterior(kind, table, monkeypatch):
     n_iter, M = 4000, 5
     freq = np.zeros((6, 6))
     for _ in range(n_iter):
-        pairs = gibbs._sm_pairs(spec, rng, M)
+        pairs = _gibbs_sweeps._sm_pairs(spec, rng, M)
         u, us, lu = rng.random((M, 6)), rng.random(M), np.log(rng.random(M))
-        gk.split_merge_moves(X, X, order, z, counts, T, pairs, u, us, lu, cj, pr)
+        _collapsed_kernels.split_merge_moves(X, X, order, z, counts, T, pairs, u, us, lu, cj, pr)
         freq += z[:, None] == z[None, :]
     freq /= n_iter
     np.testing.assert_array_equal(counts, np.bincount(z, minlength=T))
@@ -770,13 +773,13 @@ def test_split_merge_pairs_are_mostly_neighbours():
     N = 200
     X = np.random.default_rng(0).normal(size=(N, 2))
     X[[50, 51]] = X[10]
-    order = gk.nearest_order(X)
+    order = _collapsed_kernels.nearest_order(X)
     sm_self = np.argmax(order == np.arange(N)[:, None], axis=1)
     assert sm_self.max() > 0
-    launch = gibbs._sm_launch(X, order)
+    launch = _gibbs_sweeps._sm_launch(X, order)
     spec = SimpleNamespace(Xc=X, sm_order=order, sm_self=sm_self, sm_launch=launch)
     M = 20_000
-    i, j = gibbs._sm_pairs(spec, np.random.default_rng(1), M).T
+    i, j = _gibbs_sweeps._sm_pairs(spec, np.random.default_rng(1), M).T
     assert np.all(i != j)
     # i follows the launch probabilities (a chi-square-free check: the 20 sparsest
     # points' share, binomial standard error)
@@ -784,11 +787,13 @@ def test_split_merge_pairs_are_mostly_neighbours():
     sparse = np.argsort(p)[-20:]
     share, expected_share = np.isin(i, sparse).mean(), p[sparse].sum()
     assert abs(share - expected_share) < 4.5 * np.sqrt(expected_share * (1 - expected_share) / M)
-    k = max(gibbs.SM_MIN_NEIGHBOURS, int(gibbs.SM_NEIGHBOURS * N))
+    k = max(_gibbs_sweeps.SM_MIN_NEIGHBOURS, int(_gibbs_sweeps.SM_NEIGHBOURS * N))
     rank = np.argmax(order[i] == j[:, None], axis=1)  # j's position in i's row
     rank -= rank > sm_self[i]  # ... among the others
     near = np.mean(rank < k)
-    expected = gibbs.SM_NEIGHBOUR_PAIRS + (1 - gibbs.SM_NEIGHBOUR_PAIRS) * k / (N - 1)
+    expected = _gibbs_sweeps.SM_NEIGHBOUR_PAIRS + (1 - _gibbs_sweeps.SM_NEIGHBOUR_PAIRS) * k / (
+        N - 1
+    )
     # binomial standard error of a proportion from 20,000 pairs: about 0.002
     assert abs(near - expected) < 4.5 * np.sqrt(expected * (1 - expected) / M)
     counts = np.bincount(rank[rank < k], minlength=k)
@@ -801,12 +806,12 @@ def test_split_merge_launch_favours_sparse_points():
     least (1 - SM_SPARSE_LAUNCH) / N, and all-duplicate data fall back to uniform."""
     rng = np.random.default_rng(3)
     X = np.vstack([rng.normal(0, 0.1, size=(99, 2)), [[5.0, 5.0]]])
-    p = np.diff(gibbs._sm_launch(X, gk.nearest_order(X)), prepend=0.0)
+    p = np.diff(_gibbs_sweeps._sm_launch(X, _collapsed_kernels.nearest_order(X)), prepend=0.0)
     np.testing.assert_allclose(p.sum(), 1.0)
     assert p[99] > 20 * np.median(p[:99])
-    assert p.min() >= (1 - gibbs.SM_SPARSE_LAUNCH) / 100 - 1e-12
+    assert p.min() >= (1 - _gibbs_sweeps.SM_SPARSE_LAUNCH) / 100 - 1e-12
     same = np.zeros((10, 2))
-    p = np.diff(gibbs._sm_launch(same, gk.nearest_order(same)), prepend=0.0)
+    p = np.diff(_gibbs_sweeps._sm_launch(same, _collapsed_kernels.nearest_order(same)), prepend=0.0)
     np.testing.assert_allclose(p, 0.1)
 
 
@@ -817,7 +822,7 @@ def test_collapsed_allocation_targets_the_exact_posterior(kind):
     labelled kinds, the slot occupancy match exact enumeration, as for split-merge."""
     X = _X6
     T, cj, _, zs, p = _exact_small_posterior(kind)
-    log_v = gibbs.log_v_mfm(np.log(_K_PRIOR4), 0.7, 6) if kind == 2 else np.zeros(1)
+    log_v = _gibbs_sweeps.log_v_mfm(np.log(_K_PRIOR4), 0.7, 6) if kind == 2 else np.zeros(1)
     exact = _coclustering(zs, p)
     if kind != 2:  # labelled: P(slot k occupied)
         occ = np.tensordot(p, np.array([np.bincount(z, minlength=T) > 0 for z in zs], float), 1)
@@ -828,7 +833,7 @@ def test_collapsed_allocation_targets_the_exact_posterior(kind):
     freq = np.zeros((6, 6))
     slot = np.zeros(T)
     for _ in range(n_iter):
-        gk.collapsed_allocate(X, z, counts, T, rng.random(6), cj, kind, 0.7, log_v)
+        _collapsed_kernels.collapsed_allocate(X, z, counts, T, rng.random(6), cj, kind, 0.7, log_v)
         freq += z[:, None] == z[None, :]
         slot += counts > 0
     freq /= n_iter
@@ -846,7 +851,7 @@ def test_log_v_mfm_matches_the_partition_prior():
     """gamma V(t + 1) / V(t) is the MFM's new-cluster weight: the partition prior of
     _log_mfm_partition, summed out K, gives the same ratios."""
     log_k = np.log(np.array([0.1, 0.4, 0.3, 0.2]))
-    lv = gibbs.log_v_mfm(log_k, 0.7, 5)
+    lv = _gibbs_sweeps.log_v_mfm(log_k, 0.7, 5)
     # p(C) = V(t) prod_c Gamma(n_c + g) / Gamma(g): compare two partitions of 5 points
     for counts in ([5, 0, 0, 0], [2, 3, 0, 0], [1, 1, 3, 0], [2, 1, 1, 1]):
         c = np.array(counts, dtype=np.int64)
@@ -863,7 +868,7 @@ def test_log_v_mfm_matches_the_partition_prior():
 def _summaries(dt, X, grid, pairs):
     """Per-draw label-invariant quantities (chain, draw, q): total log-likelihood, mixture
     density at grid points, co-clustering probabilities of observation pairs."""
-    from bayesmix._gaussian import log_mixture_density, responsibilities
+    from bayesmix.core._gaussian import log_mixture_density, responsibilities
 
     post = dt["posterior"]
     w, m, c = (post[v].values for v in ("weights", "means", "covariances"))
@@ -917,7 +922,7 @@ def test_k_given_partition_matches_brute_force(dynamic):
     part = np.array([0, 0, 1, 0, 2])  # a partition with K+ = 3, block sizes 3, 1, 1
     kp = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
     gamma = 0.8
-    spec = gibbs._Spec(
+    spec = _gibbs_sweeps._Spec(
         kind="mfm",
         Xc=np.zeros((5, 1)),
         conj=None,
@@ -926,7 +931,7 @@ def test_k_given_partition_matches_brute_force(dynamic):
         log_k_prior=np.log(kp),
         dynamic=dynamic,
     )
-    Ks, g, lp = gibbs._log_p_k(spec, np.array([3, 1, 1]), 5)
+    Ks, g, lp = _gibbs_sweeps._log_p_k(spec, np.array([3, 1, 1]), 5)
     got = np.exp(lp - lp.max())
     got /= got.sum()
     brute = []
@@ -955,9 +960,9 @@ def test_collapsed_sweeps_per_draw_shrink_with_n():
     from types import SimpleNamespace
 
     def n_sweeps(n):
-        return gibbs._n_sweeps(SimpleNamespace(Xc=np.zeros((n, 2))))
+        return _gibbs_sweeps._n_sweeps(SimpleNamespace(Xc=np.zeros((n, 2))))
 
-    assert n_sweeps(272) == gibbs.COLLAPSED_SWEEPS == 8
+    assert n_sweeps(272) == _gibbs_sweeps.COLLAPSED_SWEEPS == 8
     assert n_sweeps(5000) == 4
     assert n_sweeps(10_000) == 2
     assert n_sweeps(1_000_000) == 1

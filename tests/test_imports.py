@@ -14,26 +14,53 @@ from pathlib import Path
 
 import pytest
 
+from bayesmix import _compat
+
 PACKAGE = Path(__file__).resolve().parents[1] / "bayesmix"
 
-#: modules that must import without PyMC, PyTensor or ArviZ (the numpy layer)
+#: the stages, bottom first: a module of a stage imports only from its own stage and
+#: the ones before it (bayesmix/__init__.py and docs/ARCHITECTURE.md say the same)
+STAGES = ("core", "cluster", "em", "mcmc", "posterior", "workflow")
+#: modules at the top of the package: the adapters and public namespaces, which may
+#: import every stage and which no stage imports
+TOP = ("bayesmix", "bayesmix._compat", "bayesmix.plots", "bayesmix.sklearn")
+
+#: modules that must import without PyMC, PyTensor or ArviZ (the numpy layer); the
+#: package __init__ files are lazy, so importing a module of a stage loads none of them
 NUMPY_LAYER = (
-    "bayesmix._constants",
-    "bayesmix._covariance",
-    "bayesmix._em_init",
-    "bayesmix._dask",
-    "bayesmix._dask_base",
-    "bayesmix._dask_kmeans",
-    "bayesmix._em_kernels",
-    "bayesmix._gaussian",
-    "bayesmix._hierarchical",
-    "bayesmix._kmeans_engine",
-    "bayesmix._validation",
-    "bayesmix.clustering",
-    "bayesmix.datasets",
+    "bayesmix.core",
+    "bayesmix.core._constants",
+    "bayesmix.core._covariance",
+    "bayesmix.core._dask",
+    "bayesmix.core._estep_kernels",
+    "bayesmix.core._gaussian",
+    "bayesmix.core._lazy",
+    "bayesmix.core._priors",
+    "bayesmix.core._validation",
+    "bayesmix.cluster",
+    "bayesmix.cluster._dask",
+    "bayesmix.cluster._engine",
+    "bayesmix.cluster._kmeans",
+    "bayesmix.cluster._limits",
     "bayesmix.em",
-    "bayesmix.limits",
-    "bayesmix.priors",
+    "bayesmix.em._checks",
+    "bayesmix.em._dask",
+    "bayesmix.em._fit",
+    "bayesmix.em._hierarchical",
+    "bayesmix.em._loop",
+    "bayesmix.em._result",
+    "bayesmix.em._starts",
+    "bayesmix.workflow",
+    "bayesmix.workflow._datasets",
+)
+#: modules of the posterior layout and analysis that must work without PyMC/PyTensor
+#: (a saved DataTree is analysed without a model)
+NO_PYMC = (
+    "bayesmix.mcmc._trace",
+    "bayesmix.mcmc._relabel",
+    "bayesmix.posterior._membership",
+    "bayesmix.posterior._nclusters",
+    "bayesmix.posterior._compare",
 )
 HEAVY = ("pymc", "pytensor", "arviz", "arviz_base", "arviz_stats", "arviz_plots")
 
@@ -74,10 +101,16 @@ def _parse_package():
 MODULES = _parse_package()
 
 
-def _graph(*, top_only):
+def _graph(*, top_only, parents=False):
     """Edges between bayesmix modules (the package ``bayesmix`` itself excluded: its
-    ``__init__`` imports submodules lazily, on attribute access)."""
+    ``__init__`` imports submodules lazily, on attribute access). With ``parents``, also
+    the edge from a module to its package, whose ``__init__`` runs first on import (for
+    what a module reaches; not for cycles: a package importing its own child is none)."""
     graph = {name: set() for name in MODULES}
+    for name in MODULES if parents else ():
+        parent = name.rsplit(".", 1)[0]
+        if parent in MODULES and parent != "bayesmix":
+            graph[name].add(parent)
     for name, imports in MODULES.items():
         for target, at_top in imports:
             if target in MODULES and target not in (name, "bayesmix") and (at_top or not top_only):
@@ -112,27 +145,96 @@ def _find_cycle(graph):
 
 def test_parser_sees_the_package():
     # the checks below mean something only if the modules and their imports are found
-    assert {"bayesmix.em", "bayesmix.clustering", "bayesmix.sampling"} <= set(MODULES)
-    assert "bayesmix._em_init" in _graph(top_only=True)["bayesmix.em"]
-    assert "bayesmix.clustering" in _graph(top_only=True)["bayesmix._em_init"]
+    assert {"bayesmix.em._fit", "bayesmix.cluster._kmeans", "bayesmix.mcmc._sample"} <= set(MODULES)
+    assert "bayesmix.em._loop" in _graph(top_only=True)["bayesmix.em._fit"]
+    assert "bayesmix.cluster._kmeans" in _graph(top_only=True)["bayesmix.em._starts"]
+    assert "bayesmix.em" in _graph(top_only=True, parents=True)["bayesmix.em._fit"]
+    assert _stage("bayesmix.mcmc._gibbs") == 3 and _stage("bayesmix.sklearn") is None
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
 
 
 @pytest.mark.parametrize("top_only", [True, False], ids=["module-top", "all-imports"])
 def test_no_import_cycle(top_only):
-    graph = _graph(top_only=top_only)
-    # the one cycle known when this test was written: report.py imports CHOICE_RULE from
-    # experiment.py inside a function; it goes with experiment.py, which issue 11 splits
-    # into spec.py and pipeline.py. Until then that edge is left out (any other cycle
-    # still fails) and the test reports an expected failure; afterwards it is strict.
-    known = "bayesmix.experiment" in graph.get("bayesmix.report", set())
-    if known:
-        graph["bayesmix.report"].discard("bayesmix.experiment")
-    cycle = _find_cycle(graph)
+    cycle = _find_cycle(_graph(top_only=top_only))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-    if known and not top_only:
-        pytest.xfail("experiment.py <-> report.py: removed by the experiment pipeline split")
+
+
+def _stage(module):
+    """Index of a module's stage in STAGES, or None for the top of the package."""
+    parts = module.split(".")
+    if module in TOP:
+        return None
+    assert len(parts) >= 2 and parts[1] in STAGES, f"{module} is in no stage and not in TOP"
+    return STAGES.index(parts[1])
+
+
+def _upward_imports(graph):
+    """``(importer, imported)`` pairs that point up the stages or into the top."""
+    bad = []
+    for name, targets in graph.items():
+        if _stage(name) is None:
+            continue  # the adapters on top import whatever they wrap
+        for target in targets:
+            if _stage(target) is None or _stage(target) > _stage(name):
+                bad.append((name, target))
+    return sorted(bad)
+
+
+def test_stage_rule_detects_an_upward_import():
+    # the check can fail: an EM module importing the sampler, or a stage importing the
+    # scikit-learn adapter, is reported
+    graph = {"bayesmix.em._fit": {"bayesmix.mcmc._sample", "bayesmix.core._validation"}}
+    graph["bayesmix.core._gaussian"] = {"bayesmix.sklearn"}
+    assert _upward_imports(graph) == [
+        ("bayesmix.core._gaussian", "bayesmix.sklearn"),
+        ("bayesmix.em._fit", "bayesmix.mcmc._sample"),
+    ]
+
+
+def test_imports_point_down_the_stages():
+    # every import, at module top or in a function: a function-level import is still a
+    # dependency of the module on the stage it names
+    bad = _upward_imports(_graph(top_only=False))
+    assert not bad, "imports up the stages: " + "; ".join(f"{a} -> {b}" for a, b in bad)
+
+
+def test_no_cycle_between_stages():
+    graph = _graph(top_only=False)
+    stages = {s: set() for s in STAGES}
+    for name, targets in graph.items():
+        for target in targets:
+            a, b = _stage(name), _stage(target)
+            if a is not None and b is not None and a != b:
+                stages[STAGES[a]].add(STAGES[b])
+    cycle = _find_cycle(stages)
+    assert cycle is None, "cycle between stages: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_docstring_names_what_it_may_import(stage):
+    doc = (PACKAGE / stage / "__init__.py").read_text()
+    allowed = STAGES[: STAGES.index(stage)]
+    if not allowed:
+        assert "Imports nothing else from bayesmix" in doc
+    elif stage == "workflow":
+        assert "May import: every stage" in doc
+    else:
+        assert "May import: " + ", ".join(f"``bayesmix.{s}``" for s in allowed) + "." in doc
+
+
+def test_layout_sizes():
+    # the layout's bounds: a few modules at the top, at least five stages, and no
+    # module so long that it needs splitting by concern
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    assert len([p for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]) >= 5
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 900
+    }
+    assert not long, f"modules over 900 lines: {long}"
 
 
 @pytest.mark.parametrize("module", NUMPY_LAYER)
@@ -140,7 +242,7 @@ def test_numpy_layer_imports_no_pymc_or_arviz_at_top(module):
     assert module in MODULES, f"{module} is listed in NUMPY_LAYER but does not exist"
     # follow module-top imports through the package: a numpy-layer module may only reach
     # other numpy-layer modules, and none of them may import a heavy package at top
-    graph = _graph(top_only=True)
+    graph = _graph(top_only=True, parents=True)
     seen, todo = set(), [module]
     while todo:
         name = todo.pop()
@@ -160,11 +262,16 @@ def test_numpy_layer_imports_no_pymc_or_arviz_at_top(module):
     assert not heavy, f"{module} imports {heavy} at module top (through {sorted(seen)})"
 
 
-def test_numpy_layer_imports_without_pymc_at_runtime():
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [(NUMPY_LAYER, HEAVY), (NO_PYMC, ("pymc", "pytensor"))],
+    ids=["numpy", "analysis"],
+)
+def test_stage_modules_import_without_heavy_packages_at_runtime(modules, heavy):
     code = (
         "import sys\n"
-        + "".join(f"import {m}\n" for m in NUMPY_LAYER)
-        + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -174,3 +281,37 @@ def test_numpy_layer_imports_without_pymc_at_runtime():
         cwd=PACKAGE.parent,
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("old", sorted(_compat.OLD_PATHS))
+def test_old_module_path_warns_and_forwards(old):
+    # the flat layout's module paths work for one release: a DeprecationWarning naming
+    # the new module, then every attribute of that module (read and written through)
+    import importlib
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=_compat.OLD_PATHS[old].replace(".", r"\.")):
+        mod = importlib.import_module(old)
+    new = importlib.import_module(_compat.OLD_PATHS[old])
+    try:
+        public = [n for n in getattr(new, "__all__", dir(new)) if not n.startswith("__")]
+        assert public and all(getattr(mod, n) is getattr(new, n) for n in public)
+        assert set(public) <= set(dir(mod))
+    finally:
+        sys.modules.pop(old, None)
+
+
+def test_old_module_path_setattr_reaches_the_new_module():
+    # an old script that patches bayesmix.models.build_gmm patches the function in use
+    import bayesmix.mcmc._builders as builders
+
+    sys.modules.pop("bayesmix.models", None)
+    with pytest.warns(DeprecationWarning):
+        import bayesmix.models as old
+    original = builders.build_gmm
+    try:
+        old.build_gmm = "patched"
+        assert builders.build_gmm == "patched"
+    finally:
+        builders.build_gmm = original
+        sys.modules.pop("bayesmix.models", None)

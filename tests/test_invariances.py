@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix._validation import BayesmixWarning
+from bayesmix.core._validation import BayesmixWarning
 
 COVARIANCES = ["full", "diag", "spherical", "tied"]
 RTOL = 1e-8

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import bayesmix as bm
-from bayesmix._trace import from_arrays
-from bayesmix.io import load_fit, save_fit
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.workflow._io import load_fit, save_fit
 
 
 @pytest.fixture
@@ -74,7 +74,6 @@ def test_loaded_tree_is_in_memory(tmp_path, synthetic_tree):
 
 
 def test_em_result_round_trip(tmp_path):
-    pytest.importorskip("bayesmix.em")
     X = bm.load_old_faithful()
     em = bm.fit_em(X, 2, random_seed=0)
     save_fit(tmp_path, em_result=em, config={"K": 2})

@@ -13,10 +13,10 @@ import arviz_stats as azs
 import numpy as np
 import pytest
 
-from bayesmix._gaussian import responsibilities
-from bayesmix._trace import from_arrays
-from bayesmix._validation import BayesmixWarning
-from bayesmix.labelswitching import LabelSwitchingWarning, diagnostics, relabel
+from bayesmix.core._gaussian import responsibilities
+from bayesmix.core._validation import BayesmixWarning
+from bayesmix.mcmc._relabel import LabelSwitchingWarning, diagnostics, relabel
+from bayesmix.mcmc._trace import from_arrays
 
 TRUE_MEANS = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
 
@@ -211,8 +211,8 @@ def test_public_names_stay_functions_whatever_the_import_order():
 
     code = (
         "import bayesmix as bm\n"
-        "from bayesmix.labelswitching import diagnostics\n"
-        "from bayesmix.allocation import coclustering\n"
+        "from bayesmix.mcmc._relabel import diagnostics\n"
+        "from bayesmix.posterior._membership import coclustering\n"
         "assert callable(bm.relabel) and bm.relabel.__name__ == 'relabel', bm.relabel\n"
         "assert callable(bm.membership) and bm.membership.__name__ == 'membership'\n"
     )

@@ -17,8 +17,9 @@ from pytensor.graph.fg import FunctionGraph
 from scipy import stats
 
 import bayesmix as bm
-from bayesmix import _gaussian, _mixture_kernels, _mixture_op
-from bayesmix._mixture_op import (
+from bayesmix.core import _gaussian, _mixture_kernels
+from bayesmix.mcmc import _op as _mixture_op
+from bayesmix.mcmc._op import (
     MixtureLogLik,
     mixture_loglik_graph,
     mixture_loglik_op,
@@ -216,7 +217,7 @@ def test_tri_inv_op_value_and_gradient_match_pytensor_solve(mode):
     triangular solve differentiated by PyTensor, on the numba and the Python backend."""
     from pytensor.tensor.linalg import solve_triangular
 
-    from bayesmix._mixture_op import tri_inv
+    from bayesmix.mcmc._op import tri_inv
 
     B, D = 3, 3
     L0 = _lower(B, D, seed=11)
@@ -238,7 +239,7 @@ def test_tri_inv_op_value_and_gradient_match_pytensor_solve(mode):
 
 
 def test_jax_rewrite_expands_tri_inv():
-    from bayesmix._mixture_op import TriInv, tri_inv
+    from bayesmix.mcmc._op import TriInv, tri_inv
 
     L0 = _lower(2, 3, seed=4)
     y = pt.tensor3("L")
@@ -250,7 +251,7 @@ def test_jax_rewrite_expands_tri_inv():
 
 
 def test_mvnormal_prec_chol_density_and_draws():
-    from bayesmix._pt_dists import mvnormal_prec_chol_logp, mvnormal_prec_chol_random
+    from bayesmix.mcmc._pt_dists import mvnormal_prec_chol_logp, mvnormal_prec_chol_random
 
     K, D, kappa = 3, 2, 0.3
     L = _lower(K, D, seed=5)
@@ -308,7 +309,7 @@ def test_vectorised_exp_within_two_ulp_of_libm():
 # ---------------------------------------------------------------------------- LowerLLT
 @pytest.mark.parametrize("mode", ["NUMBA", pt_mode.Mode(linker="py", optimizer="fast_compile")])
 def test_lower_llt_value_and_gradient_match_matmul(mode):
-    from bayesmix._mixture_op import lower_llt
+    from bayesmix.mcmc._op import lower_llt
 
     B, D = 3, 3
     L0 = _lower(B, D, seed=21)
@@ -332,7 +333,7 @@ def test_lower_llt_value_and_gradient_match_matmul(mode):
 def test_cholesky_of_lower_llt_rewrites_to_the_tagged_factor_only():
     from pytensor.graph.rewriting.utils import rewrite_graph
 
-    from bayesmix._mixture_op import LowerLLT, lower_llt
+    from bayesmix.mcmc._op import LowerLLT, lower_llt
 
     y = pt.tensor3("L")
     L_tagged = y * np.tril(np.ones((2, 2)))
@@ -370,7 +371,7 @@ def test_zero_diagonal_gives_inf_not_zero_division():
     """A covariance factor whose diagonal underflowed to 0 (a wandering component during
     sampling) must give inf, which NUTS records as a divergence; a ZeroDivisionError
     would end pm.sample (seen in select_k's K=5 fit before error_model="numpy")."""
-    from bayesmix._mixture_kernels import tri_inv_numba
+    from bayesmix.core._mixture_kernels import tri_inv_numba
 
     L = np.array([[[1.0, 0.0], [0.5, 0.0]]])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -17,8 +17,8 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import bayesmix as bm
-from bayesmix._pt_dists import SPDTransform, packed_to_spd, spd_to_packed
-from bayesmix.models import build_dpgmm, build_gmm
+from bayesmix.mcmc._builders import build_dpgmm, build_gmm
+from bayesmix.mcmc._pt_dists import SPDTransform, packed_to_spd, spd_to_packed
 
 FAST = "FAST_COMPILE"
 # Tolerance: both sides are closed-form float64 sums of O(100) terms of size O(100):
@@ -57,7 +57,7 @@ def _point_params(K, D, covariance, seed=1):
 
 
 def _values(model, w, m, c, *, dp=False, concentration=1.7):
-    from bayesmix.sampling import _init_values
+    from bayesmix.mcmc._sample import _init_values
 
     cfg = model.bayesmix_config
     vals = _init_values(cfg, w, m, c)
@@ -299,12 +299,11 @@ def test_bad_input_messages(data):
 # ---------------------------------------------------------------------------- MAP = EM
 @pytest.mark.parametrize("covariance", COV_TYPES)
 def test_em_map_is_model_mode(data, covariance):
-    em_mod = pytest.importorskip("bayesmix.em", reason="bayesmix.em (fit_em) not available")
     X = data
     K = 3
     model = build_gmm(X, K, covariance=covariance)
     prior = model.bayesmix_config.prior
-    em = em_mod.fit_em(
+    em = bm.fit_em(
         X, K, covariance=covariance, prior=prior, tol=1e-14, max_iter=20000, random_seed=0
     )
     vals = _values(model, em.weights, em.means, em.covariances)

@@ -15,7 +15,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import bayesmix as bm
-from bayesmix._trace import from_arrays
+from bayesmix.mcmc._trace import from_arrays
 
 
 def _tree(counts, *, n_components=None, allocations=None):
@@ -433,7 +433,7 @@ def test_coclustering_from_allocations_matches_enumeration(dp_gamma_fit):
 def test_point_partition_finds_the_exact_optimum(loss, dp_gamma_fit):
     # the search (hierarchical cuts + greedy moves) against brute force over all 4140
     # partitions, with the exact PSM: the same minimal expected loss
-    from bayesmix.allocation import binder_loss, vi_lower_bound
+    from bayesmix.posterior._membership import binder_loss, vi_lower_bound
 
     L = P.set_partitions(X_TINY.size)
     lp = P.log_eppf_tsb(L, 8, gamma_prior=(2.0, 2.0))
@@ -495,9 +495,9 @@ def _likelihood_off(monkeypatch):
     (allocations, weights, concentration, K) targets the prior. Component parameters are
     still updated, but nothing else reads them. The split-merge moves integrate the
     parameters out inside a compiled kernel that reads the data, so they are switched off
-    here, and so is the collapsed allocation sweep (gibbs.COLLAPSED; the exact posterior
-    checks above run both)."""
-    from bayesmix import _gibbs_kernels, gibbs
+    here, and so is the collapsed allocation sweep (_gibbs_sweeps.COLLAPSED; the exact
+    posterior checks above run both)."""
+    from bayesmix.mcmc import _gibbs_kernels, _gibbs_sweeps
 
     def allocate(spec, st, rng):
         K, D = st.means.shape
@@ -507,10 +507,9 @@ def _likelihood_off(monkeypatch):
             spec.Xc, st.log_w, np.zeros((K, D)), prec, u, st.z, st.counts
         )
 
-    monkeypatch.setattr(gibbs, "_allocate", allocate)
-    monkeypatch.setattr(gibbs, "COLLAPSED", False)
-    if hasattr(gibbs, "_split_merge"):
-        monkeypatch.setattr(gibbs, "_split_merge", lambda *args, **kwargs: None)
+    monkeypatch.setattr(_gibbs_sweeps, "_allocate", allocate)
+    monkeypatch.setattr(_gibbs_sweeps, "COLLAPSED", False)
+    monkeypatch.setattr(_gibbs_sweeps, "_split_merge", lambda *args, **kwargs: None)
 
 
 def _antoniak_gamma(n, shape, rate):

@@ -170,7 +170,7 @@ def test_build_gmm_noise_bad_volume(small):
 
 # --------------------------------------------------------------------------- membership, plots
 def test_membership_noise_column(small):
-    from bayesmix._trace import from_arrays
+    from bayesmix.mcmc._trace import from_arrays
 
     res = bm.fit_em(small, 2, noise=True, random_seed=0)
     # a "posterior" of 3 identical draws at the EM fit
@@ -196,7 +196,7 @@ def test_plots_noise_points_grey(small):
     import matplotlib
 
     matplotlib.use("Agg")
-    from bayesmix.plots import _NOISE_GREY, membership_summary, plot_uncertainty
+    from bayesmix.workflow._plots import _NOISE_GREY, membership_summary, plot_uncertainty
 
     res = bm.fit_em(small, 2, noise=True, random_seed=0)
     labels, unc = membership_summary(res, small)
@@ -211,8 +211,8 @@ def test_plots_noise_points_grey(small):
 
 # --------------------------------------------------------------------------- specs and CLI
 def test_spec_and_cli_noise():
-    from bayesmix.cli import _build_parser, _fit_spec
-    from bayesmix.spec import SpecError, spec_from_dict
+    from bayesmix.workflow._cli import _build_parser, _fit_spec
+    from bayesmix.workflow._spec import SpecError, spec_from_dict
 
     assert spec_from_dict({"model": {"noise": True}}).noise is True
     assert spec_from_dict({"model": {"noise": 50.0}}).noise == 50.0

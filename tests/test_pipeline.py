@@ -1,4 +1,4 @@
-"""The experiment pipeline (bayesmix.pipeline): recovery metrics, the notes context
+"""The experiment pipeline (bayesmix.workflow._pipeline): recovery metrics, the notes context
 manager, and the whole pipeline with a fake (fast) sampler."""
 
 import warnings
@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix import compare, pipeline
-from bayesmix._trace import from_arrays
-from bayesmix._validation import BayesmixWarning
-from bayesmix.spec import load_spec
+from bayesmix.core._validation import BayesmixWarning
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.posterior import _compare as compare
+from bayesmix.workflow import _pipeline as pipeline
+from bayesmix.workflow._spec import load_spec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def test_adjusted_rand_index_matches_sklearn():
-    # the pipeline's ARI is the package's one (bayesmix.compare), checked here as before
+    # the pipeline's ARI is the package's one (bayesmix.posterior._compare), checked here as before
     assert pipeline.adjusted_rand_index is compare.adjusted_rand_index
     sk = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)

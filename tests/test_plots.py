@@ -10,8 +10,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 
 import bayesmix as bm
-from bayesmix import plots
-from bayesmix._trace import from_arrays
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.workflow import _plots as plots
 
 W = np.array([0.6, 0.4])
 M = np.array([[0.0, 0.0], [4.0, 3.0]])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from bayesmix.priors import GMMPrior
+from bayesmix.core._priors import GMMPrior
 
 
 def test_defaults_follow_mclust(faithful):

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import bayesmix as bm
-from bayesmix._trace import from_arrays
-from bayesmix._validation import BayesmixWarning
+from bayesmix.core._validation import BayesmixWarning
+from bayesmix.mcmc._trace import from_arrays
 
 COVARIANCES = ["full", "diag", "spherical", "tied"]
 FAST = settings(

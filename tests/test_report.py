@@ -15,11 +15,11 @@ import pytest
 from test_pipeline import fake_build, fake_sample
 
 import bayesmix as bm
-from bayesmix import pipeline
-from bayesmix import spec as bspec
-from bayesmix._trace import get_params
-from bayesmix.selection import CHOICE_RULE, choose_model
-from bayesmix.spec import load_spec, spec_from_dict
+from bayesmix.mcmc._trace import get_params
+from bayesmix.posterior._selection import CHOICE_RULE, choose_model
+from bayesmix.workflow import _pipeline as pipeline
+from bayesmix.workflow import _spec as bspec
+from bayesmix.workflow._spec import load_spec, spec_from_dict
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix._validation import BayesmixWarning
+from bayesmix.core._validation import BayesmixWarning
 
 # The computation whose digests must agree; run in this process (exec) and in fresh
 # interpreters. It covers the single-threaded small path and the parallel large path

@@ -17,8 +17,8 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import bayesmix as bm
-from bayesmix import sampling
-from bayesmix.models import build_dpgmm, build_gmm
+from bayesmix.mcmc import _sample as sampling
+from bayesmix.mcmc._builders import build_dpgmm, build_gmm
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,8 @@ class _Init:
 @pytest.fixture(scope="module")
 def em_init(data):
     # EMResult-like init given explicitly (the MAP from the model's own prior)
-    em = pytest.importorskip("bayesmix.em")
     prior = bm.GMMPrior.from_data(data, 2)
-    return em.fit_em(data, 2, prior=prior, random_seed=0)
+    return bm.fit_em(data, 2, prior=prior, random_seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +134,7 @@ def test_log_likelihood_matches_scipy(sampled, data):
 def mocked(monkeypatch):
     monkeypatch.setattr(pm, "sample", mock_sample)
     # mock_sample ignores the step: don't compile one (test_nuts_step_* test the real one)
-    monkeypatch.setattr(bm.sampling, "_nuts_step", lambda *a, **k: None)
+    monkeypatch.setattr(sampling, "_nuts_step", lambda *a, **k: None)
 
 
 def _init_for(K, D, rng=0):
@@ -391,7 +390,7 @@ def test_mass_matrix_choice_reaches_pymc(monkeypatch, data):
         raise _Stop
 
     monkeypatch.setattr(pm, "sample", fake_sample)
-    monkeypatch.setattr(bm.sampling, "_nuts_step", fake_step)
+    monkeypatch.setattr(sampling, "_nuts_step", fake_step)
     kw = dict(init=_init_for(2, 2), draws=5, chains=2, random_seed=1)
     small = build_gmm(data, 2)  # 2 x (2 means + 3 log-Cholesky) + 1 weight = 11 parameters
     for choice, expected in {"auto": "full", "diag": "diag", "full": "full"}.items():
@@ -432,11 +431,11 @@ def test_nuts_step_matches_pymc_set_up(data, em_init, mass_matrix):
     cfg = model.bayesmix_config
     rng = np.random.default_rng(0)
     w, m, c = em_init.weights, em_init.means, em_init.covariances
-    values = bm.sampling._init_values(cfg, w, m, c)
-    _, centre, upoints, n = bm.sampling._jittered_points(model, values, 2, rng, w, c)
+    values = sampling._init_values(cfg, w, m, c)
+    _, centre, upoints, n = sampling._jittered_points(model, values, 2, rng, w, c)
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        step = bm.sampling._nuts_step(
+        step = sampling._nuts_step(
             model, centre, upoints, mass_matrix, rng, {"target_accept": 0.9}, {}
         )
     assert isinstance(step, pm.NUTS) and step.target_accept == 0.9
@@ -463,15 +462,15 @@ def test_gc_paused_restores_the_collector_state():
     import gc
 
     assert gc.isenabled()
-    with bm.sampling._gc_paused():
+    with sampling._gc_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), bm.sampling._gc_paused():
+    with pytest.raises(RuntimeError), sampling._gc_paused():
         raise RuntimeError("fit failed")
     assert gc.isenabled()  # restored on errors too
     gc.disable()
     try:
-        with bm.sampling._gc_paused():
+        with sampling._gc_paused():
             pass
         assert not gc.isenabled()  # a caller's own choice is kept
     finally:

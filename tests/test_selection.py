@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesmix._trace import from_arrays
-from bayesmix._validation import BayesmixWarning
-from bayesmix.selection import ELPDDataWAIC, loo, waic
+from bayesmix.core._validation import BayesmixWarning
+from bayesmix.mcmc._trace import from_arrays
+from bayesmix.posterior._selection import ELPDDataWAIC, loo, waic
 
 
 def _ll_tree(ll):
@@ -106,7 +106,7 @@ def test_missing_log_likelihood_is_a_clear_error(smooth_trace, fn):
 # ---------------------------------------------------------------------------- select_k
 
 import bayesmix as bm  # noqa: E402
-from bayesmix import selection  # noqa: E402
+from bayesmix.posterior import _selection as selection  # noqa: E402
 
 THREE = dict(
     weights=[0.3, 0.3, 0.4],
@@ -360,8 +360,8 @@ def test_select_k_passes_every_sample_keyword(three_clusters, monkeypatch):
     """Regression: select_k(X, ks, progressbar=False) raised "sample() got multiple values
     for keyword argument 'progressbar'". Keywords of bayesmix.sample / pymc.sample reach
     the sampler, taking precedence over select_k's defaults."""
-    import bayesmix.models
-    import bayesmix.sampling
+    import bayesmix.mcmc._builders
+    import bayesmix.mcmc._sample
 
     X, _ = three_clusters
     calls = []
@@ -375,8 +375,8 @@ def test_select_k_passes_every_sample_keyword(three_clusters, monkeypatch):
         frame.K = K
         return frame
 
-    monkeypatch.setattr(bayesmix.models, "build_gmm", fake_build)
-    monkeypatch.setattr(bayesmix.sampling, "sample", fake_sample)
+    monkeypatch.setattr(bayesmix.mcmc._builders, "build_gmm", fake_build)
+    monkeypatch.setattr(bayesmix.mcmc._sample, "sample", fake_sample)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BayesmixWarning)
         bm.select_k(

@@ -1,4 +1,4 @@
-"""Experiment specs (bayesmix.spec): parsing, validation errors naming the key, data
+"""Experiment specs (bayesmix.workflow._spec): parsing, validation errors naming the key, data
 loading. The pipeline's tests are in test_pipeline.py."""
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayesmix import spec as bspec
-from bayesmix.spec import SpecError, load_spec, parse_k, spec_from_dict
+from bayesmix.workflow import _spec as bspec
+from bayesmix.workflow._spec import SpecError, load_spec, parse_k, spec_from_dict
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -5,12 +5,12 @@ import pytest
 from scipy import stats
 
 import bayesmix as bm
-from bayesmix._gaussian import (
+from bayesmix.core._gaussian import (
     log_component_densities,
     log_mixture_density,
     responsibilities,
 )
-from bayesmix._trace import from_arrays, get_observed, get_params
+from bayesmix.mcmc._trace import from_arrays, get_observed, get_params
 
 
 def _random_params(rng, S, K, D):

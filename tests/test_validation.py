@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesmix._validation import (
+from bayesmix.core._validation import (
     check_covariance_type,
     check_data,
     check_n_components,

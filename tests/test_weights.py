@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix._validation import check_sample_weight
+from bayesmix.core._validation import check_sample_weight
 
 COVS = ["full", "diag", "spherical", "tied"]
 
@@ -68,7 +68,7 @@ def test_kmeans_plusplus_never_seeds_zero_weight_rows():
     X = rng.normal(size=(50, 2))
     w = np.zeros(50)
     w[:5] = 1.0
-    from bayesmix.clustering import _kmeans_plusplus
+    from bayesmix.cluster._kmeans import _kmeans_plusplus
 
     for seed in range(20):
         _, idx, _ = _kmeans_plusplus(X, 3, np.random.default_rng(seed), sample_weight=w)
@@ -238,7 +238,7 @@ def weighted_csv(tmp_path):
 
 
 def test_spec_weights_column(weighted_csv):
-    from bayesmix.spec import load_data, spec_from_dict
+    from bayesmix.workflow._spec import load_data, spec_from_dict
 
     path, df = weighted_csv
     spec = spec_from_dict({"data": {"source": "csv", "path": str(path), "weights": "count"}})
@@ -250,7 +250,7 @@ def test_spec_weights_column(weighted_csv):
 
 
 def test_spec_weights_errors(weighted_csv, tmp_path):
-    from bayesmix.spec import SpecError, load_data, spec_from_dict
+    from bayesmix.workflow._spec import SpecError, load_data, spec_from_dict
 
     path, df = weighted_csv
     src = {"source": "csv", "path": str(path)}
@@ -270,7 +270,7 @@ def test_spec_weights_errors(weighted_csv, tmp_path):
 
 
 def test_cli_weights_option(weighted_csv):
-    from bayesmix.cli import _build_parser, _fit_spec
+    from bayesmix.workflow._cli import _build_parser, _fit_spec
 
     path, _ = weighted_csv
     args = _build_parser().parse_args(["fit", str(path), "--weights", "count", "--no-mcmc"])

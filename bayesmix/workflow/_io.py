@@ -1,0 +1,394 @@
+"""Saving fitted models to disk and loading them back identically.
+
+A saved fit is a folder holding up to three files:
+
+* ``em.json``: the EM result (:meth:`bayesmix.EMResult.to_dict`) with the bayesmix
+  version that wrote it;
+* ``posterior.zarr``: the posterior :class:`xarray.DataTree` (every group, every
+  attribute) in Zarr format;
+* ``config.json``: the configuration that produced the fit (any JSON object);
+* ``.bayesmix-fit.json``: the marker listing the files :func:`save_fit` wrote.
+
+:func:`save_fit` never deletes or overwrites a file it did not write: it writes into a
+new or empty folder, and into a folder holding its own marker only with
+``overwrite=True`` (then it replaces the files the marker lists and nothing else).
+:func:`load_fit` turns a file that cannot be read back (corrupt or edited JSON, a
+damaged Zarr store) into one ``ValueError`` naming the file.
+
+Zarr is used for the posterior because it is installed with the sampler stack
+(nutpie) and needs no HDF5 library; netCDF through ``h5netcdf`` needs ``h5py``, which
+is not a dependency of bayesmix. :func:`load_fit` reads the posterior fully into
+memory, so the folder can be overwritten or deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bayesmix.core._validation import COVARIANCE_TYPES
+
+__all__ = ["SavedFit", "check_save_target", "load_fit", "save_fit"]
+
+EM_FILE = "em.json"
+POSTERIOR_FILE = "posterior.zarr"
+CONFIG_FILE = "config.json"
+MARKER_FILE = ".bayesmix-fit.json"
+_FORMAT = "bayesmix-fit"
+
+
+@dataclass
+class SavedFit:
+    """What :func:`load_fit` returns.
+
+    Attributes
+    ----------
+    em_result : bayesmix.EMResult or None
+    idata : xarray.DataTree or None
+    config : dict or None
+    path : pathlib.Path
+    """
+
+    em_result: object = None
+    idata: object = None
+    config: dict | None = None
+    path: Path | None = None
+
+
+def _version():
+    from bayesmix import __version__
+
+    return __version__
+
+
+def _check_json(obj, where):
+    """Raise a TypeError naming the first value JSON cannot store exactly."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_json(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(
+                    f"config keys must be strings; got {type(k).__name__} {k!r} at {where}."
+                )
+            _check_json(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(
+        f"config must hold JSON values only (dict, list, str, int, float, bool, None); "
+        f"got {type(obj).__name__} at {where}. Convert it first (for example array.tolist())."
+    )
+
+
+def save_fit(path, em_result=None, idata=None, config=None, *, overwrite=False):
+    """Save an EM result and/or a posterior, with their configuration, to a folder.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Folder to write: a new folder (created), an empty one, or, with
+        ``overwrite=True``, one written by an earlier :func:`save_fit`. A non-empty
+        folder that ``save_fit`` did not write is refused: no file of yours is ever
+        deleted or overwritten.
+    em_result : bayesmix.EMResult, optional
+        Saved with its ``to_dict()`` as ``em.json``.
+    idata : xarray.DataTree, optional
+        The posterior, saved as ``posterior.zarr``.
+    config : dict, optional
+        JSON-serialisable configuration (tuples are stored as lists).
+    overwrite : bool
+        Replace an earlier save in ``path``: the files its marker lists are removed
+        (so that :func:`load_fit` never returns a stale part), other files are kept.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from bayesmix.mcmc._trace import from_arrays
+    >>> dt = from_arrays(np.full((1, 2, 1), 1.0), np.zeros((1, 2, 1, 1)),
+    ...                  np.ones((1, 2, 1, 1, 1)), np.zeros((3, 1)))
+    >>> folder = save_fit(tempfile.mkdtemp(), idata=dt, config={"K": 1})
+    >>> load_fit(folder).config
+    {'K': 1}
+    >>> folder = save_fit(folder, config={"K": 2}, overwrite=True)
+    """
+    _check_save_args(em_result, idata, config)
+    path = _check_target(path, overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    written = []
+    if em_result is not None:
+        payload = {"format": _FORMAT, "bayesmix_version": _version(), "em": em_result.to_dict()}
+        (path / EM_FILE).write_text(json.dumps(payload, indent=1))
+        written.append(EM_FILE)
+    if config is not None:
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+        written.append(CONFIG_FILE)
+    if idata is not None:
+        with warnings.catch_warnings():
+            # zarr warns that consolidated metadata is not part of the v3 spec
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            idata.to_zarr(path / POSTERIOR_FILE, mode="w")
+        written.append(POSTERIOR_FILE)
+    marker = {"format": _FORMAT, "bayesmix_version": _version(), "files": written}
+    (path / MARKER_FILE).write_text(json.dumps(marker, indent=1))
+    return path
+
+
+def _check_save_args(em_result, idata, config):
+    if em_result is None and idata is None and config is None:
+        raise ValueError("save_fit needs at least one of em_result, idata or config; got none.")
+    if idata is not None and not hasattr(idata, "to_zarr"):
+        raise TypeError(
+            f"idata must be an xarray.DataTree (the result of bayesmix.sample); got "
+            f"{type(idata).__name__}."
+        )
+    if em_result is not None and not hasattr(em_result, "to_dict"):
+        raise TypeError(
+            f"em_result must be a bayesmix.EMResult (with to_dict()); got "
+            f"{type(em_result).__name__}."
+        )
+    if config is not None:
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict; got {type(config).__name__}.")
+        _check_json(config, "config")
+
+
+def _check_target(path, overwrite, dry_run=False):
+    """The folder to write, after refusing anything that would touch a user's file."""
+    if not isinstance(path, (str, Path)) or isinstance(path, bool):
+        raise TypeError(f"path must be a str or pathlib.Path; got {type(path).__name__}.")
+    if not str(path).strip():
+        raise ValueError(
+            "path must name a folder; got an empty string (it would write into the current "
+            "directory). Give a folder name, for example 'fits/my_fit'."
+        )
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path must be a folder; {str(path)!r} exists and is a file.")
+    if not path.exists() or not any(path.iterdir()):
+        return path
+    own = _read_marker(path)
+    if own is None:
+        found = sorted(p.name for p in path.iterdir())
+        shown = ", ".join(repr(n) for n in found[:5]) + (" ..." if len(found) > 5 else "")
+        raise ValueError(
+            f"path {str(path)!r} is not empty ({shown}) and was not written by "
+            "bayesmix.save_fit; bayesmix never overwrites or deletes files it did not write. "
+            "Choose a new or empty folder."
+        )
+    if not overwrite:
+        raise ValueError(
+            f"path {str(path)!r} already holds a fit saved by bayesmix.save_fit; pass "
+            "overwrite=True to replace it, or choose a new folder."
+        )
+    if dry_run:
+        return path
+    for name in own:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    (path / MARKER_FILE).unlink(missing_ok=True)
+    return path
+
+
+def _read_marker(path):
+    """Files listed by the folder's save_fit marker, or None when there is none."""
+    marker = path / MARKER_FILE
+    if not marker.is_file():
+        return _legacy_files(path)
+    try:
+        files = json.loads(marker.read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        files = None
+    allowed = {EM_FILE, POSTERIOR_FILE, CONFIG_FILE}
+    if not isinstance(files, list) or not set(files) <= allowed:
+        raise ValueError(
+            f"{str(marker)!r} is damaged or edited (it must list files among "
+            f"{sorted(allowed)}); bayesmix will not delete anything on its word. Remove the "
+            "folder yourself or choose a new one."
+        )
+    return files
+
+
+def _legacy_files(path):
+    """A folder saved before the marker existed: em.json carries bayesmix's format tag and
+    the folder holds nothing but save_fit's file names. Otherwise None (not ours)."""
+    names = {p.name for p in path.iterdir()}
+    if EM_FILE not in names or not names <= {EM_FILE, POSTERIOR_FILE, CONFIG_FILE}:
+        return None
+    try:
+        tagged = json.loads((path / EM_FILE).read_text()).get("format") == _FORMAT
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sorted(names) if tagged else None
+
+
+def check_save_target(path, *, overwrite=False):
+    """Raise the ``ValueError`` :func:`save_fit` would raise for ``path``, writing nothing.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_save_target(tempfile.mkdtemp())
+    """
+    _check_target(path, overwrite, dry_run=True)
+
+
+def load_fit(path):
+    """Load a folder written by :func:`save_fit`.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    SavedFit
+        ``em_result`` (an :class:`bayesmix.EMResult`), ``idata`` (an
+        :class:`xarray.DataTree`, loaded into memory) and ``config`` (dict); a part
+        that was not saved is ``None``.
+
+    Raises
+    ------
+    ValueError
+        When the folder is missing or holds no saved fit, or when a file in it cannot
+        be read back (corrupt or edited JSON, missing keys, wrong types or shapes, a
+        Zarr store that fails to open): the message names the file.
+
+    Examples
+    --------
+    >>> fit = load_fit("bayesmix-report/fits/full_K2")  # doctest: +SKIP
+    >>> fit.em_result.weights  # doctest: +SKIP
+    """
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ValueError(f"path must name a folder written by bayesmix.save_fit; got {path!r}.")
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(
+            f"path must be a folder written by bayesmix.save_fit; {str(path)!r} "
+            + ("is a file." if path.exists() else "does not exist.")
+        )
+    parts = [p for p in (EM_FILE, POSTERIOR_FILE, CONFIG_FILE) if (path / p).exists()]
+    if not parts:
+        raise ValueError(
+            f"{str(path)!r} holds none of {EM_FILE}, {POSTERIOR_FILE}, {CONFIG_FILE}; it was "
+            "not written by bayesmix.save_fit."
+        )
+    out = SavedFit(path=path)
+    if (path / EM_FILE).exists():
+        out.em_result = _load_em(path / EM_FILE)
+    if (path / CONFIG_FILE).exists():
+        out.config = _read_json(path / CONFIG_FILE)
+        if not isinstance(out.config, dict):
+            raise _unreadable(
+                path / CONFIG_FILE, f"holds a {type(out.config).__name__}, not a dict"
+            )
+    if (path / POSTERIOR_FILE).exists():
+        out.idata = _load_posterior(path / POSTERIOR_FILE)
+    return out
+
+
+def _unreadable(file, why):
+    return ValueError(
+        f"{str(file)!r} cannot be read back: {why}. The file was edited or damaged after "
+        "bayesmix.save_fit wrote it; save the fit again."
+    )
+
+
+def _read_json(file):
+    try:
+        return json.loads(file.read_text())
+    except UnicodeDecodeError as exc:
+        raise _unreadable(file, "it is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise _unreadable(file, f"invalid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except OSError as exc:
+        raise _unreadable(file, exc.strerror or type(exc).__name__) from exc
+
+
+#: Keys of EMResult.to_dict() and the JSON types they must hold.
+_EM_KEYS = {
+    "weights": list,
+    "means": list,
+    "covariances": list,
+    "covariance": str,
+    "log_likelihood": (int, float),
+    "n_iter": int,
+    "converged": bool,
+    "history": list,
+    "n_obs": int,
+    "feature_names": list,
+}
+
+
+def _load_em(file):
+    payload = _read_json(file)
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT or "em" not in payload:
+        raise _unreadable(file, "it is not a bayesmix EM result file (no 'format'/'em' keys)")
+    d = payload["em"]
+    if not isinstance(d, dict):
+        raise _unreadable(file, f"'em' holds a {type(d).__name__}, not a dict")
+    for key, typ in _EM_KEYS.items():
+        if key not in d:
+            raise _unreadable(file, f"the key 'em.{key}' is missing")
+        if not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool)):
+            raise _unreadable(file, f"'em.{key}' holds {type(d[key]).__name__} {d[key]!r:.40}")
+    try:
+        w = np.asarray(d["weights"], dtype=float)
+        m = np.asarray(d["means"], dtype=float)
+        c = np.asarray(d["covariances"], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise _unreadable(
+            file, f"weights/means/covariances are not numeric arrays ({exc})"
+        ) from exc
+    K = w.shape[0] if w.ndim == 1 else -1
+    D = m.shape[1] if m.ndim == 2 else -1
+    if K < 1 or m.shape != (K, D) or c.shape != (K, D, D) or len(d["feature_names"]) != D:
+        raise _unreadable(
+            file,
+            f"shapes do not agree: weights {w.shape}, means {m.shape}, covariances {c.shape}, "
+            f"{len(d['feature_names'])} feature names",
+        )
+    if not (np.isfinite(w).all() and np.isfinite(m).all() and np.isfinite(c).all()):
+        raise _unreadable(file, "weights, means or covariances hold non-finite values")
+    if d["covariance"] not in COVARIANCE_TYPES:
+        raise _unreadable(
+            file, f"'em.covariance' is {d['covariance']!r}, not one of {COVARIANCE_TYPES}"
+        )
+    if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-6:
+        raise _unreadable(file, f"the weights {w.tolist()} are not a probability vector")
+    from bayesmix.em import EMResult
+
+    try:
+        return EMResult.from_dict(d)
+    except (KeyError, TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise _unreadable(file, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load_posterior(store):
+    import xarray as xr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            with xr.open_datatree(store, engine="zarr") as dt:
+                return dt.load().copy()
+    except Exception as exc:  # zarr and xarray raise many kinds; all mean "damaged"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _unreadable(
+            store, f"the Zarr store does not open ({type(exc).__name__}: {msg})"
+        ) from exc
