@@ -1,9 +1,9 @@
 """Pages generated at build time by ``conf.py`` (their outputs are gitignored).
 
 * :func:`write_api_page` writes ``api/index.rst``: one autosummary table per defining
-  module for every name in ``bayesmix.__all__``, then ``bayesmix.plots`` and, when the
-  module exists, ``bayesmix.sklearn``. A public name added to ``__all__`` appears in the
-  next build without editing the docs.
+  stage (subpackage) for every name in ``bayesmix.__all__``, then ``bayesmix.plots``
+  and, when the module exists, ``bayesmix.sklearn``. A public name added to
+  ``__all__`` appears in the next build without editing the docs.
 * :func:`write_gallery` copies ``notebooks/*.ipynb`` into ``examples/`` (myst-nb renders
   them from their stored outputs), extracts each notebook's last PNG output as its
   thumbnail, and writes the gallery page ``examples/index.md`` with one card per
@@ -18,27 +18,22 @@ import json
 import re
 import shutil
 
-#: section titles for the modules that define public names, in reading order;
-#: a module not listed here gets a section titled by its name, at the end
-MODULE_TITLES = {
-    "bayesmix.datasets": "Data",
-    "bayesmix.priors": "Priors",
-    "bayesmix.clustering": "k-means",
-    "bayesmix.limits": "k-means as the zero-variance limit of EM",
-    "bayesmix.em": "EM (maximum likelihood and MAP)",
-    "bayesmix.models": "PyMC models",
-    "bayesmix.sampling": "Sampling",
-    "bayesmix.gibbs": "Gibbs samplers",
-    "bayesmix._trace": "Posterior containers",
-    "bayesmix.io": "Saving and loading fits",
-    "bayesmix.labelswitching": "Label switching and diagnostics",
-    "bayesmix.allocation": "Membership and co-clustering",
-    "bayesmix.nclusters": "Number of clusters",
-    "bayesmix.selection": "Choosing K",
-    "bayesmix.lrt": "Likelihood-ratio tests",
-    "bayesmix.compare": "EM against MCMC",
-    "bayesmix._validation": "Warnings",
+#: section titles for the stages (subpackages) that define public names, in the order
+#: of the data flow; a name defined elsewhere gets a section titled by its module
+STAGE_TITLES = {
+    "bayesmix.core": "Priors and warnings (``bayesmix.core``)",
+    "bayesmix.cluster": "k-means and its zero-variance limit (``bayesmix.cluster``)",
+    "bayesmix.em": "EM: maximum likelihood and MAP (``bayesmix.em``)",
+    "bayesmix.mcmc": "PyMC models, sampling and relabelling (``bayesmix.mcmc``)",
+    "bayesmix.posterior": "Posterior analysis and the choice of K (``bayesmix.posterior``)",
+    "bayesmix.workflow": "Data and saved fits (``bayesmix.workflow``)",
 }
+
+
+def _stage(obj):
+    """``bayesmix.<stage>`` of the module defining ``obj``."""
+    return ".".join(getattr(obj, "__module__", "bayesmix").split(".")[:2])
+
 
 #: names in ``__all__`` that are not objects with their own docstring
 NOT_DOCUMENTED = {"__version__"}
@@ -66,19 +61,21 @@ def write_api_page(out_dir, importlib):
 
     groups: dict[str, list[str]] = {}
     for name in public_names(bayesmix):
-        obj = getattr(bayesmix, name)
-        groups.setdefault(getattr(obj, "__module__", "bayesmix"), []).append(name)
-    order = [m for m in MODULE_TITLES if m in groups] + sorted(set(groups) - set(MODULE_TITLES))
+        groups.setdefault(_stage(getattr(bayesmix, name)), []).append(name)
+    order = [m for m in STAGE_TITLES if m in groups] + sorted(set(groups) - set(STAGE_TITLES))
     lines = _section("API reference", "=")
     lines += [
         "Every public name of ``import bayesmix as bm`` (``bayesmix.__all__``), grouped by",
-        "the module that defines it; use them as ``bm.<name>``. This page is generated",
-        "at build time from ``bayesmix.__all__``. ``bm.__version__`` is the version string.",
+        "the stage of the analysis (the subpackage) that defines it; use them as",
+        "``bm.<name>``. This page is generated at build time from ``bayesmix.__all__``.",
+        "``bm.__version__`` is the version string.",
         "",
     ]
     documented = []
     for module in order:
-        lines += _section(MODULE_TITLES.get(module, f"``{module}``"))
+        lines += _section(STAGE_TITLES.get(module, f"``{module}``"))
+        doc = (importlib.import_module(module).__doc__ or "").split("\n\n")[0]
+        lines += [" ".join(doc.split()), ""] if doc else []
         lines += _table(groups[module], "bayesmix")
         documented += groups[module]
     for modname, title, intro in [

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -60,19 +58,6 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
 root_doc = "index"
-
-# Features present at build time, as tags for ``{only}`` blocks: the pages describe what
-# the code does when the site is built (e.g. the MFM section appears with bm.build_mfm).
-FEATURE_TAGS = {
-    "has_mfm": "build_mfm" in bayesmix.__all__,
-    "has_nclusters": "n_clusters" in bayesmix.__all__,
-    "has_gibbs": "sampler" in inspect.signature(bayesmix.sample).parameters,
-    "has_sklearn": importlib.util.find_spec("bayesmix.sklearn") is not None,
-    "has_dask": importlib.util.find_spec("bayesmix._dask") is not None,
-}
-for _tag, _present in FEATURE_TAGS.items():
-    if _present:
-        tags.add(_tag)  # noqa: F821  (Sphinx injects `tags` into conf.py)
 
 # generated at build time (gitignored): api/index.rst and examples/ (notebooks + gallery)
 GENERATED_API = write_api_page(HERE / "api", importlib)
@@ -150,7 +135,7 @@ html_last_updated_fmt = None
 def _internal_object_exists(target, modname):
     """Whether ``target`` names an existing object of bayesmix that has no page.
 
-    ``target`` may be dotted (``bayesmix.gibbs.FINITE_DEFAULT``, ``bayesmix._trace``)
+    ``target`` may be dotted (``bayesmix.mcmc._gibbs.FINITE_DEFAULT``, ``bayesmix.mcmc._trace``)
     or bare (``MFMConfig``, looked up in the module whose docstring mentions it, then in
     every loaded bayesmix module).
     """
@@ -218,21 +203,6 @@ def _resolve_public_alias(app, env, node, contnode):
     return None
 
 
-_FEATURE_BLOCK = re.compile(r"^:::\{only\} (not )?(has_\w+)\n(.*?)^:::\n", re.S | re.M)
-
-
-def _feature_blocks(app, docname, source):
-    """Keep or drop ``:::{only} has_x`` / ``:::{only} not has_x`` blocks of Markdown pages
-    before they are parsed (Sphinx's own ``only`` would still resolve the references and
-    images of a dropped block, and warn about features that do not exist yet)."""
-
-    def keep(m):
-        present = FEATURE_TAGS.get(m.group(2), False)
-        return m.group(3) if present != bool(m.group(1)) else ""
-
-    source[0] = _FEATURE_BLOCK.sub(keep, source[0])
-
-
 def _skip_foreign_members(app, what, name, obj, skip, options):
     """Skip class members bayesmix does not define (scikit-learn's generated
     ``set_*_request`` methods of the estimators, documented by scikit-learn)."""
@@ -246,4 +216,3 @@ def setup(app):
     """Register the alias resolver, the feature blocks and the member filter."""
     app.connect("missing-reference", _resolve_public_alias)
     app.connect("autodoc-skip-member", _skip_foreign_members)
-    app.connect("source-read", _feature_blocks)

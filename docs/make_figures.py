@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import bayesmix as bm  # noqa: E402
-from bayesmix import plots  # noqa: E402
+from bayesmix.workflow import _plots as plots  # noqa: E402
 
 SEED = 1
 DPI = 110
@@ -96,9 +96,7 @@ def selection():
 
 def number_of_clusters():
     """Posterior on the number of clusters of a mixture of finite mixtures (MFM), with its
-    prior, where the package has ``build_mfm`` and ``n_clusters`` (else nothing)."""
-    if not all(hasattr(bm, n) for n in ("build_mfm", "n_clusters", "plot_n_clusters")):
-        return {}
+    prior."""
     from scipy import stats
 
     X = bm.load_old_faithful()
@@ -108,9 +106,7 @@ def number_of_clusters():
     model = bm.build_mfm(X, k_prior=k_prior, max_components=max_k)
     idata = bm.sample(model, draws=2000, tune=500, chains=4, random_seed=SEED)
     table = bm.n_clusters(idata)
-    prior = None
-    if hasattr(bm, "prior_n_clusters"):
-        prior = bm.prior_n_clusters(len(X), k_prior=k_prior)
+    prior = bm.prior_n_clusters(len(X), k_prior=k_prior)
     fig = bm.plot_n_clusters(table, prior=prior)
     return {"n_clusters.png": fig}
 
@@ -132,8 +128,6 @@ def main(argv=None):
     OUT.mkdir(parents=True, exist_ok=True)
     for maker, files in MAKERS.items():
         if not args.force and all((OUT / f).exists() for f in files):
-            continue
-        if maker is number_of_clusters and not hasattr(bm, "n_clusters"):
             continue
         t0 = time.perf_counter()
         for name, fig in maker().items():
