@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = attach(
         "build_gmm": "._builders",
         "build_dpgmm": "._builders",
         "build_mfm": "._builders",
+        "default_cluster_prior": "._builders",
         "sample": "._sample",
         "from_arrays": "._trace",
         "relabel": "._relabel",
