@@ -1628,6 +1628,18 @@ def _cli(args, tmp_path, capsys):
 CLI_FAIL = [
     # (id, args builder(tmp_path) -> list, key, stderr fragments)
     (
+        "out-empty",
+        lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", ""],
+        R_CLI_OUT,
+        ("--out is empty", "--out results/mine"),
+    ),
+    (
+        "run-a-folder",
+        lambda p: ["run", str(p), "--no-mcmc", "--out", str(p / "o")],
+        R_SPEC,
+        ("is a folder", "expects a TOML spec file"),
+    ),
+    (
         "out-is-file",
         lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", _csv(p, "x", "f.txt")],
         R_CLI_OUT,
@@ -1792,9 +1804,10 @@ CLI_FAIL = [
 
 
 @pytest.mark.parametrize(("cid", "args", "key", "frags"), CLI_FAIL, ids=[c[0] for c in CLI_FAIL])
-def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
+def test_cli_rejects(tmp_path, capsys, monkeypatch, cid, args, key, frags):
     import time
 
+    monkeypatch.chdir(tmp_path)  # a default report folder would land here
     t0 = time.perf_counter()
     rc, err = _cli(args(tmp_path), tmp_path, capsys)
     elapsed = time.perf_counter() - t0
@@ -1806,6 +1819,7 @@ def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
     # nothing was fitted: no report folder (checks run before the first fit); the bound is
     # generous for a loaded CI machine, a fit plus report takes several seconds
     assert not (tmp_path / "o" / "fits").exists()
+    assert not (tmp_path / "bayesmix-report").exists()
     assert elapsed < 20
 
 
@@ -1907,6 +1921,15 @@ SPEC_CASES = [
     ({"output": 3}, ("output",)),
     ({"name": "a b"}, ("name",)),
     ({"sampler": {"mcmc_k": [5]}, "model": {"k": [1, 2]}}, ("sampler.mcmc_k", "K=[5]")),
+    (
+        {
+            "data": {
+                "source": "simulate",
+                "simulate": {"n_obs": 50, "weights": "abc", "means": [[0.0]], "covariances": [1]},
+            }
+        },
+        ("data.simulate.weights must be", "got 'abc'"),
+    ),
 ]
 
 
@@ -2076,6 +2099,12 @@ SPEC_FILES = [
     ("draws-too-few", b"[sampler]\ndraws = 5\nchains = 2\n", ("sampler.draws 5", "at least 25")),
     ("k-huge", b"[model]\nk = '1-100000000'\n", ("model.k", "1000")),
     ("sep-wrong", b"[data]\nsource = 'csv'\npath = 'x.csv'\nsep = 'ab'\n", ("data.sep",)),
+    ("mcmc-yes", b"[sampler]\nmcmc = 'yes'\n", ("sampler.mcmc must be true or false", "'yes'")),
+    (
+        "weight-concentration-map",
+        b"[prior]\nweight_concentration = 0.5\n",
+        ("prior.weight_concentration = 0.5", "needs weight_concentration >= 1", "'ml'"),
+    ),
 ]
 
 
