@@ -12,6 +12,7 @@ row of the table is backed by the cases tagged with its key.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import warnings
@@ -318,6 +319,53 @@ def test_csv_explicit_dialect(tmp_path, kwargs, expect):
     f = tmp_path / "d.csv"
     f.write_text("a;b\n1,5;2\n3;4\n")
     expect.check(lambda: read_csv(f, **kwargs)[0])
+
+
+def _compress(ext, raw, path):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    if ext == ".zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("good.csv", raw)
+        return
+    if ext == ".zst":
+        import zstandard
+
+        path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+        return
+    path.write_bytes({".gz": gzip, ".bz2": bz2, ".xz": lzma}[ext].compress(raw))
+
+
+@pytest.mark.parametrize("ext", [".gz", ".bz2", ".xz", ".zip", ".zst"])
+def test_csv_compressed(tmp_path, ext):
+    # pandas reads these from the name; so does read_csv (the dialect is sniffed after)
+    f = tmp_path / f"good.csv{ext}"
+    if ext == ".zst" and importlib.util.find_spec("zstandard") is None:
+        # pandas needs the optional zstandard package: said, with the fix
+        f.write_bytes(b"(\xb5/\xfd" + b"\x00" * 8)
+        Err(ValueError, "zstd-compressed", "optional package", "zstandard").check(
+            lambda: read_csv(f)
+        )
+        return
+    _compress(ext, b"a;b\n1,5;2\n3;4,5\n", f)
+    Ok(_values([[1.5, 2], [3, 4.5]], ["a", "b"])).check(lambda: read_csv(f)[0])
+
+
+@pytest.mark.parametrize(
+    ("cid", "name", "raw", "frags"),
+    [
+        ("gzip-named-csv", "g.csv", __import__("gzip").compress(b"a\n1\n"), ("gzip-compressed",)),
+        ("not-gzip", "g.csv.gz", b"a,b\n1,2\n", ("could not be decompressed as gzip",)),
+    ],
+    ids=["gzip-named-csv", "not-gzip"],
+)
+def test_csv_compression_mismatch(tmp_path, cid, name, raw, frags):
+    f = tmp_path / name
+    f.write_bytes(raw)
+    Err(ValueError, *frags).check(lambda: read_csv(f))
 
 
 def test_csv_missing_file_and_folder(tmp_path):
