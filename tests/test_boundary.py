@@ -743,6 +743,13 @@ R_PRIOR = row(
     "the mean is wrong)",
 )
 
+
+def _sklearn_gm():
+    from bayesmix.sklearn import GaussianMixture
+
+    return GaussianMixture(2, random_state=0)
+
+
 API_CASES = [
     (
         "seed-neg-fit_em",
@@ -925,6 +932,20 @@ API_CASES = [
         Err(TypeError, "idata must be an xarray.DataTree"),
     ),
     ("select_k-empty", lambda: bm.select_k(GOOD, []), R_ARGS, Err(ValueError, "is empty")),
+    (
+        "select_k-lrt_boot-0",
+        lambda: bm.select_k(GOOD, [1, 2], mcmc=False, lrt=True, lrt_boot=0, progress=False),
+        R_ARGS,
+        Err(ValueError, "lrt_boot=0 is too small", "Use lrt_boot >= 19"),
+    ),
+    (
+        "sklearn-datetime-frame",
+        lambda: _sklearn_gm().fit(
+            pd.DataFrame({"t": pd.date_range("2020", periods=40), "x": GOOD[:, 0]})
+        ),
+        R_DTYPE,
+        Err(ValueError, "datetime/timedelta columns ['t']", "total_seconds"),
+    ),
     (
         "cov-typo",
         lambda: bm.fit_em(GOOD, 2, covariance="ful"),
@@ -1453,6 +1474,13 @@ def _tiny_tree(draws):
     )
 
 
+def _nan_tree():
+    """30 draws x 2 chains, one of them (chain 1, draw 7) with a NaN log-likelihood."""
+    tree = _chains_tree(2, 30)
+    tree["log_likelihood"]["X"].values[1, 7, 3] = np.nan
+    return tree
+
+
 R_DIAG = row(
     "diag",
     "one chain; too few effective draws",
@@ -1575,6 +1603,29 @@ EM_CASES = [
         ),
     ),
     ("loo-10-draws", lambda: bm.loo(_tiny_tree(10)), R_DRAWS, Err(ValueError, "25", "waic")),
+    (
+        "select_k-10-draws",
+        lambda: bm.select_k(BLOBS, [1, 2], draws=10, progress=False, random_seed=0),
+        R_DRAWS,
+        Err(ValueError, "draws=10 x chains=2 = 20", "pass draws=13 or more", "mcmc=False"),
+    ),
+    (
+        "loo-nan-draw",
+        lambda: bm.loo(_nan_tree()),
+        R_DRAWS,
+        Err(ValueError, "1 of 60 draw(s)", "chain 1 draw 7", "sample again"),
+    ),
+    (
+        "from_dict-not-spd",
+        lambda: bm.EMResult.from_dict(
+            {
+                **bm.fit_em(BLOBS, 2, random_seed=0).to_dict(),
+                "covariances": [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]],
+            }
+        ),
+        R_LOAD,
+        Err(ValueError, "covariance of component 0", "not symmetric positive definite", "edited"),
+    ),
     (
         "dp-truncation-1",
         lambda: bm.build_dpgmm(BLOBS, truncation=1),
