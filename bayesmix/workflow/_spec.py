@@ -17,7 +17,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     [data]
     source = "builtin"     # "builtin" (name = "old_faithful"), "csv" (path = ...),
                            # or "simulate" (table [data.simulate])
-    path = "data.csv"      # csv only; relative to the spec file
+    path = "data.csv"      # csv only; relative to the spec file (.gz/.bz2/.xz/.zip/.zst read too)
     sep = ";"              # csv only, optional: the delimiter (sniffed when absent)
     decimal = ","          # csv only, optional: the decimal separator (sniffed too)
     columns = ["eruptions", "waiting"]
@@ -43,7 +43,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
 
     [prior]                # GMMPrior fields; defaults from GMMPrior.from_data(X, K)
     mean_shrinkage = 0.01
-    weight_concentration = 1.0
+    weight_concentration = 1.0             # >= 1 under estimate = "map" (no MAP below 1)
     dof = 4.0
     covariance_prior = "conjugate"
     lkj_eta = 2.0
