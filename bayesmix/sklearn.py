@@ -32,7 +32,8 @@ This module imports scikit-learn, which bayesmix itself does not need: install i
 Input goes through scikit-learn's ``validate_data`` once (float64, C order: no copy for
 such input) and the validated array is passed to bayesmix as it is, so bad input gets
 scikit-learn's error types and messages (NaN/inf, sparse, complex, 1-D, empty, a
-different number of features at predict time), and the argument checks of the
+different number of features at predict time; a DataFrame's datetime, complex or text
+columns get the error of :func:`bayesmix.fit_em`, naming them), and the argument checks of the
 bayesmix functions (``TypeError``/``ValueError`` naming the parameter) run at ``fit``.
 """
 
@@ -41,6 +42,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+
+from bayesmix.core._validation import check_frame_dtypes
 
 try:
     from sklearn.base import (
@@ -72,7 +75,13 @@ _CHUNK_BYTES = 64e6
 
 # =========================================================================== helpers
 def _validate(estimator, X, *, reset, min_samples=1):
-    """scikit-learn's validation, once: float64 C-ordered (no copy for such input)."""
+    """scikit-learn's validation, once: float64 C-ordered (no copy for such input).
+
+    A DataFrame's columns are checked first as :func:`bayesmix.fit_em` checks them
+    (datetime, complex and text columns named, with the fix), not left to numpy's
+    dtype promotion errors.
+    """
+    check_frame_dtypes(X)
     return validate_data(
         estimator, X, reset=reset, dtype=np.float64, order="C", ensure_min_samples=min_samples
     )

@@ -12,6 +12,7 @@ row of the table is backed by the cases tagged with its key.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import warnings
@@ -318,6 +319,53 @@ def test_csv_explicit_dialect(tmp_path, kwargs, expect):
     f = tmp_path / "d.csv"
     f.write_text("a;b\n1,5;2\n3;4\n")
     expect.check(lambda: read_csv(f, **kwargs)[0])
+
+
+def _compress(ext, raw, path):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    if ext == ".zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("good.csv", raw)
+        return
+    if ext == ".zst":
+        import zstandard
+
+        path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+        return
+    path.write_bytes({".gz": gzip, ".bz2": bz2, ".xz": lzma}[ext].compress(raw))
+
+
+@pytest.mark.parametrize("ext", [".gz", ".bz2", ".xz", ".zip", ".zst"])
+def test_csv_compressed(tmp_path, ext):
+    # pandas reads these from the name; so does read_csv (the dialect is sniffed after)
+    f = tmp_path / f"good.csv{ext}"
+    if ext == ".zst" and importlib.util.find_spec("zstandard") is None:
+        # pandas needs the optional zstandard package: said, with the fix
+        f.write_bytes(b"(\xb5/\xfd" + b"\x00" * 8)
+        Err(ValueError, "zstd-compressed", "optional package", "zstandard").check(
+            lambda: read_csv(f)
+        )
+        return
+    _compress(ext, b"a;b\n1,5;2\n3;4,5\n", f)
+    Ok(_values([[1.5, 2], [3, 4.5]], ["a", "b"])).check(lambda: read_csv(f)[0])
+
+
+@pytest.mark.parametrize(
+    ("cid", "name", "raw", "frags"),
+    [
+        ("gzip-named-csv", "g.csv", __import__("gzip").compress(b"a\n1\n"), ("gzip-compressed",)),
+        ("not-gzip", "g.csv.gz", b"a,b\n1,2\n", ("could not be decompressed as gzip",)),
+    ],
+    ids=["gzip-named-csv", "not-gzip"],
+)
+def test_csv_compression_mismatch(tmp_path, cid, name, raw, frags):
+    f = tmp_path / name
+    f.write_bytes(raw)
+    Err(ValueError, *frags).check(lambda: read_csv(f))
 
 
 def test_csv_missing_file_and_folder(tmp_path):
@@ -695,6 +743,13 @@ R_PRIOR = row(
     "the mean is wrong)",
 )
 
+
+def _sklearn_gm():
+    from bayesmix.sklearn import GaussianMixture
+
+    return GaussianMixture(2, random_state=0)
+
+
 API_CASES = [
     (
         "seed-neg-fit_em",
@@ -877,6 +932,20 @@ API_CASES = [
         Err(TypeError, "idata must be an xarray.DataTree"),
     ),
     ("select_k-empty", lambda: bm.select_k(GOOD, []), R_ARGS, Err(ValueError, "is empty")),
+    (
+        "select_k-lrt_boot-0",
+        lambda: bm.select_k(GOOD, [1, 2], mcmc=False, lrt=True, lrt_boot=0, progress=False),
+        R_ARGS,
+        Err(ValueError, "lrt_boot=0 is too small", "Use lrt_boot >= 19"),
+    ),
+    (
+        "sklearn-datetime-frame",
+        lambda: _sklearn_gm().fit(
+            pd.DataFrame({"t": pd.date_range("2020", periods=40), "x": GOOD[:, 0]})
+        ),
+        R_DTYPE,
+        Err(ValueError, "datetime/timedelta columns ['t']", "total_seconds"),
+    ),
     (
         "cov-typo",
         lambda: bm.fit_em(GOOD, 2, covariance="ful"),
@@ -1405,6 +1474,13 @@ def _tiny_tree(draws):
     )
 
 
+def _nan_tree():
+    """30 draws x 2 chains, one of them (chain 1, draw 7) with a NaN log-likelihood."""
+    tree = _chains_tree(2, 30)
+    tree["log_likelihood"]["X"].values[1, 7, 3] = np.nan
+    return tree
+
+
 R_DIAG = row(
     "diag",
     "one chain; too few effective draws",
@@ -1528,6 +1604,29 @@ EM_CASES = [
     ),
     ("loo-10-draws", lambda: bm.loo(_tiny_tree(10)), R_DRAWS, Err(ValueError, "25", "waic")),
     (
+        "select_k-10-draws",
+        lambda: bm.select_k(BLOBS, [1, 2], draws=10, progress=False, random_seed=0),
+        R_DRAWS,
+        Err(ValueError, "draws=10 x chains=2 = 20", "pass draws=13 or more", "mcmc=False"),
+    ),
+    (
+        "loo-nan-draw",
+        lambda: bm.loo(_nan_tree()),
+        R_DRAWS,
+        Err(ValueError, "1 of 60 draw(s)", "chain 1 draw 7", "sample again"),
+    ),
+    (
+        "from_dict-not-spd",
+        lambda: bm.EMResult.from_dict(
+            {
+                **bm.fit_em(BLOBS, 2, random_seed=0).to_dict(),
+                "covariances": [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]],
+            }
+        ),
+        R_LOAD,
+        Err(ValueError, "covariance of component 0", "not symmetric positive definite", "edited"),
+    ),
+    (
         "dp-truncation-1",
         lambda: bm.build_dpgmm(BLOBS, truncation=1),
         R_DRAWS,
@@ -1627,6 +1726,18 @@ def _cli(args, tmp_path, capsys):
 
 CLI_FAIL = [
     # (id, args builder(tmp_path) -> list, key, stderr fragments)
+    (
+        "out-empty",
+        lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", ""],
+        R_CLI_OUT,
+        ("--out is empty", "--out results/mine"),
+    ),
+    (
+        "run-a-folder",
+        lambda p: ["run", str(p), "--no-mcmc", "--out", str(p / "o")],
+        R_SPEC,
+        ("is a folder", "expects a TOML spec file"),
+    ),
     (
         "out-is-file",
         lambda p: ["fit", "--no-mcmc", "--k", "1", "--out", _csv(p, "x", "f.txt")],
@@ -1792,9 +1903,10 @@ CLI_FAIL = [
 
 
 @pytest.mark.parametrize(("cid", "args", "key", "frags"), CLI_FAIL, ids=[c[0] for c in CLI_FAIL])
-def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
+def test_cli_rejects(tmp_path, capsys, monkeypatch, cid, args, key, frags):
     import time
 
+    monkeypatch.chdir(tmp_path)  # a default report folder would land here
     t0 = time.perf_counter()
     rc, err = _cli(args(tmp_path), tmp_path, capsys)
     elapsed = time.perf_counter() - t0
@@ -1806,6 +1918,7 @@ def test_cli_rejects(tmp_path, capsys, cid, args, key, frags):
     # nothing was fitted: no report folder (checks run before the first fit); the bound is
     # generous for a loaded CI machine, a fit plus report takes several seconds
     assert not (tmp_path / "o" / "fits").exists()
+    assert not (tmp_path / "bayesmix-report").exists()
     assert elapsed < 20
 
 
@@ -1907,6 +2020,15 @@ SPEC_CASES = [
     ({"output": 3}, ("output",)),
     ({"name": "a b"}, ("name",)),
     ({"sampler": {"mcmc_k": [5]}, "model": {"k": [1, 2]}}, ("sampler.mcmc_k", "K=[5]")),
+    (
+        {
+            "data": {
+                "source": "simulate",
+                "simulate": {"n_obs": 50, "weights": "abc", "means": [[0.0]], "covariances": [1]},
+            }
+        },
+        ("data.simulate.weights must be", "got 'abc'"),
+    ),
 ]
 
 
@@ -2076,6 +2198,12 @@ SPEC_FILES = [
     ("draws-too-few", b"[sampler]\ndraws = 5\nchains = 2\n", ("sampler.draws 5", "at least 25")),
     ("k-huge", b"[model]\nk = '1-100000000'\n", ("model.k", "1000")),
     ("sep-wrong", b"[data]\nsource = 'csv'\npath = 'x.csv'\nsep = 'ab'\n", ("data.sep",)),
+    ("mcmc-yes", b"[sampler]\nmcmc = 'yes'\n", ("sampler.mcmc must be true or false", "'yes'")),
+    (
+        "weight-concentration-map",
+        b"[prior]\nweight_concentration = 0.5\n",
+        ("prior.weight_concentration = 0.5", "needs weight_concentration >= 1", "'ml'"),
+    ),
 ]
 
 

@@ -154,3 +154,22 @@ def test_gibbs_draws_default_scales_with_the_data_and_explicit_values_are_kept()
     assert bspec.gibbs_draws(spec, 10**8) == spec.draws
     given = spec_from_dict({"sampler": {"gibbs_draws": 7000}})
     assert bspec.gibbs_draws(given, 10**8) == 7000
+
+
+def test_weight_concentration_below_one_is_refused_only_where_a_map_is_fitted():
+    # no MAP exists for K >= 2 below 1; ML EM (MCMC keeps the prior) and K = 1 are fine
+    ml = spec_from_dict({"prior": {"weight_concentration": 0.5}, "model": {"estimate": "ml"}})
+    one = spec_from_dict({"prior": {"weight_concentration": 0.5}, "model": {"k": [1]}})
+    assert ml.prior["weight_concentration"] == 0.5 and one.k == [1]
+    with pytest.raises(SpecError, match=r"prior\.weight_concentration = 0\.99"):
+        spec_from_dict({"prior": {"weight_concentration": 0.99}, "model": {"k": "1-2"}})
+    assert spec_from_dict({"prior": {"weight_concentration": 1.0}}).estimate == "map"
+
+
+def test_no_mcmc_override_keeps_the_specs_own_mcmc_checked(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[sampler]\nmcmc = true\ndraws = 10\nchains = 1\n")
+    assert load_spec(spec, mcmc=False).mcmc is False  # draws not checked: nothing sampled
+    spec.write_text("[sampler]\nmcmc = 1\n")
+    with pytest.raises(SpecError, match=r"sampler\.mcmc must be true or false; got 1"):
+        load_spec(spec, mcmc=False)

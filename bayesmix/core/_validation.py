@@ -355,6 +355,28 @@ def _unwrap_dataframe(X, name):
             f"{name} has duplicate column names {twice}; features are matched by name, so "
             "rename them (df.columns = [...]) or drop the copies."
         )
+    check_frame_dtypes(X, name)
+    # nullable extension columns (Int64, Float64, boolean) hold pd.NA: NaN here
+    return X.to_numpy(dtype=np.float64, na_value=np.nan), names
+
+
+def check_frame_dtypes(X, name="X"):
+    """Datetime, complex and non-numeric DataFrame columns: one error naming them.
+
+    The column check of :func:`check_data`, for callers that convert a DataFrame
+    themselves (the scikit-learn adapter); ``X`` without ``dtypes`` passes.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_frame_dtypes(pd.DataFrame({"t": pd.date_range("2020", periods=2)}))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X has datetime/timedelta columns ['t']; ...
+    """
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
+        return
     timelike = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if _timelike(dt)]
     if timelike:
         raise ValueError(
@@ -370,8 +392,8 @@ def _unwrap_dataframe(X, name):
         )
     bad = [
         str(c)
-        for c, dt in zip(X.columns, X.dtypes, strict=True)
-        if not _numeric_dtype(dt) and not _numbers_as_objects(X[c])
+        for j, (c, dt) in enumerate(zip(X.columns, X.dtypes, strict=True))
+        if not _numeric_dtype(dt) and not _numbers_as_objects(X.iloc[:, j])
     ]
     if bad:
         raise ValueError(
@@ -379,8 +401,6 @@ def _unwrap_dataframe(X, name):
             "Drop or encode these columns (for example select numeric columns with "
             "df.select_dtypes('number'))."
         )
-    # nullable extension columns (Int64, Float64, boolean) hold pd.NA: NaN here
-    return X.to_numpy(dtype=np.float64, na_value=np.nan), names
 
 
 def _numbers_as_objects(col):

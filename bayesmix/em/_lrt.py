@@ -29,7 +29,7 @@ from bayesmix.core._validation import (
     check_random_state,
 )
 
-__all__ = ["bootstrap_lrt"]
+__all__ = ["add_lrt", "bootstrap_lrt", "check_n_boot"]
 
 #: the smallest number of bootstrap replicates: p-values are multiples of 1 / (B + 1), so
 #: with fewer than 19 the test could never reject at the 5% level
@@ -93,6 +93,28 @@ class _Counter:
             end = "\n" if self.done == self.total else ""
             print(f"\rbootstrap_lrt: {label} {self.done}/{self.total}", end=end, file=sys.stderr)
             sys.stderr.flush()
+
+
+def check_n_boot(n_boot, name="n_boot"):
+    """The number of bootstrap replicates: an integer >= 19 (``name`` as the caller spells it).
+
+    Examples
+    --------
+    >>> check_n_boot(99)
+    99
+    >>> check_n_boot(0, name="lrt_boot")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: lrt_boot=0 is too small: ... Use lrt_boot >= 19 (99 or more for p-values near 0.01).
+    """
+    n_boot = check_int(n_boot, name, minimum=0)
+    if n_boot < _MIN_BOOT:
+        raise ValueError(
+            f"{name}={n_boot} is too small: the smallest p-value it could report is "
+            f"1/({name}+1) = {1.0 / (n_boot + 1):.3g}, so the test could never reject at the 5% "
+            f"level. Use {name} >= {_MIN_BOOT} (99 or more for p-values near 0.01)."
+        )
+    return n_boot
 
 
 def bootstrap_lrt(
@@ -167,13 +189,7 @@ def bootstrap_lrt(
 
     X = check_data(X)
     N = X.shape[0]
-    n_boot = check_int(n_boot, "n_boot", minimum=0)
-    if n_boot < _MIN_BOOT:
-        raise ValueError(
-            f"n_boot={n_boot} is too small: the smallest p-value it could report is "
-            f"1/(n_boot+1) = {1.0 / (n_boot + 1):.3g}, so the test could never reject at the 5% "
-            f"level. Use n_boot >= {_MIN_BOOT} (99 or more for p-values near 0.01)."
-        )
+    n_boot = check_n_boot(n_boot)
     ks = _check_ks(ks, N)
     fit_kw = dict(covariance=check_covariance_type(covariance), prior=prior, n_init=n_init)
     rng = check_random_state(random_seed)
@@ -202,3 +218,22 @@ def bootstrap_lrt(
             }
         )
     return pd.DataFrame(rows).set_index("K")
+
+
+def add_lrt(df, data, covariance, prior, n_boot, rng, progress, recommended, rules):
+    """:func:`bayesmix.select_k`'s bootstrap LRT columns and recommendation (in place)."""
+    ks = sorted(int(k) for k in df["K"])
+    tab = bootstrap_lrt(
+        data,
+        ks,
+        covariance=covariance,
+        n_boot=n_boot,
+        random_seed=rng,
+        prior=prior,
+        progressbar=progress,
+    )
+    df["lrt"] = [float(tab.loc[int(k), "lrt"]) for k in df["K"]]
+    df["lrt_p_value"] = [float(tab.loc[int(k), "p_value"]) for k in df["K"]]
+    kept = [k for k in ks if tab.loc[k, "p_value"] > 0.05]
+    recommended["lrt"] = kept[0] if kept else ks[-1]
+    rules["lrt"] = "smallest K not rejected against K + 1 by the bootstrap LRT at 5%"

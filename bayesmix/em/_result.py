@@ -373,9 +373,16 @@ class EMResult:
         Returns
         -------
         EMResult
+
+        Raises
+        ------
+        ValueError
+            When a stored covariance matrix is not symmetric positive definite (a fit
+            never stores one: the dict is corrupt or was edited).
         """
         d = dict(d)
         cov = np.asarray(d.pop("covariances"), dtype=float)
+        _check_stored_covariances(cov)
         prior = d.pop("prior")
         return cls(
             weights=np.asarray(d.pop("weights"), dtype=float),
@@ -405,3 +412,24 @@ class EMResult:
             f"D={self.n_features}, N={self.n_obs}, {obj}, weights={w}, n_iter={self.n_iter}, "
             f"converged={self.converged}{extra})"
         )
+
+
+def _check_stored_covariances(cov):
+    """Each stored covariance (K, D, D) must be symmetric positive definite."""
+    if cov.ndim != 3 or cov.shape[1] != cov.shape[2]:
+        raise ValueError(
+            f"the stored covariances have shape {cov.shape}, expected (K, D, D): the dict is "
+            "corrupt or was edited; save the fit again (EMResult.to_dict)."
+        )
+    for k, c in enumerate(cov):
+        try:
+            symmetric = np.abs(c - c.T).max() <= 1e-8 * np.abs(c).max()
+            ok = symmetric and np.linalg.cholesky(c) is not None
+        except np.linalg.LinAlgError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"the stored covariance of component {k} (covariances[{k}]) is not symmetric "
+                "positive definite; a fit never stores such a matrix, so the dict is corrupt "
+                "or was edited. Save the fit again (EMResult.to_dict) from the original fit."
+            )

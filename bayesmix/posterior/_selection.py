@@ -45,10 +45,12 @@ from bayesmix.core._validation import (
     BayesmixWarning,
     check_covariance_type,
     check_data,
+    check_int,
     check_n_components,
     check_random_state,
 )
 from bayesmix.em import fit_em
+from bayesmix.em._lrt import add_lrt, check_n_boot
 from bayesmix.mcmc._relabel import LabelSwitchingWarning, diagnostics, relabel
 
 __all__ = [
@@ -191,6 +193,7 @@ def loo(idata, *, var_name="X", pointwise=True, **kwargs):
             f"importance sampling; idata has {n_draws}. Sample more draws, or use "
             "bayesmix.waic(idata)."
         )
+    _check_finite_draws(da, var_name, "loo")
     with warnings.catch_warnings():
         # arviz warns about large k itself; ours below says what to do
         warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
@@ -211,6 +214,24 @@ def loo(idata, *, var_name="X", pointwise=True, **kwargs):
                 stacklevel=2,
             )
     return result
+
+
+def _check_finite_draws(da, var_name, what):
+    """Draws whose log-likelihood is NaN or infinite make LOO/WAIC undefined: name them."""
+    vals = da.transpose("chain", "draw", ...).values
+    bad = ~np.isfinite(vals.reshape(vals.shape[0], vals.shape[1], -1)).all(axis=2)
+    if not bad.any():
+        return
+    chains, draws = da["chain"].values, da["draw"].values
+    where = [f"chain {chains[c]} draw {draws[d]}" for c, d in np.argwhere(bad)]
+    n_nan = int(np.isnan(vals).sum())
+    raise ValueError(
+        f"{what}: log_likelihood/{var_name} has NaN or infinite values ({n_nan} NaN) in "
+        f"{len(where)} of {bad.size} draw(s) ({', '.join(where[:5])}"
+        f"{', ...' if len(where) > 5 else ''}); {what.upper()} is undefined with them. Check "
+        "those draws (a failed sampler step, or a draw giving an observation zero density), "
+        "then sample again, or keep only finite draws (e.g. idata.isel(draw=...))."
+    )
 
 
 def _waic_arrays(ll):
@@ -259,12 +280,8 @@ def waic(idata, *, var_name="X"):
     obs_dims = [d for d in da.dims if d not in ("chain", "draw")]
     da = da.transpose("chain", "draw", *obs_dims)
     obs_shape = da.shape[2:]
+    _check_finite_draws(da, var_name, "waic")
     ll = da.values.reshape(da.shape[0] * da.shape[1], -1)
-    if not np.all(np.isfinite(ll)):
-        raise ValueError(
-            f"log_likelihood/{var_name} contains non-finite values; WAIC is undefined. Check the "
-            "model (a draw giving zero density to an observation)."
-        )
     S, N = ll.shape
     elpd_i, lppd_i, p_i = _waic_arrays(ll)
     se = float(np.sqrt(N * np.var(elpd_i, ddof=1))) if N > 1 else float("nan")
@@ -602,6 +619,10 @@ def select_k(
             "select_k(lrt=True) supports neither sample_weight nor a callable prior (the "
             "bootstrap simulates unweighted data from one model); drop lrt or those options."
         )
+    if lrt:
+        check_n_boot(lrt_boot, name="lrt_boot")
+    if mcmc:
+        _check_draws(draws, chains)
     if sample_weight is not None:
         sample_kwargs["sample_weight"] = sample_weight
     mcmc_settings = dict(draws=draws, tune=tune, chains=chains, **sample_kwargs) if mcmc else None
@@ -633,7 +654,7 @@ def select_k(
     df = pd.DataFrame([row for _, row in done])
     recommended, rules = _recommend(df, fits, mcmc, rule)
     if lrt:
-        _add_lrt(df, data, covariance, prior, lrt_boot, rng, progress, recommended, rules)
+        add_lrt(df, data, covariance, prior, lrt_boot, rng, progress, recommended, rules)
     if mfm:
         mfm_settings = dict(draws=draws, tune=tune, chains=chains, progress=progress)
         _add_mfm(df, data, covariance, prior, mfm, rng, mfm_settings, recommended, rules)
@@ -712,6 +733,18 @@ def _say(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def _check_draws(draws, chains):
+    """Enough draws per K for PSIS-LOO, checked before the first fit."""
+    draws, chains = check_int(draws, "draws", minimum=1), check_int(chains, "chains", minimum=1)
+    if draws * chains < 25:
+        raise ValueError(
+            f"select_k: draws={draws} x chains={chains} = {draws * chains} posterior draws "
+            "per K, but ELPD-LOO (PSIS, which compares the K) needs at least 25; pass "
+            f"draws={-(-25 // chains)} or more (or more chains), or mcmc=False for the EM-only "
+            "table (BIC, ICL)."
+        )
+
+
 def _check_ks(ks, n_obs):
     if isinstance(ks, int | np.integer):
         ks = [ks]
@@ -724,27 +757,6 @@ def _check_ks(ks, n_obs):
     if len(set(ks)) != len(ks):
         raise ValueError(f"ks has repeated values {ks}; give each K once.")
     return ks
-
-
-def _add_lrt(df, data, covariance, prior, n_boot, rng, progress, recommended, rules):
-    """The bootstrap LRT columns and recommendation (in place)."""
-    from bayesmix.em._lrt import bootstrap_lrt
-
-    ks = sorted(int(k) for k in df["K"])
-    tab = bootstrap_lrt(
-        data,
-        ks,
-        covariance=covariance,
-        n_boot=n_boot,
-        random_seed=rng,
-        prior=prior,
-        progressbar=progress,
-    )
-    df["lrt"] = [float(tab.loc[int(k), "lrt"]) for k in df["K"]]
-    df["lrt_p_value"] = [float(tab.loc[int(k), "p_value"]) for k in df["K"]]
-    kept = [k for k in ks if tab.loc[k, "p_value"] > 0.05]
-    recommended["lrt"] = kept[0] if kept else ks[-1]
-    rules["lrt"] = "smallest K not rejected against K + 1 by the bootstrap LRT at 5%"
 
 
 def _em_row(data, X, K, covariance, prior, n_init, seed, sample_weight=None):

@@ -221,6 +221,12 @@ def _fit_spec(args):
 
 
 def _run(args):
+    if args.out is not None and not args.out.strip():
+        default = _DEFAULT_OUT if args.command == "fit" else "the spec's output, or results/NAME"
+        raise SpecError(
+            f"--out is empty ({args.out!r}); give the report folder, e.g. --out results/mine, "
+            f"or leave --out out for the default ({default})."
+        )
     if args.scheduler is not None:  # fail fast, before loading PyMC and the data
         from bayesmix.em._dask import connect
 

@@ -12,7 +12,9 @@ it correctly or stops with an error that names what it saw and the fix:
   0..n-1, or R's ``write.csv`` row names 1..n): dropped, with a warning;
 * empty columns without a header (trailing delimiters): dropped with a warning;
   empty columns with a name are reported by :func:`check_columns`;
-* duplicate column names (pandas would rename them ``a.1`` silently): an error.
+* duplicate column names (pandas would rename them ``a.1`` silently): an error;
+* a compressed file (``.gz``, ``.bz2``, ``.xz``, ``.zip``, ``.zst``, as pandas infers
+  from the name): decompressed through pandas, then read as above.
 
 Nothing is dropped or converted without a warning that says what was done.
 """
@@ -22,7 +24,9 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import lzma
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +51,9 @@ def read_csv(path, *, sep=None, decimal=None, name="data file"):
     Parameters
     ----------
     path : str or pathlib.Path
-        The file.
+        The file; a name ending in ``.gz``, ``.bz2``, ``.xz``, ``.zip`` (one file inside)
+        or ``.zst`` (needs the ``zstandard`` package) is decompressed first, as
+        ``pandas.read_csv`` does.
     sep : str, optional
         The delimiter; sniffed among ``,``, ``;``, tab and ``|`` when not given.
     decimal : {".", ","}, optional
@@ -184,11 +190,18 @@ def _read_text(path, name):
         raise ValueError(f"{name} {str(path)!r} does not exist.")
     if path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a folder, not a CSV file.")
-    raw = path.read_bytes()
+    raw = _read_bytes(path, name)
     if b"\x00" in raw[:4096]:
+        packed = next((c for m, c in _MAGIC.items() if raw.startswith(m)), None)
         raise ValueError(
-            f"{name} {str(path)!r} is not a text file (it holds NUL bytes: a spreadsheet, "
-            "UTF-16 text or a binary file?). Save it as CSV (UTF-8) first."
+            f"{name} {str(path)!r} is not a text file "
+            + (
+                f"(it looks {packed}-compressed: name it with the {_SUFFIX[packed]!r} "
+                "ending so that it is decompressed, or decompress it)."
+                if packed
+                else "(it holds NUL bytes: a spreadsheet, UTF-16 text or a binary file?). "
+                "Save it as CSV (UTF-8) first."
+            )
         )
     try:
         return raw.decode("utf-8-sig"), "utf-8"
@@ -199,6 +212,36 @@ def _read_text(path, name):
             DataFormatWarning,
         )
         return raw.decode("cp1252", errors="replace"), "cp1252"
+
+
+#: file endings pandas decompresses (``compression="infer"``), and their formats
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+_SUFFIX = {c: e for e, c in _COMPRESSION.items()}
+#: leading bytes of the compressed formats (not zip: a spreadsheet is a zip too)
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd"}
+
+
+def _read_bytes(path, name):
+    """The file's bytes, decompressed through pandas when its name ends in .gz, .bz2,
+    .xz, .zip or .zst (as ``pandas.read_csv`` would)."""
+    compression = _COMPRESSION.get(path.suffix.lower())
+    if compression is None:
+        return path.read_bytes()
+    from pandas.io.common import get_handle
+
+    try:
+        with get_handle(path, "rb", compression=compression, is_text=False) as handles:
+            return handles.handle.read()
+    except ImportError as exc:  # zstandard is optional in pandas
+        raise ValueError(
+            f"{name} {str(path)!r} is {compression}-compressed, and reading it needs an "
+            f"optional package ({exc}). Install it, or decompress the file first."
+        ) from None
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{name} {str(path)!r} could not be decompressed as {compression} (its name ends "
+            f"in {path.suffix!r}): {exc}. Check the file, or decompress it and pass the CSV."
+        ) from None
 
 
 def _split(lines, sep):

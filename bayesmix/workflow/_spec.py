@@ -17,7 +17,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
     [data]
     source = "builtin"     # "builtin" (name = "old_faithful"), "csv" (path = ...),
                            # or "simulate" (table [data.simulate])
-    path = "data.csv"      # csv only; relative to the spec file
+    path = "data.csv"      # csv only; relative to the spec file (.gz/.bz2/.xz/.zip/.zst read too)
     sep = ";"              # csv only, optional: the delimiter (sniffed when absent)
     decimal = ","          # csv only, optional: the decimal separator (sniffed too)
     columns = ["eruptions", "waiting"]
@@ -43,7 +43,7 @@ Spec format (every key optional except where noted; unknown keys are errors)::
 
     [prior]                # GMMPrior fields; defaults from GMMPrior.from_data(X, K)
     mean_shrinkage = 0.01
-    weight_concentration = 1.0
+    weight_concentration = 1.0             # >= 1 under estimate = "map" (no MAP below 1)
     dof = 4.0
     covariance_prior = "conjugate"
     lkj_eta = 2.0
@@ -76,7 +76,7 @@ from bayesmix.core._validation import (
     check_sample_weight,
 )
 from bayesmix.workflow._csv import check_columns, read_csv
-from bayesmix.workflow._datasets import load_old_faithful
+from bayesmix.workflow._datasets import check_mixture, load_old_faithful
 from bayesmix.workflow._datasets import simulate as simulate_mixture
 from bayesmix.workflow._preflight import K_LIMIT, check_mcmc_draws
 
@@ -312,7 +312,7 @@ _MODEL = (
 _SAMPLER = ("mcmc", "mcmc_k", "draws", "gibbs_draws", "tune", "chains")
 
 
-def spec_from_dict(d, *, base_dir=None):
+def spec_from_dict(d, *, base_dir=None, mcmc=None):
     """Validate a spec dict (as read from TOML) and return an :class:`ExperimentSpec`.
 
     Parameters
@@ -320,6 +320,10 @@ def spec_from_dict(d, *, base_dir=None):
     d : dict
     base_dir : str or Path, optional
         Relative CSV paths are resolved against it (the spec file's folder).
+    mcmc : bool, optional
+        Override ``sampler.mcmc`` (the command line's ``--no-mcmc``) after the spec's own
+        value has been validated: with ``False`` the MCMC settings (e.g. too few draws
+        for LOO) are not checked, since nothing is sampled.
 
     Raises
     ------
@@ -337,14 +341,31 @@ def spec_from_dict(d, *, base_dir=None):
     _parse_data(s, d.get("data", {}), base_dir)
     _parse_model(s, d.get("model", {}))
     _parse_prior(s, d.get("prior", {}))
-    _parse_sampler(s, d.get("sampler", {}))
+    _parse_sampler(s, d.get("sampler", {}), mcmc)
     _parse_cluster(s, d.get("cluster", {}))
-    if s.prior.get("covariance_prior") == "lkj" and s.estimate == "map":
+    _check_map(s)
+    return s
+
+
+def _check_map(s):
+    """A MAP estimate (``model.estimate = 'map'``) must exist under the spec's prior."""
+    if s.estimate != "map":
+        return
+    if s.prior.get("covariance_prior") == "lkj":
         raise SpecError(
             "prior.covariance_prior = 'lkj' has no closed-form MAP; set model.estimate = 'ml' "
             "or use covariance_prior = 'conjugate'."
         )
-    return s
+    wc = s.prior.get("weight_concentration")
+    if wc is not None and wc < 1 and max(s.k) >= 2:
+        raise SpecError(
+            f"prior.weight_concentration = {wc!r} is below 1, and model.estimate = 'map' "
+            "needs weight_concentration >= 1: below 1 the Dirichlet density is unbounded "
+            "at the edges of the simplex, so every EM fit with K >= 2 (model.k = "
+            f"{s.k}) would have no MAP and fail. Set prior.weight_concentration >= 1 "
+            "(1, the default, is flat), or set model.estimate = 'ml' (EM by maximum "
+            "likelihood; MCMC keeps the sparse prior)."
+        )
 
 
 def _parse_cluster(s, cluster):
@@ -446,6 +467,15 @@ def _parse_simulate(sim):
     _int(sim["n_obs"], "data.simulate.n_obs", 2)
     if "seed" in sim:
         _int(sim["seed"], "data.simulate.seed", 0)
+    try:  # the whole spec is valid before any data are drawn or fits run
+        check_mixture(
+            sim["weights"],
+            sim["means"],
+            sim["covariances"],
+            names=tuple(f"data.simulate.{k}" for k in ("weights", "means", "covariances")),
+        )
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     return dict(sim)
 
 
@@ -525,10 +555,12 @@ def _parse_prior(s, prior):
             )
 
 
-def _parse_sampler(s, sampler):
+def _parse_sampler(s, sampler, mcmc=None):
     _check_keys(sampler, _SAMPLER, "sampler")
     if "mcmc" in sampler:
         s.mcmc = _bool(sampler["mcmc"], "sampler.mcmc")
+    if mcmc is not None:  # --no-mcmc, after the spec's own value was checked
+        s.mcmc = bool(mcmc)
     for key, minimum in (("draws", 1), ("gibbs_draws", 1), ("tune", 0), ("chains", 1)):
         if key in sampler:
             setattr(s, key, _int(sampler[key], f"sampler.{key}", minimum))
@@ -553,9 +585,10 @@ def load_spec(path, *, mcmc=None):
     ----------
     path : str or Path
     mcmc : bool, optional
-        Override the spec's ``sampler.mcmc`` before validation (the command line's
-        ``--no-mcmc``): with ``False`` the MCMC settings (e.g. too few draws for LOO)
-        are not checked, since nothing is sampled.
+        Override the spec's ``sampler.mcmc`` (the command line's ``--no-mcmc``) once its
+        own value has been validated (a wrong type is an error either way): with
+        ``False`` the MCMC settings (e.g. too few draws for LOO) are not checked, since
+        nothing is sampled.
 
     Returns
     -------
@@ -566,6 +599,11 @@ def load_spec(path, *, mcmc=None):
     >>> spec = load_spec("models/old_faithful_finite.toml")  # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(
+            f"spec file {str(path)!r} is a folder; bayesmix run expects a TOML spec file "
+            "such as models/old_faithful_finite.toml."
+        )
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} does not exist.")
     try:
@@ -574,10 +612,8 @@ def load_spec(path, *, mcmc=None):
         raise SpecError(f"{path}: not valid TOML ({exc}).") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text (UTF-8) file.") from None
-    if mcmc is not None and isinstance(d.get("sampler", {}), dict):
-        d.setdefault("sampler", {})["mcmc"] = bool(mcmc)
     try:
-        spec = spec_from_dict(d, base_dir=path.parent)
+        spec = spec_from_dict(d, base_dir=path.parent, mcmc=mcmc)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     if "name" not in d:
