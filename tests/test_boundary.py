@@ -119,8 +119,9 @@ def row(key, what, does):
 R_SEP = row(
     "csv-dialect",
     "CSV with `;` and decimal commas (European Excel), tab or pipe delimiters, a BOM, CRLF, "
-    "a `.` thousands separator",
-    "parsed to the right floats (delimiter and decimal separator sniffed)",
+    "a `.` thousands separator; compressed (`.gz`, `.bz2`, `.xz`, `.zip`, `.zst`)",
+    "decompressed through pandas, then parsed to the right floats (delimiter and decimal "
+    "separator sniffed)",
 )
 R_CSV_BAD = row(
     "csv-ambiguous",
