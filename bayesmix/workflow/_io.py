@@ -7,11 +7,17 @@ A saved fit is a folder holding up to three files:
 * ``posterior.zarr``: the posterior :class:`xarray.DataTree` (every group, every
   attribute) in Zarr format;
 * ``config.json``: the configuration that produced the fit (any JSON object);
-* ``.bayesmix-fit.json``: the marker listing the files :func:`save_fit` wrote.
+* ``.bayesmix-fit.json``: the marker listing the files :func:`save_fit` wrote (and,
+  for ``posterior.zarr``, every file inside the store).
 
 :func:`save_fit` never deletes or overwrites a file it did not write: it writes into a
 new or empty folder, and into a folder holding its own marker only with
-``overwrite=True`` (then it replaces the files the marker lists and nothing else).
+``overwrite=True`` (then it replaces the files the marker lists and nothing else; a
+file that merely looks like bayesmix's, such as an ``em.json`` with its format tag, is
+the user's unless the marker lists it). Before it writes anything the marker lists what
+the save may leave behind, so that a crash never turns a file of bayesmix's into one a
+later save takes for the user's; JSON files are written beside their target and renamed
+into place, the posterior into a fresh temporary store moved into place.
 :func:`load_fit` turns a file that cannot be read back (corrupt or edited JSON, a
 damaged Zarr store) into one ``ValueError`` naming the file.
 
@@ -23,23 +29,28 @@ memory, so the folder can be overwritten or deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import secrets
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bayesmix.core._validation import COVARIANCE_TYPES
 
-__all__ = ["SavedFit", "check_save_target", "load_fit", "save_fit"]
+__all__ = ["SavedFit", "check_save_target", "load_fit", "remove_saved_fit", "save_fit"]
 
 EM_FILE = "em.json"
 POSTERIOR_FILE = "posterior.zarr"
 CONFIG_FILE = "config.json"
 MARKER_FILE = ".bayesmix-fit.json"
 _FORMAT = "bayesmix-fit"
+_PARTS = (EM_FILE, CONFIG_FILE, POSTERIOR_FILE)
 
 
 @dataclass
@@ -101,12 +112,17 @@ def save_fit(path, em_result=None, idata=None, config=None, *, overwrite=False):
     em_result : bayesmix.EMResult, optional
         Saved with its ``to_dict()`` as ``em.json``.
     idata : xarray.DataTree, optional
-        The posterior, saved as ``posterior.zarr``.
+        The posterior, saved as ``posterior.zarr``: written into a fresh temporary
+        folder beside it, then moved into place, so that a crash never leaves half a
+        posterior.
     config : dict, optional
         JSON-serialisable configuration (tuples are stored as lists).
     overwrite : bool
-        Replace an earlier save in ``path``: the files its marker lists are removed
-        (so that :func:`load_fit` never returns a stale part), other files are kept.
+        Replace an earlier save in ``path``: the files its marker lists are replaced
+        or removed (so that :func:`load_fit` never returns a stale part), other files
+        are kept. A file of yours in the way (say your own ``config.json`` beside a
+        saved ``em.json``, or a file you put inside ``posterior.zarr``) is refused with
+        a ``ValueError`` before anything is written.
 
     Returns
     -------
@@ -125,25 +141,54 @@ def save_fit(path, em_result=None, idata=None, config=None, *, overwrite=False):
     >>> folder = save_fit(folder, config={"K": 2}, overwrite=True)
     """
     _check_save_args(em_result, idata, config)
-    path = _check_target(path, overwrite)
+    given = ((EM_FILE, em_result), (CONFIG_FILE, config), (POSTERIOR_FILE, idata))
+    parts = [name for name, value in given if value is not None]
+    path, old = _check_target(path, overwrite, parts)
     path.mkdir(parents=True, exist_ok=True)
-    written = []
+    token = secrets.token_hex(6)
+    temporary = [f".{name}.tmp-{token}" for name in parts] + [f".{POSTERIOR_FILE}.old-{token}"]
+    files = sorted(set(old.files) | set(parts))
+    # the marker lists first everything this save may leave behind, so that after a
+    # crash no file of ours is taken for a user's (nor a user's for ours)
+    _write_marker(path, files, old.manifest, temporary)
+    _remove_owned(path, old, keep=parts)
+    texts = {}
     if em_result is not None:
-        payload = {"format": _FORMAT, "bayesmix_version": _version(), "em": em_result.to_dict()}
-        (path / EM_FILE).write_text(json.dumps(payload, indent=1))
-        written.append(EM_FILE)
+        texts[EM_FILE] = {
+            "format": _FORMAT,
+            "bayesmix_version": _version(),
+            "em": em_result.to_dict(),
+        }
     if config is not None:
-        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
-        written.append(CONFIG_FILE)
+        texts[CONFIG_FILE] = config
+    for name, obj in texts.items():
+        staged = path / f".{name}.tmp-{token}"
+        staged.write_text(json.dumps(obj, indent=1))
+        os.replace(staged, path / name)
+    manifest = {}
     if idata is not None:
-        with warnings.catch_warnings():
-            # zarr warns that consolidated metadata is not part of the v3 spec
-            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            idata.to_zarr(path / POSTERIOR_FILE, mode="w")
-        written.append(POSTERIOR_FILE)
-    marker = {"format": _FORMAT, "bayesmix_version": _version(), "files": written}
-    (path / MARKER_FILE).write_text(json.dumps(marker, indent=1))
+        manifest[POSTERIOR_FILE] = _write_posterior(path, idata, token, files, old, temporary)
+    _write_marker(path, parts, manifest, [])
     return path
+
+
+def _write_posterior(path, idata, token, files, old, temporary):
+    """Write the posterior into ``.posterior.zarr.tmp-TOKEN`` and move it into place;
+    returns the files of the store (the marker's manifest)."""
+    staged = path / f".{POSTERIOR_FILE}.tmp-{token}"
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not part of the v3 spec
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        idata.to_zarr(staged, mode="w")
+    new = _listing(staged)
+    both = sorted(set(old.manifest.get(POSTERIOR_FILE, ())) | set(new))
+    _write_marker(path, files, {**old.manifest, POSTERIOR_FILE: both}, temporary)
+    target, aside = path / POSTERIOR_FILE, path / f".{POSTERIOR_FILE}.old-{token}"
+    if target.exists() or target.is_symlink():
+        os.rename(target, aside)
+    os.rename(staged, target)
+    _remove(aside)
+    return new
 
 
 def _check_save_args(em_result, idata, config):
@@ -165,8 +210,21 @@ def _check_save_args(em_result, idata, config):
         _check_json(config, "config")
 
 
-def _check_target(path, overwrite, dry_run=False):
-    """The folder to write, after refusing anything that would touch a user's file."""
+@dataclass(frozen=True)
+class _Owned:
+    """What a folder's marker says save_fit wrote: ``files`` (names among em.json,
+    config.json, posterior.zarr), ``manifest`` (posterior.zarr -> the files of the
+    store, or absent for a marker older than the manifest) and ``temporary`` (staging
+    names of a save that did not finish)."""
+
+    files: tuple = ()
+    manifest: dict = field(default_factory=dict)
+    temporary: tuple = ()
+
+
+def _check_target(path, overwrite, parts=_PARTS):
+    """The folder to write and what its marker owns, after refusing anything that would
+    touch a user's file (``parts``: the names the save will write)."""
     if not isinstance(path, (str, Path)) or isinstance(path, bool):
         raise TypeError(f"path must be a str or pathlib.Path; got {type(path).__name__}.")
     if not str(path).strip():
@@ -178,14 +236,13 @@ def _check_target(path, overwrite, dry_run=False):
     if path.exists() and not path.is_dir():
         raise ValueError(f"path must be a folder; {str(path)!r} exists and is a file.")
     if not path.exists() or not any(path.iterdir()):
-        return path
+        return path, _Owned()
     own = _read_marker(path)
     if own is None:
-        found = sorted(p.name for p in path.iterdir())
-        shown = ", ".join(repr(n) for n in found[:5]) + (" ..." if len(found) > 5 else "")
         raise ValueError(
-            f"path {str(path)!r} is not empty ({shown}) and was not written by "
-            "bayesmix.save_fit; bayesmix never overwrites or deletes files it did not write. "
+            f"path {str(path)!r} is not empty ({_shown(p.name for p in path.iterdir())}) and "
+            "was not written by bayesmix.save_fit (it has no marker file "
+            f"{MARKER_FILE}); bayesmix never overwrites or deletes files it did not write. "
             "Choose a new or empty folder."
         )
     if not overwrite:
@@ -193,48 +250,161 @@ def _check_target(path, overwrite, dry_run=False):
             f"path {str(path)!r} already holds a fit saved by bayesmix.save_fit; pass "
             "overwrite=True to replace it, or choose a new folder."
         )
-    if dry_run:
-        return path
-    for name in own:
+    for name in parts:
         target = path / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-    (path / MARKER_FILE).unlink(missing_ok=True)
-    return path
+        if name not in own.files and (target.exists() or target.is_symlink()):
+            raise ValueError(
+                f"{str(target)!r} was not written by bayesmix.save_fit (the folder's "
+                f"{MARKER_FILE} lists only {list(own.files)}); bayesmix never overwrites a "
+                "file it did not write. Move it out of the folder, or save into a new folder."
+            )
+    for name in own.files:
+        foreign = _foreign_files(path / name, own.manifest.get(name))
+        if foreign:
+            raise ValueError(
+                f"{str(path / name)!r} holds files bayesmix.save_fit did not write "
+                f"({_shown(foreign)}); bayesmix never deletes a file it did not write. Move "
+                f"them out of {name}, or save into a new folder."
+            )
+    return path, own
+
+
+def _shown(names, k=5):
+    names = sorted(names)
+    return ", ".join(repr(n) for n in names[:k]) + (" ..." if len(names) > k else "")
+
+
+def _listing(folder):
+    """Every file (and symlink) under ``folder``, as sorted relative POSIX paths."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        out += [(rel / f).as_posix() for f in files]
+        out += [(rel / d).as_posix() for d in dirs if (Path(root) / d).is_symlink()]
+    return sorted(out)
+
+
+#: the leaf names of a Zarr store (metadata, chunk keys such as 0, 0.1 or c/0/1)
+_ZARR_LEAF = re.compile(r"zarr\.json|\.zarray|\.zattrs|\.zgroup|\.zmetadata|\d+(\.\d+)*")
+
+
+def _foreign_files(target, manifest):
+    """Files inside an owned folder that save_fit did not write: those its manifest does
+    not list (a marker without a manifest: those that are no Zarr store's files)."""
+    if not target.is_dir() or target.is_symlink():
+        return []
+    if manifest is None:
+        return [f for f in _listing(target) if not _ZARR_LEAF.fullmatch(f.rsplit("/", 1)[-1])]
+    return [f for f in _listing(target) if f not in manifest]
+
+
+def _remove(target):
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
+
+
+def _remove_owned(path, own, keep=()):
+    """Remove the staging leftovers and the listed files not in ``keep`` (checked by
+    :func:`_check_target`: nothing of the user's is inside them)."""
+    for name in own.temporary:
+        _remove(path / name)
+    for name in own.files:
+        if name not in keep:
+            _remove(path / name)
+
+
+def _write_marker(path, files, manifest, temporary):
+    marker = {
+        "format": _FORMAT,
+        "bayesmix_version": _version(),
+        "files": sorted(files),
+        "manifest": {k: sorted(v) for k, v in manifest.items() if k in files},
+        "temporary": list(temporary),
+    }
+    staged = path / f"{MARKER_FILE}.tmp-{secrets.token_hex(6)}"
+    staged.write_text(json.dumps(marker, indent=1))
+    os.replace(staged, path / MARKER_FILE)
+
+
+#: the staging names :func:`save_fit` may leave after a crash
+_TEMPORARY = re.compile(r"\.(em\.json|config\.json|posterior\.zarr)\.(tmp|old)-[0-9a-f]{12}")
 
 
 def _read_marker(path):
-    """Files listed by the folder's save_fit marker, or None when there is none."""
+    """What the folder's save_fit marker owns (an :class:`_Owned`), or None without one."""
     marker = path / MARKER_FILE
     if not marker.is_file():
-        return _legacy_files(path)
+        return None
     try:
-        files = json.loads(marker.read_text()).get("files", [])
+        d = json.loads(marker.read_text())
+        files, manifest, temporary = (
+            d.get("files", []),
+            d.get("manifest", {}),
+            d.get("temporary", []),
+        )
     except (OSError, ValueError, AttributeError):
-        files = None
-    allowed = {EM_FILE, POSTERIOR_FILE, CONFIG_FILE}
-    if not isinstance(files, list) or not set(files) <= allowed:
+        files = manifest = temporary = None
+    if not _marker_ok(files, manifest, temporary):
         raise ValueError(
             f"{str(marker)!r} is damaged or edited (it must list files among "
-            f"{sorted(allowed)}); bayesmix will not delete anything on its word. Remove the "
+            f"{sorted(_PARTS)}); bayesmix will not delete anything on its word. Remove the "
             "folder yourself or choose a new one."
         )
-    return files
+    return _Owned(tuple(files), {k: frozenset(v) for k, v in manifest.items()}, tuple(temporary))
 
 
-def _legacy_files(path):
-    """A folder saved before the marker existed: em.json carries bayesmix's format tag and
-    the folder holds nothing but save_fit's file names. Otherwise None (not ours)."""
-    names = {p.name for p in path.iterdir()}
-    if EM_FILE not in names or not names <= {EM_FILE, POSTERIOR_FILE, CONFIG_FILE}:
-        return None
+def _marker_ok(files, manifest, temporary):
+    def names(x):
+        return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+    def relative(p):
+        return p and not p.startswith("/") and ".." not in p.split("/")
+
+    return (
+        names(files)
+        and set(files) <= set(_PARTS)
+        and isinstance(manifest, dict)
+        and set(manifest) <= {POSTERIOR_FILE} & set(files)
+        and all(names(v) and all(relative(p) for p in v) for v in manifest.values())
+        and names(temporary)
+        and all(_TEMPORARY.fullmatch(t) for t in temporary)
+    )
+
+
+def remove_saved_fit(path):
+    """Remove what :func:`save_fit` wrote in ``path`` (the files its marker lists, and
+    the marker), never anything else; the folder too when that leaves it empty.
+
+    Returns
+    -------
+    list of str
+        What is left in the folder (files of yours, or a part holding files of yours);
+        empty when the folder is gone.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> remove_saved_fit(save_fit(tempfile.mkdtemp(), config={"K": 1}))
+    []
+    """
+    path = Path(path)
     try:
-        tagged = json.loads((path / EM_FILE).read_text()).get("format") == _FORMAT
-    except (OSError, ValueError, AttributeError):
-        return None
-    return sorted(names) if tagged else None
+        own = _read_marker(path) if path.is_dir() else None
+    except ValueError:
+        own = None
+    if own is None:
+        return _listing(path) if path.is_dir() else []
+    kept = [name for name in own.files if _foreign_files(path / name, own.manifest.get(name))]
+    _remove_owned(path, own, keep=kept)
+    if kept:
+        _write_marker(path, kept, own.manifest, [])
+    else:
+        (path / MARKER_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+    return _listing(path) if path.is_dir() else []
 
 
 def check_save_target(path, *, overwrite=False):
@@ -245,7 +415,7 @@ def check_save_target(path, *, overwrite=False):
     >>> import tempfile
     >>> check_save_target(tempfile.mkdtemp())
     """
-    _check_target(path, overwrite, dry_run=True)
+    _check_target(path, overwrite)
 
 
 def load_fit(path):

@@ -60,12 +60,13 @@ from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
 from bayesmix.posterior._membership import coclustering, membership, point_partition
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
-from bayesmix.workflow._io import check_save_target, save_fit
+from bayesmix.workflow._io import save_fit
+from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._preflight import check_k_grid, check_out_dir
 from bayesmix.workflow._report import write_report
 from bayesmix.workflow._spec import Data, ExperimentSpec, SpecError, gibbs_draws, load_data
 
-__all__ = ["ExperimentResult", "FitRecord", "recovery", "run_experiment"]
+__all__ = ["REPORT_MARKER", "ExperimentResult", "FitRecord", "recovery", "run_experiment"]
 
 #: Columns of the results table filled by the MCMC stage (NaN where not sampled).
 _MCMC_COLUMNS = (
@@ -124,6 +125,8 @@ class ExperimentResult:
     report_path: Path | None = None
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    #: folders in ``out_dir/fits`` this run did not write and left as they were
+    untouched_fits: list = field(default_factory=list)
 
     @property
     def chosen_record(self):
@@ -156,6 +159,8 @@ class _Run:
     quiet: bool
     #: a dask.distributed client for the EM grid (spec [cluster]), or None
     client: object = None
+    #: the output folder's files bayesmix owns (None with report=False)
+    folder: ReportFolder | None = None
 
     @property
     def sample_weight(self):
@@ -214,8 +219,26 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     ('full', 2)
     """
     t_start = time.perf_counter()
-    run = _prepare(spec, out, quiet, _Progress(quiet, stream))
-    result, timings = run.result, run.result.timings
+    log = _Progress(quiet, stream)
+    try:
+        out_dir = check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    if not report:
+        return _run_stages(_prepare(spec, out_dir, quiet, log, None), t_start, report)
+    # one run at a time in a folder, from before the first fit to the end (also on errors)
+    with lock_folder(out_dir, "--out") as stale:
+        if stale:
+            print(f"bayesmix: note: {stale}", file=log.stream, flush=True)
+        run = _prepare(spec, out_dir, quiet, log, ReportFolder(out_dir, "--out"))
+        if stale:
+            run.result.notes.append(f"output folder: {stale}")
+        return _run_stages(run, t_start, report)
+
+
+def _run_stages(run, t_start, report):
+    """The stages of :func:`run_experiment` after :func:`_prepare`."""
+    spec, result, timings = run.spec, run.result, run.result.timings
     with _timer(timings, "kmeans"):
         _kmeans_stage(run)
     with _dask.Cluster(spec.workers, spec.scheduler) as run.client:
@@ -234,23 +257,20 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     if report:
         run.log(f"saving fits and writing the report to {result.out_dir}/")
         with _timer(timings, "save"):
-            _save_fits(result)
+            _save_fits(result, run.folder)
+            result.untouched_fits = run.folder.remove_stale_fits()
         with _timer(timings, "report"):
-            result.report_path = write_report(result, result.out_dir)
-            (result.out_dir / REPORT_MARKER).write_text('{"format": "bayesmix-report"}\n')
+            result.report_path = write_report(result, result.out_dir, folder=run.folder)
         timings["total"] = time.perf_counter() - t_start
         run.log(f"done in {timings['total']:.0f} s: {result.report_path}")
     return result
 
 
 # ---------------------------------------------------------------------------- the stages
-def _prepare(spec, out, quiet, log):
-    """Check the output folder, load the data, check everything the fits will need from
-    them (K grid, truncation, degenerate columns) before the first fit; draw the seeds."""
-    try:
-        out_dir = check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
-    except ValueError as exc:
-        raise SpecError(str(exc)) from None
+def _prepare(spec, out_dir, quiet, log, folder):
+    """Load the data, check everything the fits will need from them (K grid,
+    truncation, degenerate columns) and the output folder (``folder``: None without a
+    report) before the first fit; draw the seeds."""
     notes = []
     with _notes(notes, "data"):
         data = load_data(spec)
@@ -262,7 +282,7 @@ def _prepare(spec, out, quiet, log):
     result.notes.extend(notes)
     result.out_dir = out_dir
     with _notes(result.notes, "data"):
-        _check_before_fitting(spec, data, out_dir)
+        _check_before_fitting(spec, data, folder)
     dropped = data.info["n_dropped"]
     log(
         f"data: {data.info['source']}; using {N} rows x {D} features {data.feature_names}"
@@ -273,10 +293,10 @@ def _prepare(spec, out, quiet, log):
     rng = np.random.default_rng(spec.seed)
     seeds = iter(rng.integers(0, 2**31 - 1, size=10_000).tolist())
     Xdf = pd.DataFrame(X, columns=data.feature_names)
-    return _Run(spec, result, X, Xdf, seeds, log, quiet)
+    return _Run(spec, result, X, Xdf, seeds, log, quiet, folder=folder)
 
 
-def _check_before_fitting(spec, data, out_dir):
+def _check_before_fitting(spec, data, folder):
     """Everything that would otherwise fail after minutes of fitting, as one SpecError."""
     X, names = data.X, data.feature_names
     N = X.shape[0]
@@ -307,33 +327,20 @@ def _check_before_fitting(spec, data, out_dir):
                 f"model.truncation={spec.truncation} exceeds the number of observations n={N}; "
                 f"use a truncation <= {N}."
             )
-        _check_report_folder(out_dir)
-        if (out_dir / "fits").is_dir():
-            for sub in sorted((out_dir / "fits").iterdir()):
-                if sub.is_dir():
-                    check_save_target(sub, overwrite=True)
+        if folder is not None:
+            folder.check(_planned_fits(spec))
     except ValueError as exc:
         raise SpecError(str(exc)) from None
 
 
-#: Written into a report folder after its report: a later run may replace its files.
-REPORT_MARKER = ".bayesmix-report"
-
-
-def _check_report_folder(out_dir):
-    """The report folder must not hold report files bayesmix did not write."""
-    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).exists():
-        return
-    md = out_dir / "report.md"
-    if md.is_file() and md.read_text(errors="replace").startswith("# bayesmix report"):
-        return  # a report written before the marker existed
-    clash = [n for n in ("report.md", "report.html", "figures", "fits") if (out_dir / n).exists()]
-    if clash:
-        raise ValueError(
-            f"--out {str(out_dir)!r} holds {clash} that bayesmix did not write; the report "
-            "would overwrite them, and bayesmix never overwrites files it did not write. "
-            "Choose a new or empty folder."
-        )
+def _planned_fits(spec):
+    """The ``fits/NAME`` folders a run of ``spec`` may save (:func:`_save_fits`)."""
+    names = [f"{cov}_K{K}" for cov in spec.covariance for K in spec.k]
+    if spec.mcmc and spec.kind in ("dp", "both"):
+        names.append(f"dp_{spec.covariance[0]}")
+    if spec.mcmc and spec.mfm:
+        names.append(f"mfm_{spec.covariance[0]}")
+    return [f"fits/{n}" for n in names]
 
 
 def _kmeans_stage(run):
@@ -639,13 +646,18 @@ def _recovery_of(result):
     return out
 
 
-def _save_fits(result):
-    fits = result.out_dir / "fits"
+def _save_fits(result, folder):
+    """Save every fit under ``out_dir/fits``, each listed in the folder's marker first."""
+
+    def path(name):
+        folder.claim_fit(f"fits/{name}")
+        return str(result.out_dir / "fits" / name)
+
     base = {"spec": result.spec.to_dict(), "data": result.data.info}
     for (cov, K), rec in result.records.items():
         if rec.em is None:
             continue
-        rec.path = str(fits / f"{cov}_K{K}")
+        rec.path = path(f"{cov}_K{K}")
         cfg = dict(
             base,
             covariance=cov,
@@ -656,7 +668,7 @@ def _save_fits(result):
         save_fit(rec.path, em_result=rec.em, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
     if result.dp is not None:
         rec = result.dp
-        rec.path = str(fits / f"dp_{rec.covariance}")
+        rec.path = path(f"dp_{rec.covariance}")
         cfg = dict(
             base,
             covariance=rec.covariance,
@@ -666,7 +678,7 @@ def _save_fits(result):
         save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
     if result.mfm is not None:
         rec = result.mfm
-        rec.path = str(fits / f"mfm_{rec.covariance}")
+        rec.path = path(f"mfm_{rec.covariance}")
         cfg = dict(base, covariance=rec.covariance, model="mfm", prior=rec.prior.to_dict())
         save_fit(rec.path, idata=rec.idata, config=_jsonable(cfg), overwrite=True)
 

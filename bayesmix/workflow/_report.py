@@ -23,10 +23,9 @@ from bayesmix import __version__
 from bayesmix.mcmc._trace import get_params
 from bayesmix.posterior._selection import CHOICE_RULE
 from bayesmix.workflow import _plots as plots
+from bayesmix.workflow._outdir import FIG_DIR, FIGURES, ReportFolder
 
 __all__ = ["df_to_markdown", "write_report"]
-
-FIG_DIR = "figures"
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -75,8 +74,11 @@ def _cell(text):
 
 
 class _Doc:
-    def __init__(self):
+    def __init__(self, folder):
         self.blocks = []
+        #: the report folder's ownership (each file is listed in its marker before it is
+        #: written)
+        self.folder = folder
 
     def h(self, level, text):
         self.blocks.append(("h", level, text))
@@ -158,7 +160,10 @@ def _inline(text):
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
 
 
-def _save(fig, out_dir, name):
+def _save(doc, fig, out_dir, name):
+    if name not in FIGURES:  # the folder's check before fitting knows every figure name
+        raise ValueError(f"figure {name!r} is not among {FIGURES}; add it to _outdir.FIGURES")
+    doc.folder.claim_file(f"{FIG_DIR}/{name}")
     FigureCanvasAgg(fig)
     path = Path(out_dir) / FIG_DIR / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +208,12 @@ def _comparison_blocks(doc, comparison):
 
 
 # ---------------------------------------------------------------------------- the report
-def write_report(result, out_dir):
+def write_report(result, out_dir, *, folder=None):
     """Write ``report.md``, ``report.html`` and the figures of an analysis.
+
+    Only files the folder's marker (``.bayesmix-report``) lists are replaced: a report
+    file of yours in the way is refused before anything is written, and the report
+    files of an earlier report that this one does not write again are removed.
 
     Parameters
     ----------
@@ -213,6 +222,9 @@ def write_report(result, out_dir):
         calling this yourself).
     out_dir : str or Path
         Report folder (created if needed).
+    folder : bayesmix.workflow._outdir.ReportFolder, optional
+        The folder's ownership as :func:`bayesmix.workflow._pipeline.run_experiment`
+        holds it (with the fits it saved); default: read from ``out_dir``.
 
     Returns
     -------
@@ -229,14 +241,20 @@ def write_report(result, out_dir):
     PosixPath('bayesmix-report/report.md')
     """
     out_dir = Path(out_dir)
+    if folder is None:
+        folder = ReportFolder(out_dir)
+        folder.check()
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = _Doc()
+    doc = _Doc(folder)
     title = f"bayesmix report: {result.spec.name}"
     for section in _SECTIONS:
         section(doc, result, out_dir)
     md = out_dir / "report.md"
+    folder.claim_file("report.md")
     md.write_text(doc.markdown())
+    folder.claim_file("report.html")
     (out_dir / "report.html").write_text(doc.html(title))
+    folder.finish()
     return md
 
 
@@ -402,7 +420,8 @@ def _choosing_k(doc, result, out_dir):
     doc.table(t[show])
     fig = plots.plot_selection(t[t["error"].isna()] if "error" in t else t, chosen=result.chosen[1])
     doc.fig(
-        _save(fig, out_dir, "selection.png"), "BIC/ICL (EM) and ELPD-LOO/WAIC ± SE (MCMC) against K"
+        _save(doc, fig, out_dir, "selection.png"),
+        "BIC/ICL (EM) and ELPD-LOO/WAIC ± SE (MCMC) against K",
     )
 
 
@@ -427,7 +446,7 @@ def _chosen_fit(doc, result, out_dir):
     )
     if truth is not None:
         caption += "; the simulated components dotted (1 and 2 sd)"
-    doc.fig(_save(fig, out_dir, "fit.png"), caption)
+    doc.fig(_save(doc, fig, out_dir, "fit.png"), caption)
 
 
 def _components_table(rec, K, names):
@@ -457,7 +476,7 @@ def _membership(doc, result, out_dir):
     labels, unc = plots.membership_summary(result.membership, X)
     fig = plots.plot_uncertainty(X, labels, unc, feature_names=names)
     doc.fig(
-        _save(fig, out_dir, "uncertainty.png"),
+        _save(doc, fig, out_dir, "uncertainty.png"),
         f"Most probable component (colour) and uncertainty 1 - max probability (size), "
         f"from the {result.membership_source}",
     )
@@ -471,7 +490,7 @@ def _membership(doc, result, out_dir):
     if result.partition is not None:
         fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
         doc.fig(
-            _save(fig, out_dir, "coclustering.png"),
+            _save(doc, fig, out_dir, "coclustering.png"),
             "Posterior co-clustering probability, ordered by the point-estimate partition",
         )
         doc.p(
@@ -496,7 +515,7 @@ def _diagnostics(doc, result, out_dir):
         ]
     )
     fig = plots.plot_rank(rec.idata)
-    doc.fig(_save(fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
+    doc.fig(_save(doc, fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
 
 
 def _em_vs_mcmc(doc, result, out_dir):
@@ -526,13 +545,13 @@ def _dp(doc, result, out_dir):
     )
     fig = plots.plot_fit(X, None, dp.idata, feature_names=names, random_seed=result.spec.seed)
     doc.fig(
-        _save(fig, out_dir, "dp_fit.png"),
+        _save(doc, fig, out_dir, "dp_fit.png"),
         "Dirichlet-process mixture: 1-sd ellipses of components heavier than 1 % "
         "from 20 draws (colours are stick indices, not matched across draws)",
     )
     if result.chosen_record.idata is None:
         fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
-        doc.fig(_save(fig, out_dir, "coclustering.png"), "DP co-clustering")
+        doc.fig(_save(doc, fig, out_dir, "coclustering.png"), "DP co-clustering")
 
 
 def _cluster_models(result):
@@ -587,7 +606,7 @@ def _n_clusters(doc, result, out_dir):
         plot_n_clusters(table, prior=prior, ax=ax)
         ax.set_title(title)
     doc.fig(
-        _save(fig, out_dir, "n_clusters.png"),
+        _save(doc, fig, out_dir, "n_clusters.png"),
         "Posterior P(K+ = k) and P(K = k) (bars, ± 2 MCSE) and the prior (open markers)",
     )
 
@@ -630,6 +649,10 @@ def _saved_fits(doc, result, out_dir):
         + ", ".join(saved)
         + "."
     )
+    untouched = getattr(result, "untouched_fits", None)
+    if untouched:
+        doc.p("Also in `fits/`, not written by this run and left as they are:")
+        doc.ul(f"`{u.split(' ', 1)[0]}` {u.split(' ', 1)[1]}" for u in untouched)
 
 
 def _timings(doc, result, out_dir):
