@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayesmix as bm
@@ -143,3 +144,26 @@ def test_notes_records_warnings_as_report_notes():
         warnings.warn("lost", BayesmixWarning, stacklevel=1)
         raise ValueError("boom")
     assert len(notes) == 2
+
+
+def test_run_refused_when_every_k_above_one_failed(tmp_path, monkeypatch):
+    # a grid whose every K >= 2 fit failed used to report K = 1 and exit 0 (issue 27's
+    # battery: weight_concentration = 0.5 under MAP); now the run stops and names the cause
+    real = pipeline._em_fit
+
+    def failing(Xdf, cov, K, *args, **kwargs):
+        if K >= 2:
+            return None, ValueError("no MAP for this prior"), []
+        return real(Xdf, cov, K, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_em_fit", failing)
+    spec = load_spec(MODELS / "old_faithful_finite.toml", mcmc=False)
+    spec.k = [1, 2, 3]
+    with pytest.raises(ValueError, match=r"every EM fit with K >= 2 failed \(2 of them.*no MAP"):
+        pipeline.run_experiment(spec, out=tmp_path / "rep", quiet=True)
+    # one K >= 2 fit that works is a real competitor: no error
+    table = pd.DataFrame(
+        {"covariance": "full", "K": [1, 2, 3], "error": [None, "ValueError: x", None]}
+    )
+    pipeline._check_some_k_above_one(table)
+    pipeline._check_some_k_above_one(table[table["K"] == 1])  # K = 1 alone was asked for

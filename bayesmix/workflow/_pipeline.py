@@ -426,11 +426,26 @@ def _em_stage(run):
         rows.append(row)
     result.table = pd.DataFrame(rows)
     ok = result.table[result.table["error"].isna()]
+    _check_some_k_above_one(result.table)
     if len(ok):
         b = ok.loc[ok["bic"].idxmin()]
         run.log(
             f"EM ({spec.estimate.upper()}) over K={spec.k}, covariance {spec.covariance}: "
             f"lowest BIC at {b['covariance']} K={int(b['K'])}"
+        )
+
+
+def _check_some_k_above_one(table):
+    """Refuse a run whose every EM fit with K >= 2 failed: its choice would be K = 1 for
+    lack of a competitor, not because the data say so."""
+    multi = table[table["K"] >= 2]
+    if len(multi) and multi["error"].notna().all():
+        first = multi.iloc[0]
+        raise ValueError(
+            f"every EM fit with K >= 2 failed ({len(multi)} of them; the first, "
+            f"{first['covariance']} K={int(first['K'])}: {first['error']}), so the analysis "
+            "could only report K = 1. Fix the cause named there (a prior, the data's scale, "
+            "reg_covar) or leave K >= 2 out of model.k."
         )
 
 
