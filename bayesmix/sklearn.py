@@ -523,7 +523,7 @@ class GaussianMixture(_DensityEstimator):
         "aic", "Akaike information criterion on ``X`` (lower is better), as scikit-learn.", "float"
     )
     icl = _em_method(
-        "icl", "Integrated completed likelihood, ``bic + 2 * entropy`` (lower is better).", "float"
+        "icl", "Integrated completed likelihood, mclust's (lower is better).", "float"
     )
 
     def sample(self, n_samples=1):

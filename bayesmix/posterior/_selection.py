@@ -578,7 +578,7 @@ def select_k(
         One row per K: ``K``, ``covariance``, ``estimate`` ("ML"/"MAP"),
         ``log_likelihood``, ``log_posterior``, ``n_params``, ``bic``, ``icl`` (lower is
         better, scikit-learn's convention ``-2 log L + p log N``; ICL adds twice the
-        classification entropy), ``converged``, ``collapsed`` (number of collapsed
+        hard classification's cost, as mclust), ``converged``, ``collapsed`` (number of collapsed
         EM components) and, with ``mcmc``: ``elpd_loo``, ``elpd_loo_se``, ``p_loo``,
         ``pareto_k_max``, ``elpd_waic``, ``elpd_waic_se``, ``p_waic`` (higher is
         better), ``elpd_loo_diff`` / ``elpd_loo_diff_se`` (and the WAIC pair) relative
@@ -853,7 +853,7 @@ def _recommend(df, fits, mcmc, rule):
     skip = " among fits without collapsed components" if len(ok) < len(df) else ""
     rules = {
         "bic": f"lowest BIC (-2 log L + p log N){skip}",
-        "icl": f"lowest ICL (BIC + 2 x classification entropy){skip}",
+        "icl": f"lowest ICL (BIC + 2 x hard-classification cost){skip}",
     }
     if not mcmc:
         return recommended, rules
