@@ -254,6 +254,10 @@ def check_chunk(x, offset, shape, names, *, name="X", check_scale=True):
     """A chunk of rows of a Dask array of ``shape``, checked as
     :func:`bayesmix.core._validation.check_data` checks the whole array: NaN/inf values
     and (``check_scale``) the scale check, with its errors, rows numbered from ``offset``.
+
+    The limit is that of the whole array; the counts, the largest value, the rows and the
+    spread are the chunk's, so the text is the in-memory one when the offending rows lie
+    in one chunk (a lazy check cannot see the other chunks without a second pass).
     """
     from bayesmix.core._validation import nonfinite_error, scale_limit
 
