@@ -461,3 +461,106 @@ def test_weights_checked_after_the_data_and_k_against_positive_weights(data):
         with pytest.raises(ValueError) as got:
             fn(da.from_array(data, chunks=CHUNKS), 3, sample_weight=da.from_array(w2))
         assert str(got.value) == str(ref.value)
+
+
+# ------------------------------------------------------------------ validation (issue 27)
+def _error(fn, *args):
+    """The ValueError text of ``fn(*args)`` (computed when it returns a Dask array)."""
+    with pytest.raises(ValueError) as err:
+        out = fn(*args)
+        if isinstance(out, da.Array):
+            out.compute()
+    return str(err.value)
+
+
+@pytest.fixture(scope="module")
+def fits(data):
+    em = bm.fit_em(data, 3, init=data[[0, 60, 100]])
+    km = bm.kmeans(data, 3, init=data[[0, 60, 100]])
+    return {
+        "predict": em.predict,
+        "predict_proba": em.predict_proba,
+        "score_samples": em.score_samples,
+        "kmeans predict": km.predict,
+    }
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "kmeans predict"])
+def test_prediction_nan_inf_on_dask_same_error_as_in_memory(data, fits, method):
+    bad = data.copy()
+    bad[40, 1] = np.nan  # both in the chunk of rows 30..73
+    bad[45, :2] = np.inf
+    fn = fits[method]
+    out = fn(da.from_array(bad, chunks=CHUNKS))  # lazy: the error comes on compute
+    assert isinstance(out, da.Array)
+    got = _error(lambda: out)
+    assert got == _error(fn, bad)
+    assert "1 NaN and 2 infinite value(s) in 2 row(s); the first is row 40" in got
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples"])
+def test_em_prediction_of_far_points_on_dask_equals_in_memory(data, fits, method):
+    # in memory a far point is valid (check_scale=False, the far-point densities)
+    far = data * 1e200
+    fn = fits[method]
+    ref = fn(far)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fn(da.from_array(far, chunks=CHUNKS)).compute()
+    assert np.isfinite(got).all()
+    if method == "predict":
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
+
+
+def test_kmeans_predict_on_dask_scale_error_same_as_in_memory(data, fits):
+    fn = fits["kmeans predict"]
+    big = data.copy()
+    big[[35, 50], 2] *= 1e200  # both in one chunk
+    got = _error(fn, da.from_array(big, chunks=CHUNKS))
+    assert got == _error(fn, big)
+    assert "feature 'x2'" in got and "row(s) 35, 50)" in got and "Rescale" in got
+    tiny = np.c_[data[:, :2], np.where(np.arange(data.shape[0]) == 60, 1e-120, 0.0)]
+    got = _error(fn, da.from_array(tiny, chunks=CHUNKS))
+    assert got == _error(fn, tiny)
+    assert "varies by only 1e-120" in got
+
+
+def test_kmeans_predict_on_dask_checks_the_column_count(data, fits):
+    fn = fits["kmeans predict"]
+    got = _error(fn, da.from_array(data[:, :2], chunks=50))  # eager: before any compute
+    assert got == _error(fn, data[:, :2])
+    assert "X has 2 features but the centres have 3" in got
+
+
+@pytest.mark.parametrize("fit", ["fit_em", "kmeans"])
+@pytest.mark.parametrize("scale", [1e200, 1e-120])
+def test_fit_on_dask_scale_error_same_as_in_memory_without_warnings(data, fit, scale):
+    fn = getattr(bm, fit)
+    X = pd.DataFrame(data * scale, columns=["a", "b", "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning before the error
+        ref = _error(fn, X, 2)
+        xr = pytest.importorskip("xarray")
+        Xd = xr.DataArray(da.from_array(X.to_numpy(), chunks=CHUNKS), dims=("obs", "feature"),
+                          coords={"feature": ["a", "b", "c"]})  # fmt: skip
+        got = _error(fn, Xd, 2)
+        w = np.ones(data.shape[0])
+        w[0] = -1.0  # the data's check comes before the weights'
+        got_w = _error(lambda: fn(da.from_array(X.to_numpy(), chunks=CHUNKS), 2, sample_weight=w))
+    assert got == ref
+    assert "feature 'a'" in got and "Rescale" in got
+    assert got_w == _error(fn, X.to_numpy(), 2)
+
+
+def test_em_prediction_with_noise_on_dask_equals_in_memory(data):
+    res = bm.fit_em(data, 3, init=data[[0, 60, 100]], noise=True)
+    far = np.vstack([data, [[30.0, -30.0, 30.0]]])
+    Xd = da.from_array(far, chunks=((1, 29, 44, 47), (3,)))
+    labels = res.predict(Xd).compute()
+    np.testing.assert_array_equal(labels, res.predict(far))
+    assert labels[-1] == -1
+    proba = res.predict_proba(Xd)
+    assert proba.shape == (far.shape[0], 4)
+    np.testing.assert_allclose(proba.compute(), res.predict_proba(far), rtol=1e-12, atol=1e-300)

@@ -247,7 +247,7 @@ def kmeans_dask(
         warn,
     )
 
-    Xd, _ = _dask.as_dask_array(X)
+    Xd, names = _dask.as_dask_array(X)
     n, d = Xd.shape
     w = _dask.as_dask_weights(sample_weight, Xd)
     k = check_n_components(n_components, n)
@@ -256,7 +256,7 @@ def kmeans_dask(
     tol = check_positive(tol, "tol", strict=False)
     init_centers = clustering._check_init(init, k, d)
     rng = check_random_state(random_seed)
-    mom = _dask.moments(Xd, w=w)
+    mom = _dask.moments(Xd, w=w, feature_names=names)
     if w is not None:  # as the numpy path: k at most the number of positive weights
         check_n_components(n_components, mom.n_pos)
     tol_abs = float(np.mean(mom.var) * tol) if tol > 0 else 0.0
@@ -290,11 +290,24 @@ def kmeans_dask(
     )
 
 
-def _block_labels(x, centers):
-    return _nearest_d2(np.asarray(x, dtype=np.float64), centers)[0]
+def _block_labels(x, centers, shape, names, block_info=None):
+    x = _dask.check_chunk(x, _dask.chunk_offset(block_info), shape, names)
+    return _nearest_d2(x, centers)[0]
 
 
 def lazy_labels(X, centers):
-    """The nearest centre of every row of a Dask array, lazily."""
-    X, _ = _dask.as_dask_array(X)
-    return X.map_blocks(_block_labels, centers, drop_axis=1, dtype=np.int64)
+    """The nearest centre of every row of a Dask array, lazily.
+
+    The column count is checked here, and every chunk on compute as
+    :meth:`bayesmix.KMeansResult.predict` checks in-memory data (NaN/inf rows, the scale
+    check), with the same errors.
+    """
+    X, names = _dask.as_dask_array(X)
+    if X.shape[1] != centers.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the centres have {centers.shape[1]}; "
+            "pass data with the same columns as used for fitting."
+        )
+    args = (centers, X.shape, names)
+    meta = np.empty(0, dtype=np.int64)
+    return X.map_blocks(_block_labels, *args, drop_axis=1, meta=meta)

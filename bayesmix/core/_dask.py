@@ -190,7 +190,8 @@ def add_tuples(*parts):
 @dataclass(frozen=True)
 class Moments:
     """The moments pass: rows, (weighted) mean and centred scatter, the non-finite
-    counts of the data and, with weights, what their checks need."""
+    counts of the data, the scale check's statistics and, with weights, what their
+    checks need."""
 
     n: int
     mean: np.ndarray
@@ -206,6 +207,8 @@ class Moments:
     w_nonfinite: int = 0
     w_neg: int = 0
     w_min: float = np.inf
+    #: :func:`scale_stats` of the data (None for a chunk with NaN/inf values)
+    scale: tuple | None = None
 
     @property
     def cov(self):
@@ -217,7 +220,62 @@ class Moments:
         return np.diag(self.cov).copy()
 
 
-def _block_moments(x, offset, w=None):
+def scale_stats(x, offset, limit):
+    """What :func:`bayesmix.core._validation.scale_error` needs of a finite chunk: per
+    feature the largest ``|x|``, the minimum, the maximum and the first 6 rows (numbered
+    in the whole array, from ``offset``) beyond ``limit``."""
+    big = np.abs(x).max(axis=0)
+    rows = tuple(
+        offset + np.flatnonzero(np.abs(x[:, j]) > limit)[:6] if big[j] > limit else _NO_ROWS
+        for j in range(x.shape[1])
+    )
+    return big, x.min(axis=0), x.max(axis=0), rows
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _combine_scale(a, b):
+    if a is None or b is None:
+        return a if b is None else b
+    rows = tuple(np.concatenate([ra, rb])[:6] for ra, rb in zip(a[3], b[3], strict=True))
+    return np.maximum(a[0], b[0]), np.minimum(a[1], b[1]), np.maximum(a[2], b[2]), rows
+
+
+def _scale_error(name, names, limit, stats):
+    from bayesmix.core._validation import scale_error
+
+    big, lo, hi, rows = stats
+    first = [rows[j] for j in np.flatnonzero(big > limit)[:1]]
+    return scale_error(name, names, limit, big, first, hi - lo)
+
+
+def check_chunk(x, offset, shape, names, *, name="X", check_scale=True):
+    """A chunk of rows of a Dask array of ``shape``, checked as
+    :func:`bayesmix.core._validation.check_data` checks the whole array: NaN/inf values
+    and (``check_scale``) the scale check, with its errors, rows numbered from ``offset``.
+
+    The limit is that of the whole array; the counts, the largest value, the rows and the
+    spread are the chunk's, so the text is the in-memory one when the offending rows lie
+    in one chunk (a lazy check cannot see the other chunks without a second pass).
+    """
+    from bayesmix.core._validation import nonfinite_error, scale_limit
+
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.all(axis=1))
+        n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise nonfinite_error(name, n_nan, n_inf, bad.size, offset + int(bad[0]))
+    if check_scale:
+        limit = scale_limit(*shape)
+        err = _scale_error(name, names, limit, scale_stats(x, offset, limit))
+        if err is not None:
+            raise err
+    return x
+
+
+def _block_moments(x, offset, limit, w=None):
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
     zero = (np.zeros(d), np.zeros((d, d)))
@@ -226,10 +284,13 @@ def _block_moments(x, offset, w=None):
         bad = np.flatnonzero(~finite.all(axis=1))
         n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
         return Moments(n, *zero, n_nan, n_inf, bad.size, offset + bad[0])
+    scale = scale_stats(x, offset, limit)
+    if (scale[0] > limit).any():  # an error: no scatter that would overflow
+        return Moments(n, *zero, scale=scale)
     if w is None:
         mean = x.mean(axis=0)
         xc = x - mean
-        return Moments(n, mean, xc.T @ xc, wsum=float(n), n_pos=n)
+        return Moments(n, mean, xc.T @ xc, wsum=float(n), n_pos=n, scale=scale)
     w = as_weights(w)
     ok = np.isfinite(w)
     checks = dict(
@@ -237,6 +298,7 @@ def _block_moments(x, offset, w=None):
         w_nonfinite=int((~ok).sum()),
         w_neg=int((w < 0).sum()),
         w_min=float(w[ok].min(initial=np.inf)),
+        scale=scale,
     )
     wsum = float(w.sum())
     if checks["w_nonfinite"] or checks["w_neg"] or wsum == 0:
@@ -266,18 +328,25 @@ def _combine_moments(*parts):
             out.w_nonfinite + p.w_nonfinite,
             out.w_neg + p.w_neg,
             min(out.w_min, p.w_min),
+            _combine_scale(out.scale, p.scale),
         )
     return out
 
 
-def moments(X, name="X", w=None, w_name="sample_weight"):
+def moments(X, name="X", w=None, w_name="sample_weight", feature_names=None):
     """The moments pass over a Dask array (and its weights ``w``, a Dask array chunked as
-    its rows); raises the numpy path's errors for NaN/inf data and for bad weights."""
-    from bayesmix.core._validation import nonfinite_error, weight_value_error
+    its rows); raises the numpy path's errors, in its order: NaN/inf data, the scale
+    check (naming ``feature_names``, default ``x0, x1, ...``), bad weights."""
+    from bayesmix.core._validation import nonfinite_error, scale_limit, weight_value_error
 
-    m = tree_reduce(X, _block_moments, (), _combine_moments, weights=w)
+    limit = scale_limit(*X.shape)
+    m = tree_reduce(X, _block_moments, (limit,), _combine_moments, weights=w)
     if m.n_bad_rows:
         raise nonfinite_error(name, m.n_nan, m.n_inf, m.n_bad_rows, int(m.first_bad))
+    names = feature_names or [f"x{j}" for j in range(X.shape[1])]
+    err = _scale_error(name, names, limit, m.scale)
+    if err is not None:
+        raise err
     if w is not None:
         err = weight_value_error(w_name, m.w_nonfinite, m.w_neg, m.w_min, m.n_pos)
         if err is not None:
@@ -343,26 +412,38 @@ class _Context:
 
 
 # =========================================================================== prediction
-def _block_predict(x, what, weights, means, prec_chol):
-    x = np.asarray(x, dtype=np.float64)
-    lj = gs.backend("numpy").log_joint(x, weights, means, prec_chol)
-    if what == "predict":
-        return np.argmax(lj, axis=1)
-    lse = gs.logsumexp_rows(lj)
-    return lse if what == "score_samples" else np.exp(lj - lse[:, None])
+def chunk_offset(block_info):
+    """The first row of a ``map_blocks`` chunk in the whole array (0 without ``block_info``)."""
+    return 0 if not block_info else int(block_info[0]["array-location"][0][0])
+
+
+def _block_predict(x, result, what, shape, block_info=None):
+    x = check_chunk(x, chunk_offset(block_info), shape, None, check_scale=False)
+    return getattr(result, what)(x)  # the in-memory prediction of this chunk
 
 
 def lazy_predict(result, X, what):
-    """``result.predict`` / ``predict_proba`` / ``score_samples`` of a Dask array, lazily."""
+    """``result.predict`` / ``predict_proba`` / ``score_samples`` of a Dask array, lazily.
+
+    Every chunk is checked as the in-memory methods check their input (NaN/inf rows:
+    their error, raised on compute) and then predicted by the in-memory method itself,
+    so the values are those of the whole array in memory.
+    """
+    from dataclasses import is_dataclass, replace
+
     X, _ = as_dask_array(X)
     if X.shape[1] != result.n_features:
         raise ValueError(
             f"X has {X.shape[1]} features but the mixture was fitted on {result.n_features} "
             f"({result.feature_names}); pass data with the same columns."
         )
-    args = (what, result.weights, result.means, result.precisions_cholesky)
+    if is_dataclass(result) and getattr(result, "labels", None) is not None:
+        result = replace(result, labels=None)  # (lazy) training labels stay out of the graph
+    args = (result, what, X.shape)
     if what == "predict_proba":
-        chunks = (X.chunks[0], (result.n_components,))
-        return X.map_blocks(_block_predict, *args, chunks=chunks, dtype=np.float64)
-    dtype = np.int64 if what == "predict" else np.float64
-    return X.map_blocks(_block_predict, *args, drop_axis=1, dtype=dtype)
+        n_cols = result.n_components + (getattr(result, "noise_weight", None) is not None)
+        chunks = (X.chunks[0], (n_cols,))
+        meta = np.empty((0, 0), dtype=np.float64)
+        return X.map_blocks(_block_predict, *args, chunks=chunks, meta=meta)
+    meta = np.empty(0, dtype=np.int64 if what == "predict" else np.float64)
+    return X.map_blocks(_block_predict, *args, drop_axis=1, meta=meta)

@@ -495,24 +495,38 @@ MIN_SPREAD = 1e-100
 
 def _check_scale(X, name, feature_names):
     """One-line error naming a feature whose magnitude breaks float64 arithmetic."""
-    n, D = X.shape
-    limit = min(MAX_ABS_VALUE, float(np.sqrt(np.finfo(np.float64).max / (4.0 * n * D))))
+    limit = scale_limit(*X.shape)
     big = np.abs(X).max(axis=0)
-    for j in np.flatnonzero(big > limit):
-        rows = np.flatnonzero(np.abs(X[:, j]) > limit)
-        raise ValueError(
+    rows = [np.flatnonzero(np.abs(X[:, j]) > limit) for j in np.flatnonzero(big > limit)[:1]]
+    err = scale_error(name, feature_names, limit, big, rows, X.max(axis=0) - X.min(axis=0))
+    if err is not None:
+        raise err
+
+
+def scale_limit(n_obs, n_features):
+    """The largest ``|x|`` the fits accept for data of shape ``(n_obs, n_features)``."""
+    return min(MAX_ABS_VALUE, float(np.sqrt(np.finfo(np.float64).max / (4.0 * n_obs * n_features))))
+
+
+def scale_error(name, feature_names, limit, big, rows, spread):
+    """The ValueError for data beyond float64's range, or None (shared by the numpy and the
+    Dask paths): per feature the largest ``|x|`` (``big``) and ``max - min`` (``spread``);
+    ``rows[0]`` the rows beyond ``limit`` of the first feature with ``big > limit``."""
+    for j in np.flatnonzero(big > limit)[:1]:
+        r = np.asarray(rows[0])
+        return ValueError(
             f"{name} feature {feature_names[j]!r} holds values up to |x| = {big[j]:.3g} "
-            f"(row(s) {', '.join(map(str, rows[:5]))}{' ...' if rows.size > 5 else ''}), "
+            f"(row(s) {', '.join(map(str, r[:5]))}{' ...' if r.size > 5 else ''}), "
             f"beyond {limit:.3g}, where squared distances and variances overflow float64. "
             "Rescale the data first (divide the feature by a power of ten, or standardize)."
         )
-    spread = X.max(axis=0) - X.min(axis=0)
-    for j in np.flatnonzero((spread > 0) & (spread < MIN_SPREAD)):
-        raise ValueError(
+    for j in np.flatnonzero((spread > 0) & (spread < MIN_SPREAD))[:1]:
+        return ValueError(
             f"{name} feature {feature_names[j]!r} varies by only {spread[j]:.3g}, below "
             f"{MIN_SPREAD:.0e}, where variances underflow float64. Rescale the data first "
             "(multiply the feature by a power of ten, or standardize)."
         )
+    return None
 
 
 def _kind(dtype):

@@ -149,7 +149,7 @@ def fit_em_dask(X, n_components, **kw):
 
     Xw, persisted = maybe_persist(X_in, kw.get("persist"))
     w = w.persist() if persisted and w is not None else w
-    mom = moments(Xw, w=w)
+    mom = moments(Xw, w=w, feature_names=names)
     if w is not None:  # as the numpy path: K at most the number of positive weights
         check_n_components(n_components, mom.n_pos)
     _checks._check_constant_features(None, names, settings["prior"], settings["reg_covar"], mom.var)
