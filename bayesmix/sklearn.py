@@ -522,9 +522,7 @@ class GaussianMixture(_DensityEstimator):
     aic = _em_method(
         "aic", "Akaike information criterion on ``X`` (lower is better), as scikit-learn.", "float"
     )
-    icl = _em_method(
-        "icl", "Integrated completed likelihood, mclust's (lower is better).", "float"
-    )
+    icl = _em_method("icl", "Integrated completed likelihood, mclust's (lower is better).", "float")
 
     def sample(self, n_samples=1):
         """Draw from the fitted mixture.
