@@ -564,3 +564,15 @@ def test_em_prediction_with_noise_on_dask_equals_in_memory(data):
     proba = res.predict_proba(Xd)
     assert proba.shape == (far.shape[0], 4)
     np.testing.assert_allclose(proba.compute(), res.predict_proba(far), rtol=1e-12, atol=1e-300)
+
+
+def test_dask_fit_on_plus_minus_1e308_names_the_feature_as_in_memory():
+    # +-1e308 in one feature: max - min overflows; both paths must still give the one
+    # scale error (RuntimeWarnings from bayesmix are errors in this suite)
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    X[3, 0], X[5, 0] = 1e308, -1e308
+    with pytest.raises(ValueError) as mem:
+        bm.fit_em(X, 2)
+    with pytest.raises(ValueError) as lazy:
+        bm.fit_em(da.from_array(X, chunks=50), 2)
+    assert "Rescale" in str(mem.value) and str(lazy.value) == str(mem.value)

@@ -247,7 +247,9 @@ def _scale_error(name, names, limit, stats):
 
     big, lo, hi, rows = stats
     first = [rows[j] for j in np.flatnonzero(big > limit)[:1]]
-    return scale_error(name, names, limit, big, first, hi - lo)
+    with np.errstate(over="ignore"):  # +-1e308: hi - lo overflows; big > limit wins then
+        spread = hi - lo
+    return scale_error(name, names, limit, big, first, spread)
 
 
 def check_chunk(x, offset, shape, names, *, name="X", check_scale=True):

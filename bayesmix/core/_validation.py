@@ -498,7 +498,9 @@ def _check_scale(X, name, feature_names):
     limit = scale_limit(*X.shape)
     big = np.abs(X).max(axis=0)
     rows = [np.flatnonzero(np.abs(X[:, j]) > limit) for j in np.flatnonzero(big > limit)[:1]]
-    err = scale_error(name, feature_names, limit, big, rows, X.max(axis=0) - X.min(axis=0))
+    with np.errstate(over="ignore"):  # +-1e308: the spread overflows, but big > limit
+        spread = X.max(axis=0) - X.min(axis=0)  # is reported first then
+    err = scale_error(name, feature_names, limit, big, rows, spread)
     if err is not None:
         raise err
 
