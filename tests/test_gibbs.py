@@ -435,14 +435,24 @@ def test_analysis_functions_on_a_gibbs_result(data):
 
 
 # ---------------------------------------------------------------------------- defaults, errors
-def test_default_sampler_choice(data):
+def test_default_sampler_choice(data, monkeypatch):
     assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
     assert _choice.resolve_sampler(build_mfm(data), None) == "gibbs"
-    # finite: NUTS for small models (17 parameters here), Gibbs above 60 parameters
-    assert _choice.resolve_sampler(build_gmm(data, 2), None) == "nuts"
+    # finite with the conjugate prior: Gibbs at every size (benchmarks/RESULTS.md,
+    # "gibbs-rule"), K = 1 and small models included; NUTS one keyword away
+    for K in (1, 2, 12):
+        for cov in ("full", "diag", "spherical", "tied"):
+            assert _choice.resolve_sampler(build_gmm(data, K, covariance=cov), None) == "gibbs"
+    assert _choice.resolve_sampler(build_gmm(data, 2), "nuts") == "nuts"
     assert _choice._n_params("full", 2, 2) == 11 and _choice._n_params("full", 5, 5) == 104
     assert _choice._n_params("tied", 3, 2) == 11 and _choice._n_params("spherical", 3, 2) == 11
+    # the earlier rule is still selectable: NUTS up to 60 free parameters, Gibbs above
+    monkeypatch.setattr(_choice, "FINITE_DEFAULT", "auto")
+    assert _choice.resolve_sampler(build_gmm(data, 2), None) == "nuts"  # 11 parameters
     assert _choice.resolve_sampler(build_gmm(data, 12), None) == "gibbs"  # 71 parameters
+    monkeypatch.setattr(_choice, "FINITE_DEFAULT", "nuts")
+    assert _choice.resolve_sampler(build_gmm(data, 12), None) == "nuts"
+    monkeypatch.undo()
     assert _choice.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
     assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
         "nuts"
