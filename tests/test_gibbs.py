@@ -612,11 +612,16 @@ def test_spherical_log_marginal_matches_diag_in_one_dimension():
     )
 
 
-@pytest.mark.parametrize("split_merge", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
+@pytest.mark.parametrize(
+    "sweep",
+    ["collapsed", "blocked", pytest.param("blocked+split-merge", marks=pytest.mark.slow)],
+)
+def test_finite_gibbs_matches_exact_enumeration(sweep, monkeypatch):
     """K = 2 components, n = 6 one-dimensional points: the 64 labelled allocations
     enumerated with Dirichlet-multinomial prior and closed-form marginal likelihoods;
-    the sampler's co-clustering frequencies match within Monte-Carlo error."""
+    the sampler's co-clustering frequencies match within Monte-Carlo error, with the
+    default sweep at this N (collapsed sweeps + split-merge moves) and with the blocked
+    sweep used above ``FINITE_COLLAPSED_MAX_N`` (with and without split-merge moves)."""
     import itertools
 
     X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
@@ -640,7 +645,9 @@ def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     p /= p.sum()
     exact = np.tensordot(p, np.array(co, dtype=float), axes=1)
     model = build_gmm(X, 2, prior=prior)
-    monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", split_merge)
+    if sweep != "collapsed":
+        monkeypatch.setattr(_gibbs_sweeps, "FINITE_COLLAPSED_MAX_N", 0)
+    monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", sweep == "blocked+split-merge")
     dt = _gibbs(model, draws=4000, tune=200, chains=2)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)
