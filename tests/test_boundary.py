@@ -1144,7 +1144,9 @@ def test_sampler_breakdown_becomes_a_valueerror(monkeypatch):
     monkeypatch.setattr(pm, "sample", boom)
     model = bm.build_gmm(GOOD[:20, :1], 1)
     Err(ValueError, "sampling failed", "ZeroDivisionError", "20 distinct point(s)").check(
-        lambda: bm.sample(model, draws=30, tune=10, chains=1, random_seed=0, progressbar=False)
+        lambda: bm.sample(
+            model, draws=30, tune=10, chains=1, random_seed=0, progressbar=False, sampler="nuts"
+        )
     )
 
 

@@ -435,14 +435,24 @@ def test_analysis_functions_on_a_gibbs_result(data):
 
 
 # ---------------------------------------------------------------------------- defaults, errors
-def test_default_sampler_choice(data):
+def test_default_sampler_choice(data, monkeypatch):
     assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None) == "gibbs"
     assert _choice.resolve_sampler(build_mfm(data), None) == "gibbs"
-    # finite: NUTS for small models (17 parameters here), Gibbs above 60 parameters
-    assert _choice.resolve_sampler(build_gmm(data, 2), None) == "nuts"
+    # finite with the conjugate prior: Gibbs at every size (benchmarks/RESULTS.md,
+    # "gibbs-rule"), K = 1 and small models included; NUTS one keyword away
+    for K in (1, 2, 12):
+        for cov in ("full", "diag", "spherical", "tied"):
+            assert _choice.resolve_sampler(build_gmm(data, K, covariance=cov), None) == "gibbs"
+    assert _choice.resolve_sampler(build_gmm(data, 2), "nuts") == "nuts"
     assert _choice._n_params("full", 2, 2) == 11 and _choice._n_params("full", 5, 5) == 104
     assert _choice._n_params("tied", 3, 2) == 11 and _choice._n_params("spherical", 3, 2) == 11
+    # the earlier rule is still selectable: NUTS up to 60 free parameters, Gibbs above
+    monkeypatch.setattr(_choice, "FINITE_DEFAULT", "auto")
+    assert _choice.resolve_sampler(build_gmm(data, 2), None) == "nuts"  # 11 parameters
     assert _choice.resolve_sampler(build_gmm(data, 12), None) == "gibbs"  # 71 parameters
+    monkeypatch.setattr(_choice, "FINITE_DEFAULT", "nuts")
+    assert _choice.resolve_sampler(build_gmm(data, 12), None) == "nuts"
+    monkeypatch.undo()
     assert _choice.resolve_sampler(build_gmm(data, 2), None, nuts_options=True) == "nuts"
     assert _choice.resolve_sampler(build_dpgmm(data, truncation=4), None, nuts_options=True) == (
         "nuts"
@@ -602,11 +612,16 @@ def test_spherical_log_marginal_matches_diag_in_one_dimension():
     )
 
 
-@pytest.mark.parametrize("split_merge", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
+@pytest.mark.parametrize(
+    "sweep",
+    ["collapsed", "blocked", pytest.param("blocked+split-merge", marks=pytest.mark.slow)],
+)
+def test_finite_gibbs_matches_exact_enumeration(sweep, monkeypatch):
     """K = 2 components, n = 6 one-dimensional points: the 64 labelled allocations
     enumerated with Dirichlet-multinomial prior and closed-form marginal likelihoods;
-    the sampler's co-clustering frequencies match within Monte-Carlo error."""
+    the sampler's co-clustering frequencies match within Monte-Carlo error, with the
+    default sweep at this N (collapsed sweeps + split-merge moves) and with the blocked
+    sweep used above ``FINITE_COLLAPSED_MAX_N`` (with and without split-merge moves)."""
     import itertools
 
     X = np.array([[-1.2], [-0.9], [-0.2], [0.4], [1.1], [1.5]])
@@ -630,7 +645,9 @@ def test_finite_gibbs_matches_exact_enumeration(split_merge, monkeypatch):
     p /= p.sum()
     exact = np.tensordot(p, np.array(co, dtype=float), axes=1)
     model = build_gmm(X, 2, prior=prior)
-    monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", split_merge)
+    if sweep != "collapsed":
+        monkeypatch.setattr(_gibbs_sweeps, "FINITE_COLLAPSED_MAX_N", 0)
+    monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", sweep == "blocked+split-merge")
     dt = _gibbs(model, draws=4000, tune=200, chains=2)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)

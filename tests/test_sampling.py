@@ -297,8 +297,10 @@ _TRUE_C = {
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["gibbs", pytest.param("nuts", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("covariance", COV_TYPES_ALL := ["full", "tied", "diag", "spherical"])
-def test_recovery_simulated_truth(covariance):
+def test_recovery_simulated_truth(covariance, sampler):
+    """The default sampler of these models (Gibbs) and NUTS recover the truth."""
     X, _ = bm.simulate(400, _TRUE_W, _TRUE_M, _TRUE_C[covariance], random_seed=11)
     model = build_gmm(X, 2, covariance=covariance)
     em = bm.fit_em(X, 2, covariance=covariance, prior=model.bayesmix_config.prior, random_seed=0)
@@ -317,7 +319,9 @@ def test_recovery_simulated_truth(covariance):
             cores=1,
             progressbar=False,
             random_seed=5,
+            sampler=sampler,
         )
+    assert dt.attrs["sampler"] == sampler
     rel = bm.relabel(dt, reference=em)
     post = rel["posterior"]
     # line the relabelled components up with the truth by their first mean coordinate

@@ -176,7 +176,7 @@ def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     rng = np.random.default_rng(seed)
     st = dataclasses.replace(init, z=init.z.copy(), counts=init.counts.copy(), own=dict(init.own))
     sweep = _SWEEPS[spec.kind]
-    if spec.kind != "gmm" and _use_collapsed(spec):
+    if _use_collapsed(spec):
         # the collapsed sweeps start from allocations, not parameters: draw them once
         # from the starting point's (EM fit's) responsibilities
         _allocate(spec, st, rng)
@@ -448,9 +448,9 @@ def _warn_truncation(cfg, dt):
 
 
 def _check_count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+    from bayesmix.core._validation import check_int
+
+    return check_int(value, name, minimum=minimum)
 
 
 # ---------------------------------------------------------------------------- sample

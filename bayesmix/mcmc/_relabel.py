@@ -334,13 +334,20 @@ def _warn_if_chains_disagree(perms):
         if switched > 0.05
         else ""
     )
+    # a chain that switches labels in most draws explores the labellings (a Gibbs
+    # sampler with split-merge moves on an overfitted K does): not a start problem
+    fix = (
+        " Such switching is what a sampler that mixes over the labellings does (e.g. "
+        "Gibbs with split-merge moves on an overfitted K)."
+        if switched > 0.5
+        else " Initialising every chain from the EM fit "
+        "(bayesmix.sample(model, init=em_result)) avoids this."
+    )
     warnings.warn(
         "relabel: chains sat in different labellings of the components (most frequent "
         f"permutation per chain: {lines}).{within} The returned trace is aligned; R-hat/ESS "
         "computed on the raw trace are meaningless, recompute them with "
-        "`bayesmix.diagnostics(relabelled)`. Initialising "
-        "every chain from the EM fit "
-        "(bayesmix.sample(model, init=em_result)) avoids this.",
+        f"`bayesmix.diagnostics(relabelled)`.{fix}",
         LabelSwitchingWarning,
         stacklevel=3,
     )

@@ -319,11 +319,12 @@ def sample(
         (conjugate priors only; it takes ``init``, ``draws``, ``tune`` (burn-in),
         ``chains``, ``random_seed``, ``progressbar`` and ``cores``, ignores NUTS
         settings, and adds ``allocations`` and ``n_occupied`` to the posterior).
-        ``None``: Gibbs for DP and MFM models (an MFM has no NUTS sampler); for finite
-        models the one with more ESS per second (benchmarks/RESULTS.md): Gibbs above 60
-        free parameters (e.g. D=5, K=5: 3x NUTS), NUTS below (D=2, K=3 at n=3000: a
-        tie); NUTS whenever an LKJ prior or a NUTS option (``nuts_sampler``,
-        ``mass_matrix``, ``step``, ``target_accept`` ...) is given.
+        ``None``: Gibbs for DP and MFM models (an MFM has no NUTS sampler) and for
+        finite models with the conjugate prior (more ESS per second of wall time than
+        NUTS, compilation included, at every size measured in benchmarks/RESULTS.md,
+        "gibbs-rule"; :mod:`bayesmix.mcmc._choice`); NUTS whenever an LKJ prior, sample
+        weights, a noise component or a NUTS option (``nuts_sampler``, ``mass_matrix``,
+        ``step``, ``target_accept`` ...) is given. ``sampler="nuts"`` forces NUTS.
     **pymc_kwargs
         Passed to ``pymc.sample`` (``cores``, ``compile_kwargs``, ...); the NUTS
         settings (``target_accept``, ``max_treedepth``, ``step_scale``, ...; or a

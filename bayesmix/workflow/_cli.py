@@ -77,8 +77,8 @@ def _add_sampler_options(f):
         "--gibbs-draws",
         type=_positive("--gibbs-draws"),
         default=None,
-        help="draws per chain of the models sampled by Gibbs (MFM, DP, finite above 60 "
-        "parameters); --draws is for NUTS (default: 2000, fewer for large data)",
+        help="draws per chain of the models sampled by Gibbs (MFM, DP, finite mixtures "
+        "with the conjugate prior); --draws is for NUTS (default: 2000, fewer for large data)",
     )
     f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
     f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])

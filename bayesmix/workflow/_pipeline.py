@@ -76,6 +76,7 @@ _MCMC_COLUMNS = (
     "elpd_waic",
     "elpd_waic_se",
     "max_rhat",
+    "min_ess_bulk",
     "divergences",
     "mcmc_seconds",
 )
@@ -471,17 +472,15 @@ def _mcmc_stage(run):
     for i, (cov, K) in enumerate(todo, 1):
         rec = result.records[(cov, K)]
         if run.client is None:
-            run.log(
-                f"MCMC {i}/{len(todo)}: {cov} K={K} ({spec.chains} chains x {spec.draws} "
-                f"draws after {spec.tune} tuning)"
-            )
+            run.log(f"MCMC {i}/{len(todo)}: {cov} K={K}")
             _mcmc_fit(run, rec)
         m = (result.table["covariance"] == cov) & (result.table["K"] == K)
         for col, value in _mcmc_columns(rec).items():
             result.table.loc[m, col] = value
         run.log(
-            f"  ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, WAIC {rec.waic.elpd:.1f}, "
-            f"{rec.seconds:.0f} s"
+            f"  {_run_words(rec.idata, spec)}: ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, "
+            f"WAIC {rec.waic.elpd:.1f}, max R-hat {rec.diagnostics.get('max_rhat', np.nan):.3f}, "
+            f"min ESS {rec.diagnostics.get('min_ess_bulk', np.nan):.0f}, {rec.seconds:.0f} s"
         )
 
 
@@ -530,6 +529,7 @@ def _mcmc_columns(rec):
         "elpd_waic": float(rec.waic.elpd),
         "elpd_waic_se": float(rec.waic.se),
         "max_rhat": rec.diagnostics.get("max_rhat", np.nan),
+        "min_ess_bulk": rec.diagnostics.get("min_ess_bulk", np.nan),
         "divergences": rec.diagnostics.get("divergences", np.nan),
         "mcmc_seconds": rec.seconds,
     }
@@ -722,6 +722,16 @@ def _prior_for(spec, X, K):
         return GMMPrior.from_data(X, K, **overrides)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"prior: {exc}") from None
+
+
+def _run_words(idata, spec):
+    """'Gibbs 4 x 2000 draws after 500 burn-in sweeps' (or NUTS's wording)."""
+    if idata is None:
+        return "not sampled"
+    C, S = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
+    if idata.attrs.get("sampler") == "gibbs":
+        return f"Gibbs {C} x {S} draws after {spec.tune} burn-in sweeps"
+    return f"NUTS {C} x {S} draws after {spec.tune} tuning steps"
 
 
 def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):

@@ -358,10 +358,11 @@ def _mcmc_settings(spec, result):
         return "not run (--no-mcmc)."
     parts = []
     if spec.kind != "dp":
+        finite = [r for r in result.records.values() if r.idata is not None]
+        how = " or ".join(dict.fromkeys(_run_length(r, spec) for r in finite)) or "(not sampled)"
         parts.append(
-            f"finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k}, "
-            f"{spec.chains} chains x {spec.draws} draws after {spec.tune} tuning steps, each "
-            "initialised from its EM fit and relabelled against it"
+            f"finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k} "
+            f"{how}, each initialised from its EM fit and relabelled against it"
         )
     if spec.kind != "finite":
         parts.append(
@@ -401,6 +402,7 @@ _SELECTION_COLUMNS = (
     "elpd_waic",
     "elpd_waic_se",
     "max_rhat",
+    "min_ess_bulk",
     "divergences",
     "collapsed",
     "error",

@@ -268,8 +268,8 @@ class ExperimentSpec:
     mcmc: bool = True
     mcmc_k: list | None = None
     draws: int = DEFAULTS["draws"]
-    #: draws per chain of the models sampled by Gibbs (the MFM, the DP, finite mixtures
-    #: above 60 parameters): cheap draws, more autocorrelated than NUTS's, so more of
+    #: draws per chain of the models sampled by Gibbs (the MFM, the DP, conjugate finite
+    #: mixtures: mcmc/_choice.py): cheap draws, more autocorrelated than NUTS's, so more of
     #: them; None: ``GIBBS_DRAWS``, fewer when the log-likelihood array would
     #: be large (never fewer than ``draws``)
     gibbs_draws: int | None = DEFAULTS["gibbs_draws"]
