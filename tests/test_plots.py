@@ -301,8 +301,11 @@ def test_large_data_fit_is_a_hexbin_of_all_points_under_the_ellipses(big):
         # the ellipses (3 components x 1 and 2 sd + mean) are drawn on top of the density
         assert len(ax.get_lines()) == 3 * 3
         assert min(ln.get_zorder() for ln in ax.get_lines()) > hb.get_zorder()
-    # one legend, with one entry per kind of artist (not per point)
-    texts = _legend_texts(fig.axes[0])
+    # one legend (the figure's, in the empty upper triangle), one entry per kind of
+    # artist, not per point
+    assert not any(_legend_texts(ax) for ax in fig.axes)
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.texts]
     assert texts == ["data (100,000, hexbin, log counts)", "EM 1 sd", "EM 2 sd"]
     _assert_not_blank(fig)
 

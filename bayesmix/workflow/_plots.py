@@ -387,8 +387,17 @@ def plot_fit(
             plot_ellipses(X, em_result, idata, features=(col, r + 1), ax=ax, **kw)
             note = ax.get_title()
             ax.set_title("")
-            if (r, col) != (0, 0):
-                ax.get_legend().remove()
+            legend = ax.get_legend()
+            if (r, col) == (0, 0):  # one legend, in the empty upper triangle
+                fig.legend(
+                    handles=legend.legend_handles,
+                    labels=[t.get_text() for t in legend.texts],
+                    loc="upper right",
+                    bbox_to_anchor=(0.98, 0.93),
+                    fontsize="small",
+                    framealpha=0.8,
+                )
+            legend.remove()
     fig.suptitle(f"pairs of all {D} features" + (f"; {note}" if note else ""))
     return fig
 
@@ -687,12 +696,14 @@ def _zoom_elpd(ax, table, kcol, loo, loo_se):
     pad = 0.08 * (top - bottom) + 1.0
     lo = bottom - 2.5 * pad
     ax.set_ylim(lo, top + pad)
-    for k, v in zip(rows[kcol].to_numpy()[far], val[far], strict=True):
+    for n, (k, v) in enumerate(zip(rows[kcol].to_numpy()[far], val[far], strict=True)):
         ax.plot([k], [lo + 0.6 * pad], marker="v", color="0.35", ms=7, ls="none")
         ax.annotate(
             f"K={int(k)}: {v:.0f}\n(off scale)",
             (k, lo + 0.6 * pad),
-            xytext=(6, 2),
+            # neighbours staggered: at large n the values are wide enough to run into
+            # the next K's note
+            xytext=(6, 2 + 18 * (n % 2)),
             textcoords="offset points",
             fontsize="x-small",
             color="0.25",

@@ -313,7 +313,7 @@ def _data_and_settings(doc, result, out_dir):
     )
     items = [
         f"Data: {info['source']}.",
-        f"Used {N} observations x {D} features ({', '.join(names)}){dropped}.",
+        f"Used {N:,} observations x {D} features ({', '.join(names)}){dropped}.",
         *(
             [
                 f"Frequency weights: column `{info['weights']}` (not a feature; total weight "
@@ -492,8 +492,8 @@ def _membership(doc, result, out_dir):
     )
     doc.p(
         f"Membership from the {result.membership_source}. Uncertainty = 1 - max_k P(z=k): "
-        f"median {np.median(unc):.3f}, {int((unc > 0.1).sum())} of {N} observations above 0.1, "
-        f"{int((unc > 0.3).sum())} above 0.3. Component sizes (most probable label): "
+        f"median {np.median(unc):.3f}, {int((unc > 0.1).sum()):,} of {N:,} observations above "
+        f"0.1, {int((unc > 0.3).sum()):,} above 0.3. Component sizes (most probable label): "
         f"{np.bincount(labels[labels >= 0], minlength=K).tolist()}"
         + (f"; noise class: {int((labels == -1).sum())}." if (labels == -1).any() else ".")
     )
@@ -698,6 +698,11 @@ def _saved_fits(doc, result, out_dir):
 def _timings(doc, result, out_dir):
     doc.h(2, "Timings")
     doc.ul([f"{k}: {v:.1f} s" for k, v in result.timings.items()])
+    if "total" not in result.timings:
+        doc.p(
+            "The report itself and the total are timed after this page is written: see "
+            "the last progress line of the run."
+        )
 
 
 #: The report, section by section: each is ``section(doc, result, out_dir)``.
