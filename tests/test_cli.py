@@ -59,6 +59,7 @@ def csv(tmp_path):
         (["fit", "--mcmc-k", "9", "--k", "1-3"], ["--mcmc-k has K=[9] not in --k"]),
         (["fit", "--draws", "-5"], ["--draws must be >= 1"]),
         (["fit", "--gibbs-draws", "0"], ["--gibbs-draws must be >= 1"]),
+        (["fit", "--gibbs-tune", "-1"], ["--gibbs-tune must be >= 0"]),
         (["fit", "--chains", "x"], ["--chains must be an integer"]),
         (["fit", "--covariance", "round"], ["--covariance must be one of"]),
         (["fit", "--model", "huge"], ["invalid choice"]),

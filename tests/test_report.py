@@ -253,9 +253,15 @@ def test_real_mcmc_report_tiny(tmp_path):
     # the settings line says how each model was sampled, with the lengths it ran
     S = res.mfm.idata["posterior"].sizes["draw"]
     assert S == bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS
+    # Gibbs (the default sampler of these conjugate models): gibbs_draws draws after
+    # gibbs_tune burn-in sweeps, not NUTS's draws/tune
+    G = bspec.gibbs_tune(spec)
     assert (
-        "finite mixtures for K in [2], 2 chains x 100 draws after 100 tuning steps" in text
-        and f"a mixture of finite mixtures by Gibbs, 2 chains x {S} draws after 100" in text
+        G == bspec.GIBBS_TUNE == 200 and res.records[("full", 2)].idata.attrs["sampler"] == "gibbs"
+    )
+    assert (
+        f"finite mixtures for K in [2] by Gibbs, 2 chains x {S} draws after {G} burn-in" in text
+        and f"a mixture of finite mixtures by Gibbs, 2 chains x {S} draws after {G}" in text
     )
     for row in table_with(text, "elpd_loo"):
         rec = res.records[(row["covariance"], int(row["K"]))]

@@ -156,6 +156,18 @@ def test_gibbs_draws_default_scales_with_the_data_and_explicit_values_are_kept()
     assert bspec.gibbs_draws(given, 10**8) == 7000
 
 
+def test_gibbs_tune_default_and_explicit_values_are_kept():
+    """sampler.gibbs_tune: unset, GIBBS_TUNE burn-in sweeps whatever NUTS's tune is;
+    set (0 included), exactly the value given; negative values are refused."""
+    spec = spec_from_dict({"sampler": {"tune": 800}})
+    assert spec.gibbs_tune is None and spec.tune == 800
+    assert bspec.gibbs_tune(spec) == bspec.GIBBS_TUNE == 200
+    assert bspec.gibbs_tune(spec_from_dict({"sampler": {"gibbs_tune": 0}})) == 0
+    assert bspec.gibbs_tune(spec_from_dict({"sampler": {"gibbs_tune": 900}})) == 900
+    with pytest.raises(SpecError, match=r"sampler\.gibbs_tune must be an integer >= 0"):
+        spec_from_dict({"sampler": {"gibbs_tune": -1}})
+
+
 def test_weight_concentration_below_one_is_refused_only_where_a_map_is_fitted():
     # no MAP exists for K >= 2 below 1; ML EM (MCMC keeps the prior) and K = 1 are fine
     ml = spec_from_dict({"prior": {"weight_concentration": 0.5}, "model": {"estimate": "ml"}})

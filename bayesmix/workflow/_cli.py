@@ -80,7 +80,18 @@ def _add_sampler_options(f):
         help="draws per chain of the models sampled by Gibbs (MFM, DP, finite mixtures "
         "with the conjugate prior); --draws is for NUTS (default: 2000, fewer for large data)",
     )
-    f.add_argument("--tune", type=_positive("--tune", 0), default=DEFAULTS["tune"])
+    f.add_argument(
+        "--tune",
+        type=_positive("--tune", 0),
+        default=DEFAULTS["tune"],
+        help="NUTS tuning steps per chain (default: %(default)s)",
+    )
+    f.add_argument(
+        "--gibbs-tune",
+        type=_positive("--gibbs-tune", 0),
+        default=None,
+        help="burn-in sweeps per chain of the models sampled by Gibbs (default: 200)",
+    )
     f.add_argument("--chains", type=_positive("--chains"), default=DEFAULTS["chains"])
     f.add_argument("--seed", type=_positive("--seed", 0), default=DEFAULTS["seed"])
 
@@ -189,6 +200,8 @@ def _fit_spec(args):
     }
     if args.gibbs_draws is not None:
         sampler["gibbs_draws"] = args.gibbs_draws
+    if args.gibbs_tune is not None:
+        sampler["gibbs_tune"] = args.gibbs_tune
     if args.k is not None:
         model["k"] = parse_k(args.k, name="--k")
     if args.mcmc_k is not None:
@@ -209,6 +222,7 @@ def _fit_spec(args):
             ("model.covariance", "--covariance"),
             ("data.columns", "--columns"),
             ("sampler.gibbs_draws", "--gibbs-draws"),
+            ("sampler.gibbs_tune", "--gibbs-tune"),
             ("sampler.draws", "--draws"),
             ("sampler.chains", "--chains"),
             ("data.sep", "--sep"),

@@ -65,7 +65,14 @@ from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._preflight import check_k_grid, check_out_dir
 from bayesmix.workflow._report import write_report
-from bayesmix.workflow._spec import Data, ExperimentSpec, SpecError, gibbs_draws, load_data
+from bayesmix.workflow._spec import (
+    Data,
+    ExperimentSpec,
+    SpecError,
+    gibbs_draws,
+    gibbs_tune,
+    load_data,
+)
 
 __all__ = ["REPORT_MARKER", "ExperimentResult", "FitRecord", "recovery", "run_experiment"]
 
@@ -121,8 +128,7 @@ class ExperimentResult:
     membership_source: str = ""
     coclustering: object = None
     partition: object = None
-    #: positions (M,) of the observations the co-clustering and the point partition are
-    #: of: a seeded random subset when N > COCLUSTERING_MAX_OBS, None when all
+    #: positions (M,) of the observations of the co-clustering and partition, or None (all)
     coclustering_subset: object = None
     comparison: object = None
     recovery: dict | None = None
@@ -586,7 +592,7 @@ def _mfm_stage(run):
     cov = spec.covariance[0]
     run.log(
         f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs, {spec.chains} chains x "
-        f"{gibbs_draws(spec, run.X.shape[0])} draws after {spec.tune})"
+        f"{gibbs_draws(spec, run.X.shape[0])} draws after {gibbs_tune(spec)})"
     )
     t1 = time.perf_counter()
     k_prior = build_mfm(run.Xdf, covariance=cov).bayesmix_config.k_prior
@@ -605,7 +611,7 @@ def _mfm_stage(run):
             init=init,
             sampler="gibbs",
             draws=gibbs_draws(spec, run.X.shape[0]),
-            tune=spec.tune,
+            tune=gibbs_tune(spec),
             chains=spec.chains,
             random_seed=next(run.seeds),
             progressbar=not run.quiet,
@@ -653,8 +659,7 @@ def _analysis_stage(run):
         result.recovery = _recovery_of(result)
 
 
-#: above this many observations the co-clustering matrix (8 N^2 bytes: 80 GB for
-#: N = 1e5) and the point partition are of a seeded random subset of this many
+#: the co-clustering (8 N^2 bytes) and point partition of at most this many observations
 COCLUSTERING_MAX_OBS = 5000
 
 
@@ -759,7 +764,7 @@ def _run_words(idata, spec):
         return "not sampled"
     C, S = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
     if idata.attrs.get("sampler") == "gibbs":
-        return f"Gibbs {C} x {S} draws after {spec.tune} burn-in sweeps"
+        return f"Gibbs {C} x {S} draws after {gibbs_tune(spec)} burn-in sweeps"
     return f"NUTS {C} x {S} draws after {spec.tune} tuning steps"
 
 
@@ -772,7 +777,7 @@ def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):
             model,
             init=init,
             draws=gibbs_draws(spec, get_config(model).X.shape[0]) if gibbs else spec.draws,
-            tune=spec.tune,
+            tune=gibbs_tune(spec) if gibbs else spec.tune,
             chains=spec.chains,
             random_seed=seed,
             progressbar=not quiet,

@@ -24,6 +24,7 @@ from bayesmix.mcmc._trace import get_params
 from bayesmix.posterior._selection import CHOICE_RULE
 from bayesmix.workflow import _plots as plots
 from bayesmix.workflow._outdir import FIG_DIR, FIGURES, ReportFolder
+from bayesmix.workflow._spec import gibbs_tune
 
 __all__ = ["df_to_markdown", "write_report"]
 
@@ -391,7 +392,7 @@ def _run_length(rec, spec):
     post = rec.idata["posterior"]
     C, S = post.sizes["chain"], post.sizes["draw"]
     if rec.idata.attrs.get("sampler") == "gibbs":
-        return f"by Gibbs, {C} chains x {S} draws after {spec.tune} burn-in sweeps"
+        return f"by Gibbs, {C} chains x {S} draws after {gibbs_tune(spec)} burn-in sweeps"
     return f"by NUTS, {C} chains x {S} draws after {spec.tune} tuning steps"
 
 
