@@ -133,6 +133,34 @@ def test_pipeline_with_fake_sampler_recovers_simulated_truth(tmp_path, fake_samp
     np.testing.assert_array_equal(loaded.em_result.means, res.records[("full", 3)].em.means)
 
 
+def test_coclustering_of_a_seeded_subset_above_the_limit(tmp_path, fake_sampler, monkeypatch):
+    """Above COCLUSTERING_MAX_OBS observations the co-clustering (8 N^2 bytes) and the
+    point partition are of a seeded subset: the report says so, recovery uses the same
+    observations. The limit is lowered to 150 here so that n = 400 is 'large'."""
+    monkeypatch.setattr(pipeline, "COCLUSTERING_MAX_OBS", 150)
+    spec = load_spec(MODELS / "simulated_known_truth.toml")
+    spec.k, spec.mcmc_k, spec.em_n_init, spec.mfm = [2, 3], [3], 2, False
+    res = pipeline.run_experiment(spec, out=tmp_path / "rep", quiet=True)
+    sub = res.coclustering_subset
+    assert sub.shape == (150,) and np.all(np.diff(sub) > 0) and sub.max() < 400
+    psm = res.coclustering
+    assert psm.shape == (150, 150) and psm.attrs["n_obs"] == 400
+    np.testing.assert_array_equal(psm["obs"].values, sub)  # the subset's indices into X
+    # the subset's co-clustering is the full one restricted to it
+    full = bm.coclustering(res.chosen_record.idata)
+    np.testing.assert_allclose(psm.values, full.values[np.ix_(sub, sub)], atol=1e-12)
+    assert res.partition.labels.shape == (150,)
+    # recovery compares the point partition with the true labels of the same observations
+    expected = pipeline.adjusted_rand_index(res.data.truth["labels"][sub], res.partition.labels)
+    assert res.recovery["ari_point_partition"] == expected
+    # the same seed gives the same subset
+    again = pipeline.run_experiment(spec, out=tmp_path / "rep2", quiet=True, report=False)
+    np.testing.assert_array_equal(again.coclustering_subset, sub)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "of a random subset of 150 of the 400 observations (seed 7" in text
+    assert "150 of 400 observations shown (random subset)" in text
+
+
 def test_notes_records_warnings_as_report_notes():
     notes = []
     with pipeline._notes(notes, "EM full K=2"):

@@ -245,3 +245,180 @@ def test_uncertainty_legends_name_components_with_counts(fit):
     assert set(legends) == {"uncertainty", "component (n)"}
     texts = [t.get_text() for t in legends["component (n)"].texts]
     assert texts == [f"{k} ({int((z == k).sum())})" for k in np.unique(z)]
+
+
+# ---------------------------------------------------------------------------- large data
+N_BIG = 100_000
+
+
+@pytest.fixture(scope="module")
+def big():
+    """1e5 observations of three well-separated clusters in D = 3, and their truth."""
+    W3 = np.array([0.5, 0.3, 0.2])
+    M3 = np.array([[0.0, 0.0, 0.0], [4.0, 3.0, 1.0], [-3.0, 4.0, -2.0]])
+    C3 = np.stack([np.eye(3)] * 3)
+    X, z = bm.simulate(N_BIG, W3, M3, C3, random_seed=1)
+    em = SimpleNamespace(weights=W3, means=M3, covariances=C3)
+    return X, z, em
+
+
+def _n_points_drawn(ax):
+    """Markers in the axes' scatter collections (the hexbin's PolyCollection excluded)."""
+    return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+
+
+def _hexbins(ax):
+    from matplotlib.collections import PolyCollection
+
+    return [c for c in ax.collections if type(c) is PolyCollection]
+
+
+def _legend_texts(ax):
+    from matplotlib.legend import Legend
+
+    return [t.get_text() for leg in ax.findobj(Legend) for t in leg.texts]
+
+
+def test_large_data_fit_is_a_hexbin_of_all_points_under_the_ellipses(big):
+    import time
+
+    X, _, em = big
+    t0 = time.perf_counter()
+    fig = plots.plot_fit(X, em)
+    _pixels(fig)  # rendering included
+    # the 1e5 points as one collection of at most a few thousand hexagons; on the 2 shared
+    # cores of the test machine this takes about 1 s, a scatter of 1e5 points several
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 20.0
+    assert "100,000 points as hexagon counts (log scale)" in fig.get_suptitle()
+    for ax in fig.axes:
+        assert _n_points_drawn(ax) == 0
+        (hb,) = _hexbins(ax)
+        counts = hb.get_array()
+        assert len(counts) < 10_000  # hexagons, not points
+        assert counts.sum() == N_BIG  # every observation is counted
+        assert hb.norm.__class__.__name__ == "LogNorm"
+        # the ellipses (3 components x 1 and 2 sd + mean) are drawn on top of the density
+        assert len(ax.get_lines()) == 3 * 3
+        assert min(ln.get_zorder() for ln in ax.get_lines()) > hb.get_zorder()
+    # one legend (the figure's, in the empty upper triangle), one entry per kind of
+    # artist, not per point
+    assert not any(_legend_texts(ax) for ax in fig.axes)
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.texts]
+    assert texts == ["data (100,000, hexbin, log counts)", "EM 1 sd", "EM 2 sd"]
+    _assert_not_blank(fig)
+
+
+def test_large_data_subsample_is_seeded_and_stated(big):
+    X, _, em = big
+    em2 = SimpleNamespace(
+        weights=em.weights, means=em.means[:, :2], covariances=em.covariances[:, :2, :2]
+    )
+    figs = [
+        plots.plot_ellipses(X[:, :2], em2, large="subsample", max_points=3000, random_seed=s)
+        for s in (5, 5, 6)
+    ]
+    ax = figs[0].axes[0]
+    assert ax.get_title() == "3,000 of 100,000 points shown (random subsample, seed 5)"
+    assert _n_points_drawn(ax) == 3000 and not _hexbins(ax)
+    offsets = [f.axes[0].collections[0].get_offsets() for f in figs]
+    np.testing.assert_array_equal(offsets[0], offsets[1])  # same seed, same points
+    assert not np.array_equal(offsets[0], offsets[2])
+    # the points drawn are rows of X (a subsample, not a transformation)
+    rows = {tuple(r) for r in X[:, :2]}
+    assert all(tuple(p) in rows for p in np.asarray(offsets[0][:50]))
+    # smaller, fainter markers than at small n
+    coll = ax.collections[0]
+    assert coll.get_sizes()[0] < 9 and coll.get_alpha() < 0.7
+    assert "data (3,000 of 100,000)" in _legend_texts(ax)
+    # max_points=None: every point, as before
+    ax_all = plots.plot_ellipses(X[:20_000, :2], em2, max_points=None).axes[0]
+    assert _n_points_drawn(ax_all) == 20_000 and ax_all.get_title() == ""
+
+
+def test_small_data_unchanged_by_the_large_n_rule(fit):
+    X, z, em, dt = fit
+    ax = plots.plot_ellipses(X, em, dt).axes[0]
+    assert _n_points_drawn(ax) == len(X) and not _hexbins(ax) and ax.get_title() == ""
+    coll = next(c for c in ax.collections if isinstance(c, PathCollection))
+    assert coll.get_sizes()[0] == 9 and coll.get_alpha() == 0.7
+    u = np.linspace(0.0, 0.5, len(X))
+    ax = plots.plot_uncertainty(X, z, u).axes[0]
+    coll = next(c for c in ax.collections if isinstance(c, PathCollection))
+    np.testing.assert_allclose(coll.get_sizes(), 6.0 + 400.0 * u)
+    np.testing.assert_array_equal(coll.get_offsets(), X)  # every point, in order
+    assert "\n" not in ax.get_title()
+
+
+def test_large_data_uncertainty_draws_a_seeded_subsample(big):
+    X, z, _ = big
+    u = np.random.default_rng(2).uniform(0.0, 0.5, N_BIG)
+    fig = plots.plot_uncertainty(X, z, u, random_seed=3)
+    ax = fig.axes[0]
+    assert ax.get_title().endswith("\n5,000 of 100,000 points shown (random subsample, seed 3)")
+    coll = next(c for c in ax.collections if isinstance(c, PathCollection))
+    assert len(coll.get_offsets()) == 5000
+    same = plots.plot_uncertainty(X, z, u, random_seed=3).axes[0].collections[0]
+    np.testing.assert_array_equal(coll.get_offsets(), same.get_offsets())
+    # the most uncertain points drawn last (on top), sizes scaled down with n
+    sizes = coll.get_sizes()
+    assert np.all(np.diff(sizes) >= 0) and sizes.max() < 6.0 + 400.0 * 0.5
+    # legends per component (counts of all observations) and per size, never per point
+    texts = _legend_texts(ax)
+    assert len(texts) == 3 + 3
+    assert [f"{k} ({int((z == k).sum()):,})" for k in range(3)] == texts[3:]
+    _assert_not_blank(fig)
+
+
+def test_max_points_is_checked():
+    X = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="max_points must be at least 1"):
+        plots.plot_ellipses(X, max_points=0)
+    with pytest.raises(TypeError, match="max_points must be a positive int or None"):
+        plots.plot_uncertainty(X, np.zeros(10, int), np.zeros(10), max_points=2.5)
+    with pytest.raises(ValueError, match="large must be one of"):
+        plots.plot_fit(X, large="dots")
+
+
+def test_coclustering_of_a_subset_of_observations():
+    import xarray as xr
+
+    rng = np.random.default_rng(4)
+    N = 9000
+    z = rng.integers(0, 3, N)
+    obs = np.sort(rng.choice(N, 1500, replace=False))  # a subset with its indices
+    P = (z[obs, None] == z[None, obs]).astype(float)
+    da = xr.DataArray(P, dims=("obs", "obs2"), coords={"obs": obs, "obs2": obs})
+    ax = plots.plot_coclustering(da, z).axes[0]  # the partition of all N
+    assert ax.get_title() == (
+        "co-clustering, 3 clusters in the point partition\n"
+        "1,500 of 9,000 observations shown (random subset)"
+    )
+    img = next(a for a in ax.get_children() if isinstance(a, AxesImage)).get_array()
+    # block diagonal: the partition was matched to the rows through obs, not position
+    n0 = np.bincount(z[obs]).max()
+    assert img.shape == (1500, 1500)
+    assert img[:n0, :n0].min() == 1.0 and img[:n0, n0:].max() == 0.0
+    # the partition of the subset itself works too
+    assert plots.plot_coclustering(da, z[obs]).axes[0].get_title().count("\n") == 0
+    # a plain array needs a partition of its own rows
+    with pytest.raises(ValueError, match="without an obs coordinate"):
+        plots.plot_coclustering(P, z)
+    with pytest.raises(ValueError, match="outside the partition's 5000 observations"):
+        plots.plot_coclustering(da, z[:5000])
+
+
+def test_coclustering_heatmap_shows_at_most_max_points():
+    z = np.repeat([0, 1], [1800, 1200])
+    P = (z[:, None] == z[None, :]).astype(float)
+    ax = plots.plot_coclustering(P, z, random_seed=1).axes[0]
+    img = next(a for a in ax.get_children() if isinstance(a, AxesImage)).get_array()
+    assert img.shape == (2000, 2000)
+    assert ax.get_title().endswith("\n2,000 of 3,000 observations shown (random subset)")
+    assert img[:1000, :1000].min() == 1.0  # the larger cluster (about 1200 of 2000) first
+    full = plots.plot_coclustering(P, z, max_points=None).axes[0]
+    assert next(a for a in full.get_children() if isinstance(a, AxesImage)).get_array().shape == (
+        3000,
+        3000,
+    )

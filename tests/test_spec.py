@@ -164,7 +164,7 @@ def test_gibbs_tune_default_and_explicit_values_are_kept():
     assert bspec.gibbs_tune(spec) == bspec.GIBBS_TUNE == 200
     assert bspec.gibbs_tune(spec_from_dict({"sampler": {"gibbs_tune": 0}})) == 0
     assert bspec.gibbs_tune(spec_from_dict({"sampler": {"gibbs_tune": 900}})) == 900
-    with pytest.raises(SpecError, match="sampler.gibbs_tune must be an integer >= 0"):
+    with pytest.raises(SpecError, match=r"sampler\.gibbs_tune must be an integer >= 0"):
         spec_from_dict({"sampler": {"gibbs_tune": -1}})
 
 

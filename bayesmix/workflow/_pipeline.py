@@ -62,6 +62,7 @@ from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
 from bayesmix.workflow._io import save_fit
 from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
+from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._preflight import check_k_grid, check_out_dir
 from bayesmix.workflow._report import write_report
 from bayesmix.workflow._spec import (
@@ -127,6 +128,8 @@ class ExperimentResult:
     membership_source: str = ""
     coclustering: object = None
     partition: object = None
+    #: positions (M,) of the observations of the co-clustering and partition, or None (all)
+    coclustering_subset: object = None
     comparison: object = None
     recovery: dict | None = None
     out_dir: Path | None = None
@@ -645,7 +648,7 @@ def _analysis_stage(run):
         result.membership_source = "EM"
     tree = rec.idata if rec.idata is not None else (result.dp.idata if result.dp else None)
     if tree is not None:
-        result.coclustering = coclustering(tree)
+        result.coclustering, result.coclustering_subset = _coclustering_of(tree, run.spec.seed)
         result.partition = point_partition(result.coclustering)
     if rec.idata is not None:
         try:
@@ -656,15 +659,39 @@ def _analysis_stage(run):
         result.recovery = _recovery_of(result)
 
 
+#: the co-clustering (8 N^2 bytes) and point partition of at most this many observations
+COCLUSTERING_MAX_OBS = 5000
+
+
+def _coclustering_of(tree, seed):
+    """``(co-clustering, subset positions or None)``: of every observation up to
+    :data:`COCLUSTERING_MAX_OBS`, else of a seeded uniform subset of that many (the
+    DataArray's ``obs`` coordinate holds their indices, ``attrs["n_obs"]`` the N)."""
+    N = get_observed(tree).shape[0]
+    if N <= COCLUSTERING_MAX_OBS:
+        return coclustering(tree), None
+    idx = subsample(N, COCLUSTERING_MAX_OBS, seed)
+    sub = tree.map_over_datasets(lambda ds: ds.isel(obs=idx) if "obs" in ds.dims else ds)
+    psm = coclustering(sub)
+    psm.attrs["n_obs"] = N
+    return psm, idx
+
+
 def _recovery_of(result):
     truth, rec = result.data.truth, result.chosen_record
     labels = np.asarray(result.membership["label"])
     out = recovery(truth, rec.em, rec.idata, labels)
+    true_labels = np.asarray(truth["labels"])
     if result.partition is not None:
-        out["ari_point_partition"] = adjusted_rand_index(truth["labels"], result.partition.labels)
+        sub = result.coclustering_subset
+        out["ari_point_partition"] = adjusted_rand_index(
+            true_labels if sub is None else true_labels[sub], result.partition.labels
+        )
     if result.dp is not None:
-        dp_part = point_partition(coclustering(result.dp.idata))
-        out["ari_dp_point_partition"] = adjusted_rand_index(truth["labels"], dp_part.labels)
+        psm, sub = _coclustering_of(result.dp.idata, result.spec.seed)
+        out["ari_dp_point_partition"] = adjusted_rand_index(
+            true_labels if sub is None else true_labels[sub], point_partition(psm).labels
+        )
     return out
 
 

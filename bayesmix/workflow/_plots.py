@@ -10,19 +10,34 @@ the objects the rest of bayesmix returns: an EM result (anything with ``weights`
 
 For data with more than two features, :func:`plot_fit` draws a pairs grid for up to
 four features and the first two features beyond that (its title says so).
+
+Large data: above ``max_points`` observations (default 5,000) the points under the
+ellipses are a log-count hexbin density of all of them (or a seeded random subsample),
+and per-point plots draw a seeded random subsample; the title says which. The rules
+are in :mod:`bayesmix.workflow._plot_points`. The co-clustering and number-of-clusters
+plots are in :mod:`bayesmix.workflow._plots_clusters`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bayesmix.core._gaussian import cholesky_or_raise, log_component_densities, responsibilities
 from bayesmix.core._validation import check_data, check_random_state
 from bayesmix.mcmc._trace import flat_params, get_observed, mixture_params
-from bayesmix.posterior._nclusters import _LABELS, n_clusters
+from bayesmix.workflow._plot_points import (
+    MAX_POINTS,
+    check_large,
+    check_max_points,
+    draw_hexbin,
+    hexbin_note,
+    marker_scale,
+    shown_note,
+    subsample,
+)
+from bayesmix.workflow._plots_clusters import plot_coclustering, plot_n_clusters
 
 __all__ = [
     "membership_summary",
@@ -135,6 +150,8 @@ def plot_ellipses(
     random_seed=0,
     ax=None,
     truth=None,
+    max_points=MAX_POINTS,
+    large="hexbin",
 ):
     """Scatter the data with EM ellipses (1 and 2 sd) and posterior ellipses from draws.
 
@@ -162,6 +179,17 @@ def plot_ellipses(
         Known components (simulated data): ``weights`` (K,), ``means`` (K, D),
         ``covariances`` (K, D, D), drawn as black dotted 1- and 2-sd ellipses with a
         plus at each mean.
+    max_points : int or None
+        Up to this many observations (default 5,000) every point is drawn; above it
+        the data are drawn as ``large`` says, and the axes title says what is shown.
+        None: always every point.
+    large : {"hexbin", "subsample"}
+        How more than ``max_points`` observations are drawn: ``"hexbin"`` (default), a
+        density of all of them in hexagonal bins with log-scaled counts and a light
+        grey colormap under the ellipses; ``"subsample"``, ``max_points`` of them
+        chosen uniformly at random with ``numpy.random.default_rng(random_seed)``
+        (title: "5,000 of 100,000 points shown (random subsample, seed 0)"). Markers
+        shrink and fade as more than 1,000 points are drawn.
 
     Returns
     -------
@@ -187,8 +215,7 @@ def plot_ellipses(
     names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
     sub = np.ix_([i, j], [i, j])
     fig, ax = _new_axes(ax)
-    ax.scatter(X[:, i], X[:, j], s=9, color="0.45", alpha=0.7, linewidths=0, zorder=1)
-    handles = [Line2D([], [], ls="", marker="o", color="0.45", ms=4, label="data")]
+    handles, note = _draw_data(ax, X[:, i], X[:, j], max_points, large, random_seed)
     if idata is not None:
         w, m, c, idx = _random_draws(idata, n_draws, random_seed)
         colors = _colors(w.shape[1])
@@ -224,7 +251,25 @@ def plot_ellipses(
     ax.set_xlabel(names[i])
     ax.set_ylabel(names[j])
     ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
+    if note:
+        ax.set_title(note, fontsize="small")
     return fig
+
+
+def _draw_data(ax, x, y, max_points, large, random_seed):
+    """The data layer of :func:`plot_ellipses`: ``(legend handles, title note)``."""
+    n = len(x)
+    limit = check_max_points(max_points)
+    if check_large(large) == "hexbin" and limit is not None and n > limit:
+        draw_hexbin(ax, x, y)
+        label = f"data ({n:,}, hexbin, log counts)"
+        return [Line2D([], [], ls="", marker="h", color="0.55", ms=7, label=label)], hexbin_note(n)
+    idx = subsample(n, limit, random_seed)
+    f = marker_scale(len(idx))
+    ax.scatter(x[idx], y[idx], s=9 * f, color="0.45", alpha=0.7 * f, linewidths=0, zorder=1)
+    label = "data" if len(idx) == n else f"data ({len(idx):,} of {n:,})"
+    handles = [Line2D([], [], ls="", marker="o", color="0.45", ms=4, label=label)]
+    return handles, shown_note(len(idx), n, random_seed)
 
 
 def _truth_params(truth, D):
@@ -277,6 +322,8 @@ def plot_fit(
     n_draws=20,
     random_seed=0,
     truth=None,
+    max_points=MAX_POINTS,
+    large="hexbin",
 ):
     """The data with the fitted components, whatever the number of features.
 
@@ -289,8 +336,10 @@ def plot_fit(
     ----------
     X : array_like, shape (N, D), optional
         Defaults to ``idata``'s observed data.
-    em_result, idata, feature_names, n_draws, random_seed, truth
-        As in :func:`plot_ellipses` (one feature: the true density, dotted).
+    em_result, idata, feature_names, n_draws, random_seed, truth, max_points, large
+        As in :func:`plot_ellipses` (one feature: the true density, dotted; the
+        histogram always counts every observation). A pairs grid states what its
+        panels show (all points, a hexbin density or a subsample) in its title.
 
     Returns
     -------
@@ -309,7 +358,14 @@ def plot_fit(
     X_in, X = _data(X, idata, "plot_fit")
     D = X.shape[1]
     names = _names(feature_names, D, idata, data=X_in, em_result=em_result)
-    kw = dict(feature_names=names, n_draws=n_draws, random_seed=random_seed, truth=truth)
+    kw = dict(
+        feature_names=names,
+        n_draws=n_draws,
+        random_seed=random_seed,
+        truth=truth,
+        max_points=max_points,
+        large=large,
+    )
     if D == 1:
         fig, ax = _new_axes(None)
         _plot_density_1d(X, em_result, idata, names[0], n_draws, random_seed, ax, truth)
@@ -329,9 +385,20 @@ def plot_fit(
                 fig.delaxes(ax)
                 continue
             plot_ellipses(X, em_result, idata, features=(col, r + 1), ax=ax, **kw)
-            if (r, col) != (0, 0):
-                ax.get_legend().remove()
-    fig.suptitle(f"pairs of all {D} features")
+            note = ax.get_title()
+            ax.set_title("")
+            legend = ax.get_legend()
+            if (r, col) == (0, 0):  # one legend, in the empty upper triangle
+                fig.legend(
+                    handles=legend.legend_handles,
+                    labels=[t.get_text() for t in legend.texts],
+                    loc="upper right",
+                    bbox_to_anchor=(0.98, 0.93),
+                    fontsize="small",
+                    framealpha=0.8,
+                )
+            legend.remove()
+    fig.suptitle(f"pairs of all {D} features" + (f"; {note}" if note else ""))
     return fig
 
 
@@ -389,7 +456,17 @@ def membership_summary(fit, X=None):
     return prob.argmax(axis=1), 1.0 - prob.max(axis=1)
 
 
-def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=None, ax=None):
+def plot_uncertainty(
+    X,
+    labels,
+    uncertainty,
+    *,
+    features=(0, 1),
+    feature_names=None,
+    ax=None,
+    max_points=MAX_POINTS,
+    random_seed=0,
+):
     """Data coloured by most probable component, sized by classification uncertainty.
 
     Parameters
@@ -405,6 +482,14 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
     feature_names : list of str, optional
         Axis labels; by default the columns of ``X`` when it is a DataFrame.
     ax : matplotlib.axes.Axes, optional
+    max_points : int or None
+        Draw at most this many points (default 5,000; None: all): above it a uniform
+        random subsample from ``numpy.random.default_rng(random_seed)``, stated in the
+        title, drawn in order of increasing uncertainty (the uncertain points on
+        top). The component counts in the legend and the numbers in the title are
+        of all N observations. Markers shrink and fade as more than 1,000 are drawn.
+    random_seed : int or numpy.random.Generator
+        Seed of that subsample.
 
     Returns
     -------
@@ -427,14 +512,18 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
     names = _names(feature_names, X.shape[1], data=X_in)
     fig, ax = _new_axes(ax, figsize=(7.2, 4.8))
     palette = [*_colors(max(int(labels.max()), 0) + 1), _NOISE_GREY]  # index -1: noise
-    colors = np.array(palette)[labels]
-    size = 6.0 + 400.0 * u
+    idx = subsample(X.shape[0], max_points, random_seed)
+    if len(idx) < X.shape[0]:  # the uncertain points, the few worth seeing, on top
+        idx = idx[np.argsort(u[idx], kind="stable")]
+    f = marker_scale(len(idx))
+    colors = np.array(palette)[labels[idx]]
+    size = (6.0 + 400.0 * u[idx]) * f
     if X.shape[1] == 1:
-        x, y, ylabel = X[:, 0], u, "uncertainty"
+        x, y, ylabel = X[idx, 0], u[idx], "uncertainty"
     else:
         i, j = features
-        x, y, ylabel = X[:, i], X[:, j], names[j]
-    ax.scatter(x, y, s=size, c=colors, alpha=0.6, edgecolors="k", linewidths=0.3)
+        x, y, ylabel = X[idx, i], X[idx, j], names[j]
+    ax.scatter(x, y, s=size, c=colors, alpha=0.6 * max(f, 0.5), edgecolors="k", linewidths=0.3 * f)
     ax.set_xlabel(names[0] if X.shape[1] == 1 else names[features[0]])
     ax.set_ylabel(ylabel)
     handles = [
@@ -446,7 +535,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             color="0.5",
             mec="k",
             mew=0.3,
-            ms=np.sqrt(6.0 + 400.0 * v),
+            ms=np.sqrt((6.0 + 400.0 * v) * f),
             label=f"{v:g}",
         )
         for v in (0.05, 0.2, 0.4)
@@ -470,7 +559,7 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             mec="k",
             mew=0.3,
             ms=6,
-            label=f"{'noise' if k == -1 else k} ({int((labels == k).sum())})",
+            label=f"{'noise' if k == -1 else k} ({int((labels == k).sum()):,})",
         )
         for k in present
     ]
@@ -483,7 +572,9 @@ def plot_uncertainty(X, labels, uncertainty, *, features=(0, 1), feature_names=N
             loc="lower left",
             bbox_to_anchor=(1.01, 0.0),
         )
-    ax.set_title(f"membership uncertainty (max {u.max():.2f}, {int((u > 0.2).sum())} obs > 0.2)")
+    title = f"membership uncertainty (max {u.max():.2f}, {int((u > 0.2).sum()):,} obs > 0.2)"
+    note = shown_note(len(idx), X.shape[0], random_seed)
+    ax.set_title(title + (f"\n{note}" if note else ""))
     return fig
 
 
@@ -605,12 +696,14 @@ def _zoom_elpd(ax, table, kcol, loo, loo_se):
     pad = 0.08 * (top - bottom) + 1.0
     lo = bottom - 2.5 * pad
     ax.set_ylim(lo, top + pad)
-    for k, v in zip(rows[kcol].to_numpy()[far], val[far], strict=True):
+    for n, (k, v) in enumerate(zip(rows[kcol].to_numpy()[far], val[far], strict=True)):
         ax.plot([k], [lo + 0.6 * pad], marker="v", color="0.35", ms=7, ls="none")
         ax.annotate(
             f"K={int(k)}: {v:.0f}\n(off scale)",
             (k, lo + 0.6 * pad),
-            xytext=(6, 2),
+            # neighbours staggered: at large n the values are wide enough to run into
+            # the next K's note
+            xytext=(6, 2 + 18 * (n % 2)),
             textcoords="offset points",
             fontsize="x-small",
             color="0.25",
@@ -700,161 +793,4 @@ def plot_rank(idata, *, var_names=("weights", "means"), max_params=12, n_bins=No
     axes[0, 1].set_title("rank histogram per chain (dashed: uniform)")
     axes[-1, 0].set_xlabel("draw")
     axes[-1, 1].set_xlabel("rank among all draws")
-    return fig
-
-
-# ---------------------------------------------------------------------------- co-clustering
-def plot_coclustering(coclustering, partition, *, ax=None):
-    """The co-clustering matrix with observations ordered by a point partition.
-
-    Parameters
-    ----------
-    coclustering : array_like or xarray.DataArray, shape (N, N)
-        Posterior probability that observations n and m share a component
-        (:func:`bayesmix.coclustering`).
-    partition : array_like of int, shape (N,)
-        Point-estimate cluster labels (:func:`bayesmix.point_partition`); observations
-        are sorted by cluster (largest first) and, within one, by their mean
-        co-clustering with the cluster. White lines separate the clusters.
-    ax : matplotlib.axes.Axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> z = np.array([0, 1, 0, 1])
-    >>> fig = plot_coclustering((z[:, None] == z[None, :]).astype(float), z)
-    """
-    P = np.asarray(getattr(coclustering, "values", coclustering), dtype=float)
-    z = np.asarray(partition).astype(int)
-    N = P.shape[0]
-    if P.shape != (N, N) or z.shape != (N,):
-        raise ValueError(
-            f"coclustering must be square (N, N) and partition (N,); got {P.shape} and {z.shape}."
-        )
-    labels, counts = np.unique(z, return_counts=True)
-    order_labels = labels[np.argsort(-counts, kind="stable")]
-    order = []
-    for lab in order_labels:
-        members = np.flatnonzero(z == lab)
-        within = P[np.ix_(members, members)].mean(axis=1)
-        order.extend(members[np.argsort(-within, kind="stable")])
-    order = np.array(order)
-    fig, ax = _new_axes(ax, figsize=(6.0, 5.2))
-    im = ax.imshow(
-        P[np.ix_(order, order)], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest"
-    )
-    bounds = np.cumsum([np.sum(z == lab) for lab in order_labels])[:-1] - 0.5
-    for b in bounds:
-        ax.axhline(b, color="w", lw=0.8)
-        ax.axvline(b, color="w", lw=0.8)
-    fig.colorbar(im, ax=ax, label="P(same component)")
-    ax.set_xlabel("observation (ordered by cluster)")
-    ax.set_ylabel("observation (ordered by cluster)")
-    ax.set_title(f"co-clustering, {len(labels)} clusters in the point partition")
-    return fig
-
-
-# ------------------------------------------------------------------ number of clusters
-def _as_table(obj):
-    if isinstance(obj, pd.DataFrame):
-        missing = [c for c in ("variable", "k", "probability") if c not in obj.columns]
-        if missing:
-            raise ValueError(
-                f"a table for plot_n_clusters needs columns variable, k, probability (as "
-                f"returned by bm.n_clusters); it lacks {missing}."
-            )
-        return obj
-    return n_clusters(obj)
-
-
-def plot_n_clusters(data, *, prior=None, ax=None, max_k=None):
-    """Bar chart of P(K+ = k) (and P(K = k) for an MFM) with Monte-Carlo error bars.
-
-    Parameters
-    ----------
-    data : xarray.DataTree or pandas.DataFrame
-        A posterior (summarised with :func:`bayesmix.n_clusters`) or the table it returned.
-    prior : pandas.DataFrame or dict, optional
-        The prior to overlay: a table from :func:`bayesmix.prior_n_clusters`, or a dict
-        ``{"n_occupied": p, "n_components": q}`` of probability arrays for k = 1, 2, ...
-    ax : matplotlib.axes.Axes, optional
-    max_k : int, optional
-        Right end of the k axis (default: the largest k with posterior probability
-        >= 0.001 or prior probability >= 0.01).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Bars are the posterior probabilities, error bars +- 2 MCSE (cut at 0 and 1);
-        the prior is drawn as open markers joined by a thin line.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"variable": "n_occupied", "k": [1, 2, 3],
-    ...                   "probability": [0.1, 0.8, 0.1], "mcse": [0.01, 0.02, 0.01]})
-    >>> fig = plot_n_clusters(t, prior={"n_occupied": [0.3, 0.4, 0.2, 0.1]})
-    >>> fig.axes[0].get_xlabel()
-    'number of clusters k'
-    """
-    table = _as_table(data)
-    if isinstance(prior, dict):
-        prior = pd.concat(
-            [
-                pd.DataFrame({"variable": v, "k": np.arange(1, len(p) + 1), "probability": p})
-                for v, p in prior.items()
-            ],
-            ignore_index=True,
-        )
-    elif prior is not None:
-        prior = _as_table(prior)
-    fig, ax = _new_axes(ax, figsize=(6.0, 3.8))
-    variables = list(dict.fromkeys(table["variable"]))
-    width = 0.8 / max(len(variables), 1)
-    shown = table.loc[table["probability"] >= 1e-3, "k"]
-    if prior is not None:
-        shown = pd.concat([shown, prior.loc[prior["probability"] >= 1e-2, "k"]])
-    kmax = int(max_k if max_k is not None else (shown.max() if len(shown) else 1))
-    for i, var in enumerate(variables):
-        sub = table[(table["variable"] == var) & (table["k"] <= kmax)]
-        off = (i - (len(variables) - 1) / 2) * width
-        p = sub["probability"].to_numpy()
-        yerr = None
-        if "mcse" in sub:  # +- 2 MCSE, cut at 0 and 1
-            two = 2 * sub["mcse"].to_numpy()
-            yerr = np.vstack([np.minimum(two, p), np.minimum(two, 1 - p)])
-        ax.bar(
-            sub["k"] + off,
-            p,
-            width=width * 0.95,
-            color=f"C{i}",
-            alpha=0.8,
-            yerr=yerr,
-            capsize=3,
-            label=f"posterior {_LABELS.get(var, var)}",
-        )
-        if prior is not None:
-            pr = prior[(prior["variable"] == var) & (prior["k"] <= kmax)]
-            if len(pr):
-                ax.plot(
-                    pr["k"] + off,
-                    pr["probability"],
-                    "o-",
-                    color=f"C{i}",
-                    mfc="white",
-                    lw=0.8,
-                    ms=5,
-                    label=f"prior {_LABELS.get(var, var)}",
-                )
-    ax.set_xlabel("number of clusters k")
-    ax.set_ylabel("probability")
-    ax.set_xticks(np.arange(1, kmax + 1))
-    ax.set_xlim(0.5, kmax + 0.5)
-    ax.set_ylim(0, None)
-    ax.legend(fontsize="small")
-    ax.set_title("Posterior on the number of clusters (error bars: ±2 MCSE)")
     return fig

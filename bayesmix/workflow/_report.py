@@ -314,7 +314,7 @@ def _data_and_settings(doc, result, out_dir):
     )
     items = [
         f"Data: {info['source']}.",
-        f"Used {N} observations x {D} features ({', '.join(names)}){dropped}.",
+        f"Used {N:,} observations x {D} features ({', '.join(names)}){dropped}.",
         *(
             [
                 f"Frequency weights: column `{info['weights']}` (not a feature; total weight "
@@ -345,6 +345,14 @@ def _data_and_settings(doc, result, out_dir):
         + (f" with {json.dumps(spec.prior)}" if spec.prior else "")
         + ".",
     ]
+    if N > plots.MAX_POINTS:
+        items.append(
+            f"Large data ({N:,} observations): the plots of the fits show all points as "
+            f"hexagon counts (log scale) under the ellipses; the membership plot shows a "
+            f"random subsample of {plots.MAX_POINTS:,} (seed {spec.seed}), and the "
+            f"co-clustering matrix and the point partition are of a random subset of "
+            "observations (see each figure)."
+        )
     if D > 2:
         items.append(
             "Plots of the data show "
@@ -449,7 +457,7 @@ def _chosen_fit(doc, result, out_dir):
     )
     if truth is not None:
         caption += "; the simulated components dotted (1 and 2 sd)"
-    doc.fig(_save(doc, fig, out_dir, "fit.png"), caption)
+    doc.fig(_save(doc, fig, out_dir, "fit.png"), caption + _hexbin_words(X))
 
 
 def _components_table(rec, K, names):
@@ -477,30 +485,58 @@ def _membership(doc, result, out_dir):
     N, K = X.shape[0], result.chosen[1]
     doc.h(2, "Membership uncertainty")
     labels, unc = plots.membership_summary(result.membership, X)
-    fig = plots.plot_uncertainty(X, labels, unc, feature_names=names)
+    fig = plots.plot_uncertainty(X, labels, unc, feature_names=names, random_seed=result.spec.seed)
     doc.fig(
         _save(doc, fig, out_dir, "uncertainty.png"),
         f"Most probable component (colour) and uncertainty 1 - max probability (size), "
-        f"from the {result.membership_source}",
+        f"from the {result.membership_source}" + _shown_of(fig),
     )
     doc.p(
         f"Membership from the {result.membership_source}. Uncertainty = 1 - max_k P(z=k): "
-        f"median {np.median(unc):.3f}, {int((unc > 0.1).sum())} of {N} observations above 0.1, "
-        f"{int((unc > 0.3).sum())} above 0.3. Component sizes (most probable label): "
+        f"median {np.median(unc):.3f}, {int((unc > 0.1).sum()):,} of {N:,} observations above "
+        f"0.1, {int((unc > 0.3).sum()):,} above 0.3. Component sizes (most probable label): "
         f"{np.bincount(labels[labels >= 0], minlength=K).tolist()}"
         + (f"; noise class: {int((labels == -1).sum())}." if (labels == -1).any() else ".")
     )
     if result.partition is not None:
-        fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
+        fig = plots.plot_coclustering(
+            result.coclustering, result.partition.labels, random_seed=result.spec.seed
+        )
         doc.fig(
             _save(doc, fig, out_dir, "coclustering.png"),
-            "Posterior co-clustering probability, ordered by the point-estimate partition",
+            "Posterior co-clustering probability, ordered by the point-estimate partition"
+            + _shown_of(fig),
         )
         doc.p(
             f"Point-estimate partition (minimum posterior expected {result.partition.loss} "
-            f"loss): {result.partition.n_clusters} clusters of sizes "
+            f"loss){_subset_words(result)}: {result.partition.n_clusters} clusters of sizes "
             f"{np.bincount(result.partition.labels).tolist()}."
         )
+
+
+def _hexbin_words(X):
+    """A fit plot's caption note: the data as a density above plots.MAX_POINTS rows."""
+    N = X.shape[0]
+    if N <= plots.MAX_POINTS or X.shape[1] == 1:
+        return ""
+    return f"; the data as hexagon counts of all {N:,} points (log scale, darker = more)"
+
+
+def _shown_of(fig):
+    """'' or '; 2,000 of 100,000 observations shown (random subset)' from a plot's title."""
+    lines = fig.axes[0].get_title().split("\n")
+    return f"; {lines[-1]}" if len(lines) > 1 else ""
+
+
+def _subset_words(result):
+    sub = getattr(result, "coclustering_subset", None)
+    if sub is None:
+        return ""
+    return (
+        f" of a random subset of {len(sub):,} of the {result.data.X.shape[0]:,} observations "
+        f"(seed {result.spec.seed}; the full co-clustering matrix would take "
+        f"{8 * result.data.X.shape[0] ** 2 / 1e9:,.0f} GB)"
+    )
 
 
 def _diagnostics(doc, result, out_dir):
@@ -550,11 +586,13 @@ def _dp(doc, result, out_dir):
     doc.fig(
         _save(doc, fig, out_dir, "dp_fit.png"),
         "Dirichlet-process mixture: 1-sd ellipses of components heavier than 1 % "
-        "from 20 draws (colours are stick indices, not matched across draws)",
+        "from 20 draws (colours are stick indices, not matched across draws)" + _hexbin_words(X),
     )
     if result.chosen_record.idata is None:
-        fig = plots.plot_coclustering(result.coclustering, result.partition.labels)
-        doc.fig(_save(doc, fig, out_dir, "coclustering.png"), "DP co-clustering")
+        fig = plots.plot_coclustering(
+            result.coclustering, result.partition.labels, random_seed=result.spec.seed
+        )
+        doc.fig(_save(doc, fig, out_dir, "coclustering.png"), "DP co-clustering" + _shown_of(fig))
 
 
 def _cluster_models(result):
@@ -661,6 +699,11 @@ def _saved_fits(doc, result, out_dir):
 def _timings(doc, result, out_dir):
     doc.h(2, "Timings")
     doc.ul([f"{k}: {v:.1f} s" for k, v in result.timings.items()])
+    if "total" not in result.timings:
+        doc.p(
+            "The report itself and the total are timed after this page is written: see "
+            "the last progress line of the run."
+        )
 
 
 #: The report, section by section: each is ``section(doc, result, out_dir)``.
