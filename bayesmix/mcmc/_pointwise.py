@@ -140,12 +140,14 @@ def pointwise_arrays(X, weights, means, covariances, log_w0=None):
 
 
 def _inputs(idata):
-    from bayesmix.mcmc._trace import get_observed, get_params
-
-    w, m, c = get_params(idata)
+    # the layout of bayesmix.mcmc._trace (not imported: _trace imports this module)
     post = idata["posterior"]
+    w = post["weights"].transpose("chain", "draw", "component").values
+    m = post["means"].transpose("chain", "draw", "component", "feature").values
+    c = post["covariances"].transpose("chain", "draw", "component", "feature", "feature2").values
+    X = idata["observed_data"]["X"].transpose("obs", "feature").values
     nw = post["noise_weight"].transpose("chain", "draw").values if "noise_weight" in post else None
-    return get_observed(idata), w, m, c, _noise(nw, idata.attrs.get("noise_volume"))
+    return X, w, m, c, _noise(nw, idata.attrs.get("noise_volume"))
 
 
 def iter_pointwise(idata, chunk=None, obs=None):
