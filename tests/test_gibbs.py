@@ -326,7 +326,7 @@ def test_layout_matches_the_pymc_model(data, covariance, kind, em2):
         model = build_gmm(data, 2, covariance=covariance)
     else:
         model = build_dpgmm(data, truncation=4, covariance=covariance)
-    dt = _gibbs(model, draws=4, tune=2, init=em2)
+    dt = _gibbs(model, draws=4, tune=2, init=em2, allocations=True)
     post = dt["posterior"]
     for rv in [*model.free_RVs, *model.deterministics]:
         dims = model.named_vars_to_dims.get(rv.name, ())
@@ -365,11 +365,15 @@ def test_layout_matches_nuts(data):
         assert g.attrs[key] == n.attrs[key], key
 
 
-def test_allocations_omitted_when_too_many(data, monkeypatch):
-    monkeypatch.setattr(gibbs, "MAX_STORED_ALLOCATIONS", 100)
+def test_allocations_stored_only_when_asked(data):
     dt = _gibbs(build_gmm(data, 2), draws=5, tune=0)
     assert "allocations" not in dt["posterior"].data_vars
     assert dt.attrs["allocations_stored"] == 0 and "not stored" in dt.attrs["allocations_note"]
+    assert "n_occupied" in dt["posterior"].data_vars
+    dt = _gibbs(build_gmm(data, 2), draws=5, tune=0, allocations=True)
+    z = dt["posterior"]["allocations"]
+    assert z.dims == ("chain", "draw", "obs") and z.dtype == np.int32
+    assert dt.attrs["allocations_stored"] == 1
 
 
 def test_mfm_output(data):
@@ -648,7 +652,7 @@ def test_finite_gibbs_matches_exact_enumeration(sweep, monkeypatch):
     if sweep != "collapsed":
         monkeypatch.setattr(_gibbs_sweeps, "FINITE_COLLAPSED_MAX_N", 0)
     monkeypatch.setattr(_gibbs_sweeps, "FINITE_SPLIT_MERGE", sweep == "blocked+split-merge")
-    dt = _gibbs(model, draws=4000, tune=200, chains=2)
+    dt = _gibbs(model, draws=4000, tune=200, chains=2, allocations=True)
     zs = dt["posterior"]["allocations"].values.reshape(-1, 6)
     freq = (zs[:, :, None] == zs[:, None, :]).mean(0)
     # draws are autocorrelated: standard errors from an effective size of 1/4 the draws

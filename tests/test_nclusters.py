@@ -300,7 +300,7 @@ def _gmm_prior(**kw):
     )
 
 
-def _gibbs(model, draws, chains=2, seed=1):
+def _gibbs(model, draws, chains=2, seed=1, allocations=False):
     import warnings
 
     with warnings.catch_warnings():
@@ -314,6 +314,7 @@ def _gibbs(model, draws, chains=2, seed=1):
             chains=chains,
             random_seed=seed,
             progressbar=False,
+            allocations=allocations,
         )
 
 
@@ -365,7 +366,9 @@ def _exact_dp(alpha=None, gamma_prior=None, T=8, truncated=True):
 def dp_gamma_fit():
     """Gibbs DP fit of X_TINY, alpha ~ Gamma(2, 2), truncation 8, 2 x 3000 draws."""
     prior = _gmm_prior(dp_concentration=(2.0, 2.0))
-    return _gibbs(bm.build_dpgmm(X_TINY[:, None], truncation=8, prior=prior), draws=3000)
+    return _gibbs(
+        bm.build_dpgmm(X_TINY[:, None], truncation=8, prior=prior), draws=3000, allocations=True
+    )
 
 
 @pytest.mark.parametrize(

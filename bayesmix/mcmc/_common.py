@@ -169,7 +169,9 @@ def _diagnostic_dataset(dt, cfg, init):
         except Exception:  # relabel failed: label-invariant quantities
             pass
 
-    ll = dt["log_likelihood"]["X"].sum("obs", skipna=False)
+    from bayesmix.mcmc._pointwise import total_log_likelihood
+
+    ll = total_log_likelihood(dt)  # sample_stats/loglik, the stored group, or chunked
     post = xr.Dataset(
         {
             "sorted_weights": (

@@ -111,6 +111,7 @@ import time
 import warnings
 
 import numpy as np
+import xarray as xr
 
 from bayesmix.mcmc import _collapsed_kernels
 from bayesmix.mcmc import _gibbs_kernels as _gk
@@ -129,9 +130,6 @@ from bayesmix.mcmc._gibbs_sweeps import (
 )
 
 __all__ = ["sample_gibbs"]
-
-#: allocations (chain, draw, obs) are stored when chains * draws * N is at most this
-MAX_STORED_ALLOCATIONS = 20_000_000
 
 
 # ---------------------------------------------------------------------------- chains
@@ -403,7 +401,8 @@ def _posterior_arrays(cfg, results):
     return w, m, c, extra, {k: dims[k] for k in extra}
 
 
-def _to_datatree(cfg, results, attrs, store_z):
+def _to_datatree(cfg, results, attrs, store_z, log_likelihood="auto"):
+    from bayesmix.mcmc._pointwise import total_log_likelihood_arrays
     from bayesmix.mcmc._trace import from_arrays
 
     w, m, c, extra, dims = _posterior_arrays(cfg, results)
@@ -419,6 +418,7 @@ def _to_datatree(cfg, results, attrs, store_z):
         attrs=attrs,
         extra=extra,
         extra_dims=dims,
+        log_likelihood=log_likelihood,
     )
     post = dt["posterior"].to_dataset()
     coords = {}
@@ -428,8 +428,14 @@ def _to_datatree(cfg, results, attrs, store_z):
         coords["obs"] = np.arange(cfg.X.shape[0])
     if coords:
         dt["posterior"] = post.assign_coords(coords)
-    loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False)  # NaN-aware sum: 40x slower
-    dt["sample_stats"] = loglik.rename("loglik").to_dataset()
+    if "log_likelihood" in dt.children:
+        loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False).values
+    else:  # chunks of observations: never the (chain, draw, obs) array
+        loglik = total_log_likelihood_arrays(cfg.X, w, m, c)
+    dt["sample_stats"] = xr.Dataset(
+        {"loglik": (("chain", "draw"), loglik)},
+        coords={"chain": dt["posterior"]["chain"].values, "draw": dt["posterior"]["draw"].values},
+    )
     return dt
 
 
@@ -464,6 +470,8 @@ def sample_gibbs(
     random_seed=None,
     progressbar=True,
     cores=None,
+    log_likelihood="auto",
+    allocations=False,
     **kwargs,
 ):
     """Sample a conjugate bayesmix model with the Gibbs sampler (module docstring).
@@ -486,6 +494,11 @@ def sample_gibbs(
     cores : int, optional
         Chains run in this many threads; default as ``pymc.sample``: the number of CPUs,
         at most 4 (and at most ``chains``). The draws do not depend on it.
+    log_likelihood : bool or "auto", default "auto"
+        Store ``log_likelihood/X`` (chain, draw, obs); as :func:`bayesmix.sample`.
+    allocations : bool, default False
+        Store the sampled allocations ``posterior/allocations`` (chain, draw, obs) int32.
+        Either ``True`` raises MemoryError before sampling when the array cannot fit.
     **kwargs
         NUTS-only settings of :func:`bayesmix.sample` (``target_accept``, ...) are
         accepted and ignored; anything else is a TypeError.
@@ -494,8 +507,8 @@ def sample_gibbs(
     -------
     xarray.DataTree
         As :func:`bayesmix.sample` (module :mod:`bayesmix.mcmc._trace`), plus posterior
-        ``n_occupied`` (chain, draw), ``allocations`` (chain, draw, obs) when
-        ``chains * draws * N <= 2e7``, for an MFM ``n_components`` (chain, draw);
+        ``n_occupied`` (chain, draw), ``allocations`` (chain, draw, obs) with
+        ``allocations=True``, for an MFM ``n_components`` (chain, draw);
         ``sample_stats`` ``loglik`` (chain, draw): the total log-likelihood of the
         draw; root attrs ``sampler="gibbs"``, ``allocations_stored``.
 
@@ -507,13 +520,14 @@ def sample_gibbs(
     >>> with warnings.catch_warnings():  # 20 draws: the ESS warning is expected
     ...     warnings.simplefilter("ignore", bm.ConvergenceWarning)
     ...     dt = sample_gibbs(bm.build_gmm(X, 2), draws=20, tune=20, chains=2,
-    ...                       random_seed=1, progressbar=False)
+    ...                       random_seed=1, progressbar=False, allocations=True)
     >>> dt["posterior"]["allocations"].dims
     ('chain', 'draw', 'obs')
     """
     from bayesmix.core._validation import check_random_state
     from bayesmix.mcmc._builders import get_config
     from bayesmix.mcmc._common import _diagnose
+    from bayesmix.mcmc._pointwise import check_fits_memory, resolve_storage
 
     cfg = get_config(model)
     unknown = sorted(set(kwargs) - set(_NUTS_ONLY))
@@ -534,7 +548,16 @@ def sample_gibbs(
     spec = _spec(cfg)
     start = _initial_state(cfg, spec, w, m, c)
     seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(chains)
-    store_z = chains * draws * cfg.X.shape[0] <= MAX_STORED_ALLOCATIONS
+    store_z = _check_allocations(allocations)
+    n_entries = chains * draws * cfg.X.shape[0]
+    if store_z:  # before any sampling
+        check_fits_memory(
+            4 * n_entries, "allocations (chain, draw, obs) int32", "allocations=False"
+        )
+    if resolve_storage(log_likelihood, n_entries)[0]:
+        check_fits_memory(
+            8 * n_entries, "log_likelihood (chain, draw, obs)", "log_likelihood=False"
+        )
     t0 = time.perf_counter()
     results = _run_chains(spec, start, seeds, draws, tune, store_z, cores, progressbar)
     attrs = {
@@ -550,14 +573,24 @@ def sample_gibbs(
     }
     if not store_z:
         attrs["allocations_note"] = (
-            f"allocations not stored: chains * draws * N > {MAX_STORED_ALLOCATIONS:.0e}"
+            "allocations not stored (allocations=False); membership and co-clustering use "
+            "the parameters"
         )
     attrs.update(_model_attrs(cfg))
-    dt = _to_datatree(cfg, results, attrs, store_z)
+    dt = _to_datatree(cfg, results, attrs, store_z, log_likelihood)
     if cfg.model == "dpgmm":
         _warn_truncation(cfg, dt)
     _diagnose(dt, cfg, init if cfg.model == "gmm" else None)
     return dt
+
+
+def _check_allocations(allocations):
+    if isinstance(allocations, (bool, np.bool_)):
+        return bool(allocations)
+    raise ValueError(
+        f"allocations must be True or False; got {allocations!r}. True stores the sampled "
+        "allocations (chain, draw, obs) int32; False (the default) keeps n_occupied only."
+    )
 
 
 def _model_attrs(cfg):

@@ -146,10 +146,11 @@ def _start_draw(idata, C, S):
         lp = idata["sample_stats"]["lp"].transpose("chain", "draw").values.reshape(C * S)
         if np.all(np.isfinite(lp)):
             return int(np.argmax(lp))
-    if "log_likelihood" in idata.children and "X" in idata["log_likelihood"].data_vars:
-        ll = idata["log_likelihood"]["X"].transpose("chain", "draw", "obs").values
-        return int(np.argmax(ll.reshape(C * S, -1).sum(-1)))
-    return 0
+    from bayesmix.mcmc._pointwise import total_log_likelihood
+
+    # sample_stats/loglik, the stored group's sum, or chunked over observations
+    tot = total_log_likelihood(idata).transpose("chain", "draw").values.reshape(C * S)
+    return int(np.nanargmax(tot)) if np.isfinite(tot).any() else 0
 
 
 def _permute_dataset(ds, perms):

@@ -274,6 +274,8 @@ def sample(
     progressbar=True,
     mass_matrix="auto",
     sampler=None,
+    log_likelihood="auto",
+    allocations=False,
     **pymc_kwargs,
 ):
     """Sample a bayesmix model with NUTS, chains started near the EM MAP.
@@ -325,6 +327,21 @@ def sample(
         "gibbs-rule"; :mod:`bayesmix.mcmc._choice`); NUTS whenever an LKJ prior, sample
         weights, a noise component or a NUTS option (``nuts_sampler``, ``mass_matrix``,
         ``step``, ``target_accept`` ...) is given. ``sampler="nuts"`` forces NUTS.
+    log_likelihood : bool or "auto", default "auto"
+        Store the pointwise log-likelihood group ``log_likelihood/X`` (chain, draw,
+        obs). ``"auto"``: only when chains * draws * N <=
+        :data:`bayesmix.mcmc._pointwise.POINTWISE_MAX_ENTRIES` (5e6, 40 MB; Old
+        Faithful at 4 x 2000 draws is 2.2e6). Without it :func:`bayesmix.loo` and
+        :func:`bayesmix.waic` compute it from the parameters in chunks of
+        observations. Root attrs ``log_likelihood_stored`` and ``log_likelihood_note``
+        record what happened. ``True`` raises MemoryError before sampling when the
+        array cannot fit in the available memory.
+    allocations : bool, default False
+        Gibbs only: store the sampled allocations ``posterior/allocations`` (chain,
+        draw, obs) int32 (MemoryError before sampling when they cannot fit). Without
+        them :func:`bayesmix.coclustering`, :func:`bayesmix.point_partition` and
+        :func:`bayesmix.membership` use the parameters; ``n_occupied`` is always
+        kept. NUTS integrates the allocations out: ``True`` is an error there.
     **pymc_kwargs
         Passed to ``pymc.sample`` (``cores``, ``compile_kwargs``, ...); the NUTS
         settings (``target_accept``, ``max_treedepth``, ``step_scale``, ...; or a
@@ -338,7 +355,8 @@ def sample(
         feature, feature2) and the model's own variables; DP models add
         ``concentration``, ``sticks`` and ``n_occupied`` (chain, draw): the number of
         components with at least one observation under the draw's MAP allocation),
-        ``sample_stats``, ``log_likelihood`` (``X`` (chain, draw, obs), marginal),
+        ``sample_stats``, ``log_likelihood`` (``X`` (chain, draw, obs), marginal; see
+        ``log_likelihood``),
         ``observed_data``; root attrs ``model``, ``n_components``, ``covariance``,
         ``prior`` (JSON), ``bayesmix_version``, ``nuts_sampler``, ``random_seed``,
         ``mass_matrix`` (``"diag"`` or ``"full"``, with ``nuts_sampler="pymc"``).
@@ -374,7 +392,15 @@ def sample(
             chains=chains,
             random_seed=random_seed,
             progressbar=progressbar,
+            log_likelihood=log_likelihood,
+            allocations=allocations,
             **pymc_kwargs,
+        )
+    if allocations is not False:
+        raise ValueError(
+            f"allocations={allocations!r} needs the Gibbs sampler: NUTS integrates the "
+            "allocations out and has none to store. Use sampler='gibbs' (conjugate prior) or "
+            "allocations=False (membership and co-clustering then use the parameters)."
         )
     with _gc_paused():
         dt = _sample(
@@ -387,6 +413,7 @@ def sample(
             nuts_sampler=nuts_sampler,
             progressbar=progressbar,
             mass_matrix=mass_matrix,
+            log_likelihood=log_likelihood,
             **pymc_kwargs,
         )
     dt.attrs.setdefault("sampler", "nuts")
@@ -423,18 +450,23 @@ def _sample(
     nuts_sampler,
     progressbar,
     mass_matrix,
+    log_likelihood="auto",
     **pymc_kwargs,
 ):
+    from bayesmix.mcmc._pointwise import check_fits_memory, resolve_storage
 
     cfg = get_config(model)
     draws = check_int(draws, "draws", minimum=1)
     tune = check_int(tune, "tune", minimum=0)
+    chains = check_int(chains, "chains", minimum=1)
+    n_ll = chains * draws * cfg.X.shape[0]
+    if resolve_storage(log_likelihood, n_ll)[0]:  # before any sampling
+        check_fits_memory(8 * n_ll, "log_likelihood (chain, draw, obs)", "log_likelihood=False")
     if mass_matrix not in _MASS_MATRIX:
         raise ValueError(
             f"mass_matrix must be one of {list(_MASS_MATRIX)}; got {mass_matrix!r}. Use 'auto' "
             "(dense up to 60 parameters) unless you have a reason to choose."
         )
-    chains = check_int(chains, "chains", minimum=1)
     rng = check_random_state(random_seed)
     seed_record = random_seed if isinstance(random_seed, numbers.Integral) else None
     if nuts_sampler is None:
@@ -464,7 +496,7 @@ def _sample(
         compute_convergence_checks=False,
         **pymc_kwargs,
     )
-    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init)
+    dt = _to_datatree(idata, cfg, nuts_sampler, seed_record, init, log_likelihood)
     if nuts_sampler == "pymc":
         dt.attrs["mass_matrix"] = mass_matrix
     return dt
@@ -551,7 +583,7 @@ def _set_external_compile_kwargs(nuts_sampler, pymc_kwargs):
         pymc_kwargs["compile_kwargs"] = ck
 
 
-def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
+def _to_datatree(idata, cfg, nuts_sampler, seed_record, init, log_likelihood="auto"):
     w, m, c, extra, extra_dims = _posterior_arrays(idata, cfg)
     stats = _sample_stats(idata)
     attrs = {
@@ -565,6 +597,9 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
     }
     if cfg.truncation is not None:
         attrs["truncation"] = cfg.truncation
+    if getattr(cfg, "noise_volume", None) is not None:
+        # the pointwise density includes the noise component's w_0 / V (from_arrays)
+        attrs["noise_volume"] = float(cfg.noise_volume)
     sampling_time = idata["posterior"].attrs.get("sampling_time")
     if sampling_time is not None:
         attrs["sampling_time"] = float(sampling_time)
@@ -578,13 +613,8 @@ def _to_datatree(idata, cfg, nuts_sampler, seed_record, init):
         extra=extra,
         extra_dims=extra_dims,
         sample_stats=stats or None,
+        log_likelihood=log_likelihood,
     )
-    if getattr(cfg, "noise_volume", None) is not None:
-        dt.attrs["noise_volume"] = float(cfg.noise_volume)
-        # the pointwise density includes the noise component's w_0 / V
-        ll = dt["log_likelihood"]["X"]
-        log_w0 = np.log(dt["posterior"]["noise_weight"]) - np.log(cfg.noise_volume)
-        dt["log_likelihood"]["X"] = np.logaddexp(ll, log_w0)
     if "stick" in dt["posterior"].dims:
         dt["posterior"] = (
             dt["posterior"].to_dataset().assign_coords(stick=np.arange(cfg.n_components - 1))

@@ -10,14 +10,21 @@ Schema (the contract between sampling and the analysis functions):
     matrices whatever the covariance type
   - any model-specific variables (``variances``, ``concentration``, ``sticks`` ...)
 
-* ``log_likelihood``: ``X`` (chain, draw, obs), the pointwise *marginal* mixture
-  log density (labels summed out), ready for LOO/WAIC.
+* ``log_likelihood`` (only when stored, see below): ``X`` (chain, draw, obs), the
+  pointwise *marginal* mixture log density (labels summed out, a noise component's
+  ``w_0 / V`` added), ready for LOO/WAIC. :func:`bayesmix.sample` stores it under
+  ``log_likelihood="auto"`` only when chains * draws * N <=
+  :data:`bayesmix.mcmc._pointwise.POINTWISE_MAX_ENTRIES`; otherwise every consumer
+  (LOO, WAIC, relabelling, diagnostics) computes it from the parameters in chunks of
+  observations (:func:`bayesmix.mcmc._pointwise.iter_pointwise`). Root attrs
+  ``log_likelihood_stored`` (0/1) and ``log_likelihood_note`` say which.
 * ``observed_data``: ``X`` (obs, feature).
 * ``sample_stats`` when the sampler provided it.
 * root ``attrs``: ``bayesmix_version``, ``model`` (``"gmm"`` or ``"dpgmm"``),
   ``n_components``, ``covariance``, ``prior`` (JSON string, see
   :meth:`bayesmix.GMMPrior.to_json`), and after :func:`bayesmix.relabel`
-  ``relabelled`` = 1.
+  ``relabelled`` = 1; ``log_likelihood_stored``, ``log_likelihood_note``; Gibbs:
+  ``allocations_stored``.
 
 Coordinates: ``component`` = 0..K-1, ``feature`` and ``feature2`` = feature names,
 ``obs`` = 0..N-1.
@@ -29,7 +36,13 @@ import numpy as np
 import xarray as xr
 
 from bayesmix import __version__
-from bayesmix.core._gaussian import log_component_densities, log_mixture_density
+from bayesmix.core._gaussian import log_component_densities
+from bayesmix.mcmc._pointwise import (
+    check_fits_memory,
+    chunk_size,
+    pointwise_arrays,
+    resolve_storage,
+)
 
 __all__ = ["SAMPLE_DIMS", "from_arrays", "get_observed", "get_params", "mixture_params"]
 
@@ -65,8 +78,11 @@ def from_arrays(
         More posterior variables; ``extra_dims`` gives their non-sample dims.
     extra_dims : dict of name -> list of str, optional
     sample_stats : dict of name -> ndarray (C, S), optional
-    log_likelihood : bool
-        Compute the pointwise marginal log-likelihood group.
+    log_likelihood : bool or "auto"
+        Store the pointwise marginal log-likelihood group (chain, draw, obs); ``"auto"``
+        stores it when chains * draws * N <= ``POINTWISE_MAX_ENTRIES`` (5e6). Without
+        it, LOO and WAIC compute it from the parameters in chunks. A noise component
+        (``extra["noise_weight"]`` and ``attrs["noise_volume"]``) is included.
 
     Returns
     -------
@@ -118,8 +134,20 @@ def from_arrays(
         post[name] = (dims, arr)
     groups = {}
     groups["posterior"] = xr.Dataset(post, coords={k: v for k, v in coords.items() if k != "obs"})
-    if log_likelihood:
-        groups["log_likelihood"] = _log_likelihood_group(X, weights, means, covariances, coords)
+    store, note = resolve_storage(log_likelihood, C * S * N)
+    if store:
+        check_fits_memory(
+            8 * C * S * N, "log_likelihood (chain, draw, obs)", "log_likelihood=False"
+        )
+        log_w0 = None
+        if extra and "noise_weight" in extra and (attrs or {}).get("noise_volume") is not None:
+            with np.errstate(divide="ignore"):
+                log_w0 = np.log(np.asarray(extra["noise_weight"], dtype=float)) - np.log(
+                    float(attrs["noise_volume"])
+                )
+        groups["log_likelihood"] = _log_likelihood_group(
+            X, weights, means, covariances, coords, log_w0
+        )
     groups["observed_data"] = xr.Dataset(
         {"X": (("obs", "feature"), X)}, coords={"obs": coords["obs"], "feature": coords["feature"]}
     )
@@ -128,16 +156,22 @@ def from_arrays(
     root_attrs = {"bayesmix_version": __version__}
     root_attrs.update(attrs or {})
     root_attrs.setdefault("n_components", K)
+    root_attrs["log_likelihood_stored"] = int(store)
+    root_attrs["log_likelihood_note"] = note + (
+        "" if store else "; LOO/WAIC compute it from the parameters in chunks of observations"
+    )
     dt = xr.DataTree.from_dict({f"/{k}": v for k, v in groups.items()})
     dt.attrs.update(root_attrs)
     return dt
 
 
-def _log_likelihood_group(X, weights, means, covariances, coords):
+def _log_likelihood_group(X, weights, means, covariances, coords, log_w0=None):
     """The pointwise marginal log-likelihood (chain, draw, obs), from the density layer."""
-    C, S = weights.shape[:2]
-    ll = log_mixture_density(X, *flatten_draws(weights, means, covariances))
-    ll = ll.reshape(C, S, X.shape[0])
+    ll = np.empty((*weights.shape[:2], X.shape[0]))
+    step = chunk_size(weights.shape[0] * weights.shape[1])
+    for start in range(0, X.shape[0], step):
+        sl = slice(start, start + step)
+        ll[..., sl] = pointwise_arrays(X[sl], weights, means, covariances, log_w0)
     return xr.Dataset(
         {"X": (("chain", "draw", "obs"), ll)},
         coords={"chain": coords["chain"], "draw": coords["draw"], "obs": coords["obs"]},

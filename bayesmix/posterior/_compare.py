@@ -26,9 +26,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
-from bayesmix.core._gaussian import log_mixture_density
 from bayesmix.mcmc._relabel import check_labels_usable, relabel
-from bayesmix.mcmc._trace import flat_params, get_observed
+from bayesmix.mcmc._trace import get_observed
 from bayesmix.posterior._membership import membership, point_partition
 
 # arviz_stats is imported inside _parameter_table() only (import cost of ArviZ).
@@ -154,9 +153,14 @@ def _posterior_lppd(idata):
     if "log_likelihood" in idata.children and "X" in idata["log_likelihood"].data_vars:
         ll = idata["log_likelihood"]["X"].transpose("chain", "draw", "obs").values
         ll = ll.reshape(-1, ll.shape[-1])
-    else:
-        ll = log_mixture_density(get_observed(idata), *flat_params(idata))
-    return float((logsumexp(ll, axis=0) - np.log(ll.shape[0])).sum())
+        return float((logsumexp(ll, axis=0) - np.log(ll.shape[0])).sum())
+    from bayesmix.mcmc._pointwise import iter_pointwise
+
+    total = 0.0  # chunks of observations: never the (draws, N) matrix
+    for _, ll in iter_pointwise(idata):
+        ll = ll.reshape(-1, ll.shape[-1])
+        total += float((logsumexp(ll, axis=0) - np.log(ll.shape[0])).sum())
+    return total
 
 
 def compare_fits(em_result, idata, *, prob=0.94):

@@ -31,14 +31,11 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
 
-import arviz_stats
 import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_stats import ELPDData
-from scipy.special import logsumexp
 
 from bayesmix.core._covariance import n_parameters
 from bayesmix.core._validation import (
@@ -52,6 +49,13 @@ from bayesmix.core._validation import (
 from bayesmix.em import fit_em
 from bayesmix.em._lrt import add_lrt, check_n_boot
 from bayesmix.mcmc._relabel import LabelSwitchingWarning, diagnostics, relabel
+from bayesmix.posterior._loo import (  # noqa: F401 - re-exported (public here before)
+    P_WAIC_I_MAX,
+    PARETO_K_MAX,
+    ELPDDataWAIC,
+    loo,
+    waic,
+)
 
 __all__ = [
     "CHOICE_RULE",
@@ -66,10 +70,6 @@ __all__ = [
     "waic",
 ]
 
-#: Pareto k above which the PSIS estimate of an observation is unreliable.
-PARETO_K_MAX = 0.7
-#: Pointwise WAIC penalty above which WAIC is flagged unreliable (old ArviZ rule).
-P_WAIC_I_MAX = 0.4
 
 #: ELPD differences smaller than this (nats) count as negligible whatever their standard
 #: error: below about 4 nats the normal approximation behind the SE of an ELPD
@@ -89,230 +89,6 @@ CHOICE_RULE = (
     f"best, or within {ELPD_NEGLIGIBLE_DIFF:g} nats of it (a negligible difference), is "
     "preferred. Without MCMC: the lowest BIC."
 )
-
-
-@dataclass(kw_only=True)
-class ELPDDataWAIC(ELPDData):
-    """WAIC result: ``elpd`` (= elpd_waic), ``se``, ``p`` (= p_waic), pointwise values.
-
-    Attributes beyond :class:`arviz_stats.ELPDData`: ``lppd_i`` and ``p_waic_i``
-    (DataArrays over ``obs``), ``n_high_variance`` (points with ``p_waic_i > 0.4``).
-    ``good_k`` carries the 0.4 threshold on ``p_waic_i``.
-    """
-
-    lppd_i: xr.DataArray = None
-    p_waic_i: xr.DataArray = None
-    n_high_variance: int = 0
-
-    _kind: ClassVar[str | None] = "waic"
-    _display_kind: ClassVar[str | None] = "waic"
-
-    @property
-    def elpd_waic(self):
-        """Alias of ``elpd``."""
-        return self.elpd
-
-    @property
-    def p_waic(self):
-        """Alias of ``p``."""
-        return self.p
-
-    def _footer(self):
-        if not self.warning:
-            return ""
-        return (
-            f"\n\nThere has been a warning during the calculation: {self.n_high_variance} "
-            f"observation(s) have p_waic_i > {P_WAIC_I_MAX}; WAIC may be unreliable, use loo."
-        )
-
-
-def _log_likelihood(idata, var_name="X"):
-    """The pointwise log-likelihood (chain, draw, obs) DataArray, or a clear error."""
-    if not isinstance(idata, xr.DataTree):
-        raise TypeError(
-            f"idata must be an xarray.DataTree from bayesmix.sample; got {type(idata).__name__}."
-        )
-    if "log_likelihood" not in idata.children or var_name not in idata["log_likelihood"]:
-        raise ValueError(
-            f"idata has no log_likelihood/{var_name}: LOO and WAIC need the pointwise "
-            "log-likelihood of every observation per draw. bayesmix.sample adds it; for a trace "
-            "built elsewhere use bayesmix.from_arrays(weights, means, covariances, X) (which "
-            "computes it), or pymc.compute_log_likelihood(idata, model=model)."
-        )
-    da = idata["log_likelihood"][var_name]
-    missing = [d for d in ("chain", "draw") if d not in da.dims]
-    if missing:
-        raise ValueError(
-            f"log_likelihood/{var_name} must have dims ('chain', 'draw', ...); got {da.dims}."
-        )
-    return da
-
-
-def loo(idata, *, var_name="X", pointwise=True, **kwargs):
-    """PSIS leave-one-out cross-validation (arviz_stats.loo) with the Pareto k check.
-
-    Parameters
-    ----------
-    idata : xarray.DataTree
-        A bayesmix posterior with a ``log_likelihood`` group.
-    var_name : str
-        The log-likelihood variable (``"X"`` in bayesmix traces).
-    pointwise : bool
-        Keep pointwise ``elpd_i`` and ``pareto_k`` (needed for the k check).
-    **kwargs
-        Passed to :func:`arviz_stats.loo` (``reff``, ``moment_match`` ...).
-
-    Returns
-    -------
-    arviz_stats.ELPDDataLOO
-        ``elpd``, ``se``, ``p`` (p_loo), ``pareto_k`` (obs) ...
-
-    Warns
-    -----
-    BayesmixWarning
-        When any Pareto k exceeds 0.7, naming the observations.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from bayesmix.mcmc._trace import from_arrays
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(20, 1))
-    >>> dt = from_arrays(np.ones((2, 100, 1)), rng.normal(0, 0.2, (2, 100, 1, 1)),
-    ...                  np.ones((2, 100, 1, 1, 1)), X)
-    >>> round(float(loo(dt).p), 1) < 3
-    True
-    """
-    da = _log_likelihood(idata, var_name)
-    n_draws = int(da.sizes["chain"] * da.sizes["draw"])
-    if n_draws < 25:
-        # PSIS fits its Pareto tail to the top 20% of the draws and needs >= 5 of them;
-        # with fewer, arviz_stats fails with an IndexError or an internal ValueError
-        raise ValueError(
-            f"loo needs at least 25 posterior draws (chains x draws) for Pareto-smoothed "
-            f"importance sampling; idata has {n_draws}. Sample more draws, or use "
-            "bayesmix.waic(idata)."
-        )
-    _check_finite_draws(da, var_name, "loo")
-    with warnings.catch_warnings():
-        # arviz warns about large k itself; ours below says what to do
-        warnings.filterwarnings("ignore", message=".*[Pp]areto.*")
-        result = arviz_stats.loo(idata, pointwise=pointwise, var_name=var_name, **kwargs)
-    if pointwise and result.pareto_k is not None:
-        k = np.asarray(result.pareto_k).ravel()
-        bad = np.flatnonzero(k > PARETO_K_MAX)
-        if bad.size:
-            obs = (da["obs"].values[bad] if "obs" in da.coords else bad).tolist()
-            warnings.warn(
-                f"loo: {bad.size} observation(s) have Pareto k > {PARETO_K_MAX} (max "
-                f"{k.max():.2f}; obs {list(obs[:10])}{' ...' if bad.size > 10 else ''}): the PSIS "
-                "estimate is unreliable for them. Try more draws, "
-                "arviz_stats.loo_moment_match / reloo, K-fold CV (arviz_stats.loo_kfold), or check "
-                "these observations (outliers a component fits alone; consider fewer components "
-                "or heavier tails).",
-                BayesmixWarning,
-                stacklevel=2,
-            )
-    return result
-
-
-def _check_finite_draws(da, var_name, what):
-    """Draws whose log-likelihood is NaN or infinite make LOO/WAIC undefined: name them."""
-    vals = da.transpose("chain", "draw", ...).values
-    bad = ~np.isfinite(vals.reshape(vals.shape[0], vals.shape[1], -1)).all(axis=2)
-    if not bad.any():
-        return
-    chains, draws = da["chain"].values, da["draw"].values
-    where = [f"chain {chains[c]} draw {draws[d]}" for c, d in np.argwhere(bad)]
-    n_nan = int(np.isnan(vals).sum())
-    raise ValueError(
-        f"{what}: log_likelihood/{var_name} has NaN or infinite values ({n_nan} NaN) in "
-        f"{len(where)} of {bad.size} draw(s) ({', '.join(where[:5])}"
-        f"{', ...' if len(where) > 5 else ''}); {what.upper()} is undefined with them. Check "
-        "those draws (a failed sampler step, or a draw giving an observation zero density), "
-        "then sample again, or keep only finite draws (e.g. idata.isel(draw=...))."
-    )
-
-
-def _waic_arrays(ll):
-    """WAIC from a (S, N) log-likelihood matrix: elpd_i, lppd_i, p_waic_i."""
-    S = ll.shape[0]
-    lppd_i = logsumexp(ll, axis=0) - np.log(S)
-    p_i = np.var(ll, axis=0, ddof=1) if S > 1 else np.zeros(ll.shape[1])
-    return lppd_i - p_i, lppd_i, p_i
-
-
-def waic(idata, *, var_name="X"):
-    """Widely applicable information criterion (formulas in the module docstring).
-
-    Parameters
-    ----------
-    idata : xarray.DataTree
-        A bayesmix posterior with a ``log_likelihood`` group.
-    var_name : str
-        The log-likelihood variable (``"X"`` in bayesmix traces).
-
-    Returns
-    -------
-    ELPDDataWAIC
-        ``elpd`` (elpd_waic, log scale, higher is better), ``se``, ``p`` (p_waic),
-        ``elpd_i``, ``lppd_i``, ``p_waic_i`` over ``obs``; ``warning`` true when some
-        ``p_waic_i > 0.4``.
-
-    Warns
-    -----
-    BayesmixWarning
-        When any ``p_waic_i > 0.4``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from bayesmix.mcmc._trace import from_arrays
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(20, 1))
-    >>> dt = from_arrays(np.ones((2, 100, 1)), rng.normal(0, 0.2, (2, 100, 1, 1)),
-    ...                  np.ones((2, 100, 1, 1, 1)), X)
-    >>> w = waic(dt)
-    >>> bool(abs(w.elpd - float(w.elpd_i.sum())) < 1e-9)
-    True
-    """
-    da = _log_likelihood(idata, var_name)
-    obs_dims = [d for d in da.dims if d not in ("chain", "draw")]
-    da = da.transpose("chain", "draw", *obs_dims)
-    obs_shape = da.shape[2:]
-    _check_finite_draws(da, var_name, "waic")
-    ll = da.values.reshape(da.shape[0] * da.shape[1], -1)
-    S, N = ll.shape
-    elpd_i, lppd_i, p_i = _waic_arrays(ll)
-    se = float(np.sqrt(N * np.var(elpd_i, ddof=1))) if N > 1 else float("nan")
-    n_high = int((p_i > P_WAIC_I_MAX).sum())
-    if n_high:
-        warnings.warn(
-            f"waic: {n_high} of {N} observation(s) have a posterior variance of the "
-            f"log-likelihood p_waic_i > {P_WAIC_I_MAX}; WAIC may be unreliable. Use "
-            "bayesmix.loo (PSIS-LOO with its Pareto k diagnostic) instead.",
-            BayesmixWarning,
-            stacklevel=2,
-        )
-    coords = {d: da.coords[d] for d in obs_dims if d in da.coords}
-
-    def _wrap(v):
-        return xr.DataArray(v.reshape(obs_shape), dims=obs_dims, coords=coords)
-
-    return ELPDDataWAIC(
-        elpd=float(elpd_i.sum()),
-        se=se,
-        p=float(p_i.sum()),
-        n_samples=S,
-        n_data_points=N,
-        scale="log",
-        warning=bool(n_high),
-        good_k=P_WAIC_I_MAX,
-        elpd_i=_wrap(elpd_i),
-        lppd_i=_wrap(lppd_i),
-        p_waic_i=_wrap(p_i),
-        n_high_variance=n_high,
-    )
 
 
 # --------------------------------------------------------------------------- choosing K

@@ -57,6 +57,7 @@ from bayesmix.mcmc._relabel import diagnostics, relabel
 from bayesmix.mcmc._sample import sample
 from bayesmix.mcmc._trace import get_observed, get_params
 from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
+from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
@@ -488,7 +489,8 @@ def _mcmc_stage(run):
         for col, value in _mcmc_columns(rec).items():
             result.table.loc[m, col] = value
         run.log(
-            f"  {_run_words(rec.idata, spec)}: ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, "
+            f"  {_run_words(rec.idata, spec)}: ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}"
+            f"{subsample_note(rec.loo)}, "
             f"WAIC {rec.waic.elpd:.1f}, max R-hat {rec.diagnostics.get('max_rhat', np.nan):.3f}, "
             f"min ESS {rec.diagnostics.get('min_ess_bulk', np.nan):.0f}, {rec.seconds:.0f} s"
         )
@@ -583,7 +585,10 @@ def _dp_stage(run):
     rec.seconds = time.perf_counter() - t1
     rec.stage_seconds = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + rec.seconds - t3}
     result.dp = rec
-    run.log(f"  ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}, {rec.seconds:.0f} s")
+    run.log(
+        f"  ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}{subsample_note(rec.loo)}, "
+        f"{rec.seconds:.0f} s"
+    )
 
 
 def _mfm_stage(run):

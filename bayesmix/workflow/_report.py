@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from bayesmix import __version__
 from bayesmix.mcmc._trace import get_params
+from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._selection import CHOICE_RULE
 from bayesmix.workflow import _plots as plots
 from bayesmix.workflow._outdir import FIG_DIR, FIGURES, ReportFolder
@@ -577,8 +578,8 @@ def _dp(doc, result, out_dir):
     )
     doc.ul(
         [
-            f"ELPD-LOO {dp.loo.elpd:.1f} ± {dp.loo.se:.1f}; ELPD-WAIC {dp.waic.elpd:.1f} ± "
-            f"{dp.waic.se:.1f}",
+            f"ELPD-LOO {dp.loo.elpd:.1f} ± {dp.loo.se:.1f}{subsample_note(dp.loo)}; "
+            f"ELPD-WAIC {dp.waic.elpd:.1f} ± {dp.waic.se:.1f}",
             f"divergences: {_fmt(dp.diagnostics.get('divergences'))}",
         ]
     )
