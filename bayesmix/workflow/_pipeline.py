@@ -65,7 +65,7 @@ from bayesmix.workflow._io import save_fit
 from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._preflight import check_k_grid, check_out_dir
-from bayesmix.workflow._report import write_report
+from bayesmix.workflow._report import run_length, write_report
 from bayesmix.workflow._spec import (
     Data,
     ExperimentSpec,
@@ -489,7 +489,7 @@ def _mcmc_stage(run):
         for col, value in _mcmc_columns(rec).items():
             result.table.loc[m, col] = value
         run.log(
-            f"  {_run_words(rec.idata, spec)}: ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}"
+            f"  {run_length(rec, spec)}: ELPD-LOO {rec.loo.elpd:.1f} ± {rec.loo.se:.1f}"
             f"{subsample_note(rec.loo)}, "
             f"WAIC {rec.waic.elpd:.1f}, max R-hat {rec.diagnostics.get('max_rhat', np.nan):.3f}, "
             f"min ESS {rec.diagnostics.get('min_ess_bulk', np.nan):.0f}, {rec.seconds:.0f} s"
@@ -744,33 +744,22 @@ def _cluster_prior(spec, X, k0, drop=()):
     (the builder's own default) when the spec sets none."""
     if not spec.prior:
         return None
-    overrides = {k: v for k, v in spec.prior.items() if k not in drop}
-    if "dp_concentration" in overrides:
-        overrides["dp_concentration"] = tuple(overrides["dp_concentration"])
-    try:
-        return default_cluster_prior(X, k0, **overrides)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"prior: {exc}") from None
+    return _spec_prior(spec, default_cluster_prior, X, k0, drop)
 
 
 def _prior_for(spec, X, K):
-    overrides = dict(spec.prior)
+    return _spec_prior(spec, GMMPrior.from_data, X, K)
+
+
+def _spec_prior(spec, make, X, k, drop=()):
+    """``make(X, k, **spec.prior)`` (less ``drop``); a bad field is a SpecError."""
+    overrides = {key: v for key, v in spec.prior.items() if key not in drop}
     if "dp_concentration" in overrides:
         overrides["dp_concentration"] = tuple(overrides["dp_concentration"])
     try:
-        return GMMPrior.from_data(X, K, **overrides)
+        return make(X, k, **overrides)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"prior: {exc}") from None
-
-
-def _run_words(idata, spec):
-    """'Gibbs 4 x 2000 draws after 500 burn-in sweeps' (or NUTS's wording)."""
-    if idata is None:
-        return "not sampled"
-    C, S = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
-    if idata.attrs.get("sampler") == "gibbs":
-        return f"Gibbs {C} x {S} draws after {gibbs_tune(spec)} burn-in sweeps"
-    return f"NUTS {C} x {S} draws after {spec.tune} tuning steps"
 
 
 def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):

@@ -369,7 +369,7 @@ def _mcmc_settings(spec, result):
     parts = []
     if spec.kind != "dp":
         finite = [r for r in result.records.values() if r.idata is not None]
-        how = " or ".join(dict.fromkeys(_run_length(r, spec) for r in finite)) or "(not sampled)"
+        how = " or ".join(dict.fromkeys(run_length(r, spec) for r in finite)) or "(not sampled)"
         parts.append(
             f"finite mixtures for K in {spec.mcmc_k if spec.mcmc_k is not None else spec.k} "
             f"{how}, each initialised from its EM fit and relabelled against it"
@@ -377,16 +377,16 @@ def _mcmc_settings(spec, result):
     if spec.kind != "finite":
         parts.append(
             f"a Dirichlet-process mixture (truncation {spec.truncation}) "
-            + _run_length(result.dp, spec)
+            + run_length(result.dp, spec)
             + ", initialised from the EM fit with the most components of the grid (not "
             "relabelled: its summaries are label-invariant)"
         )
     if result.mfm is not None:
-        parts.append("a mixture of finite mixtures " + _run_length(result.mfm, spec))
+        parts.append("a mixture of finite mixtures " + run_length(result.mfm, spec))
     return "; ".join(parts) + "."
 
 
-def _run_length(rec, spec):
+def run_length(rec, spec):
     """'by Gibbs, 4 chains x 2000 draws after 500 burn-in sweeps' (or NUTS's wording)."""
     if rec is None or rec.idata is None:
         return "(not sampled)"
