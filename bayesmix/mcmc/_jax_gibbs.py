@@ -1,10 +1,13 @@
 r"""The blocked conjugate Gibbs sampler of finite, full-covariance mixtures in JAX.
 
-An optional path for accelerators (``pip install bayesmix[jax]``): the same Markov
-chain as ``bm.sample(bm.build_gmm(X, K), sampler="gibbs")`` (:mod:`bayesmix.mcmc._gibbs`,
-numba, CPU) for a finite mixture with the full covariance and the conjugate prior,
-written as array programs that run on JAX's default backend (CPU, GPU or TPU). JAX is
-imported when :func:`sample_gibbs_jax` is called, never when bayesmix is imported.
+An optional path for accelerators (``pip install bayesmix[jax]``): the posterior of
+``bm.sample(bm.build_gmm(X, K), sampler="gibbs")`` (:mod:`bayesmix.mcmc._gibbs`, numba,
+CPU) for a finite mixture with the full covariance and the conjugate prior, by the
+numba sampler's *blocked* sweep (the one it runs for N > ``FINITE_COLLAPSED_MAX_N`` =
+5000; below that it runs collapsed sweeps and split-merge moves, which mix better on
+small data but are sequential over observations), written as array programs that run
+on JAX's default backend (CPU, GPU or TPU). JAX is imported when
+:func:`sample_gibbs_jax` is called, never when bayesmix is imported.
 
 One sweep (per chain; the chains are ``jax.vmap``-ed, the sweeps a ``jax.lax.scan``):
 
@@ -297,9 +300,10 @@ def sample_gibbs_jax(
 ):
     """Sample a finite full-covariance mixture with the JAX blocked Gibbs sampler.
 
-    The chain of ``bm.sample(model, sampler="gibbs")`` (module docstring) on JAX's
-    default backend; the result has the same layout, so :func:`bayesmix.relabel`,
-    :func:`bayesmix.membership` and :func:`bayesmix.loo` take it. Turns on JAX's
+    The blocked Gibbs sweep of ``bm.sample(model, sampler="gibbs")`` (module
+    docstring) on JAX's default backend; the result has the same layout, so
+    :func:`bayesmix.relabel`, :func:`bayesmix.membership` and :func:`bayesmix.loo` take
+    it. Turns on JAX's
     float64 mode (``jax_enable_x64``, process-wide).
 
     Parameters
