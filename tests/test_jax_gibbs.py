@@ -196,6 +196,16 @@ def test_layout_and_analysis_functions(three):
     np.testing.assert_allclose(
         dt["sample_stats"]["loglik"], dt["log_likelihood"]["X"].sum("obs"), rtol=1e-12
     )
+    assert dt.attrs["log_likelihood_stored"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        lean = jg.sample_gibbs_jax(
+            model, draws=30, tune=10, chains=2, random_seed=4, log_likelihood=False
+        )
+    assert "log_likelihood" not in lean.children  # the chunked total instead: same numbers
+    np.testing.assert_allclose(
+        lean["sample_stats"]["loglik"], dt["sample_stats"]["loglik"], rtol=1e-10
+    )
     rel = bm.relabel(dt)
     assert rel.attrs.get("relabelled") == 1
     probs = bm.membership(rel)
@@ -218,5 +228,5 @@ def test_unsupported_models_raise(three, build, match):
 
 
 def test_bad_allocations_argument(three):
-    with pytest.raises(TypeError, match="allocations must be True or False"):
+    with pytest.raises(ValueError, match="allocations must be True or False"):
         jg.sample_gibbs_jax(bm.build_gmm(three[:100], 2), allocations="yes")

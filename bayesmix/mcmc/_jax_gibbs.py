@@ -48,6 +48,7 @@ import numbers
 import time
 
 import numpy as np
+import xarray as xr
 
 __all__ = ["sample_gibbs_jax"]
 
@@ -296,7 +297,15 @@ def _check_model(cfg):
 
 
 def sample_gibbs_jax(
-    model, *, init=None, draws=1000, tune=1000, chains=4, random_seed=None, allocations=False
+    model,
+    *,
+    init=None,
+    draws=1000,
+    tune=1000,
+    chains=4,
+    random_seed=None,
+    allocations=False,
+    log_likelihood="auto",
 ):
     """Sample a finite full-covariance mixture with the JAX blocked Gibbs sampler.
 
@@ -318,9 +327,14 @@ def sample_gibbs_jax(
         Kept sweeps, burn-in sweeps and chains (vectorised with ``jax.vmap``).
     random_seed : int or numpy.random.Generator, optional
         Seeds the EM start and the JAX key: same seed, same draws on one backend.
-    allocations : bool
+    allocations : bool, default False
         Also store the allocations (chain, draw, obs) as int32 (memory ``chains *
-        draws * N * 4`` bytes, on the device too).
+        draws * N * 4`` bytes, on the device too; MemoryError before sampling when they
+        cannot fit). Without them :func:`bayesmix.membership` uses the parameters.
+    log_likelihood : bool or "auto", default "auto"
+        Store ``log_likelihood/X`` (chain, draw, obs), as :func:`bayesmix.sample`:
+        ``"auto"`` only when chains * draws * N <= 5e6; otherwise LOO and WAIC
+        compute it from the parameters in chunks.
 
     Returns
     -------
@@ -328,8 +342,8 @@ def sample_gibbs_jax(
         As :func:`bayesmix.sample`: posterior ``weights`` (chain, draw, component),
         ``means`` (chain, draw, component, feature), ``covariances`` (chain, draw,
         component, feature, feature2), ``n_occupied`` (chain, draw) and with
-        ``allocations=True`` ``allocations`` (chain, draw, obs); ``log_likelihood``,
-        ``observed_data``, ``sample_stats`` ``loglik`` (chain, draw); root attrs
+        ``allocations=True`` ``allocations`` (chain, draw, obs); ``log_likelihood``
+        (when stored), ``observed_data``, ``sample_stats`` ``loglik`` (chain, draw); root attrs
         ``sampler="gibbs-jax"``, ``device`` (JAX's default backend, e.g. ``"gpu"``),
         ``sampling_time`` (seconds, compilation excluded), ``compile_time`` (seconds of
         tracing and XLA compilation) and ``allocations_stored``.
@@ -354,6 +368,11 @@ def sample_gibbs_jax(
     from bayesmix.core._validation import check_int, check_random_state
     from bayesmix.mcmc._builders import get_config
     from bayesmix.mcmc._common import _check_init, _diagnose, _em_init
+    from bayesmix.mcmc._pointwise import (
+        check_fits_memory,
+        resolve_storage,
+        total_log_likelihood_arrays,
+    )
     from bayesmix.mcmc._trace import from_arrays
 
     cfg = get_config(model)
@@ -362,7 +381,20 @@ def sample_gibbs_jax(
     tune = check_int(tune, "tune", minimum=0)
     chains = check_int(chains, "chains", minimum=1)
     if not isinstance(allocations, bool | np.bool_):
-        raise TypeError(f"allocations must be True or False; got {allocations!r}.")
+        raise ValueError(
+            f"allocations must be True or False; got {allocations!r}. True stores the sampled "
+            "allocations (chain, draw, obs) int32; False (the default) keeps n_occupied only."
+        )
+    allocations = bool(allocations)
+    n_entries = chains * draws * cfg.X.shape[0]
+    if allocations:  # before any sampling
+        check_fits_memory(
+            4 * n_entries, "allocations (chain, draw, obs) int32", "allocations=False"
+        )
+    if resolve_storage(log_likelihood, n_entries)[0]:
+        check_fits_memory(
+            8 * n_entries, "log_likelihood (chain, draw, obs)", "log_likelihood=False"
+        )
     jax = _jax()
     jnp = jax.numpy
     rng = check_random_state(random_seed)
@@ -423,19 +455,32 @@ def sample_gibbs_jax(
         "compile_time": t1 - t0,
         "allocations_stored": int(allocations),
     }
+    if not allocations:
+        attrs["allocations_note"] = (
+            "allocations not stored (allocations=False); membership and co-clustering use "
+            "the parameters"
+        )
+    weights, means = np.exp(out["log_w"]), out["means"] + prior.mean
     dt = from_arrays(
-        np.exp(out["log_w"]),
-        out["means"] + prior.mean,
+        weights,
+        means,
         out["cov"],
         cfg.X,
         feature_names=cfg.feature_names,
         attrs=attrs,
         extra=extra,
         extra_dims=dims,
+        log_likelihood=log_likelihood,
     )
     if allocations:
         dt["posterior"] = dt["posterior"].to_dataset().assign_coords(obs=np.arange(n))
-    loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False)
-    dt["sample_stats"] = loglik.rename("loglik").to_dataset()
+    if "log_likelihood" in dt.children:
+        loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False).values
+    else:  # chunks of observations: never the (chain, draw, obs) array
+        loglik = total_log_likelihood_arrays(cfg.X, weights, means, out["cov"])
+    dt["sample_stats"] = xr.Dataset(
+        {"loglik": (("chain", "draw"), loglik)},
+        coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+    )
     _diagnose(dt, cfg, init)
     return dt
