@@ -217,3 +217,21 @@ def test_public_names_stay_functions_whatever_the_import_order():
         "assert callable(bm.membership) and bm.membership.__name__ == 'membership'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("reference", ["truth", None])
+def test_stephens_on_an_observation_subset_finds_the_same_permutations(injected, reference):
+    """Above ``max_obs`` observations Stephens' cost is summed over a seeded random
+    subset: on these draws it finds exactly the permutations the full cost finds, and
+    says how many observations it used."""
+    dt, _, _ = injected
+    n = dt["observed_data"]["X"].shape[0]
+    ref = _truth_ref() if reference == "truth" else None
+    full = relabel(dt, ref, max_obs=None)
+    part = relabel(dt, ref, max_obs=n // 4, random_seed=3)
+    assert full.attrs["relabel_obs_used"] == n and part.attrs["relabel_obs_used"] == n // 4
+    np.testing.assert_array_equal(
+        part["relabel"]["permutation"].values, full["relabel"]["permutation"].values
+    )
+    with pytest.raises(ValueError, match="max_obs"):
+        relabel(dt, ref, max_obs=0)
