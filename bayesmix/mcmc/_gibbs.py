@@ -126,6 +126,7 @@ from bayesmix.mcmc._gibbs_sweeps import (
     _Spec,
     _State,
     _use_collapsed,
+    chain_threads,
     log_v_mfm,
 )
 
@@ -207,6 +208,7 @@ def _progress(total, enabled):
 
 def _run_chains(spec, init, seeds, draws, tune, store_z, cores, progressbar):
     chains = len(seeds)
+    spec = dataclasses.replace(spec, threads=chain_threads(cores, chains))
     with _progress(chains * (tune + draws), progressbar) as tick:
         if cores <= 1 or chains == 1:
             return [_run_chain(spec, init, s, draws, tune, store_z, tick) for s in seeds]
