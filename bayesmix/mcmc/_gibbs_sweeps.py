@@ -403,7 +403,8 @@ def _sweep_mfm(spec, st, rng):
         _allocate(spec, st, rng)
     _split_merge(spec, st, rng, spec.n_slots, 2, spec.weight_concentration)
     order = np.argsort(st.counts == 0, kind="stable")  # occupied components first
-    st.permute(order)
+    if np.any(order != np.arange(order.size)):  # relabelling z is O(N): only if needed
+        st.permute(order)
     kp = int((st.counts > 0).sum())
     Ks, g, lp = _log_p_k(spec, st.counts[:kp], spec.Xc.shape[0])
     p = np.exp(lp - lp.max())
