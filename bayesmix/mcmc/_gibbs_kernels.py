@@ -412,8 +412,12 @@ def allocate_stats(X, log_w, means, prec_chol, u, z, counts, sums, scatter, thre
     args = (X, const, means, prec_chol, u, z, cnt, s1, s2, ll)
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if threads > 1 and nc > 1:
+        before = numba.get_num_threads()
         numba.set_num_threads(threads)  # thread-local: this chain's threads only
-        _fused_parallel(*args)
+        try:
+            _fused_parallel(*args)
+        finally:
+            numba.set_num_threads(before)
     else:
         _fused_serial(*args)
     return _reduce_chunks(means, cnt, s1, s2, ll, counts, sums, scatter)
