@@ -15,8 +15,10 @@
     python benchmarks/bench_scale.py --quick          # n = 20,000, 2 x 60 after 20; prints
     python benchmarks/bench_scale.py --only mfm --n 200000
 
-``--device`` asks for the JAX Gibbs path (``bayesmix.mcmc._jax_gibbs``), reserved: it
-stops with a clear message while that module does not exist. The (chain, draw, obs)
+``--device`` samples the finite runs with the JAX Gibbs path instead
+(``benchmarks/_jax_device.run_device_fit``: ``bayesmix.mcmc.sample_gibbs_jax`` on JAX's
+default backend; the MFM and DP runs stay on numba); it stops with a clear message when
+``bayesmix.mcmc._jax_gibbs`` or JAX is missing. The (chain, draw, obs)
 log-likelihood is not stored when ``bm.sample`` accepts ``log_likelihood=False``
 (checked with ``inspect.signature``; ``bm.loo`` then does what it does without it).
 Peak RSS is that of the whole process (``ru_maxrss``), so a later stage reports at
@@ -63,17 +65,12 @@ def _sample_kwargs(device):
     if "log_likelihood" in params:
         kw["log_likelihood"] = False
     if device:
-        if importlib.util.find_spec("bayesmix.mcmc._jax_gibbs") is None:
-            raise SystemExit(
-                "--device: the JAX Gibbs path (bayesmix.mcmc._jax_gibbs) is not available in "
-                "this checkout; run without --device (numba Gibbs on the CPU)."
-            )
-        if "device" not in params:
-            raise SystemExit(
-                "--device: bayesmix.mcmc._jax_gibbs exists but bm.sample takes no `device` "
-                "argument yet; run without --device."
-            )
-        kw["device"] = "gpu"
+        for mod, what in (("bayesmix.mcmc._jax_gibbs", "the JAX Gibbs path"), ("jax", "JAX")):
+            if importlib.util.find_spec(mod) is None:
+                raise SystemExit(
+                    f"--device: {what} ({mod}) is not available; install bayesmix[jax] (and "
+                    "JAX's CUDA wheels for a GPU) or run without --device (numba on the CPU)."
+                )
     return kw
 
 
@@ -119,11 +116,19 @@ def _means_covered(dt, true_means):
     return sum(inside), len(inside)
 
 
-def run_finite(n, D, K, draws, tune, kw, seed=0):
+def run_finite(n, D, K, draws, tune, kw, seed=0, device=False):
     print(f"finite: n={n}, D={D}, K={K}, 2 x {draws} after {tune}", flush=True)
     st = _Stages()
     X, _, true_means, _ = st.run("simulate", lambda: _truth(n, D, K, seed))
     model = bm.build_gmm(X, K)
+    if device:
+        from _jax_device import run_device_fit
+
+        dt = st.run(
+            "sample (JAX device, EM start included)",
+            lambda: run_device_fit(X, K, draws, tune, 2, seed)[0],
+        )
+        return _finish_finite(st, dt, true_means, n, D, K, draws, tune)
     em = st.run("EM fit", lambda: bm.fit_em(X, K, random_seed=seed))
     dt = st.run(
         "sample",
@@ -139,6 +144,10 @@ def run_finite(n, D, K, draws, tune, kw, seed=0):
             **kw,
         ),
     )
+    return _finish_finite(st, dt, true_means, n, D, K, draws, tune)
+
+
+def _finish_finite(st, dt, true_means, n, D, K, draws, tune):
     res = {"stages": st, "n": n, "D": D, "K": K, "draws": draws, "tune": tune}
     if dt is None:
         return res
@@ -230,7 +239,7 @@ def main():
     ap.add_argument("--n", type=float, help="n of the large runs (default 1e6)")
     ap.add_argument("--quick", action="store_true", help="small-n smoke run; prints only")
     ap.add_argument("--only", choices=("finite", "mfm", "dp"))
-    ap.add_argument("--device", action="store_true", help="JAX Gibbs path (reserved)")
+    ap.add_argument("--device", action="store_true", help="finite runs on the JAX Gibbs path")
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=200)
     args = ap.parse_args()
@@ -241,9 +250,11 @@ def main():
     date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = []
     if args.only in (None, "finite"):
-        parts.append(_finite_md(run_finite(n, 10, 8, draws, tune, kw)))
+        parts.append(_finite_md(run_finite(n, 10, 8, draws, tune, kw, device=args.device)))
         if not args.quick and not args.n:
-            parts.append(_finite_md(run_finite(100_000, 10, 8, draws, tune, kw)))
+            parts.append(
+                _finite_md(run_finite(100_000, 10, 8, draws, tune, kw, device=args.device))
+            )
     for kind, flag in (("mfm", "mfm"), ("dpgmm", "dp")):
         if args.only in (None, flag):
             parts.append(_mixture_md(run_mixture(kind, n, draws, tune, kw)))
