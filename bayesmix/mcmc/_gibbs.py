@@ -9,9 +9,12 @@ One sweep
 ---------
 1. **Allocations** :math:`z_n \mid \pi, \mu, \Sigma` for every observation, in log
    space, by inverse-CDF sampling with one uniform per observation from numpy's
-   Generator (numba kernel :func:`bayesmix.mcmc._gibbs_kernels.allocate`).
+   Generator, fused with the sufficient statistics of step 3 in one pass over the
+   data (numba kernel :func:`bayesmix.mcmc._gibbs_kernels.allocate_stats`: chunks of
+   rows, in ``cores // chains`` threads per chain; the draws do not depend on it).
 
-   DP and MFM models with the full, diag or spherical covariance (and a static
+   DP and MFM models up to N = ``COLLAPSED_MAX_N`` (1e5) with the full, diag or
+   spherical covariance (and a static
    :math:`\gamma` for the MFM) instead run ``COLLAPSED_SWEEPS`` *collapsed* sweeps per
    draw (fewer when N exceeds ``COLLAPSED_POINTS_PER_DRAW / COLLAPSED_SWEEPS``, at
    least one; Neal 2000, algorithm 3; :func:`bayesmix.mcmc._gibbs_kernels.collapsed_allocate`):
@@ -86,7 +89,8 @@ One sweep
    truncated stick-breaking prior with the sticks integrated out (DP), and the MFM's
    partition prior with K summed out (Miller & Harrison 2018).
 3. **Component parameters** given the allocations, from their exact conditionals
-   (sufficient statistics by :func:`bayesmix.mcmc._gibbs_kernels.suff_stats`):
+   (sufficient statistics from the fused pass, or by
+   :func:`bayesmix.mcmc._gibbs_kernels.suff_stats` after collapsed or split-merge moves):
    normal-inverse-Wishart for ``full`` and ``tied`` (one matrix from all
    components' scatter), normal-inverse-gamma per feature for ``diag`` and per
    component for ``spherical``. Empty components are drawn from the prior: this is
@@ -126,6 +130,7 @@ from bayesmix.mcmc._gibbs_sweeps import (
     _Spec,
     _State,
     _use_collapsed,
+    chain_threads,
     log_v_mfm,
 )
 
@@ -207,6 +212,7 @@ def _progress(total, enabled):
 
 def _run_chains(spec, init, seeds, draws, tune, store_z, cores, progressbar):
     chains = len(seeds)
+    spec = dataclasses.replace(spec, threads=chain_threads(cores, chains))
     with _progress(chains * (tune + draws), progressbar) as tick:
         if cores <= 1 or chains == 1:
             return [_run_chain(spec, init, s, draws, tune, store_z, tick) for s in seeds]

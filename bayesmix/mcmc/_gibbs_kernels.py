@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from bayesmix.em._hierarchical import logdet_scaled
 
 __all__ = [
     "allocate",
+    "allocate_stats",
     "dp_label_swaps",
     "log_marginal",
     "niw_draws",
@@ -159,6 +161,266 @@ def suff_stats(X, z, counts, sums, scatter):  # pragma: no cover - compiled
         for i in range(D):
             for j in range(i):
                 scatter[k, j, i] = scatter[k, i, j]
+
+
+# ---------------------------------------------------------------------------- fused pass
+#: rows per chunk of :func:`allocate_stats`: the chunks (and so the floating-point order
+#: of every sum) depend on N only, never on the number of threads
+CHUNK_ROWS = 4096
+#: rows per block inside a chunk: the Mahalanobis terms of a block are computed with the
+#: rows in the innermost loop, which the compiler vectorises
+_BLOCK = 64
+
+
+@njit(cache=True, nogil=True)
+def _log_consts(log_w, prec_chol):  # pragma: no cover - compiled
+    """``log w_k - D/2 log(2 pi) + sum_i log P_k[i, i]`` per component."""
+    K, D = prec_chol.shape[0], prec_chol.shape[1]
+    const = np.empty(K)
+    for k in range(K):
+        s = log_w[k] - 0.5 * D * _LOG_2PI
+        for i in range(D):
+            s += math.log(prec_chol[k, i, i])
+        const[k] = s
+    return const
+
+
+@njit(cache=True, nogil=True)
+def _fused_chunk(X, r0, r1, const, means, prec_chol, u, z, cnt, s1, s2):  # pragma: no cover
+    """Allocate rows ``r0:r1`` and accumulate their statistics about the component means.
+
+    ``cnt`` (K,), ``s1`` (K, D), ``s2`` (K, D, D; lower triangle) receive, per component,
+    the count, the sum of ``d = x - mu_k`` and of ``d d^T`` over the chunk's rows
+    allocated to it. The log densities are those of :func:`allocate`, term for term
+    (same values, same draws). Returns the chunk's log-likelihood.
+
+    The rows of a block are the innermost loop of the Mahalanobis terms, with a trip
+    count the compiler cannot see (``nb``), so it vectorises them (numba runs LLVM's
+    loop vectoriser, not its SLP vectoriser: a constant trip count is unrolled to
+    scalar code).
+    """
+    D = X.shape[1]
+    K = const.shape[0]
+    B = _BLOCK
+    xt = np.empty((D, B))
+    dk = np.empty((D, B))
+    lp = np.empty((K, B))
+    t = np.empty(B)
+    r = np.empty(B)
+    mx = np.empty(B)
+    diff = np.empty(D)
+    total = 0.0
+    for b0 in range(r0, r1, B):
+        nb = min(B, r1 - b0)
+        for j in range(D):
+            for b in range(nb):
+                xt[j, b] = X[b0 + b, j]
+        for b in range(nb):
+            mx[b] = -np.inf
+        for k in range(K):
+            ck = const[k]
+            if ck == -np.inf:
+                for b in range(nb):
+                    lp[k, b] = -np.inf
+                continue
+            for j in range(D):
+                mj = means[k, j]
+                for b in range(nb):
+                    dk[j, b] = xt[j, b] - mj
+            for b in range(nb):
+                r[b] = 0.0
+            for i in range(D):
+                for b in range(nb):
+                    t[b] = 0.0
+                j = 0
+                while j + 3 <= i:  # four terms per pass over t, added in order j = 0 .. i
+                    c0, c1 = prec_chol[k, i, j], prec_chol[k, i, j + 1]
+                    c2, c3 = prec_chol[k, i, j + 2], prec_chol[k, i, j + 3]
+                    for b in range(nb):
+                        t[b] = (
+                            t[b]
+                            + c0 * dk[j, b]
+                            + c1 * dk[j + 1, b]
+                            + c2 * dk[j + 2, b]
+                            + c3 * dk[j + 3, b]
+                        )
+                    j += 4
+                while j <= i:
+                    c = prec_chol[k, i, j]
+                    for b in range(nb):
+                        t[b] += c * dk[j, b]
+                    j += 1
+                for b in range(nb):
+                    r[b] += t[b] * t[b]
+            for b in range(nb):
+                v = ck - 0.5 * r[b]
+                lp[k, b] = v
+                mx[b] = max(mx[b], v)
+        for b in range(nb):
+            m = mx[b]
+            tot = 0.0
+            last = 0
+            for k in range(K):
+                e = math.exp(lp[k, b] - m)
+                lp[k, b] = e
+                tot += e
+                if e > 0.0:
+                    last = k
+            total += m + math.log(tot)
+            n = b0 + b
+            target = u[n] * tot
+            acc = 0.0
+            pick = last  # rounding guard: u * tot can exceed the float running sum
+            for k in range(K):
+                acc += lp[k, b]
+                if acc > target:
+                    pick = k
+                    break
+            z[n] = pick
+            cnt[pick] += 1
+            for j in range(D):
+                d = xt[j, b] - means[pick, j]
+                diff[j] = d
+                s1[pick, j] += d
+            for i in range(D):
+                di = diff[i]
+                for j in range(i + 1):
+                    s2[pick, i, j] += di * diff[j]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _fused_serial(X, const, means, prec_chol, u, z, cnt, s1, s2, ll):  # pragma: no cover
+    N = X.shape[0]
+    for c in range(cnt.shape[0]):
+        r0 = c * CHUNK_ROWS
+        r1 = min(N, r0 + CHUNK_ROWS)
+        ll[c] = _fused_chunk(X, r0, r1, const, means, prec_chol, u, z, cnt[c], s1[c], s2[c])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _fused_parallel(X, const, means, prec_chol, u, z, cnt, s1, s2, ll):  # pragma: no cover
+    N = X.shape[0]
+    for c in prange(cnt.shape[0]):
+        r0 = c * CHUNK_ROWS
+        r1 = min(N, r0 + CHUNK_ROWS)
+        ll[c] = _fused_chunk(X, r0, r1, const, means, prec_chol, u, z, cnt[c], s1[c], s2[c])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _parallel_sum(x):  # pragma: no cover - compiled
+    s = 0.0
+    for i in prange(x.shape[0]):
+        s += x[i]
+    return s
+
+
+def warm_threads():
+    """Launch a tiny parallel kernel, which selects numba's threading layer."""
+    return _parallel_sum(np.ones(4))
+
+
+@njit(cache=True, nogil=True)
+def _reduce_chunks(means, cnt, s1, s2, ll, counts, sums, scatter):  # pragma: no cover
+    """Sum the chunks' statistics in chunk order; shift them from the means to the
+    component averages (``scatter = sum d d^T - s s^T / n``, ``s = sum d``)."""
+    nc, K, D = s1.shape
+    S = np.empty(D)
+    total = 0.0
+    for c in range(nc):
+        total += ll[c]
+    for k in range(K):
+        n = 0
+        for c in range(nc):
+            n += cnt[c, k]
+        counts[k] = n
+        for j in range(D):
+            s = 0.0
+            for c in range(nc):
+                s += s1[c, k, j]
+            S[j] = s
+            sums[k, j] = s + n * means[k, j]
+        for i in range(D):
+            for j in range(i + 1):
+                if n == 0:
+                    scatter[k, i, j] = 0.0
+                else:
+                    s = 0.0
+                    for c in range(nc):
+                        s += s2[c, k, i, j]
+                    scatter[k, i, j] = s - S[i] * S[j] / n
+                scatter[k, j, i] = scatter[k, i, j]
+    return total
+
+
+def allocate_stats(X, log_w, means, prec_chol, u, z, counts, sums, scatter, threads=1):
+    """One pass over the data: :func:`allocate` and :func:`suff_stats` fused.
+
+    For each row the K log densities (with the precision factors), the allocation by
+    inverse-CDF sampling with ``u`` (the draws of :func:`allocate`), and its
+    contribution to the count, sum and scatter of its component, all in one compiled
+    loop over chunks of ``CHUNK_ROWS`` rows (in ``threads`` threads). The chunks'
+    statistics are summed in chunk order, so the result does not depend on
+    ``threads``. The statistics are accumulated about the component means (the
+    Mahalanobis differences, computed anyway), then shifted to the averages.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    log_w : ndarray, shape (K,)
+        Log weights; ``-inf`` for components that cannot be chosen.
+    means : ndarray, shape (K, D)
+    prec_chol : ndarray, shape (K, D, D)
+        Lower-triangular precision factors (module docstring).
+    u : ndarray, shape (N,)
+        Uniform(0, 1) draws, one per observation.
+    z : ndarray of int64, shape (N,)
+        Output: the allocations.
+    counts : ndarray of int64, shape (K,)
+        Output: observations per component.
+    sums : ndarray, shape (K, D)
+        Output: ``sum_{n: z_n = k} x_n``.
+    scatter : ndarray, shape (K, D, D)
+        Output: centred scatter matrices, as :func:`suff_stats` (zero when empty).
+    threads : int, default 1
+        Numba threads over the chunks (at most ``numba.config.NUMBA_NUM_THREADS``).
+
+    Returns
+    -------
+    float
+        The log-likelihood at the parameters given, as :func:`allocate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [5.0]])
+    >>> z, counts = np.empty(3, np.int64), np.empty(2, np.int64)
+    >>> sums, scatter = np.empty((2, 1)), np.empty((2, 1, 1))
+    >>> ll = allocate_stats(X, np.log([0.5, 0.5]), np.array([[0.0], [5.0]]),
+    ...                     np.ones((2, 1, 1)), np.full(3, 0.5), z, counts, sums, scatter)
+    >>> z.tolist(), counts.tolist(), sums[:, 0].round(6).tolist()
+    ([0, 0, 1], [2, 1], [0.1, 5.0])
+    """
+    N, D = X.shape
+    K = log_w.shape[0]
+    nc = max(1, -(-N // CHUNK_ROWS))
+    cnt = np.zeros((nc, K), dtype=np.int64)
+    s1 = np.zeros((nc, K, D))
+    s2 = np.zeros((nc, K, D, D))
+    ll = np.empty(nc)
+    const = _log_consts(log_w, prec_chol)
+    args = (X, const, means, prec_chol, u, z, cnt, s1, s2, ll)
+    threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
+    if threads > 1 and nc > 1:
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)  # thread-local: this chain's threads only
+        try:
+            _fused_parallel(*args)
+        finally:
+            numba.set_num_threads(before)
+    else:
+        _fused_serial(*args)
+    return _reduce_chunks(means, cnt, s1, s2, ll, counts, sums, scatter)
 
 
 @njit(cache=True, nogil=True)

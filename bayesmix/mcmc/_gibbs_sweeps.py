@@ -40,6 +40,8 @@ class _Spec:
     sm_order: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 0), np.int32))
     sm_self: np.ndarray | None = None  # (N,) position of i in sm_order[i]
     sm_launch: np.ndarray | None = None  # (N,) cumulative launch probabilities of i
+    #: numba threads of one chain's fused allocation pass (the draws do not depend on it)
+    threads: int = 1
 
 
 @dataclasses.dataclass
@@ -56,6 +58,9 @@ class _State:
     sticks: np.ndarray | None = None
     alpha: float = 1.0
     K: int = 0
+    #: (sums (K, D), scatter (K, D, D)) of the current z from the fused allocation pass;
+    #: None once z changed otherwise (collapsed sweeps, split-merge moves)
+    stats: tuple | None = None
 
     def permute(self, perm):
         """Relabel: new component ``j`` is old component ``perm[j]``."""
@@ -67,6 +72,8 @@ class _State:
         inv[perm] = np.arange(perm.size)
         self.z = inv[self.z]
         self.counts = self.counts[perm]
+        if self.stats is not None:
+            self.stats = (self.stats[0][perm], self.stats[1][perm])
 
 
 #: DP and static-gamma MFM models (full, diag, spherical covariance) allocate with the
@@ -87,6 +94,13 @@ def _n_sweeps(spec):
     return max(1, min(COLLAPSED_SWEEPS, COLLAPSED_POINTS_PER_DRAW // spec.Xc.shape[0]))
 
 
+#: DP and MFM models above this N allocate given the parameters (the fused blocked pass,
+#: ``_gibbs_kernels.allocate_stats``): one sequential collapsed sweep costs about 0.9 s
+#: at N = 1e6, D = 5 (20x the blocked pass), and the allocations' posterior is then
+#: concentrated (benchmarks/RESULTS.md, section "gibbs-throughput")
+COLLAPSED_MAX_N = 100_000
+
+
 def _use_collapsed(spec):
     if spec.kind == "gmm":
         return (
@@ -95,7 +109,12 @@ def _use_collapsed(spec):
             and spec.n_slots > 1
             and spec.Xc.shape[0] <= FINITE_COLLAPSED_MAX_N
         )
-    return COLLAPSED and spec.sm_conj is not None and (spec.kind != "mfm" or spec.log_v is not None)
+    return (
+        COLLAPSED
+        and spec.sm_conj is not None
+        and (spec.kind != "mfm" or spec.log_v is not None)
+        and spec.Xc.shape[0] <= COLLAPSED_MAX_N
+    )
 
 
 def _collapsed(spec, st, rng, kind, param):
@@ -105,6 +124,7 @@ def _collapsed(spec, st, rng, kind, param):
     _collapsed_kernels.collapsed_allocate(
         spec.Xc, st.z, st.counts, spec.n_slots, u, spec.sm_conj, kind, float(param), log_v
     )
+    st.stats = None
 
 
 def log_v_mfm(log_k_prior, gamma, N):
@@ -124,17 +144,53 @@ def log_v_mfm(log_k_prior, gamma, N):
     return out
 
 
+def chain_threads(cores, chains):
+    """Numba threads per chain: the cores left over when the chains run in threads
+    (``cores // min(cores, chains)``, so one chain alone uses them all), at most numba's
+    thread count; 1 when several chains would share numba's workqueue threading layer,
+    which concurrent launches from several threads would abort. The draws do not depend
+    on it (``_gibbs_kernels.allocate_stats``)."""
+    import numba
+
+    workers = min(cores, chains) if cores > 1 else 1
+    threads = max(1, min(cores // workers, numba.config.NUMBA_NUM_THREADS))
+    if threads > 1 and workers > 1 and _threading_layer() == "workqueue":
+        return 1
+    return threads
+
+
+def _threading_layer():
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: launch one
+        _gk.warm_threads()
+        return numba.threading_layer()
+
+
 def _allocate(spec, st, rng):
+    """z | weights, parameters, and the statistics of the new z, in one pass over the
+    data (``spec.threads`` threads); returns the log-likelihood at the parameters."""
+    K, D = spec.n_slots, spec.Xc.shape[1]
     prec = np.linalg.inv(st.chol)
     u = rng.random(spec.Xc.shape[0])
-    return _gk.allocate(spec.Xc, st.log_w, st.means, prec, u, st.z, st.counts)
+    sums, scatter = np.empty((K, D)), np.empty((K, D, D))
+    ll = _gk.allocate_stats(
+        spec.Xc, st.log_w, st.means, prec, u, st.z, st.counts, sums, scatter, spec.threads
+    )
+    st.stats = (sums, scatter)
+    return ll
 
 
 def _update_components(spec, st, rng):
-    K, D = spec.n_slots, spec.Xc.shape[1]
-    sums = np.empty((K, D))
-    scatter = np.empty((K, D, D))
-    _gk.suff_stats(spec.Xc, st.z, st.counts, sums, scatter)
+    if st.stats is None:  # z changed after the fused pass (or there was none)
+        K, D = spec.n_slots, spec.Xc.shape[1]
+        sums, scatter = np.empty((K, D)), np.empty((K, D, D))
+        _gk.suff_stats(spec.Xc, st.z, st.counts, sums, scatter)
+    else:
+        sums, scatter = st.stats
+    st.stats = None
     st.means, st.cov, st.chol, st.own = draw_components(rng, spec.conj, st.counts, sums, scatter)
 
 
@@ -143,7 +199,9 @@ def _update_components(spec, st, rng):
 SPLIT_MERGE_MOVES = 40
 #: ... but at most this many members allocated per draw, counting N per move (one move
 #: allocates up to N - 2 members, about 0.15 microseconds each): 40 moves up to N = 500,
-#: one from N = 20,000
+#: one from N = 20,000; above, one move with probability 20,000 / N per draw (chosen
+#: independently of the state: a mixture of kernels, each reversible), so a move costs
+#: N / 20,000 draws' worth and its average cost per draw stays at 20,000 members
 SPLIT_MERGE_POINTS_PER_DRAW = 20_000
 _NO_K_PRIOR = np.zeros(1)
 #: split-merge moves for finite mixtures sampled by blocked sweeps too (off: above
@@ -234,13 +292,15 @@ def _split_merge(spec, st, rng, n_active, kind, param):
     if spec.sm_conj is None or n_active < 2:
         return
     N = spec.Xc.shape[0]
+    if N > SPLIT_MERGE_POINTS_PER_DRAW and rng.random() * N >= SPLIT_MERGE_POINTS_PER_DRAW:
+        return
     logk = spec.log_k_prior if kind == 2 else _NO_K_PRIOR
     prior = (kind, float(param), logk, bool(spec.dynamic))
     M = max(1, min(SPLIT_MERGE_MOVES, SPLIT_MERGE_POINTS_PER_DRAW // N))
     pairs = _sm_pairs(spec, rng, M)
     u = rng.random((M, N))
     u_slot, log_u = rng.random(M), np.log(rng.random(M))
-    _collapsed_kernels.split_merge_moves(
+    accepted = _collapsed_kernels.split_merge_moves(
         spec.Xc,
         spec.Xs,
         spec.sm_order,
@@ -254,6 +314,8 @@ def _split_merge(spec, st, rng, n_active, kind, param):
         spec.sm_conj,
         prior,
     )
+    if accepted:
+        st.stats = None
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -341,7 +403,8 @@ def _sweep_mfm(spec, st, rng):
         _allocate(spec, st, rng)
     _split_merge(spec, st, rng, spec.n_slots, 2, spec.weight_concentration)
     order = np.argsort(st.counts == 0, kind="stable")  # occupied components first
-    st.permute(order)
+    if np.any(order != np.arange(order.size)):  # relabelling z is O(N): only if needed
+        st.permute(order)
     kp = int((st.counts > 0).sum())
     Ks, g, lp = _log_p_k(spec, st.counts[:kp], spec.Xc.shape[0])
     p = np.exp(lp - lp.max())
