@@ -371,9 +371,7 @@ def sample_gibbs_jax(
     from bayesmix.mcmc._pointwise import (
         check_fits_memory,
         resolve_storage,
-        total_log_likelihood_arrays,
     )
-    from bayesmix.mcmc._trace import from_arrays
 
     cfg = get_config(model)
     _check_model(cfg)
@@ -437,6 +435,23 @@ def sample_gibbs_jax(
     t1 = time.perf_counter()
     out = jax.device_get(compiled(*args))
     elapsed = time.perf_counter() - t1
+    meta = {
+        "device": jax.default_backend(),
+        "random_seed": int(random_seed) if isinstance(random_seed, numbers.Integral) else -1,
+        "sampling_time": elapsed,
+        "compile_time": t1 - t0,
+    }
+    dt = _to_datatree(cfg, out, meta, allocations, log_likelihood, chains, draws)
+    _diagnose(dt, cfg, init)
+    return dt
+
+
+def _to_datatree(cfg, out, meta, allocations, log_likelihood, chains, draws):
+    """The numba Gibbs sampler's DataTree layout from the JAX run's draws ``out``."""
+    from bayesmix.mcmc._pointwise import total_log_likelihood_arrays
+    from bayesmix.mcmc._trace import from_arrays
+
+    K, n, prior = cfg.n_components, cfg.X.shape[0], cfg.prior
     extra = {"n_occupied": np.asarray(out["n_occupied"], dtype=np.int64)}
     dims = {"n_occupied": []}
     if allocations:
@@ -449,10 +464,7 @@ def sample_gibbs_jax(
         "covariance_prior": cfg.covariance_prior,
         "prior": prior.to_json(),
         "sampler": "gibbs-jax",
-        "device": jax.default_backend(),
-        "random_seed": int(random_seed) if isinstance(random_seed, numbers.Integral) else -1,
-        "sampling_time": elapsed,
-        "compile_time": t1 - t0,
+        **meta,
         "allocations_stored": int(allocations),
     }
     if not allocations:
@@ -482,5 +494,4 @@ def sample_gibbs_jax(
         {"loglik": (("chain", "draw"), loglik)},
         coords={"chain": np.arange(chains), "draw": np.arange(draws)},
     )
-    _diagnose(dt, cfg, init)
     return dt
