@@ -3,9 +3,9 @@
 (a) Finite mixture, n = 1e6, D = 10, K = 8, full covariance, default sampler (Gibbs),
     2 chains x 500 draws after 200 from the EM fit, then ``bm.relabel``,
     ``bm.membership`` and ``bm.loo``: wall time per stage, peak RSS, max R-hat and min
-    bulk ESS of the weights and means (``bm.diagnostics``), and whether every true mean
-    lies inside its 99 % interval (components matched to the truth by their posterior
-    means). Target: the whole of it under 10 min on 2 cores.
+    bulk ESS of the weights and means (``bm.diagnostics``), and how many of the K x D
+    true mean entries lie inside their 99 % marginal intervals (components matched to
+    the truth by their posterior means). Target: the whole of it under 10 min on 2 cores.
 (b) The same at n = 1e5 (the post-processing's share of the wall time).
 (c) MFM (``bm.build_mfm``) and DP (``bm.build_dpgmm``) at n = 1e6, D = 5, five true
     clusters, 2 x 500 after 200 from the default start: P(K+ = 5) from
@@ -100,7 +100,9 @@ class _Stages:
 
 
 def _means_covered(dt, true_means):
-    """Every true mean inside the 99 % interval of the component matched to it."""
+    """(inside, total): the (component, feature) entries of the true means inside the
+    99 % marginal interval of the component matched to them (calibrated: about 1 % of
+    the K D entries outside by chance)."""
     from scipy.optimize import linear_sum_assignment
 
     m = dt["posterior"]["means"]
@@ -110,10 +112,10 @@ def _means_covered(dt, true_means):
     lo = m.quantile(0.005, dim=("chain", "draw")).values
     hi = m.quantile(0.995, dim=("chain", "draw")).values
     inside = [
-        bool(np.all((lo[r] <= true_means[c]) & (true_means[c] <= hi[r])))
+        int(np.sum((lo[r] <= true_means[c]) & (true_means[c] <= hi[r])))
         for r, c in zip(rows, cols, strict=True)
     ]
-    return sum(inside), len(inside)
+    return sum(inside), true_means.size
 
 
 def run_finite(n, D, K, draws, tune, kw, seed=0, device=False):
@@ -152,6 +154,7 @@ def _finish_finite(st, dt, true_means, n, D, K, draws, tune):
     if dt is None:
         return res
     res["sampling_time"] = float(dt.attrs.get("sampling_time", np.nan))
+    res["device"] = dt.attrs.get("device", "cpu (numba)")
     dt = st.run("relabel", lambda: bm.relabel(dt)) or dt
     st.run("membership", lambda: bm.membership(dt))
     st.run("loo", lambda: bm.loo(dt))
@@ -204,7 +207,8 @@ def _finite_md(r):
     total = st.total()
     out = [
         f"**Finite, n = {r['n']:.0e}, D = {r['D']}, K = {r['K']} full, 2 x {r['draws']} "
-        f"after {r['tune']}.** {stages}. Total {total:.1f} s ({total / 60:.1f} min); "
+        f"after {r['tune']}, {r.get('device', 'cpu (numba)')}.** {stages}. "
+        f"Total {total:.1f} s ({total / 60:.1f} min); "
         f"sampling (attrs) {r.get('sampling_time', float('nan')):.1f} s; post-processing "
         f"(relabel + membership + loo) {post:.1f} s = {100 * post / total:.0f} % of the wall. "
         f"Peak RSS {max(x[2] for x in st.rows):.2f} GiB."
@@ -213,7 +217,8 @@ def _finite_md(r):
         c, k = r["covered"]
         out.append(
             f"Max R-hat {r['rhat']:.3f}, min bulk ESS {r['ess']:.0f} (weights, means); "
-            f"true means inside their 99 % intervals: {c} of {k} components."
+            f"true mean entries inside their 99 % marginal intervals: {c} of {k} "
+            f"(about 1 % outside by chance)."
         )
     return " ".join(out)
 

@@ -206,3 +206,43 @@ def test_dp_and_mfm_above_collapsed_max_n_use_the_blocked_pass():
     )
     assert _gibbs_sweeps._use_collapsed(small)
     assert not _gibbs_sweeps._use_collapsed(big)
+
+
+@pytest.mark.parametrize("kind", ["gmm", "dpgmm", "mfm"])
+def test_loglik_from_the_fused_passes_matches_the_parameters(kind, monkeypatch):
+    """With blocked sweeps ``sample_stats/loglik`` of each draw is the next fused pass's
+    log-likelihood (the last draw's from one extra pass): it equals the total computed
+    from the stored parameters (``_pointwise``), to rounding (rtol 1e-10)."""
+    from bayesmix.mcmc._pointwise import total_log_likelihood_arrays
+
+    X, _ = bm.simulate(
+        150,
+        [0.5, 0.5],
+        [[0.0, 0.0], [3.0, 3.0]],
+        [np.eye(2), [[1.0, 0.3], [0.3, 0.5]]],
+        random_seed=3,
+    )
+    model = {
+        "gmm": lambda: build_gmm(X, 2),
+        "dpgmm": lambda: build_dpgmm(X, truncation=5),
+        "mfm": lambda: build_mfm(X, max_components=5),
+    }[kind]()
+    monkeypatch.setattr(_gibbs_sweeps, "FINITE_COLLAPSED_MAX_N", 0)  # blocked sweeps
+    monkeypatch.setattr(_gibbs_sweeps, "COLLAPSED_MAX_N", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)
+        dt = bm.sample(
+            model,
+            sampler="gibbs",
+            draws=15,
+            tune=3,
+            chains=2,
+            random_seed=4,
+            progressbar=False,
+            log_likelihood=False,
+        )
+    post = dt["posterior"]
+    expected = total_log_likelihood_arrays(
+        X, post["weights"].values, post["means"].values, post["covariances"].values
+    )
+    np.testing.assert_allclose(dt["sample_stats"]["loglik"].values, expected, rtol=1e-10)

@@ -132,7 +132,9 @@ from bayesmix.mcmc._gibbs_sweeps import (
     _use_collapsed,
     chain_threads,
     log_v_mfm,
+    tracks_loglik,
 )
+from bayesmix.mcmc._gibbs_sweeps import log_likelihood as gibbs_log_likelihood
 
 __all__ = ["sample_gibbs"]
 
@@ -184,15 +186,21 @@ def _run_chain(spec, init, seed, draws, tune, store_z, tick):
         # from the starting point's (EM fit's) responsibilities
         _allocate(spec, st, rng)
     out = _record_arrays(spec, draws, store_z)
+    loglik = np.empty(draws) if tracks_loglik(spec) else None
     done = 0
     for it in range(tune + draws):
         sweep(spec, st, rng)
         if it >= tune:
             _store(out, it - tune, st)
+        if loglik is not None and it > tune:  # this sweep allocated at draw it - 1's parameters
+            loglik[it - tune - 1] = st.loglik
         done += 1
         if done == 100:
             tick(done)
             done = 0
+    if loglik is not None:
+        loglik[-1] = gibbs_log_likelihood(spec, st)
+        out["loglik"] = loglik
     tick(done)
     return out
 
@@ -436,6 +444,8 @@ def _to_datatree(cfg, results, attrs, store_z, log_likelihood="auto"):
         dt["posterior"] = post.assign_coords(coords)
     if "log_likelihood" in dt.children:
         loglik = dt["log_likelihood"]["X"].sum("obs", skipna=False).values
+    elif all("loglik" in r for r in results):  # from the fused passes (tracks_loglik)
+        loglik = _stack(results, "loglik")
     else:  # chunks of observations: never the (chain, draw, obs) array
         loglik = total_log_likelihood_arrays(cfg.X, w, m, c)
     dt["sample_stats"] = xr.Dataset(

@@ -61,6 +61,8 @@ class _State:
     #: (sums (K, D), scatter (K, D, D)) of the current z from the fused allocation pass;
     #: None once z changed otherwise (collapsed sweeps, split-merge moves)
     stats: tuple | None = None
+    #: log-likelihood of the data at the parameters the last fused pass allocated with
+    loglik: float = float("nan")
 
     def permute(self, perm):
         """Relabel: new component ``j`` is old component ``perm[j]``."""
@@ -180,7 +182,34 @@ def _allocate(spec, st, rng):
         spec.Xc, st.log_w, st.means, prec, u, st.z, st.counts, sums, scatter, spec.threads
     )
     st.stats = (sums, scatter)
+    st.loglik = ll
     return ll
+
+
+def tracks_loglik(spec):
+    """Whether every sweep allocates with the fused pass, whose log-likelihood at the
+    previous draw's parameters is then that draw's ``sample_stats/loglik``, free: the
+    label swaps and the MFM's reordering permute components with their weights, which
+    leaves the mixture density unchanged, and the split-merge moves change z only."""
+    return not _use_collapsed(spec)
+
+
+def log_likelihood(spec, st):
+    """``sum_n log sum_k w_k N(x_n | mu_k, Sigma_k)`` at the state's parameters (one fused
+    pass on scratch outputs; the state is unchanged)."""
+    K, (N, D) = spec.n_slots, spec.Xc.shape
+    return _gk.allocate_stats(
+        spec.Xc,
+        st.log_w,
+        st.means,
+        np.linalg.inv(st.chol),
+        np.zeros(N),
+        np.empty(N, dtype=np.int64),
+        np.empty(K, dtype=np.int64),
+        np.empty((K, D)),
+        np.empty((K, D, D)),
+        spec.threads,
+    )
 
 
 def _update_components(spec, st, rng):
