@@ -131,6 +131,30 @@ def test_coclustering_matches_scipy_and_is_label_invariant(trace):
     np.testing.assert_allclose(coclustering(switched).values, psm.values, rtol=1e-9, atol=1e-12)
 
 
+def test_coclustering_of_a_seeded_subset_above_max_obs(trace):
+    """Above max_obs: the matrix of a seeded random subset, named by its obs coordinate,
+    equal to the full matrix restricted to those observations; max_obs=None keeps all."""
+    dt, X = trace[:2]
+    N = X.shape[0]
+    full = coclustering(dt, max_obs=None)
+    assert full.attrs["subset"] == "all observations" and full.attrs["n_obs"] == N
+    sub = coclustering(dt, max_obs=10, random_seed=3)
+    idx = sub["obs"].values
+    assert sub.shape == (10, 10) and np.all(np.diff(idx) > 0)
+    assert sub.attrs["n_obs"] == N and "subset of 10 of 24" in sub.attrs["subset"]
+    np.testing.assert_allclose(sub.values, full.values[np.ix_(idx, idx)], rtol=0, atol=1e-12)
+    # the same seed draws the same subset; another seed another one
+    np.testing.assert_array_equal(coclustering(dt, max_obs=10, random_seed=3)["obs"], idx)
+    assert not np.array_equal(coclustering(dt, max_obs=10, random_seed=4)["obs"].values, idx)
+    # the point partition of a large tree partitions that subset and says so
+    part = point_partition(dt, max_obs=10, random_seed=3)
+    np.testing.assert_array_equal(part.obs, idx)
+    assert part.labels.shape == (10,)
+    assert point_partition(dt, max_obs=None).obs is None
+    with pytest.raises(ValueError, match="max_obs"):
+        coclustering(dt, max_obs=0)
+
+
 def test_losses_on_hand_computed_cases():
     psm = np.array([[1, 0.8, 0.1], [0.8, 1, 0.3], [0.1, 0.3, 1]])
     # Binder: pairs (0,1) same -> 1-0.8; (0,2) apart -> 0.1; (1,2) apart -> 0.3

@@ -127,7 +127,7 @@ def _stephens_perms(X, w, m, c, log_q, chunk):
         sl = slice(start, start + chunk)
         P = responsibilities(X, w[sl], m[sl], c[sl])  # (s, N, K)
         # cost[s, j, k] = -sum_n p_nj log q_nk (+ a term constant in k)
-        cost = -np.einsum("snj,nk->sjk", P, log_q)
+        cost = -np.matmul(P.transpose(0, 2, 1), log_q)  # BLAS on the (s, K, N) layout
         for i, s in enumerate(range(sl.start, min(sl.stop, S))):
             perms[s] = _assign(cost[i])
             q_sum += P[i][:, perms[s]]

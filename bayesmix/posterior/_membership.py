@@ -43,6 +43,7 @@ from bayesmix.mcmc._relabel import relabel as _relabel
 from bayesmix.mcmc._trace import flat_params, get_observed, get_params
 
 __all__ = [
+    "COCLUSTERING_MAX_OBS",
     "PointPartition",
     "binder_loss",
     "coclustering",
@@ -52,6 +53,11 @@ __all__ = [
 ]
 
 _CHUNK_BYTES = 64e6
+#: :func:`coclustering` (and :func:`point_partition` of a DataTree) above this many
+#: observations work on a seeded uniform random subset of this size: the (N, N) matrix
+#: takes 8 N^2 bytes (200 MB at 5000, 80 GB at N = 1e5) and the hierarchical
+#: clustering of the point partition O(N^2) memory and time.
+COCLUSTERING_MAX_OBS = 5000
 _LOSSES = ("binder", "vi")
 
 
@@ -240,7 +246,30 @@ def _psm_from_parameters(idata, chunk_size=None):
     return psm / S, S
 
 
-def coclustering(idata, *, chunk_size=None, source="auto"):
+def _obs_subset(idata, max_obs, random_seed):
+    """``(tree, positions)``: ``idata`` itself and None up to ``max_obs`` observations
+    (or ``max_obs=None``), else the tree restricted to a seeded uniform random subset
+    of ``max_obs`` observations (sorted positions) in every group with an ``obs`` dim."""
+    N = get_observed(idata).shape[0]
+    if max_obs is None:
+        return idata, None
+    max_obs = check_int(max_obs, "max_obs", minimum=2)
+    if N <= max_obs:
+        return idata, None
+    rng = np.random.default_rng(random_seed)
+    idx = np.sort(rng.choice(N, size=max_obs, replace=False))
+    sub = idata.map_over_datasets(lambda ds: ds.isel(obs=idx) if "obs" in ds.dims else ds)
+    return sub, idx
+
+
+def coclustering(
+    idata,
+    *,
+    chunk_size=None,
+    source="auto",
+    max_obs=COCLUSTERING_MAX_OBS,
+    random_seed=0,
+):
     """Posterior probability that two observations share a component.
 
     Two estimators of the same ``P(z_n = z_m | x)``:
@@ -264,13 +293,21 @@ def coclustering(idata, *, chunk_size=None, source="auto"):
     source : {"auto", "allocations", "parameters"}
         ``"auto"``: the sampled allocations when the posterior has them, else the
         parameters.
+    max_obs : int or None
+        Above this many observations (default :data:`COCLUSTERING_MAX_OBS`, 5000) the
+        matrix is that of a seeded uniform random subset of ``max_obs`` of them (the
+        matrix takes ``8 m^2`` bytes); ``None``: every observation, whatever N.
+    random_seed : int
+        Seed of that subset (``numpy.random.default_rng(random_seed).choice``).
 
     Returns
     -------
     xarray.DataArray
-        Dims (obs, obs2), symmetric, values in [0, 1], ones on the diagonal; attrs
-        ``n_draws`` and ``source``. The result itself takes ``8 N^2`` bytes (800 MB for
-        N = 10,000).
+        Dims (obs, obs2), each of length m = min(N, max_obs), symmetric, values in
+        [0, 1], ones on the diagonal; the ``obs`` coordinate holds the labels of the
+        observations used (the subset's, in data order). attrs ``n_draws``,
+        ``source``, ``n_obs`` (N) and ``subset`` (``"all observations"`` or how the
+        subset was drawn). The result takes ``8 m^2`` bytes (200 MB for m = 5,000).
 
     Examples
     --------
@@ -294,6 +331,8 @@ def coclustering(idata, *, chunk_size=None, source="auto"):
     _check_tree(idata)
     if source not in ("auto", "allocations", "parameters"):
         raise ValueError(f"source must be 'auto', 'allocations' or 'parameters'; got {source!r}.")
+    n_total = get_observed(idata).shape[0]
+    idata, idx = _obs_subset(idata, max_obs, random_seed)
     z = _allocations(idata) if source != "parameters" else None
     if source == "allocations" and z is None:
         raise ValueError(
@@ -315,12 +354,24 @@ def coclustering(idata, *, chunk_size=None, source="auto"):
         if used == "allocations"
         else "mean over draws of P(z_n = z_m | x, theta_s); diagonal 1"
     )
+    subset = (
+        "all observations"
+        if idx is None
+        else f"seeded uniform random subset of {N} of {n_total} observations "
+        f"(numpy default_rng({random_seed}); max_obs={max_obs})"
+    )
     return xr.DataArray(
         psm,
         dims=("obs", "obs2"),
         coords={"obs": obs, "obs2": obs},
         name="coclustering",
-        attrs={"n_draws": int(S), "source": used, "definition": definition},
+        attrs={
+            "n_draws": int(S),
+            "source": used,
+            "definition": definition,
+            "n_obs": int(n_total),
+            "subset": subset,
+        },
     )
 
 
@@ -483,6 +534,10 @@ class PointPartition:
     source : str
         Which candidate won before the greedy step (``"average-linkage"``,
         ``"complete-linkage"``, ``"draws"``), and ``"+greedy"`` when it improved it.
+    obs : ndarray of int or None
+        Positions of the observations ``labels`` refers to when a DataTree with more
+        than ``max_obs`` observations was partitioned on a subset (see
+        :func:`coclustering`); None: every observation, in order.
     """
 
     labels: np.ndarray
@@ -490,6 +545,7 @@ class PointPartition:
     expected_loss: float
     n_clusters: int
     source: str
+    obs: np.ndarray | None = None
 
     def __repr__(self):
         return (
@@ -512,7 +568,16 @@ def _draw_partitions(idata, max_draws):
     return P.argmax(-1)  # (n_draws, N)
 
 
-def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, greedy=True):
+def point_partition(
+    data,
+    *,
+    loss="binder",
+    max_clusters=None,
+    max_draws=200,
+    greedy=True,
+    max_obs=COCLUSTERING_MAX_OBS,
+    random_seed=0,
+):
     """A partition minimising the posterior expected Binder or VI (lower bound) loss.
 
     Parameters
@@ -532,6 +597,13 @@ def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, gr
         Number of evenly spaced draws whose MAP partitions are candidates.
     greedy : bool
         Improve the best candidate by single-observation moves.
+    max_obs : int or None
+        With a DataTree of more than ``max_obs`` observations (default
+        :data:`COCLUSTERING_MAX_OBS`), partition the seeded random subset that
+        :func:`coclustering` uses (``PointPartition.obs`` holds its positions);
+        ``None``: every observation.
+    random_seed : int
+        Seed of that subset.
 
     Returns
     -------
@@ -548,9 +620,10 @@ def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, gr
 
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {list(_LOSSES)}; got {loss!r}.")
-    draws = None
+    draws = subset = None
     if isinstance(data, xr.DataTree):
-        psm = coclustering(data).values
+        data, subset = _obs_subset(data, max_obs, random_seed)
+        psm = coclustering(data, max_obs=None).values
         draws = _draw_partitions(data, max_draws)
     else:
         psm = _check_psm(data.values if isinstance(data, xr.DataArray) else data)
@@ -592,4 +665,5 @@ def point_partition(data, *, loss="binder", max_clusters=None, max_draws=200, gr
         expected_loss=float(val),
         n_clusters=int(lab.max() + 1),
         source=source,
+        obs=subset,
     )
