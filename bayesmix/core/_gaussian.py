@@ -518,12 +518,26 @@ class NumbaGaussianDensity(GaussianDensity):
             sxx = a_xx.sum(0)[:K]
         return float(a_ll.sum()), a_n.sum(0), a_x.sum(0)[:K], sxx
 
-    def mixture_draws(self, X, weights, means, prec_chol, want_resp):
+    def mixture_draws(self, X, weights, means, prec_chol, want_resp, layout="snk"):
         """Same as the numpy method, through :func:`bayesmix.core._mixture_kernels.loglik_numba`.
 
         A Python loop over draws calling the PyMC Op's own kernel: no extra numba function
         to compile (a batched kernel would add seconds of compilation on a cold cache).
+        ``layout="skn"`` returns the responsibilities as (S, K, N), the kernel's own
+        layout (no transposing copy per draw: 60 % of the call at D = 10, K = 8).
         """
+        if want_resp and layout == "skn":
+            from bayesmix.core._mixture_kernels import loglik_numba  # deliberately lazy
+
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            P = kernel_layout(prec_chol)
+            means = np.ascontiguousarray(means, dtype=np.float64)
+            with np.errstate(divide="ignore"):
+                logw = np.ascontiguousarray(np.log(weights))
+            out = np.empty((weights.shape[0], weights.shape[1], X.shape[0]))
+            for s in range(weights.shape[0]):
+                out[s] = loglik_numba(X, logw[s], means[s], P[s])[1]
+            return out
         from bayesmix.core._mixture_kernels import loglik_numba  # deliberately lazy (numba)
 
         S, K = weights.shape
@@ -634,6 +648,28 @@ def responsibilities(X, weights, means, covariances):
     array([[0.25, 0.75]])
     """
     return _dispatch(X, weights, means, covariances, want_resp=True)
+
+
+def responsibilities_skn(X, weights, means, covariances):
+    """:func:`responsibilities` of a batch of S parameter sets, shape (S, K, N).
+
+    The layout the numba kernel writes (no per-draw transposing copy), for callers that
+    reduce over draws (:func:`bayesmix.membership`). ``weights`` (S, K), ``means``
+    (S, K, D), ``covariances`` (S, K, D, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> responsibilities_skn(np.zeros((1, 1)), [[0.25, 0.75]], [[[0.0], [0.0]]],
+    ...                      np.ones((1, 2, 1, 1))).shape
+    (1, 2, 1)
+    """
+    X = np.ascontiguousarray(X, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    P = precision_cholesky(covariances)
+    return backend("numba").mixture_draws(
+        X, weights, np.asarray(means, dtype=float), P, True, layout="skn"
+    )
 
 
 def _dispatch(X, weights, means, covariances, want_resp):

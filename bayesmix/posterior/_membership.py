@@ -36,7 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from bayesmix.core._gaussian import log_mixture_density, responsibilities
+from bayesmix.core._gaussian import (
+    log_mixture_density,
+    responsibilities,
+    responsibilities_skn,
+)
 from bayesmix.core._validation import BayesmixWarning, check_int
 from bayesmix.mcmc._relabel import check_labels_usable
 from bayesmix.mcmc._relabel import relabel as _relabel
@@ -166,12 +170,17 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     noise = np.zeros((3, N))  # mean, lower, upper of p(noise) (a noise model only)
     for start in range(0, N, chunk_size):
         sl = slice(start, start + chunk_size)
-        P = responsibilities(X[sl], w, m, c)  # (S, n, K)
         if log_noise is not None:
+            P = responsibilities(X[sl], w, m, c)  # (S, n, K)
             P, pn = _with_noise(X[sl], w, m, c, P, log_noise)
             noise[0, sl], (noise[1, sl], noise[2, sl]) = pn.mean(0), np.quantile(pn, q, axis=0)
-        mean[sl] = P.mean(0)
-        lower[sl], upper[sl] = np.quantile(P, q, axis=0)
+            mean[sl] = P.mean(0)
+            lower[sl], upper[sl] = np.quantile(P, q, axis=0)
+            continue
+        P = responsibilities_skn(X[sl], w, m, c)  # (S, K, n): the kernel's layout
+        mean[sl] = P.mean(0).T
+        lo, hi = np.quantile(P, q, axis=0)
+        lower[sl], upper[sl] = lo.T, hi.T
     pmax = np.maximum(mean.max(axis=1), noise[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(mean > 0, mean * np.log(mean), 0.0).sum(axis=1)
