@@ -56,6 +56,7 @@ from bayesmix.mcmc._choice import resolve_sampler
 from bayesmix.mcmc._relabel import diagnostics, relabel
 from bayesmix.mcmc._sample import sample
 from bayesmix.mcmc._trace import get_observed, get_params
+from bayesmix.posterior import _membership
 from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
 from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
@@ -665,7 +666,7 @@ def _analysis_stage(run):
 
 
 #: the co-clustering (8 N^2 bytes) and point partition of at most this many observations
-COCLUSTERING_MAX_OBS = 5000
+COCLUSTERING_MAX_OBS = _membership.COCLUSTERING_MAX_OBS
 
 
 def _coclustering_of(tree, seed):
@@ -677,7 +678,7 @@ def _coclustering_of(tree, seed):
         return coclustering(tree), None
     idx = subsample(N, COCLUSTERING_MAX_OBS, seed)
     sub = tree.map_over_datasets(lambda ds: ds.isel(obs=idx) if "obs" in ds.dims else ds)
-    psm = coclustering(sub)
+    psm = coclustering(sub, max_obs=None)
     psm.attrs["n_obs"] = N
     return psm, idx
 
