@@ -45,7 +45,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-from bayesmix.core._gaussian import responsibilities
+from bayesmix.core._gaussian import responsibilities, responsibilities_skn
 from bayesmix.core._validation import BayesmixWarning, check_positive
 from bayesmix.mcmc._trace import flatten_draws, get_observed, get_params, mixture_params
 
@@ -122,16 +122,16 @@ def _stephens_perms(X, w, m, c, log_q, chunk):
     the relabelled allocation probabilities."""
     S, K = w.shape
     perms = np.empty((S, K), dtype=np.int64)
-    q_sum = np.zeros((X.shape[0], K))
+    q_sum = np.zeros((K, X.shape[0]))  # transposed: rows of the kernel's layout
     for start in range(0, S, chunk):
         sl = slice(start, start + chunk)
-        P = responsibilities(X, w[sl], m[sl], c[sl])  # (s, N, K)
-        # cost[s, j, k] = -sum_n p_nj log q_nk (+ a term constant in k)
-        cost = -np.matmul(P.transpose(0, 2, 1), log_q)  # BLAS on the (s, K, N) layout
+        P = responsibilities_skn(X, w[sl], m[sl], c[sl])  # (s, K, N)
+        # cost[s, j, k] = -sum_n p_nj log q_nk (+ a term constant in k), by BLAS
+        cost = -np.matmul(P, log_q)
         for i, s in enumerate(range(sl.start, min(sl.stop, S))):
             perms[s] = _assign(cost[i])
-            q_sum += P[i][:, perms[s]]
-    return perms, q_sum / S
+            q_sum += P[i][perms[s]]
+    return perms, q_sum.T / S
 
 
 def _means_perms(m, ref_means, scale):
