@@ -41,6 +41,7 @@ from bayesmix.core._gaussian import (
     responsibilities,
     responsibilities_skn,
 )
+from bayesmix.core._quantile_kernels import quantiles_axis0
 from bayesmix.core._validation import BayesmixWarning, check_int
 from bayesmix.mcmc._relabel import check_labels_usable
 from bayesmix.mcmc._relabel import relabel as _relabel
@@ -173,13 +174,13 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         if log_noise is not None:
             P = responsibilities(X[sl], w, m, c)  # (S, n, K)
             P, pn = _with_noise(X[sl], w, m, c, P, log_noise)
-            noise[0, sl], (noise[1, sl], noise[2, sl]) = pn.mean(0), np.quantile(pn, q, axis=0)
+            noise[0, sl], (noise[1, sl], noise[2, sl]) = pn.mean(0), quantiles_axis0(pn, q)
             mean[sl] = P.mean(0)
-            lower[sl], upper[sl] = np.quantile(P, q, axis=0)
+            lower[sl], upper[sl] = quantiles_axis0(P, q)
             continue
         P = responsibilities_skn(X[sl], w, m, c)  # (S, K, n): the kernel's layout
         mean[sl] = P.mean(0).T
-        lo, hi = np.quantile(P, q, axis=0)
+        lo, hi = quantiles_axis0(P, q)  # = np.quantile(P, q, axis=0), streaming tails
         lower[sl], upper[sl] = lo.T, hi.T
     pmax = np.maximum(mean.max(axis=1), noise[0])
     with np.errstate(divide="ignore", invalid="ignore"):
