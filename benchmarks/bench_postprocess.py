@@ -9,6 +9,9 @@ after each stage (``ru_maxrss``: a later stage reports at least an earlier one's
 
     python benchmarks/bench_postprocess.py --n 100000
     python benchmarks/bench_postprocess.py --n 1000000
+    python benchmarks/bench_postprocess.py --quick      # n = 20,000, 2 x 60; prints
+
+Numbers go to ``benchmarks/RESULTS.md`` ("postprocess") by hand.
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--quick", action="store_true", help="smoke run: n = 20,000, 2 x 60 draws")
     args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.draws = 20_000, 60
     t0 = time.perf_counter()
     dt, _ = synthetic(args.n, draws=args.draws)
     print(
