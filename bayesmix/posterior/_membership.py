@@ -37,7 +37,9 @@ import numpy as np
 import xarray as xr
 
 from bayesmix.core._gaussian import (
+    kernel_layout,
     log_mixture_density,
+    precision_cholesky,
     responsibilities,
     responsibilities_skn,
 )
@@ -89,6 +91,16 @@ def _with_noise(Xs, w, m, c, P, log_noise):
     g = log_mixture_density(Xs, w, m, c)  # (S, n): log sum_k w_k N_k (w sums to 1 - w_0)
     pn = np.exp(log_noise[:, None] - np.logaddexp(g, log_noise[:, None]))
     return P * (1.0 - pn)[..., None], pn
+
+
+def _fused_summary(X, w, m, c, q):
+    """Mean and quantiles by one fused numba pass (None: use the chunked numpy path)."""
+    try:
+        from bayesmix.core._membership_kernels import membership_summary
+    except ImportError:  # pragma: no cover - numba is a PyTensor dependency
+        return None
+    P = kernel_layout(precision_cholesky(c))
+    return membership_summary(X, w, m, P, q)
 
 
 def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
@@ -169,7 +181,10 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     upper = np.empty((N, K))
     log_noise = _log_noise(idata)
     noise = np.zeros((3, N))  # mean, lower, upper of p(noise) (a noise model only)
-    for start in range(0, N, chunk_size):
+    fused = None if log_noise is not None else _fused_summary(X, w, m, c, q)
+    if fused is not None:
+        mean, (lower, upper) = fused
+    for start in range(0, 0 if fused is not None else N, chunk_size):
         sl = slice(start, start + chunk_size)
         if log_noise is not None:
             P = responsibilities(X[sl], w, m, c)  # (S, n, K)
