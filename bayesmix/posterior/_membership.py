@@ -96,7 +96,7 @@ def _with_noise(Xs, w, m, c, P, log_noise):
 def _fused_summary(X, w, m, c, q):
     """Mean and quantiles by one fused numba pass (None: use the chunked numpy path)."""
     try:
-        from bayesmix.core._membership_kernels import membership_summary
+        from bayesmix.core._draws_kernels import membership_summary
     except ImportError:  # pragma: no cover - numba is a PyTensor dependency
         return None
     P = kernel_layout(precision_cholesky(c))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from bayesmix.core._draws_kernels import BLOCK, membership_summary
 from bayesmix.core._gaussian import kernel_layout, precision_cholesky
-from bayesmix.core._membership_kernels import BLOCK, membership_summary
 from bayesmix.mcmc._trace import from_arrays
 from bayesmix.posterior._membership import membership
 
@@ -71,3 +71,27 @@ def test_membership_fused_and_fallback_paths_agree_with_reference(prob):
     np.testing.assert_allclose(res["probability"].values, ref_mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(res["probability_lower"].values, ref_q[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res["probability_upper"].values, ref_q[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["ll", "skn", "snk"])
+def test_draws_eval_equals_scipy_per_draw(layout):
+    from bayesmix.core._draws_kernels import draws_eval
+
+    X, w, mu, cov = _posterior(S=7, K=4, D=5, zero_last=True)
+    ll, resp = draws_eval(X, w, mu, kernel_layout(precision_cholesky(cov)), layout)
+    for s in range(w.shape[0]):
+        with np.errstate(divide="ignore"):
+            lj = np.stack(
+                [
+                    np.log(w[s, k]) + multivariate_normal(mu[s, k], cov[s, k]).logpdf(X)
+                    for k in range(w.shape[1])
+                ],
+                axis=1,
+            )
+        ref = np.logaddexp.reduce(lj, axis=1)
+        # log densities of order -10..-30: agreement to 1e-12 relative
+        np.testing.assert_allclose(ll[s], ref, rtol=1e-12)
+        if layout != "ll":
+            r = resp[s].T if layout == "skn" else resp[s]
+            np.testing.assert_allclose(r, np.exp(lj - ref[:, None]), rtol=0, atol=1e-12)
+    assert (resp is None) == (layout == "ll")
