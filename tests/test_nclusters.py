@@ -8,6 +8,8 @@ truncation grows), then used against the Gibbs samplers in test_gibbs_exact belo
 
 from __future__ import annotations
 
+import warnings
+
 import _partitions as P
 import numpy as np
 import pandas as pd
@@ -197,6 +199,59 @@ def test_n_clusters_probabilities_sum_to_one_and_match_counts():
     # k = 4 never drawn: probability and MCSE exactly 0
     row = table[(table["variable"] == "n_occupied") & (table["k"] == 4)]
     assert row["probability"].item() == 0 and row["mcse"].item() == 0
+
+
+def _capped_tree(counts, attrs, N=60, D=2):
+    counts = np.asarray(counts)
+    C, S = counts.shape
+    X = np.random.default_rng(0).normal(size=(N, D))
+    return from_arrays(
+        np.ones((C, S, 1)),
+        np.zeros((C, S, 1, D)),
+        np.broadcast_to(np.eye(D), (C, S, 1, D, D)).copy(),
+        X,
+        extra={"n_occupied": counts},
+        extra_dims={"n_occupied": []},
+        attrs=attrs,
+        log_likelihood=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("attrs", "fix"),
+    [
+        ({"model": "dpgmm", "truncation": 20, "covariance": "spherical"}, "truncation"),
+        ({"model": "mfm", "max_components": 20, "covariance": "spherical"}, "max_components"),
+    ],
+)
+def test_n_clusters_warns_when_the_count_sits_at_its_cap(attrs, fix):
+    occ = np.full((2, 100), 7)
+    occ[:, :6] = 20  # 6 % of draws at the cap: above CAP_SHARE = 5 %
+    with pytest.warns(bm.BayesmixWarning, match=rf"equals its cap 20 in 6% .*Raise .*{fix}"):
+        bm.n_clusters(_capped_tree(occ, attrs))
+    occ[:, :6] = 19  # below the cap: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bm.n_clusters(_capped_tree(occ, attrs))
+
+
+@pytest.mark.parametrize(
+    ("D", "covariance", "warns"),
+    [(2, "full", False), (10, "full", True), (50, "diag", True), (10, "spherical", False)],
+)
+def test_n_clusters_warns_when_the_prior_dominates(D, covariance, warns):
+    # 60 rows: full at D = 10 has 55 covariance parameters per component, so two
+    # components get 60 / 110 < 1 row per parameter; diag at D = 50: 60 / 100; the
+    # spherical and D = 2 cases have many rows per parameter
+    occ = np.ones((2, 100), dtype=int)
+    dt = _capped_tree(occ, {"model": "mfm", "max_components": 30, "covariance": covariance}, D=D)
+    if warns:
+        with pytest.warns(bm.BayesmixWarning, match="prior dominates"):
+            bm.n_clusters(dt)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            bm.n_clusters(dt)
 
 
 def test_n_clusters_ess_accounts_for_autocorrelation():

@@ -29,9 +29,18 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-__all__ = ["n_clusters", "prior_n_clusters"]
+from bayesmix.core._validation import BayesmixWarning, warn
+
+__all__ = ["CAP_SHARE", "n_clusters", "prior_n_clusters"]
+
+#: share of draws at the cap (``max_components`` of an MFM, the truncation of a DP)
+#: above which :func:`n_clusters` warns that the posterior on the count is cut off
+CAP_SHARE = 0.05
+#: covariance parameters per component, by covariance type
+_COV_PARAMS = {"full": lambda D: D * (D + 1) // 2, "diag": lambda D: D, "spherical": lambda D: 1}
 
 _LABELS = {"n_occupied": "K+ (occupied)", "n_components": "K (components)"}
+_SHORT = {"n_occupied": "K+", "n_components": "K"}
 _COLUMNS = ["variable", "k", "probability", "mcse", "ess"]
 
 
@@ -181,11 +190,69 @@ def n_clusters(idata, *, var_names=None):
         )
     parts, summary = [], {}
     for name in var_names:
-        rows, summary[name] = _summarise(name, _count_variable(idata, name))
+        counts = _count_variable(idata, name)
+        rows, summary[name] = _summarise(name, counts)
         parts.append(rows)
+        _warn_at_cap(idata, name, counts)
+    _warn_prior_dominates(idata, summary.get("n_occupied"))
     table = pd.concat(parts, ignore_index=True)
     table.attrs["summary"] = summary
     return table
+
+
+def _cap(idata):
+    """(cap, what to raise) of a DP or MFM posterior; None for a finite mixture."""
+    attrs = idata.attrs
+    if "max_components" in attrs:
+        return int(attrs["max_components"]), "max_components (bm.build_mfm(max_components=...))"
+    if "truncation" in attrs:
+        return int(attrs["truncation"]), "the truncation (bm.build_dpgmm(truncation=...))"
+    return None
+
+
+def _warn_at_cap(idata, name, counts):
+    """Warn when more than CAP_SHARE of the draws sit at the DP's or MFM's cap."""
+    cap = _cap(idata)
+    if cap is None:
+        return
+    share = float(np.mean(np.asarray(counts) >= cap[0]))
+    if share > CAP_SHARE:
+        warn(
+            f"n_clusters: {_LABELS[name]} equals its cap {cap[0]} in {share:.0%} of draws "
+            f"(more than {CAP_SHARE:.0%}), so its posterior is cut off there and "
+            f"P({_SHORT[name]} = k) understates the larger counts. Raise {cap[1]}, or, if the data cannot support "
+            "that many components, use a parsimonious covariance (covariance='diag' or "
+            "'spherical') or a prior that expects fewer clusters.",
+            BayesmixWarning,
+            stacklevel=4,
+        )
+
+
+def _warn_prior_dominates(idata, occupied):
+    """Warn when the rows per covariance parameter are below 1 (the prior decides K)."""
+    cov = idata.attrs.get("covariance")
+    if occupied is None or cov not in _COV_PARAMS or "observed_data" not in idata.children:
+        return
+    obs = idata["observed_data"]
+    X = next(iter(obs.data_vars.values()), None)
+    if X is None or X.ndim != 2:
+        return
+    N, D = X.shape
+    q = _COV_PARAMS[cov](D)
+    k = max(2.0, occupied["mean"])  # two components at least: could K = 2 be told apart?
+    rows = N / (k * q)
+    if rows < 1:
+        warn(
+            f"n_clusters: the prior dominates the posterior on the number of clusters: "
+            f"{N} rows over {k:.3g} components is {rows:.2f} rows per covariance parameter "
+            f"({q} per component for covariance={cov!r} at D = {D}), below 1. The data "
+            "cannot pin down that many covariances, so K+ follows the prior (large D often "
+            "gives K+ = 1 with full covariance, or many small clusters with a diagonal "
+            "one). Use covariance='spherical' or 'diag' when n per component is below "
+            "about 2 D, reduce the features (e.g. PCA), or add rows.",
+            BayesmixWarning,
+            stacklevel=4,
+        )
 
 
 # ----------------------------------------------------------------------------- prior
