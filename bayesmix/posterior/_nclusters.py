@@ -220,9 +220,9 @@ def _warn_at_cap(idata, name, counts):
         warn(
             f"n_clusters: {_LABELS[name]} equals its cap {cap[0]} in {share:.0%} of draws "
             f"(more than {CAP_SHARE:.0%}), so its posterior is cut off there and "
-            f"P({_SHORT[name]} = k) understates the larger counts. Raise {cap[1]}, or, if the data cannot support "
-            "that many components, use a parsimonious covariance (covariance='diag' or "
-            "'spherical') or a prior that expects fewer clusters.",
+            f"P({_SHORT[name]} = k) understates the larger counts. Raise {cap[1]}, or, if "
+            "the data cannot support that many components, use a parsimonious covariance "
+            "(covariance='diag' or 'spherical') or a prior that expects fewer clusters.",
             BayesmixWarning,
             stacklevel=4,
         )
