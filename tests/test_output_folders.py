@@ -107,6 +107,39 @@ def test_a_second_run_into_a_held_folder_is_refused_before_any_fit(holder, capsy
     assert (out / "report.md").exists()
 
 
+@pytest.mark.parametrize("inside", [False, True])
+def test_save_fit_refuses_a_folder_another_process_holds(holder, inside):
+    from bayesmix.workflow._lock import FolderInUseError
+
+    out, proc = holder
+    target = out / "fits" / "mine" if inside else out
+    with pytest.raises(FolderInUseError, match=f"pid {proc.pid}"):
+        bm.save_fit(target, config={"K": 1})
+    assert not (target / "config.json").exists()
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    bm.save_fit(target, config={"K": 1})  # free once the holder has gone
+    assert bm.load_fit(target).config == {"K": 1}
+    assert not (target / LOCK_FILE).exists()  # released, and never listed as ours
+
+
+def test_save_fit_holds_its_folder_while_writing(tmp_path, monkeypatch):
+    from bayesmix.workflow import _io
+
+    seen = []
+    real = _io._save
+
+    def spy(path, *args):
+        seen.append((path / LOCK_FILE).is_file())
+        return real(path, *args)
+
+    monkeypatch.setattr(_io, "_save", spy)
+    bm.save_fit(tmp_path / "f", config={"K": 1})
+    bm.save_fit(tmp_path / "f", config={"K": 2}, overwrite=True)  # the lock is not "a file"
+    assert seen == [True, True]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [".bayesmix-fit.json", "config.json"]
+
+
 def _dead_pid():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(timeout=60)

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesmix.core._validation import COVARIANCE_TYPES
+from bayesmix.workflow._lock import LOCK_FILE, check_not_held, lock_folder
 
 __all__ = ["SavedFit", "check_save_target", "load_fit", "remove_saved_fit", "save_fit"]
 
@@ -129,6 +130,13 @@ def save_fit(path, em_result=None, idata=None, config=None, *, overwrite=False):
     pathlib.Path
         The folder.
 
+    Raises
+    ------
+    bayesmix.workflow._lock.FolderInUseError
+        When another live bayesmix process holds ``path`` (a ``save_fit`` in progress)
+        or a folder above it (a ``bayesmix fit`` writing its ``--out``): ``save_fit``
+        holds ``path`` with the same lock file, ``.bayesmix-lock``, while it writes.
+
     Examples
     --------
     >>> import numpy as np, tempfile
@@ -143,8 +151,14 @@ def save_fit(path, em_result=None, idata=None, config=None, *, overwrite=False):
     _check_save_args(em_result, idata, config)
     given = ((EM_FILE, em_result), (CONFIG_FILE, config), (POSTERIOR_FILE, idata))
     parts = [name for name, value in given if value is not None]
-    path, old = _check_target(path, overwrite, parts)
-    path.mkdir(parents=True, exist_ok=True)
+    path, _ = _check_target(path, overwrite, parts)
+    check_not_held(path)  # inside a folder another run holds (its --out)
+    with lock_folder(path, name="path"):  # one save_fit into a folder at a time
+        path, old = _check_target(path, overwrite, parts)  # as it is now, locked
+        return _save(path, old, parts, em_result, idata, config)
+
+
+def _save(path, old, parts, em_result, idata, config):
     token = secrets.token_hex(6)
     temporary = [f".{name}.tmp-{token}" for name in parts] + [f".{POSTERIOR_FILE}.old-{token}"]
     files = sorted(set(old.files) | set(parts))
@@ -235,12 +249,13 @@ def _check_target(path, overwrite, parts=_PARTS):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"path must be a folder; {str(path)!r} exists and is a file.")
-    if not path.exists() or not any(path.iterdir()):
+    if not path.exists() or not any(p.name != LOCK_FILE for p in path.iterdir()):
         return path, _Owned()
     own = _read_marker(path)
     if own is None:
         raise ValueError(
-            f"path {str(path)!r} is not empty ({_shown(p.name for p in path.iterdir())}) and "
+            f"path {str(path)!r} is not empty "
+            f"({_shown(p.name for p in path.iterdir() if p.name != LOCK_FILE)}) and "
             "was not written by bayesmix.save_fit (it has no marker file "
             f"{MARKER_FILE}); bayesmix never overwrites or deletes files it did not write. "
             "Choose a new or empty folder."
