@@ -58,6 +58,7 @@ __getattr__, __dir__, _public = attach(
         "waic": "bayesmix.posterior._selection",
         "select_k": "bayesmix.posterior._selection",
         "compare_fits": "bayesmix.posterior._compare",
+        "impute": "bayesmix.posterior._impute",
         # workflow
         "load_old_faithful": "bayesmix.workflow._datasets",
         "simulate": "bayesmix.workflow._datasets",

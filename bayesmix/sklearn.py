@@ -75,6 +75,8 @@ _CHUNK_BYTES = 64e6
 
 # =========================================================================== helpers
 def _validate(estimator, X, *, reset, min_samples=1):
+    # estimators whose tags allow NaN (missing values, fitted by the observed-data
+    # likelihood) keep it; infinite values are refused either way
     """scikit-learn's validation, once: float64 C-ordered (no copy for such input).
 
     A DataFrame's columns are checked first as :func:`bayesmix.fit_em` checks them
@@ -82,9 +84,27 @@ def _validate(estimator, X, *, reset, min_samples=1):
     dtype promotion errors.
     """
     check_frame_dtypes(X)
+    nan = getattr(estimator, "_allow_nan", False)
     return validate_data(
-        estimator, X, reset=reset, dtype=np.float64, order="C", ensure_min_samples=min_samples
+        estimator,
+        X,
+        reset=reset,
+        dtype=np.float64,
+        order="C",
+        ensure_min_samples=min_samples,
+        ensure_all_finite="allow-nan" if nan else True,
     )
+
+
+class _AllowNaN:
+    """Mixin: NaN entries are missing values (scikit-learn's ``allow_nan`` input tag)."""
+
+    _allow_nan = True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
 
 def _validate_fitted(estimator, X):
@@ -148,7 +168,9 @@ def _rows_per_chunk(n_draws, n_components):
 
 
 # =========================================================================== KMeans
-class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class KMeans(
+    _AllowNaN, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
     """k-means clustering with scikit-learn's interface, over :func:`bayesmix.kmeans`.
 
     Parameters
@@ -323,7 +345,7 @@ class _DensityEstimator(DensityMixin, BaseEstimator):
 
 
 # =========================================================================== GaussianMixture
-class GaussianMixture(_DensityEstimator):
+class GaussianMixture(_AllowNaN, _DensityEstimator):
     """Gaussian mixture by EM with scikit-learn's interface, over :func:`bayesmix.fit_em`.
 
     Maximum likelihood (``prior=None``, as scikit-learn), or the MAP estimate under a
@@ -446,6 +468,7 @@ class GaussianMixture(_DensityEstimator):
         best = None
         for _ in range(check_int(self.n_init, "n_init", minimum=1)):
             means = X[rng.choice(X.shape[0], size=K, replace=False)]
+            means = np.where(np.isnan(means), np.nanmean(X, axis=0), means)  # gaps
             fit = fit_em(X, K, init=means, random_seed=rng, **kwargs)
             obj = fit.log_likelihood if fit.log_posterior is None else fit.log_posterior
             if best is None or obj > best[0]:

@@ -375,9 +375,17 @@ def test_csv_missing_file_and_folder(tmp_path):
 
 
 # =========================================================================== arrays
+R_GAPS = row(
+    "gaps",
+    "NaN or pandas' `pd.NA` entries (missing values) in `fit_em`, `kmeans` (default "
+    '`missing="mar"`); a row with every entry missing, a feature with no observed value',
+    "fitted by the observed-data likelihood (EM) or the observed coordinates (k-means), "
+    "nothing dropped; `ValueError` naming the empty rows or features",
+)
 R_NAN = row(
     "nan",
-    "NaN, inf or pandas' `pd.NA` (nullable `Int64` / `Float64` / `boolean` columns)",
+    "NaN, inf or pandas' `pd.NA` (nullable `Int64` / `Float64` / `boolean` columns) where "
+    'refused (`missing="error"`, the PyMC builders); inf everywhere',
     "`ValueError`: how many NaN / infinite values, in how many rows, the first row; "
     '"remove or impute" (rows are never dropped)',
 )
@@ -618,8 +626,8 @@ BAD_ARRAYS = [
 
 ENTRY_POINTS = {
     "check_data": lambda X: check_data(X),
-    "fit_em": lambda X: bm.fit_em(X, 2, random_seed=0),
-    "kmeans": lambda X: bm.kmeans(X, 2, random_seed=0),
+    "fit_em": lambda X: bm.fit_em(X, 2, random_seed=0, missing="error"),
+    "kmeans": lambda X: bm.kmeans(X, 2, random_seed=0, missing="error"),
     "GMMPrior.from_data": lambda X: bm.GMMPrior.from_data(X, 2),
 }
 #: The PyMC builders share check_data: a sample of the cases through them.
@@ -640,7 +648,44 @@ BUILDER_SAMPLE = {
     ("cid", "X", "key", "exc", "fragments"), BAD_ARRAYS, ids=[c[0] for c in BAD_ARRAYS]
 )
 def test_bad_arrays(entry, cid, X, key, exc, fragments):
+    if entry == "GMMPrior.from_data" and key is R_NAN and cid != "inf":
+        # the prior of data with gaps (the pipeline's MAP fits on a CSV with empty
+        # cells): built from the observed values, nothing dropped or filled in X
+        Xf = check_data(X, missing="mar")
+        prior = ENTRY_POINTS[entry](X)
+        np.testing.assert_allclose(prior.mean, np.nanmean(Xf, axis=0), rtol=1e-12)
+        assert np.isnan(Xf).any()
+        return
     Err(exc, *fragments).check(lambda: ENTRY_POINTS[entry](X))
+
+
+GAP_CASES = [
+    # (id, X, row key, exception, fragments): through fit_em and kmeans, missing="mar"
+    (
+        "empty-row",
+        np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, np.nan]]),
+        R_GAPS,
+        ValueError,
+        ("1 row(s) with no observed entry", "row(s) 1", "drop it"),
+    ),
+    (
+        "empty-feature",
+        pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [np.nan] * 3}),
+        R_GAPS,
+        ValueError,
+        ("feature(s) ['b'] have no observed value", "drop them"),
+    ),
+    ("inf-with-gaps", np.array([[1.0, np.inf], [np.nan, 1.0]]), R_GAPS, ValueError, ("infinite",)),
+]
+
+
+@pytest.mark.parametrize("entry", ["fit_em", "kmeans"])
+@pytest.mark.parametrize(
+    ("cid", "X", "key", "exc", "fragments"), GAP_CASES, ids=[c[0] for c in GAP_CASES]
+)
+def test_gap_arrays(entry, cid, X, key, exc, fragments):
+    fn = {"fit_em": bm.fit_em, "kmeans": bm.kmeans}[entry]
+    Err(exc, *fragments).check(lambda: fn(X, 1, random_seed=0))
 
 
 @pytest.mark.parametrize("builder", ["build_gmm", "build_dpgmm"])
@@ -1679,10 +1724,10 @@ R_CLI_OUT = row(
 )
 R_CLI_CSV = row(
     "cli-csv",
-    "CSV with missing values, non-numeric or empty columns, or a value of 1e308 (CLI, with "
-    "or without `--standardize`)",
-    'exit code 2, one line: "N row(s) have missing or infinite values (CSV lines ...); pass '
-    '--dropna"; the columns named: "select numeric columns with --columns"; "rescale"',
+    "CSV with infinite values, non-numeric or empty columns, or a value of 1e308 (CLI, with "
+    "or without `--standardize`; empty cells are missing values, kept: see the gaps row)",
+    'exit code 2, one line: "N row(s) have infinite values (CSV lines ...); replace them ... or '
+    'pass --dropna"; the columns named: "select numeric columns with --columns"; "rescale"',
 )
 R_CLI_DEGEN = row(
     "cli-degenerate",
@@ -1784,10 +1829,10 @@ CLI_FAIL = [
         ("--draws 10 x --chains 1 = 10", "at least 25"),
     ),
     (
-        "csv-missing-values",
+        "csv-infinite-value",  # an empty cell is a gap (tests/test_cli.py), inf the error
         lambda p: [
             "fit",
-            _csv(p, "a,b\n1,2\n3,\n4,5\n5,6\n"),
+            _csv(p, "a,b\n1,2\n3,inf\n4,5\n5,6\n"),
             "--no-mcmc",
             "--k",
             "1",
@@ -1795,7 +1840,7 @@ CLI_FAIL = [
             str(p / "o"),
         ],
         R_CLI_CSV,
-        ("1 row(s) have missing", "--dropna"),
+        ("1 row(s) have infinite values", "CSV lines 3", "--dropna"),
     ),
     (
         "csv-non-numeric",
@@ -2127,7 +2172,13 @@ def _cases_per_row():
         key = {Ok: R_SEP, Err: R_CSV_BAD, Warn: R_CSV_ADJ}[type(expect)]
         count[key] += 1
     count[R_CSV_COLS] += len(CSV_COLUMN_CASES)
-    for cases, pos in ((BAD_ARRAYS, 2), (API_CASES, 2), (EM_CASES, 2), (CLI_FAIL, 2)):
+    for cases, pos in (
+        (BAD_ARRAYS, 2),
+        (GAP_CASES, 2),
+        (API_CASES, 2),
+        (EM_CASES, 2),
+        (CLI_FAIL, 2),
+    ):
         for case in cases:
             count[case[pos]] += 1
     count[R_CONVERT] += len(GOOD_ARRAYS)

@@ -84,9 +84,9 @@ def test_bad_csv_inputs(capsys, csv, tmp_path):
             ["non-numeric column(s) ['name']", "--columns"],
         ),
         (
-            csv("a,b\n1,2\n,4\n5,6\n7,\n"),
+            csv("a,b\n1,2\ninf,4\n5,6\n7,-inf\n"),
             [],
-            ["2 row(s) have missing", "CSV lines 3, 5", "--dropna"],
+            ["2 row(s) have infinite values", "CSV lines 3, 5", "--dropna"],
         ),
         (csv(""), [], ["is empty"]),
         (csv('a,b\n1,2\n3,"4\n'), [], ["could not read"]),
@@ -130,6 +130,29 @@ def test_dropna_reports_count_and_fits(capsys, csv, tmp_path):
     assert "dropped 2 of 272 rows" in text
     cfg = json.loads((out / "fits" / "full_K2" / "config.json").read_text())
     assert cfg["data"]["n_obs"] == 270 and cfg["data"]["n_dropped"] == 2
+
+
+def test_gaps_kept_and_reported(capsys, tmp_path):
+    """Without --dropna a CSV with empty cells keeps its rows (EM by the observed-data
+    likelihood); the report gives the missing entries per column, the excluded empty
+    rows and that MCMC was skipped (the samplers do not take NaN yet)."""
+    df = bm.load_old_faithful()
+    df.loc[[3, 10], "waiting"] = float("nan")
+    df.loc[[7], ["eruptions", "waiting"]] = float("nan")  # no observed value: excluded
+    path = tmp_path / "of.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "rep"
+    rc, _, err = run_cli(capsys, "fit", str(path), "--k", "2", "--out", str(out))
+    assert rc == 0, err
+    text = (out / "report.md").read_text()
+    assert "Used 271 observations" in text
+    # counted over the rows used (the excluded empty row's gaps are not among them)
+    assert "Missing values: `waiting` 2 missing entries (2 in all)" in text
+    assert "1 row(s) with no observed value were excluded" in text
+    assert "MCMC: skipped: the samplers do not handle missing values yet" in text
+    assert "MCMC stages were skipped" in text
+    cfg = json.loads((out / "fits" / "full_K2" / "config.json").read_text())
+    assert cfg["data"]["n_obs"] == 271
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,7 @@ def test_bad_input_errors(faithful):
     bad = faithful.copy()
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        kmeans(bad, 2)
+        kmeans(bad, 2, missing="error")
     with pytest.raises(ValueError, match="reshape"):
         kmeans(faithful[:, 0], 2)
     with pytest.raises(ValueError, match="n_components=300 is larger"):

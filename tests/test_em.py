@@ -523,7 +523,27 @@ def test_map_rejects_lkj_and_sparse_dirichlet(faithful_df, faithful_prior):
 @pytest.mark.parametrize(
     ("X", "K", "kwargs", "exc", "match"),
     [
-        (np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 1.0]]), 2, {}, ValueError, "NaN"),
+        (
+            np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 1.0]]),
+            2,
+            {"missing": "error"},
+            ValueError,
+            "NaN",
+        ),
+        (
+            np.array([[np.nan, np.nan], [2.0, 3.0], [3.0, 1.0]]),
+            2,
+            {},
+            ValueError,
+            "no observed entry",
+        ),
+        (
+            np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 1.0]]),
+            2,
+            {"missing": "x"},
+            ValueError,
+            "missing",
+        ),
         (np.array([[1.0, np.inf], [2.0, 3.0], [3.0, 1.0]]), 2, {}, ValueError, "infinite"),
         (np.arange(10.0), 2, {}, ValueError, "reshape"),
         (np.ones((3, 2)), 5, {}, ValueError, "n_components"),

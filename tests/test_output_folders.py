@@ -137,7 +137,8 @@ def test_save_fit_holds_its_folder_while_writing(tmp_path, monkeypatch):
     bm.save_fit(tmp_path / "f", config={"K": 1})
     bm.save_fit(tmp_path / "f", config={"K": 2}, overwrite=True)  # the lock is not "a file"
     assert seen == [True, True]
-    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [".bayesmix-fit.json", "config.json"]
+    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert names == [".bayesmix-fit.json", "config.json"]
 
 
 def _dead_pid():

@@ -294,8 +294,8 @@ def test_bad_input_messages(blobs):
 
     gm = GaussianMixture(2, random_state=0)
     Xn = X.copy()
-    Xn[3, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    Xn[3, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         gm.fit(Xn)
     with pytest.raises(TypeError, match=r"[Ss]parse"):
         gm.fit(sp.csr_matrix(X))
@@ -317,6 +317,23 @@ def test_bad_input_messages(blobs):
         KMeans(200).fit(X)
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         BayesianGaussianMixture(2, covariance_type="bogus").fit(X)
+
+
+def test_missing_values_allowed(blobs):
+    """NaN entries are missing values: the estimators fit them as bayesmix does."""
+    X, _ = blobs
+    Xn = X.copy()
+    Xn[::7, 1] = np.nan
+    assert GaussianMixture().__sklearn_tags__().input_tags.allow_nan
+    assert KMeans().__sklearn_tags__().input_tags.allow_nan
+    gm = GaussianMixture(2, random_state=0).fit(Xn)
+    assert gm.em_result_.n_missing == int(np.isnan(Xn).sum())
+    np.testing.assert_allclose(gm.score_samples(Xn), gm.em_result_.score_samples(Xn))
+    assert np.isfinite(gm.score(Xn)) and gm.predict_proba(Xn).shape == (X.shape[0], 2)
+    km = KMeans(2, random_state=0).fit(Xn)
+    np.testing.assert_array_equal(km.predict(Xn), km.labels_)
+    with pytest.raises(ValueError, match="NaN"):
+        BayesianGaussianMixture(2).fit(Xn)
 
 
 def test_feature_names(blobs):

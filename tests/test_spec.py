@@ -104,8 +104,14 @@ def test_load_data_csv_checks(tmp_path):
     text = "a,b,c\n1,2,x\n3,,y\n5,6,z\n7,8,w\n,1,v\n"
     with pytest.raises(SpecError, match=r"non-numeric column\(s\) \['c'\]"):
         bspec.load_data(_csv_spec(tmp_path, text))
-    with pytest.raises(SpecError, match=r"2 row\(s\) have missing.*CSV lines 3, 6.*--dropna"):
-        bspec.load_data(_csv_spec(tmp_path, text, columns=["a", "b"]))
+    # gaps are kept as missing values (no --dropna), counted per column
+    g = bspec.load_data(_csv_spec(tmp_path, text, columns=["a", "b"]))
+    assert g.X.shape == (5, 2) and np.isnan(g.X).sum() == 2
+    assert g.info["missing_per_column"] == {"a": 1, "b": 1} and g.info["n_dropped"] == 0
+    e = bspec.load_data(_csv_spec(tmp_path, "a,b\n1,2\n,\n3,5\n4,4\n"))
+    assert e.X.shape == (3, 2) and e.info["n_excluded_empty"] == 1
+    with pytest.raises(SpecError, match=r"1 row\(s\) have infinite.*CSV lines 3.*--dropna"):
+        bspec.load_data(_csv_spec(tmp_path, "a,b\n1,2\ninf,3\n3,5\n4,4\n"))
     d = bspec.load_data(_csv_spec(tmp_path, text, columns=["b", "a"], dropna=True))
     np.testing.assert_array_equal(d.X, [[2, 1], [6, 5], [8, 7]])
     assert d.feature_names == ["b", "a"] and d.info["n_dropped"] == 2

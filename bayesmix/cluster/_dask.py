@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmix.cluster._engine import _lloyd_update, nearest
+from bayesmix.cluster._engine import _lloyd_update, _sq_dists_gaps, nearest
 from bayesmix.core import _dask
 
 #: k-means|| sampling rounds
@@ -291,7 +291,11 @@ def kmeans_dask(
 
 
 def _block_labels(x, centers, shape, names, block_info=None):
-    x = _dask.check_chunk(x, _dask.chunk_offset(block_info), shape, names)
+    # as KMeansResult.predict in memory: NaN entries are gaps (distances over the
+    # observed coordinates), inf an error
+    x = _dask.check_chunk(x, _dask.chunk_offset(block_info), shape, names, missing="mar")
+    if np.isnan(x).any():
+        return np.argmin(_sq_dists_gaps(x, centers), axis=1)
     return _nearest_d2(x, centers)[0]
 
 

@@ -504,3 +504,12 @@ def _assign(X, centers):
     dummy_c = np.empty(0)
     _assign_kernel(X, centers, labels, min_dist, dummy_s, dummy_c, False)
     return labels, min_dist
+
+
+def _sq_dists_gaps(X, centers):
+    """Squared distances (N, K) over each row's observed coordinates."""
+    obs = ~np.isnan(X)
+    X0 = np.where(obs, X, 0.0)
+    return np.maximum(
+        (X0**2).sum(1)[:, None] - 2.0 * X0 @ centers.T + obs.astype(float) @ (centers**2).T, 0.0
+    )

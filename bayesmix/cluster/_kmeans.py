@@ -37,6 +37,7 @@ from bayesmix.cluster._engine import (
     _run_blocks,
     _split_blocks,
     _sq_dists,
+    _sq_dists_gaps,
 )
 from bayesmix.core import _dask as _dask_base  # imports no Dask itself (only on Dask input)
 from bayesmix.core._validation import (
@@ -120,7 +121,10 @@ class KMeansResult:
             from bayesmix.cluster._dask import lazy_labels
 
             return lazy_labels(X, self.centers)
-        return _assign(self._check_X(X), self.centers)[0]
+        X = self._check_X(X)
+        if np.isnan(X).any():
+            return np.argmin(_sq_dists_gaps(X, self.centers), axis=1)
+        return _assign(X, self.centers)[0]
 
     def transform(self, X):
         """Squared Euclidean distances of each row of ``X`` to each centre.
@@ -132,13 +136,17 @@ class KMeansResult:
         Returns
         -------
         ndarray, shape (n_obs, K)
+            Over the observed coordinates of a row with NaN entries.
         """
-        return _sq_dists(self._check_X(X), self.centers)
+        X = self._check_X(X)
+        if np.isnan(X).any():
+            return _sq_dists_gaps(X, self.centers)
+        return _sq_dists(X, self.centers)
 
     def _check_X(self, X):
         if self.feature_names is not None:
             X = match_columns(X, self.feature_names, "k-means")
-        X = check_data(X)
+        X = check_data(X, missing="mar")
         if X.shape[1] != self.centers.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features but the centres have {self.centers.shape[1]}; "
@@ -372,6 +380,7 @@ def kmeans(
     random_seed=None,
     progress=False,
     sample_weight=None,
+    missing="mar",
 ):
     """k-means clustering: greedy k-means++ seeding, Lloyd iterations, restarts.
 
@@ -411,6 +420,16 @@ def kmeans(
         ``dask.array.Array`` (rechunked to ``X``'s row chunks) or an in-memory array; the
         k-means|| seeding draws points with probability ~ weight x squared distance and
         weighs each candidate by the total weight of the points nearest to it.
+    missing : {"mar", "error"}, default "mar"
+        ``"mar"``: NaN entries are missing; the objective is the sum of squared
+        distances over each row's *observed* coordinates (unscaled, as k-POD of Chi, Chi
+        & Baraniuk 2016). The restarts run on the data with every gap filled by its
+        feature's observed mean; from the best of them, Lloyd rounds over the observed
+        coordinates (each row to its nearest centre on its observed coordinates, each
+        centre to the mean of its rows' observed entries, feature by feature) run until
+        the labels stop changing; each round lowers the objective.
+        ``inertia``, ``transform`` and ``predict`` then use observed coordinates only. A
+        row with no observed entry is an error naming it. ``"error"``: NaN is refused.
 
     Returns
     -------
@@ -440,8 +459,22 @@ def kmeans(
         kw = _dask_keywords(locals())
         from bayesmix.cluster._dask import kmeans_dask
 
+        kw.pop("missing")
         return kmeans_dask(sys.modules[__name__], X, n_components, **kw)
-    X, feature_names = check_data(X, return_names=True)
+    X, feature_names = check_data(X, return_names=True, missing=missing)
+    if missing == "mar" and np.isnan(X).any():
+        return _kmeans_gaps(
+            X,
+            feature_names,
+            n_components,
+            n_init,
+            max_iter,
+            tol,
+            init,
+            random_seed,
+            progress,
+            sample_weight,
+        )
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)
     k = check_n_components(n_components, n if w is None else int(np.count_nonzero(w)))
@@ -490,6 +523,65 @@ def kmeans(
         n_init=len(streams),
         init_centers=init_centers.copy() if init_centers is not None else start + x_mean,
         feature_names=list(feature_names),
+    )
+
+
+#: Lloyd rounds over the observed coordinates at most (after the start)
+_GAP_MAX_ROUNDS = 300
+
+
+def _observed_centres(X0, obs, labels, k, old, w):
+    """Per cluster and feature, the (weighted) mean of the observed entries; a feature
+    with no observed entry in a cluster (or an empty cluster) keeps its old value."""
+    R = np.zeros((X0.shape[0], k))
+    R[np.arange(X0.shape[0]), labels] = 1.0 if w is None else w
+    num = R.T @ X0
+    den = R.T @ obs.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, old)
+
+
+def _kmeans_gaps(X, names, k, n_init, max_iter, tol, init, random_seed, progress, w):
+    """k-means on data with NaN: the observed-coordinate objective (see :func:`kmeans`)."""
+    obs = ~np.isnan(X)
+    X0 = np.where(obs, X, 0.0)
+    start = kmeans(
+        np.where(obs, X, np.nanmean(X, axis=0)),
+        k,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        init=init,
+        random_seed=random_seed,
+        progress=progress,
+        sample_weight=w,
+    )
+    centers, labels = start.centers, None
+    converged, rounds = False, 0
+    while rounds < _GAP_MAX_ROUNDS:
+        rounds += 1
+        new = np.argmin(_sq_dists_gaps(X, centers), axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            converged = True
+            break
+        labels = new
+        centers = _observed_centres(X0, obs, labels, k, centers, w)
+    if not converged:
+        warn(
+            f"kmeans on data with gaps did not converge in {_GAP_MAX_ROUNDS} rounds over the "
+            "observed coordinates.",
+            ConvergenceWarning,
+        )
+    d = _sq_dists_gaps(X, centers)[np.arange(X.shape[0]), labels]
+    return KMeansResult(
+        centers=centers,
+        labels=labels,
+        inertia=float(d.sum() if w is None else w @ d),
+        n_iter=int(start.n_iter + rounds),
+        converged=bool(start.converged and converged),
+        n_init=start.n_init,
+        init_centers=start.init_centers,
+        feature_names=list(names),
     )
 
 

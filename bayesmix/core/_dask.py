@@ -252,20 +252,24 @@ def _scale_error(name, names, limit, stats):
     return scale_error(name, names, limit, big, first, spread)
 
 
-def check_chunk(x, offset, shape, names, *, name="X", check_scale=True):
+def check_chunk(x, offset, shape, names, *, name="X", check_scale=True, missing="error"):
     """A chunk of rows of a Dask array of ``shape``, checked as
     :func:`bayesmix.core._validation.check_data` checks the whole array: NaN/inf values
-    and (``check_scale``) the scale check, with its errors, rows numbered from ``offset``.
+    (``missing="mar"``: inf and rows with no observed entry only) and (``check_scale``)
+    the scale check, with its errors, rows numbered from ``offset``.
 
     The limit is that of the whole array; the counts, the largest value, the rows and the
     spread are the chunk's, so the text is the in-memory one when the offending rows lie
     in one chunk (a lazy check cannot see the other chunks without a second pass).
     """
+    from bayesmix.core._missing import check_gaps
     from bayesmix.core._validation import nonfinite_error, scale_limit
 
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x)
-    if not finite.all():
+    if missing == "mar":
+        check_gaps(x, name, names, empty_features=False, offset=offset)
+    elif not finite.all():
         bad = np.flatnonzero(~finite.all(axis=1))
         n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
         raise nonfinite_error(name, n_nan, n_inf, bad.size, offset + int(bad[0]))
@@ -420,7 +424,8 @@ def chunk_offset(block_info):
 
 
 def _block_predict(x, result, what, shape, block_info=None):
-    x = check_chunk(x, chunk_offset(block_info), shape, None, check_scale=False)
+    # the in-memory methods accept gaps (NaN: marginalised over) and refuse inf
+    x = check_chunk(x, chunk_offset(block_info), shape, None, check_scale=False, missing="mar")
     return getattr(result, what)(x)  # the in-memory prediction of this chunk
 
 

@@ -186,11 +186,14 @@ class GMMPrior:
         -------
         GMMPrior
         """
-        X = check_data(X)
+        X = check_data(X, missing="mar")
         N, D = X.shape
         K = check_n_components(n_components)
         _check_overrides_match(overrides, D)
-        if N > 1:
+        gaps = np.isnan(X).any()
+        if gaps:  # missing values: observed means, pairwise-complete covariance
+            cov = _pairwise_cov(X)
+        elif N > 1:
             cov = np.atleast_2d(np.cov(X, rowvar=False))
         else:
             cov = np.eye(D)
@@ -200,7 +203,8 @@ class GMMPrior:
         cov = cov + np.eye(D) * np.where(var <= floor, floor, 0.0)
         if np.any(np.linalg.eigvalsh(cov) <= 0):
             cov = cov + np.eye(D) * floor
-        params = dict(mean=X.mean(axis=0), scale=cov / K ** (2.0 / D), dof=D + 2.0)
+        mean = np.nanmean(X, axis=0) if gaps else X.mean(axis=0)
+        params = dict(mean=mean, scale=cov / K ** (2.0 / D), dof=D + 2.0)
         params.update(overrides)
         return cls(**params)
 
@@ -506,3 +510,22 @@ def _em_compatible(prior):
     if prior.weight_concentration < 1:
         prior = prior.with_(weight_concentration=1.0)
     return prior
+
+
+def _pairwise_cov(X):
+    """Covariance of data with NaN from the pairwise-complete rows (ddof 1); its diagonal
+    when that matrix is not positive definite (or a pair has under two common rows)."""
+    obs = (~np.isnan(X)).astype(float)
+    X0 = np.where(obs > 0, X, 0.0)
+    n = obs.T @ obs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sx = X0.T @ obs  # sum of x_i over the rows where j is observed too
+        cov = (X0.T @ X0 - sx * sx.T / n) / (n - 1.0)
+    m = np.diag(n)  # observed entries per column
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = X0.sum(axis=0) / m
+        var = (((X0 - mean) * obs) ** 2).sum(axis=0) / (m - 1.0)  # NaN/inf when m < 2
+    diag = np.diag(np.where(np.isfinite(var), var, 1.0))
+    if not np.isfinite(cov).all() or np.linalg.eigvalsh(cov).min() <= 0:
+        return diag
+    return cov

@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 
+from bayesmix.core._missing import check_gaps, check_missing
+
 __all__ = [
     "COVARIANCE_TYPES",
     "BayesmixWarning",
@@ -23,6 +25,7 @@ __all__ = [
     "check_covariance_type",
     "check_data",
     "check_int",
+    "check_missing",
     "check_n_components",
     "check_positive",
     "check_random_state",
@@ -191,7 +194,16 @@ def check_random_state(random_seed, name="random_seed"):
     )
 
 
-def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False, check_scale=True):
+def check_data(
+    X,
+    *,
+    name="X",
+    min_obs=1,
+    return_names=False,
+    copy=False,
+    check_scale=True,
+    missing="error",
+):
     """Validate data and return a float64 array of shape (n_obs, n_features).
 
     The one input boundary of the package: arrays, lists, pandas DataFrames (nullable
@@ -216,6 +228,11 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False, check_
         Reject values whose magnitude overflows (or underflows) the squares the fits
         compute (``|x| > 1e150``, or a feature whose spread is below ``1e-100``).
         Prediction on new points passes ``False``: a far point is valid there.
+    missing : {"error", "mar"}, default "error"
+        ``"error"``: NaN (and ``pd.NA``) is refused. ``"mar"``: NaN entries are kept as
+        missing values (missing at random); infinite values are still refused, and so
+        is a row with no observed entry and, with ``check_scale`` (the fits), a feature
+        with no observed value (naming them). Callers that handle gaps pass ``"mar"``.
 
     Returns
     -------
@@ -266,7 +283,10 @@ def check_data(X, *, name="X", min_obs=1, return_names=False, copy=False, check_
     out = np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
     if feature_names is None:
         feature_names = [f"x{j}" for j in range(n_features)]
-    _check_finite(out, name)
+    if check_missing(missing) == "mar":
+        check_gaps(out, name, feature_names, empty_features=check_scale)
+    else:
+        _check_finite(out, name)
     if check_scale:
         _check_scale(out, name, feature_names)
     if return_names:
@@ -473,12 +493,18 @@ def _check_finite(out, name):
     raise nonfinite_error(name, n_nan, n_inf, bad_rows.size, int(bad_rows[0]))
 
 
+class MissingValueError(ValueError):
+    """Data hold NaN (missing) values where the caller refuses them (a ValueError)."""
+
+
 def nonfinite_error(name, n_nan, n_inf, n_bad_rows, first_row):
-    """The ValueError for NaN/infinite data (shared by the numpy and the Dask paths)."""
+    """The ValueError for NaN/infinite data (shared by the numpy and the Dask paths);
+    a :class:`MissingValueError` when every offending value is NaN."""
     what = " and ".join(
         s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if s
     )
-    return ValueError(
+    cls = MissingValueError if n_nan and not n_inf else ValueError
+    return cls(
         f"{name} contains {what} value(s) in {n_bad_rows} row(s); the first is row "
         f"{first_row}. Remove or impute missing values before fitting (bayesmix never "
         "drops rows silently)."
@@ -496,10 +522,14 @@ MIN_SPREAD = 1e-100
 def _check_scale(X, name, feature_names):
     """One-line error naming a feature whose magnitude breaks float64 arithmetic."""
     limit = scale_limit(*X.shape)
-    big = np.abs(X).max(axis=0)
+    gaps = np.isnan(X).any()
+    big = np.nanmax(np.abs(X), axis=0) if gaps else np.abs(X).max(axis=0)
     rows = [np.flatnonzero(np.abs(X[:, j]) > limit) for j in np.flatnonzero(big > limit)[:1]]
     with np.errstate(over="ignore"):  # +-1e308: the spread overflows, but big > limit
-        spread = X.max(axis=0) - X.min(axis=0)  # is reported first then
+        # is reported first then
+        spread = (
+            np.nanmax(X, axis=0) - np.nanmin(X, axis=0) if gaps else X.max(axis=0) - X.min(axis=0)
+        )
     err = scale_error(name, feature_names, limit, big, rows, spread)
     if err is not None:
         raise err

@@ -36,11 +36,12 @@ def _noise_volume(noise, X):
     if noise is False or noise is None:
         return None
     if noise is True:
-        volume = float(np.prod(np.ptp(X, axis=0)))
+        ranges = np.nanmax(X, axis=0) - np.nanmin(X, axis=0) if np.isnan(X).any() else np.ptp(X, 0)
+        volume = float(np.prod(ranges))
         if not (np.isfinite(volume) and volume > 0):
             raise ValueError(
                 f"noise=True needs a positive bounding-box volume, but the data's feature ranges "
-                f"{np.ptp(X, axis=0).tolist()} give {volume:g} (a constant feature, or fewer than "
+                f"{ranges.tolist()} give {volume:g} (a constant feature, or fewer than "
                 "two distinct points). Drop constant features or pass noise=<positive volume>."
             )
         return volume
@@ -203,7 +204,17 @@ def _warn_fit_problems(best, X, cfg, data_cov=None):
 
 
 def _em_result(
-    best, cfg, n_obs, feature_names, *, collapsed, n_init, init, random_seed, noise_volume=None
+    best,
+    cfg,
+    n_obs,
+    feature_names,
+    *,
+    collapsed,
+    n_init,
+    init,
+    random_seed,
+    noise_volume=None,
+    n_missing=0,
 ):
     """The :class:`EMResult` of the best run, in the original coordinates."""
     cov_full = cfg.to_full(best.model)
@@ -237,4 +248,10 @@ def _em_result(
         noise_weight=None if noise_volume is None else float(best.model.weights[K]),
         noise_volume=noise_volume,
         total_weight=cfg.n_eff,
+        n_missing=int(n_missing),
+        noise_sides=(
+            None
+            if cfg.noise_log_sides is None
+            else tuple(float(v) for v in np.exp(cfg.noise_log_sides))
+        ),
     )

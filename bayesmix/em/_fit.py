@@ -23,12 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 from bayesmix.core import _gaussian as gs
+from bayesmix.core._missing import missing_patterns
 from bayesmix.core._validation import (
+    MissingValueError,
     check_data,
+    check_missing,
     check_n_components,
     check_sample_weight,
 )
-from bayesmix.em import _dask  # imports no Dask itself (only on Dask input)
+from bayesmix.em import (
+    _dask,  # imports no Dask itself (only on Dask input)
+    _missing,
+)
 from bayesmix.em._checks import (
     _check_arguments,
     _check_constant_features,
@@ -68,6 +74,7 @@ def fit_em(
     sample_weight=None,
     noise=False,
     persist=None,
+    missing="mar",
 ):
     r"""Fit a Gaussian mixture by EM: maximum likelihood, or MAP under a conjugate prior.
 
@@ -182,6 +189,21 @@ def fit_em(
         (``bayesmix.em._dask.PERSIST_FRACTION``) of the available memory (the workers'
         memory limits under a ``dask.distributed`` client, else the machine's).
 
+    missing : {"mar", "error"}, default "mar"
+        ``"mar"``: NaN entries (and ``pd.NA``) are missing at random, fitted by the
+        observed-data likelihood (EM of Ghahramani & Jordan 1994: each row's E-step on
+        its observed coordinates, rows grouped by missingness pattern; the M-step from
+        the expected sufficient statistics, with the conditional covariance of the
+        missing block). ``log_likelihood``, the criteria and the prediction methods are
+        then the observed-data quantities (BIC's n is the number of rows), and
+        ``EMResult.n_missing`` records the number of gaps. The starts see the data with
+        each gap filled by its feature's observed mean. A row with no observed entry is
+        an error naming it. A noise component's box has the observed feature ranges as
+        sides (scaled to a given volume), and its density on a row with gaps is the
+        marginal on the observed sides. Data without NaN are fitted exactly as before.
+        ``"error"``: NaN is refused, as infinite values always are. Dask input with NaN
+        raises ``NotImplementedError`` (compute it into memory first).
+
     Returns
     -------
     EMResult
@@ -233,12 +255,14 @@ def fit_em(
     >>> nz.predict_proba(X).shape
     (272, 3)
     """
+    missing = check_missing(missing)
     if _dask.is_dask(X):
-        return _dask.fit_em_dask(X, n_components, **_dask_keywords(locals()))
-    X, feature_names = check_data(X, return_names=True)
+        return _fit_dask(X, n_components, missing, _dask_keywords(locals()))
+    X, feature_names = check_data(X, return_names=True, missing=missing)
     N, D = X.shape
     w = check_sample_weight(sample_weight, N)
     K = check_n_components(n_components, N if w is None else int(np.count_nonzero(w)))
+    pats = missing_patterns(X) if missing == "mar" else None
     volume = _noise_volume(noise, X if w is None else X[w > 0])
     covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng = _check_arguments(
         X,
@@ -255,10 +279,15 @@ def fit_em(
     )
     if engine == "auto":
         engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
-    _check_constant_features(X if w is None else X[w > 0], feature_names, prior, reg_covar)
+    Xw = X if w is None else X[w > 0]
+    variances = None if pats is None else np.nanvar(Xw, axis=0)
+    _check_constant_features(Xw, feature_names, prior, reg_covar, variances)
 
     # fit in a frame centred at the data mean (accurate raw-moment statistics)
-    shift = X.mean(axis=0) if w is None else np.average(X, axis=0, weights=w)
+    if pats is None:
+        shift = X.mean(axis=0) if w is None else np.average(X, axis=0, weights=w)
+    else:  # the observed mean of every feature
+        shift = _nan_average(X, w)
     Xc = np.ascontiguousarray(X - shift)
     cfg = _RunSettings(
         covariance=covariance,
@@ -274,6 +303,8 @@ def fit_em(
         sample_weight=w,
         n_eff=None if w is None else float(w.sum()),
         log_noise=None if volume is None else -float(np.log(volume)),
+        missing=pats,
+        noise_log_sides=None if volume is None else _missing.noise_log_sides(Xw, volume, noise),
     )
     if isinstance(init_parsed, tuple) and init_parsed[0] == "means":
         init_parsed = ("means", init_parsed[1] - shift)
@@ -287,7 +318,11 @@ def fit_em(
             raise
         raise _singular_under_prior(X, feature_names, K, covariance) from exc
 
-    collapsed = _warn_fit_problems(best, X, cfg)
+    data_cov = None
+    if pats is not None:  # the collapse check's scale: the covariance of the filled data
+        Xf = _missing.filled(Xc)
+        data_cov = np.atleast_2d(np.cov(Xf, rowvar=False, bias=True, aweights=w))
+    collapsed = _warn_fit_problems(best, X, cfg, data_cov)
     return _em_result(
         best,
         cfg,
@@ -298,7 +333,31 @@ def fit_em(
         init=init_name,
         random_seed=random_seed,
         noise_volume=volume,
+        n_missing=0 if pats is None else pats.n_missing,
     )
+
+
+def _nan_average(X, w):
+    """Per-feature mean of the observed entries (weighted by ``w``)."""
+    obs = ~np.isnan(X)
+    ww = obs.astype(float) if w is None else obs * w[:, None]
+    return (np.where(obs, X, 0.0) * ww).sum(0) / ww.sum(0)
+
+
+def _fit_dask(X, n_components, missing, keywords):
+    """The Dask path; NaN in a Dask array under ``missing="mar"`` is not supported yet."""
+    keywords.pop("missing", None)
+    try:
+        return _dask.fit_em_dask(X, n_components, **keywords)
+    except MissingValueError as err:
+        if missing == "error":
+            raise
+        raise NotImplementedError(
+            f"fit_em on a Dask array does not handle missing values (NaN) yet ({err}). Fit "
+            "in memory, where NaN entries are fitted as missing at random: "
+            "bm.fit_em(X.compute(), ...), or drop the rows with gaps; missing='error' "
+            "refuses them with a ValueError."
+        ) from err
 
 
 # =========================================================================== fit_em's stages

@@ -18,6 +18,7 @@ import numpy as np
 
 from bayesmix.core import _covariance as cv
 from bayesmix.core import _gaussian as gs
+from bayesmix.em import _missing
 from bayesmix.em._starts import (
     initial_labels,
     initial_resp,
@@ -141,6 +142,13 @@ class _RunSettings:
     sample_weight: np.ndarray | None = None  # frequency weights (N,), or None
     n_eff: float | None = None  # the sum of the weights (N unweighted)
     log_noise: float | None = None  # -log(noise volume) with a noise component, else None
+    missing: object = None  # MissingPatterns when X has NaN (bayesmix.em._missing), else None
+    noise_log_sides: np.ndarray | None = None  # the noise box's log sides (D,), with gaps
+
+    def start_data(self, X):
+        """The data the starts and the first M-step see: gaps filled by 0 (the observed
+        feature means in the centred frame); ``X`` itself without gaps."""
+        return X if self.missing is None else _missing.filled(X)
 
     def n_obs(self, X):
         """The number of observations the M-step and the tolerance use (sum of weights)."""
@@ -203,7 +211,7 @@ def _run_em(X, resp, means_init, cfg, label="", max_iter=None, stats=None):
     if stats is None:
         if cfg.log_noise is not None and resp.shape[1] == K:
             resp = np.column_stack([(1.0 - _NOISE_INIT) * resp, np.full(X.shape[0], _NOISE_INIT)])
-        stats = _stats_from_resp(X, cfg.covariance, resp, K, cfg.sample_weight)
+        stats = _stats_from_resp(cfg.start_data(X), cfg.covariance, resp, K, cfg.sample_weight)
     nk, sx, sxx = stats
     model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
@@ -226,6 +234,9 @@ def _em_loop(X, model, cfg, history, max_iter, label):
     # backend: numpy, or the numba kernels of bayesmix.core._estep_kernels
     estep = gs.backend("numpy" if cfg.engine == "numpy" else "numba").estep
     labels = np.empty(X.shape[0], dtype=np.int64)
+    if cfg.missing is not None:  # data with gaps: the expected statistics
+        e_gaps = _missing.missing_estep(X, cfg, labels)
+        return _iterate(e_gaps, model, cfg, cfg.n_obs(X), history, max_iter, label, labels)
 
     def e_step(m):
         return estep(
@@ -279,7 +290,7 @@ def _best_of_restarts(Xc, init, cfg, n_init, rng):
         if cfg.progress:
             print(f"[fit_em] run {run + 1}/{n_init}", file=sys.stderr)
         resp, init_means = _initial_resp(
-            init, Xc, cfg.n_components, rng, cfg.covariance, cfg.sample_weight
+            init, cfg.start_data(Xc), cfg.n_components, rng, cfg.covariance, cfg.sample_weight
         )
         out = _run_em(Xc, resp, init_means, cfg, f" run {run + 1}" if n_init > 1 else "")
         if best is None or out.objective > best.objective:
@@ -301,6 +312,7 @@ def _start(name, Xc, cfg, rng):
     data cost more than an E-step."""
     K = cfg.n_components
     w = cfg.sample_weight
+    Xc = cfg.start_data(Xc)
     labels = initial_labels(name, Xc, K, rng, cfg.covariance, w)
     resp = initial_resp(name, Xc, K, rng, cfg.covariance, w) if labels is None else None
     if w is not None or cfg.log_noise is not None:  # weighted or noise: the general path

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayesmix.core import _covariance as cv
-from bayesmix.core import _dask  # imports no Dask itself (only on Dask input)
+from bayesmix.core import (
+    _dask,  # imports no Dask itself (only on Dask input)
+    _missing,
+)
 from bayesmix.core import _gaussian as gs
 from bayesmix.core._priors import GMMPrior
 from bayesmix.core._validation import (
@@ -87,6 +90,14 @@ class EMResult:
         With ``sample_weight``: the sum of the weights (the effective number of
         observations used by :meth:`bic` / :meth:`icl` on the training data); ``None``
         for an unweighted fit. The weights themselves are not stored.
+    n_missing : int
+        The number of missing (NaN) entries of the training data (0 without gaps); with
+        gaps, ``log_likelihood`` and the criteria are observed-data quantities.
+    noise_sides : tuple of float or None
+        With a noise component: the side lengths (D,) of its box (product
+        ``noise_volume``); on a row with gaps its density is ``1 / prod`` of the
+        observed sides. ``None`` without noise (or in results saved before it existed:
+        then rows with gaps use sides ``noise_volume ** (1 / D)``).
 
     Examples
     --------
@@ -124,6 +135,8 @@ class EMResult:
     noise_weight: float | None = None
     noise_volume: float | None = None
     total_weight: float | None = None
+    n_missing: int = 0
+    noise_sides: tuple | None = None
 
     def __post_init__(self):
         for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
@@ -158,7 +171,7 @@ class EMResult:
         X = _match_columns(X, self.feature_names)
         # a point far from the data is valid input here (check_scale=False): the
         # densities below stay finite however far it is
-        X = check_data(X, check_scale=False)
+        X = check_data(X, check_scale=False, missing="mar")
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features but the mixture was fitted on {self.n_features} "
@@ -170,7 +183,10 @@ class EMResult:
         """(N, K) ``log w_k + log N(x_n | mu_k, Sigma_k)``; points too far for float64 are
         evaluated ``far_scale`` Mahalanobis units out along their ray (see
         :func:`bayesmix.core._gaussian.log_gaussian_prob`). With a noise component, (N, K + 1)
-        with ``log w_0 - log V`` last."""
+        with ``log w_0 - log V`` last. Rows with NaN: on their observed coordinates."""
+        pats = _missing.missing_patterns(X)
+        if pats is not None:
+            return self._log_joint_gaps(X, pats)
         lj = gs.backend("numpy").log_joint(
             X, self.weights, self.means, self.precisions_cholesky, far_scale=far_scale
         )
@@ -179,6 +195,17 @@ class EMResult:
         with np.errstate(divide="ignore"):
             noise = np.log(self.noise_weight) - np.log(self.noise_volume)
         return np.column_stack([lj, np.full(X.shape[0], noise)])
+
+    def _log_joint_gaps(self, X, pats):
+        noise = None
+        if self.noise_weight is not None:
+            D = self.n_features
+            sides = self.noise_sides or (self.noise_volume ** (1.0 / D),) * D
+            with np.errstate(divide="ignore"):
+                noise = (np.log(self.noise_weight), np.log(np.asarray(sides, dtype=float)))
+        return _missing.log_joint_missing(
+            X, pats, self.weights, self.means, self.covariances, noise=noise
+        )
 
     def score_samples(self, X):
         """Log mixture density ``log p(x_n)`` of every observation.
@@ -367,6 +394,8 @@ class EMResult:
             "noise_weight": self.noise_weight,
             "noise_volume": self.noise_volume,
             "total_weight": self.total_weight,
+            "n_missing": int(self.n_missing),
+            "noise_sides": None if self.noise_sides is None else list(self.noise_sides),
         }
 
     @classmethod
@@ -400,7 +429,8 @@ class EMResult:
             prior=None if prior is None else GMMPrior.from_dict(prior),
             history=tuple(d.pop("history")),
             collapsed=tuple(d.pop("collapsed", ())),
-            **d,
+            noise_sides=None if d.get("noise_sides") is None else tuple(d["noise_sides"]),
+            **{k: v for k, v in d.items() if k != "noise_sides"},
         )
 
     def __repr__(self):

@@ -68,6 +68,7 @@ from pymc.distributions.transforms import CholeskyCovPacked
 
 from bayesmix.core._priors import GMMPrior, check_prior
 from bayesmix.core._validation import (
+    MissingValueError,
     check_covariance_type,
     check_data,
     check_degenerate,
@@ -418,7 +419,7 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
     >>> sorted(v.name for v in model.free_RVs)
     ['covariances', 'means', 'weights']
     """
-    X, names = check_data(X, return_names=True)
+    X, names = _model_data(X)
     N, D = X.shape
     sw = check_sample_weight(sample_weight, N)
     K = check_n_components(n_components, N if sw is None else int(np.count_nonzero(sw)))
@@ -528,7 +529,7 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None, sample_weigh
     >>> model.coords["component"][-1]
     np.int64(9)
     """
-    X, names = check_data(X, return_names=True)
+    X, names = _model_data(X)
     N, D = X.shape
     sw = check_sample_weight(sample_weight, N)
     T = check_int(
@@ -732,7 +733,7 @@ def build_mfm(X, *, covariance="full", prior=None, k_prior=None, max_components=
     >>> model.bayesmix_config.model, round(float(model.bayesmix_config.k_prior.sum()), 6)
     ('mfm', 1.0)
     """
-    X, names = check_data(X, return_names=True)
+    X, names = _model_data(X)
     max_components = check_int(
         max_components,
         "max_components",
@@ -756,3 +757,19 @@ def build_mfm(X, *, covariance="full", prior=None, k_prior=None, max_components=
         dynamic=bool(dynamic),
     )
     return MFMModel(cfg)
+
+
+def _model_data(X):
+    """``check_data`` for the PyMC builders: NaN is refused with the fixes named (the
+    models and the samplers have no missing-value likelihood yet)."""
+    try:
+        return check_data(X, return_names=True)
+    except MissingValueError as err:
+        raise MissingValueError(
+            f"{err} The PyMC models (build_gmm, build_dpgmm, build_mfm) and their samplers "
+            "(NUTS and Gibbs) do not handle missing values yet. Fixes: bm.fit_em(X, K) fits "
+            "the observed-data likelihood with NaN kept (missing at random) and "
+            "bm.impute(fit, X) fills the gaps; or sample the complete rows, "
+            "X[~np.isnan(X).any(axis=1)] (a complete-case analysis, biased unless the "
+            "gaps are missing completely at random)."
+        ) from None

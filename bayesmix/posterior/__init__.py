@@ -21,5 +21,6 @@ __getattr__, __dir__, __all__ = attach(
         "waic": "._loo",
         "select_k": "._selection",
         "compare_fits": "._compare",
+        "impute": "._impute",
     },
 )

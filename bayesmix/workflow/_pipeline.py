@@ -62,10 +62,10 @@ from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
+from bayesmix.workflow import _preflight as pf
 from bayesmix.workflow._io import save_fit
 from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
-from bayesmix.workflow._preflight import check_k_grid, check_out_dir
 from bayesmix.workflow._report import run_length, write_report
 from bayesmix.workflow._spec import (
     Data,
@@ -234,7 +234,7 @@ def run_experiment(spec, *, out=None, quiet=False, stream=None, report=True):
     t_start = time.perf_counter()
     log = _Progress(quiet, stream)
     try:
-        out_dir = check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
+        out_dir = pf.check_out_dir(out or spec.output or Path("results") / spec.name, "--out")
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     if not report:
@@ -287,6 +287,7 @@ def _prepare(spec, out_dir, quiet, log, folder):
     notes = []
     with _notes(notes, "data"):
         data = load_data(spec)
+    spec = pf.spec_for_gaps(spec, data.X, notes)  # MCMC off when the data have gaps
     for note in notes:  # what was done to the data is said even with quiet=True
         print(f"bayesmix: note: {note}", file=log.stream, flush=True)
     X = data.X
@@ -300,6 +301,7 @@ def _prepare(spec, out_dir, quiet, log, folder):
     log(
         f"data: {data.info['source']}; using {N} rows x {D} features {data.feature_names}"
         + (f", dropped {dropped} rows with missing values" if dropped else "")
+        + (f", {int(np.isnan(X).sum())} missing entries kept" if np.isnan(X).any() else "")
         + (", standardized" if spec.standardize else "")
         + (f", weighted by column {spec.weights!r}" if spec.weights else "")
     )
@@ -313,6 +315,7 @@ def _check_before_fitting(spec, data, folder):
     """Everything that would otherwise fail after minutes of fitting, as one SpecError."""
     X, names = data.X, data.feature_names
     N = X.shape[0]
+    X = pf.filled_for_checks(X)  # the degeneracy checks see gaps filled by column means
     try:
         rep = check_degenerate(
             X,
@@ -323,7 +326,7 @@ def _check_before_fitting(spec, data, folder):
             name="data",
             how=" with --columns (spec: data.columns)",
         )
-        check_k_grid(spec.k, N, rep["n_distinct"], name="--k (spec: model.k)")
+        pf.check_k_grid(spec.k, N, rep["n_distinct"], name="--k (spec: model.k)")
         for cov in spec.covariance:
             if cov in ("full", "tied"):
                 check_degenerate(

@@ -129,7 +129,7 @@ def _data(X, idata, what):
         if idata is None:
             raise ValueError(f"{what} needs X or idata (to take the observed data from).")
         X = get_observed(idata)
-    return X, check_data(X)
+    return X, check_data(X, missing="mar")
 
 
 def _random_draws(idata, n_draws, random_seed):
@@ -444,7 +444,7 @@ def membership_summary(fit, X=None):
     elif hasattr(fit, "predict_proba"):
         if X is None:
             raise ValueError("membership_summary needs X with an EM result.")
-        prob = np.asarray(fit.predict_proba(check_data(X)))
+        prob = np.asarray(fit.predict_proba(check_data(X, missing="mar")))
         if getattr(fit, "noise_weight", None) is not None:  # noise (last column) -> -1
             labels = prob.argmax(axis=1)
             return np.where(labels == prob.shape[1] - 1, -1, labels), 1.0 - prob.max(axis=1)
@@ -501,7 +501,7 @@ def plot_uncertainty(
     >>> X = np.random.default_rng(0).normal(size=(20, 2))
     >>> fig = plot_uncertainty(X, np.zeros(20, int), np.linspace(0, 0.5, 20))
     """
-    X_in, X = X, check_data(X)
+    X_in, X = X, check_data(X, missing="mar")
     labels = np.asarray(labels, dtype=int)
     u = np.asarray(uncertainty, dtype=float)
     if labels.shape != (X.shape[0],) or u.shape != (X.shape[0],):

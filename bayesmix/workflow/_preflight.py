@@ -8,9 +8,12 @@ line naming the option (or spec key), what was expected, what came in, and the f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["K_LIMIT", "LOO_MIN_DRAWS", "check_k_grid", "check_mcmc_draws", "check_out_dir"]
 
@@ -142,3 +145,40 @@ def check_mcmc_draws(draws, chains, *, names=("--draws", "--chains")):
             f"{names[0]} {draws} x {names[1]} {chains} = {total} posterior draws, but PSIS-LOO "
             f"(used to compare K) needs at least {LOO_MIN_DRAWS}; use {names[0]} {need} or more."
         )
+
+
+def spec_for_gaps(spec, X, notes):
+    """The spec to run on data ``X`` (N, D): with NaN entries (missing values, fitted by
+    k-means and EM over the observed coordinates) the MCMC stages are switched off, with
+    a note appended to ``notes``: the samplers have no missing-value likelihood yet.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> notes = []
+    >>> spec_for_gaps(SimpleNamespace(mcmc=False), np.zeros((2, 2)), notes).mcmc, notes
+    (False, [])
+    """
+    if not (spec.mcmc and np.isnan(X).any()):
+        return spec
+    notes.append(
+        "data: the MCMC stages were skipped: the PyMC and Gibbs samplers do not handle "
+        "missing values yet (k-means and EM use every row, by the observed-data "
+        "likelihood). Pass --dropna (spec: data.dropna = true) for the complete-case "
+        "analysis with MCMC."
+    )
+    return dataclasses.replace(spec, mcmc=False)
+
+
+def filled_for_checks(X):
+    """``X`` (N, D) with NaN replaced by the column means of the observed entries (for
+    the degeneracy checks only; nothing is fitted to it); ``X`` itself without NaN.
+
+    Examples
+    --------
+    >>> filled_for_checks(np.array([[1.0, np.nan], [3.0, 4.0]])).tolist()
+    [[1.0, 4.0], [3.0, 4.0]]
+    """
+    if not np.isnan(X).any():
+        return X
+    return np.where(np.isnan(X), np.nanmean(X, axis=0), X)

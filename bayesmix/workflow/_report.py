@@ -301,10 +301,12 @@ def _data_and_settings(doc, result, out_dir):
     names = result.data.feature_names
     doc.h(2, "Data and settings")
     dropped = (
-        f"; dropped {info['n_dropped']} of {info['n_read']} rows with missing values"
+        f"; dropped {info['n_dropped']} of {info['n_read']} rows with missing values "
+        "(--dropna: complete-case analysis)"
         if info["n_dropped"]
         else ""
     )
+    gaps = {c: n for c, n in info.get("missing_per_column", {}).items() if n}
     standardized = (
         "yes; all estimates below are on the standardized scale." if info["standardized"] else "no."
     )
@@ -316,6 +318,23 @@ def _data_and_settings(doc, result, out_dir):
     items = [
         f"Data: {info['source']}.",
         f"Used {N:,} observations x {D} features ({', '.join(names)}){dropped}.",
+        *(
+            [
+                "Missing values: "
+                + ", ".join(f"`{c}` {n:,}" for c, n in gaps.items())
+                + f" missing entries ({sum(gaps.values()):,} in all), kept as missing at "
+                "random: k-means uses each row's observed coordinates and EM the "
+                "observed-data likelihood (each row's density is the marginal of its "
+                "observed features); no value was imputed. "
+                + (
+                    f"{info['n_excluded_empty']} row(s) with no observed value were excluded."
+                    if info.get("n_excluded_empty")
+                    else "No row was excluded."
+                )
+            ]
+            if gaps
+            else []
+        ),
         *(
             [
                 f"Frequency weights: column `{info['weights']}` (not a feature; total weight "
@@ -365,6 +384,11 @@ def _data_and_settings(doc, result, out_dir):
 def _mcmc_settings(spec, result):
     """What was sampled, how, and for how long (the DP and the MFM as they were run)."""
     if not spec.mcmc:
+        if np.isnan(result.data.X).any():
+            return (
+                "skipped: the samplers do not handle missing values yet; --dropna gives the "
+                "complete-case analysis with MCMC."
+            )
         return "not run (--no-mcmc)."
     parts = []
     if spec.kind != "dp":

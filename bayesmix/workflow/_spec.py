@@ -690,7 +690,8 @@ def load_data(spec):
     values = df.to_numpy(dtype=float)
     if wcol is not None:
         values = np.column_stack([values, wcol])
-    values, keep = _drop_missing(values, spec.dropna, first_line)
+    n_data = values.shape[1] - (wcol is not None)
+    values, keep = _drop_missing(values, spec.dropna, first_line, n_data)
     weights = None
     if wcol is not None:
         values, weights = values[:, :-1], values[:, -1]
@@ -706,13 +707,18 @@ def load_data(spec):
     if values.shape[0] < 2:
         raise SpecError(f"only {values.shape[0]} complete row(s) left; at least 2 are needed.")
     try:  # magnitudes the arithmetic (and --standardize) cannot handle, named by column
-        check_data(pd.DataFrame(values, columns=names), name="data")
+        check_data(pd.DataFrame(values, columns=names), name="data", missing="mar")
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     info = {
         "source": src,
         "n_read": n_read,
-        "n_dropped": 0 if keep is None else int((~keep).sum()),
+        "n_dropped": 0 if keep is None or not spec.dropna else int((~keep).sum()),
+        # rows whose every feature is missing (excluded without --dropna)
+        "n_excluded_empty": 0 if keep is None or spec.dropna else int((~keep).sum()),
+        "missing_per_column": {
+            n: int(c) for n, c in zip(names, np.isnan(values).sum(0), strict=True)
+        },
         "n_obs": int(values.shape[0]),
         "n_features": int(values.shape[1]),
         "feature_names": names,
@@ -811,25 +817,37 @@ def _select_columns(df, columns):
     return df
 
 
-def _drop_missing(values, dropna, first_line=2):
-    """Rows with missing or infinite values: an error, or dropped (returns the kept mask)."""
-    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+def _drop_missing(values, dropna, first_line=2, n_data=None):
+    """Rows with missing or infinite values (returns the values and the kept mask).
+
+    ``dropna``: every row with a NaN or an infinite value is dropped (complete-case
+    analysis). Otherwise NaN entries stay (missing values, fitted by the observed-data
+    likelihood), rows whose data columns (the first ``n_data``) are all missing are
+    excluded, and an infinite value is an error.
+    """
+    data = values[:, :n_data]
+    if dropna:
+        bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    else:
+        inf_rows = np.flatnonzero(np.isinf(values).any(axis=1))
+        if inf_rows.size:
+            raise SpecError(
+                f"{inf_rows.size} row(s) have infinite values (CSV lines "
+                f"{_csv_lines(inf_rows, first_line)}); replace them (an empty cell is a "
+                "missing value) or pass --dropna (spec: data.dropna = true) to drop them."
+            )
+        bad_rows = np.flatnonzero(np.isnan(data).all(axis=1))
     if not bad_rows.size:
         return values, None
-    if not dropna:
-        raise SpecError(
-            f"{bad_rows.size} row(s) have missing or infinite values (CSV lines "
-            f"{_csv_lines(bad_rows, first_line)}); pass --dropna (spec: data.dropna = true) "
-            "to drop them."
-        )
     keep = np.ones(len(values), bool)
     keep[bad_rows] = False
     return values[keep], keep
 
 
 def _standardize(values, names, info):
-    mean = values.mean(axis=0)
-    sd = values.std(axis=0, ddof=1)
+    gaps = np.isnan(values).any()
+    mean = np.nanmean(values, axis=0) if gaps else values.mean(axis=0)
+    sd = np.nanstd(values, axis=0, ddof=1) if gaps else values.std(axis=0, ddof=1)
     const = [n for n, v in zip(names, sd, strict=True) if not v > 0]
     if const:
         raise SpecError(f"cannot standardize constant column(s) {const}; drop them with --columns.")
