@@ -14,7 +14,8 @@ from bayesmix.core._validation import BayesmixWarning
 from bayesmix.mcmc._trace import from_arrays
 from bayesmix.posterior import _compare as compare
 from bayesmix.workflow import _pipeline as pipeline
-from bayesmix.workflow._spec import load_spec
+from bayesmix.workflow import _spec as bspec
+from bayesmix.workflow._spec import load_spec, spec_from_dict
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -61,7 +62,7 @@ def fake_build(X, K, **kw):
     return {"X": X, "K": K}
 
 
-def fake_sample(model, *, init, spec, seed, quiet, notes=None, what=""):
+def fake_sample(model, *, init, spec, seed, quiet, notes=None, what="", draws=None):
     """Draws scattered around the EM fit ``init``, one chain in another labelling."""
     rng = np.random.default_rng(seed)
     C, S = 2, 60
@@ -195,3 +196,58 @@ def test_run_refused_when_every_k_above_one_failed(tmp_path, monkeypatch):
     )
     pipeline._check_some_k_above_one(table)
     pipeline._check_some_k_above_one(table[table["K"] == 1])  # K = 1 alone was asked for
+
+
+# ------------------------------------------------------------------ diagnostics-driven repeat
+def test_failed_checks_name_what_was_missed():
+    ok = {"max_rhat": 1.004, "min_ess_bulk": 612.0}
+    assert pipeline._failed_checks(ok, 4) == ""
+    assert pipeline._failed_checks({"max_rhat": 1.01, "min_ess_bulk": 612.0}, 4) == (
+        "max R-hat 1.010 >= 1.01"
+    )
+    both = pipeline._failed_checks({"max_rhat": 1.02, "min_ess_bulk": 399.0, "divergences": 3}, 4)
+    assert both == "max R-hat 1.020 >= 1.01, min bulk ESS 399 < 400, 3 divergences"
+    # one chain: no R-hat, and the ESS threshold is not applied
+    assert pipeline._failed_checks({"max_rhat": np.nan, "min_ess_bulk": 50.0}, 1) == ""
+
+
+def test_mfm_check_reads_the_probabilities_the_report_shows():
+    table = pd.DataFrame(
+        {
+            "variable": ["n_components"] * 3,
+            "k": [2, 3, 4],
+            "probability": [0.45, 0.52, 0.03],
+            "mcse": [0.02, 0.02, 0.01],
+            "ess": [420.0, 380.0, 40.0],  # k = 4 (P < 0.05) is not read
+        }
+    )
+    assert pipeline._mfm_failed_checks(table, 4) == "min ESS of P(K = k) 380 < 400"
+    table.loc[1, "ess"] = 401.0
+    assert pipeline._mfm_failed_checks(table, 4) == ""
+
+
+def test_gibbs_fit_failing_its_diagnostics_is_sampled_again_with_more_draws(tmp_path, monkeypatch):
+    """Real Gibbs runs (Old Faithful, K = 2 and the MFM): with thresholds no run can meet,
+    each fit is sampled exactly once more, with gibbs_retry_draws draws and a derived
+    seed, and the report's notes say so; the repeat is what the result holds."""
+    monkeypatch.setattr(bspec, "GIBBS_DRAWS", 40)
+    monkeypatch.setattr(bspec, "GIBBS_MFM_DRAWS", 60)
+    monkeypatch.setattr(pipeline, "ESS_PER_CHAIN", 10**9)
+    spec = spec_from_dict(
+        {
+            "model": {"k": [1, 2], "em_n_init": 1},
+            "sampler": {"mcmc_k": [2], "draws": 30, "tune": 30, "chains": 2, "gibbs_tune": 20},
+        }
+    )
+    res = pipeline.run_experiment(spec, out=tmp_path / "r", quiet=True)
+    fit = res.records[("full", 2)].idata
+    assert fit.attrs["sampler"] == "gibbs"
+    assert fit["posterior"].sizes["draw"] == bspec.gibbs_retry_draws(spec, 272) == 80
+    assert res.mfm.idata["posterior"].sizes["draw"] == 120
+    notes = [n for n in res.notes if "sampled again" in n]
+    assert len(notes) == 2, res.notes
+    assert notes[0].startswith("MCMC full K=2: ") and "min bulk ESS" in notes[0]
+    assert "with 40 draws per chain" in notes[0]
+    assert notes[1].startswith("MFM: min ESS of P(K = k)") and "with 80" not in notes[1]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "sampled again with 80" in text and "sampled again with 120" in text

@@ -251,8 +251,10 @@ def test_real_mcmc_report_tiny(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "MCMC diagnostics (after relabelling)" in sections(text)
     # the settings line says how each model was sampled, with the lengths it ran
-    S = res.mfm.idata["posterior"].sizes["draw"]
+    S = res.records[("full", 2)].idata["posterior"].sizes["draw"]
     assert S == bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS
+    S_mfm = res.mfm.idata["posterior"].sizes["draw"]
+    assert S_mfm == bspec.gibbs_draws(spec, 272, mfm=True) == bspec.GIBBS_MFM_DRAWS
     # Gibbs (the default sampler of these conjugate models): gibbs_draws draws after
     # gibbs_tune burn-in sweeps, not NUTS's draws/tune
     G = bspec.gibbs_tune(spec)
@@ -261,7 +263,7 @@ def test_real_mcmc_report_tiny(tmp_path):
     )
     assert (
         f"finite mixtures for K in [2] by Gibbs, 2 chains x {S} draws after {G} burn-in" in text
-        and f"a mixture of finite mixtures by Gibbs, 2 chains x {S} draws after {G}" in text
+        and f"a mixture of finite mixtures by Gibbs, 2 chains x {S_mfm} draws after {G}" in text
     )
     for row in table_with(text, "elpd_loo"):
         rec = res.records[(row["covariance"], int(row["K"]))]

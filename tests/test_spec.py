@@ -152,14 +152,24 @@ def test_gibbs_draws_default_scales_with_the_data_and_explicit_values_are_kept()
     NUTS's draws; set, exactly the value given."""
     spec = spec_from_dict({})
     assert spec.gibbs_draws is None
-    assert bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS == 2000
+    assert bspec.gibbs_draws(spec, 272) == bspec.GIBBS_DRAWS == 1000
+    assert bspec.gibbs_draws(spec, 272, mfm=True) == bspec.GIBBS_MFM_DRAWS == 1500
+    # a run that fails its diagnostics is repeated once with twice the draws
+    assert bspec.gibbs_retry_draws(spec, 272) == 2000
+    assert bspec.gibbs_retry_draws(spec, 272, mfm=True) == 3000
     n_big = 20_000
     cap = bspec.GIBBS_LOGLIK_ENTRIES // (spec.chains * n_big)
     assert spec.draws < cap < bspec.GIBBS_DRAWS
     assert bspec.gibbs_draws(spec, n_big) == cap
     assert bspec.gibbs_draws(spec, 10**8) == spec.draws
+    # ... within the cap, and not at all when the cap leaves no room
+    assert bspec.gibbs_retry_draws(spec, n_big) is None
+    n_mid = bspec.GIBBS_LOGLIK_ENTRIES // (spec.chains * 1500)
+    assert bspec.gibbs_draws(spec, n_mid) == 1000
+    assert bspec.gibbs_retry_draws(spec, n_mid) == 1500
     given = spec_from_dict({"sampler": {"gibbs_draws": 7000}})
     assert bspec.gibbs_draws(given, 10**8) == 7000
+    assert bspec.gibbs_retry_draws(given, 272) is None  # the user's choice is kept
 
 
 def test_gibbs_tune_default_and_explicit_values_are_kept():

@@ -72,6 +72,7 @@ from bayesmix.workflow._spec import (
     ExperimentSpec,
     SpecError,
     gibbs_draws,
+    gibbs_retry_draws,
     gibbs_tune,
     load_data,
 )
@@ -522,9 +523,40 @@ def _mcmc_task(Xdf, rec, spec, seed, quiet, sample_weight=None):
         Xdf, K, covariance=cov, prior=rec.prior, sample_weight=sample_weight, noise=spec.noise
     )
     t2 = time.perf_counter()
-    idata = _sample(model, init=rec.em, spec=spec, seed=seed, quiet=quiet, notes=notes, what=what)
-    t3 = time.perf_counter()
-    if K > 1:
+    out, t_sample = _sample_and_check(model, rec, spec, seed, quiet, notes, what)
+    failed = _failed_checks(out["diagnostics"], spec.chains)
+    gibbs = out["idata"].attrs.get("sampler") == "gibbs"
+    retry = gibbs_retry_draws(spec, Xdf.shape[0]) if gibbs else None
+    if failed and retry is not None:
+        seed2 = _retry_seed(seed)
+        notes.append(
+            f"{what}: {failed} with {out['idata']['posterior'].sizes['draw']} draws per "
+            f"chain; sampled again with {retry} (seed {seed2}): the report shows that run"
+        )
+        notes_retry = []
+        out, t2_sample = _sample_and_check(
+            model, rec, spec, seed2, quiet, notes_retry, what, draws=retry
+        )
+        notes.extend(notes_retry)
+        t_sample += t2_sample
+    out["seconds"] = time.perf_counter() - t1
+    out["stage_seconds"] = {
+        "build": t2 - t1,
+        "sample": t_sample,
+        "post": out["seconds"] - (t2 - t1) - t_sample,
+    }
+    return out, notes
+
+
+def _sample_and_check(model, rec, spec, seed, quiet, notes, what, draws=None):
+    """Sample from ``rec.em``, relabel against it, LOO, WAIC and the diagnostics:
+    ``(fields, sampling seconds)``."""
+    t0 = time.perf_counter()
+    idata = _sample(
+        model, init=rec.em, spec=spec, seed=seed, quiet=quiet, notes=notes, what=what, draws=draws
+    )
+    t_sample = time.perf_counter() - t0
+    if rec.K > 1:
         with _notes(notes, what):
             idata = relabel(idata, reference=rec.em)
     out = {"idata": idata}
@@ -532,9 +564,42 @@ def _mcmc_task(Xdf, rec, spec, seed, quiet, sample_weight=None):
         out["loo"] = loo(idata)
         out["waic"] = waic(idata)
     out["diagnostics"] = _diag_summary(idata, relabelled=True)
-    out["seconds"] = time.perf_counter() - t1
-    out["stage_seconds"] = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + out["seconds"] - t3}
-    return out, notes
+    return out, t_sample
+
+
+#: the report's thresholds (as :func:`bayesmix.diagnostics` and ``bm.sample`` warn)
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+
+
+def _failed_checks(diag, chains):
+    """What a fit's diagnostics miss ('max R-hat 1.013 >= 1.01, ...'), '' when they pass
+    (or cannot be computed: one chain)."""
+    out = []
+    rhat, ess = diag.get("max_rhat", np.nan), diag.get("min_ess_bulk", np.nan)
+    if np.isfinite(rhat) and rhat >= RHAT_MAX:
+        out.append(f"max R-hat {rhat:.3f} >= {RHAT_MAX}")
+    if chains > 1 and np.isfinite(ess) and ess < ESS_PER_CHAIN * chains:
+        out.append(f"min bulk ESS {ess:.0f} < {ESS_PER_CHAIN * chains}")
+    if diag.get("divergences"):
+        out.append(f"{diag['divergences']} divergences")
+    return ", ".join(out)
+
+
+def _mfm_failed_checks(table, chains):
+    """The MFM's check: the ESS of every P(K = k) and P(K+ = k) of at least 0.05
+    (the probabilities the report reads) reaches 100 per chain; '' when it does."""
+    rows = table[(table["probability"] >= 0.05) & (table["probability"] <= 0.95)]
+    ess = rows["ess"].to_numpy(dtype=float)
+    ess = ess[np.isfinite(ess)]
+    if chains < 2 or not ess.size or ess.min() >= ESS_PER_CHAIN * chains:
+        return ""
+    return f"min ESS of P(K = k) {ess.min():.0f} < {ESS_PER_CHAIN * chains}"
+
+
+def _retry_seed(seed):
+    """The seed of a repeated run: derived from the first run's, so reruns agree."""
+    return int(np.random.default_rng([int(seed), 1]).integers(2**31 - 1))
 
 
 def _mcmc_columns(rec):
@@ -601,7 +666,7 @@ def _mfm_stage(run):
     cov = spec.covariance[0]
     run.log(
         f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs, {spec.chains} chains x "
-        f"{gibbs_draws(spec, run.X.shape[0])} draws after {gibbs_tune(spec)})"
+        f"{gibbs_draws(spec, run.X.shape[0], mfm=True)} draws after {gibbs_tune(spec)})"
     )
     t1 = time.perf_counter()
     k_prior = build_mfm(run.Xdf, covariance=cov).bayesmix_config.k_prior
@@ -614,18 +679,21 @@ def _mfm_stage(run):
     init = min(fits, key=lambda em: em.bic(run.X)) if fits else None
     if init is not None and init.weights.size > model.bayesmix_config.n_components:
         init = None
-    with _notes(result.notes, "MFM"):
-        rec.idata = sample(
-            model,
-            init=init,
-            sampler="gibbs",
-            draws=gibbs_draws(spec, run.X.shape[0]),
-            tune=gibbs_tune(spec),
-            chains=spec.chains,
-            random_seed=next(run.seeds),
-            progressbar=not run.quiet,
+    seed = next(run.seeds)
+    rec.idata = _mfm_sample(run, model, init, gibbs_draws(spec, run.X.shape[0], True), seed)
+    table = n_clusters(rec.idata)
+    failed = _mfm_failed_checks(table, spec.chains)
+    retry = gibbs_retry_draws(spec, run.X.shape[0], mfm=True)
+    if failed and retry is not None:
+        seed2 = _retry_seed(seed)
+        result.notes.append(
+            f"MFM: {failed} with {rec.idata['posterior'].sizes['draw']} draws per chain; "
+            f"sampled again with {retry} (seed {seed2}): the report shows that run"
         )
-    rec.diagnostics["n_clusters"] = table = n_clusters(rec.idata)
+        run.log(f"  {failed}: sampling again with {retry} draws per chain")
+        rec.idata = _mfm_sample(run, model, init, retry, seed2)
+        table = n_clusters(rec.idata)
+    rec.diagnostics["n_clusters"] = table
     k = table[table["variable"] == "n_components"].set_index("k")
     on = result.table["covariance"] == cov
     result.table["p_mfm"] = np.where(
@@ -637,6 +705,20 @@ def _mfm_stage(run):
     run.log(
         f"  posterior mode K={s['mode']} (P = {s['mode_probability']:.2f}), {rec.seconds:.0f} s"
     )
+
+
+def _mfm_sample(run, model, init, draws, seed):
+    with _notes(run.result.notes, "MFM"):
+        return sample(
+            model,
+            init=init,
+            sampler="gibbs",
+            draws=draws,
+            tune=gibbs_tune(run.spec),
+            chains=run.spec.chains,
+            random_seed=seed,
+            progressbar=not run.quiet,
+        )
 
 
 def _analysis_stage(run):
@@ -766,15 +848,17 @@ def _spec_prior(spec, make, X, k, drop=()):
         raise SpecError(f"prior: {exc}") from None
 
 
-def _sample(model, *, init, spec, seed, quiet, notes=None, what=""):
+def _sample(model, *, init, spec, seed, quiet, notes=None, what="", draws=None):
     """bayesmix.sample with the spec's settings (``gibbs_draws`` for a model sampled by
-    Gibbs); its warnings become notes."""
+    Gibbs, unless ``draws`` is given); its warnings become notes."""
     gibbs = resolve_sampler(model, None) == "gibbs"
+    if draws is None:
+        draws = gibbs_draws(spec, get_config(model).X.shape[0]) if gibbs else spec.draws
     with _notes(notes if notes is not None else [], what):
         return sample(
             model,
             init=init,
-            draws=gibbs_draws(spec, get_config(model).X.shape[0]) if gibbs else spec.draws,
+            draws=draws,
             tune=gibbs_tune(spec) if gibbs else spec.tune,
             chains=spec.chains,
             random_seed=seed,
