@@ -254,6 +254,11 @@ def _corr(A, i, j):
     """Pearson correlation of features i and j over the obs axis, rows with both observed."""
     a, b = A[..., i], A[..., j]
     ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.all():
+        da = a - a.mean(-1, keepdims=True)
+        db = b - b.mean(-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (da * db).sum(-1) / np.sqrt((da**2).sum(-1) * (db**2).sum(-1))
     a = np.where(ok, a, 0.0)
     b = np.where(ok, b, 0.0)
     n = ok.sum(-1)
@@ -538,7 +543,8 @@ def _deviances(idata, pp, rep, Xobs):
         for s in range(w.shape[0]):
             live = w[s] > 0  # an MFM's zero-weight padding
             both = np.concatenate([rep[s][rows], Xobs[rows]])
-            ll = log_mixture_density(both, w[s][live], m[s][live], c[s][live])
+            # a batch of one draw: the threaded numba backend of the density layer
+            ll = log_mixture_density(both, w[s][None, live], m[s][None, live], c[s][None, live])[0]
             if log_w0 is not None:
                 ll = np.logaddexp(ll, log_w0[s])
             n = int(rows.sum())
