@@ -95,7 +95,8 @@ def posterior_predictive(idata, *, n_draws=None, random_seed=None):
         (``posterior/noise_weight`` with root attr ``noise_volume``) draws its rows
         uniformly from the observed data's bounding box (NaN ignored), scaled about
         its centre to the volume ``noise_volume`` (the box itself under
-        ``noise=True``).
+        ``noise=True``). Rows with missing entries are replicated in full
+        (:func:`ppc_statistics` masks the same entries in the replicate).
     n_draws : int, optional
         Posterior draws to keep per chain, evenly spaced (first and last included).
         ``None`` (default) keeps every draw.
