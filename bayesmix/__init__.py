@@ -59,6 +59,8 @@ __getattr__, __dir__, _public = attach(
         "select_k": "bayesmix.posterior._selection",
         "compare_fits": "bayesmix.posterior._compare",
         "impute": "bayesmix.posterior._impute",
+        "posterior_predictive": "bayesmix.posterior._ppc",
+        "ppc_statistics": "bayesmix.posterior._ppc",
         # workflow
         "load_old_faithful": "bayesmix.workflow._datasets",
         "simulate": "bayesmix.workflow._datasets",

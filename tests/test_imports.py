@@ -64,6 +64,7 @@ NO_PYMC = (
     "bayesmix.posterior._membership",
     "bayesmix.posterior._nclusters",
     "bayesmix.posterior._compare",
+    "bayesmix.posterior._ppc",
 )
 HEAVY = ("pymc", "pytensor", "arviz", "arviz_base", "arviz_stats", "arviz_plots")
 

@@ -22,5 +22,7 @@ __getattr__, __dir__, __all__ = attach(
         "select_k": "._selection",
         "compare_fits": "._compare",
         "impute": "._impute",
+        "posterior_predictive": "._ppc",
+        "ppc_statistics": "._ppc",
     },
 )

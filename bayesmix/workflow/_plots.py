@@ -1,5 +1,6 @@
 """Plots of mixture fits: data with component ellipses, membership uncertainty,
-model selection curves, trace/rank diagnostics and the co-clustering matrix.
+model selection curves, trace/rank diagnostics, the co-clustering matrix and the
+posterior predictive check of the marginals.
 
 Every function draws with matplotlib's object-oriented API on a new
 :class:`matplotlib.figure.Figure` (or on the ``ax`` given) and returns the Figure, so
@@ -15,7 +16,8 @@ Large data: above ``max_points`` observations (default 5,000) the points under t
 ellipses are a log-count hexbin density of all of them (or a seeded random subsample),
 and per-point plots draw a seeded random subsample; the title says which. The rules
 are in :mod:`bayesmix.workflow._plot_points`. The co-clustering and number-of-clusters
-plots are in :mod:`bayesmix.workflow._plots_clusters`.
+plots are in :mod:`bayesmix.workflow._plots_clusters`, the posterior predictive check in
+:mod:`bayesmix.workflow._plots_ppc`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bayesmix.workflow._plot_points import (
     subsample,
 )
 from bayesmix.workflow._plots_clusters import plot_coclustering, plot_n_clusters
+from bayesmix.workflow._plots_ppc import plot_ppc
 
 __all__ = [
     "membership_summary",
@@ -45,6 +48,7 @@ __all__ = [
     "plot_ellipses",
     "plot_fit",
     "plot_n_clusters",
+    "plot_ppc",
     "plot_rank",
     "plot_selection",
     "plot_uncertainty",
