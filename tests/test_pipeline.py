@@ -13,6 +13,7 @@ import bayesmix as bm
 from bayesmix.core._validation import BayesmixWarning
 from bayesmix.mcmc._trace import from_arrays
 from bayesmix.posterior import _compare as compare
+from bayesmix.workflow import _fitchecks
 from bayesmix.workflow import _pipeline as pipeline
 from bayesmix.workflow import _spec as bspec
 from bayesmix.workflow._spec import load_spec, spec_from_dict
@@ -201,14 +202,14 @@ def test_run_refused_when_every_k_above_one_failed(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ diagnostics-driven repeat
 def test_failed_checks_name_what_was_missed():
     ok = {"max_rhat": 1.004, "min_ess_bulk": 612.0}
-    assert pipeline._failed_checks(ok, 4) == ""
-    assert pipeline._failed_checks({"max_rhat": 1.01, "min_ess_bulk": 612.0}, 4) == (
+    assert _fitchecks.failed_checks(ok, 4) == ""
+    assert _fitchecks.failed_checks({"max_rhat": 1.01, "min_ess_bulk": 612.0}, 4) == (
         "max R-hat 1.010 >= 1.01"
     )
-    both = pipeline._failed_checks({"max_rhat": 1.02, "min_ess_bulk": 399.0, "divergences": 3}, 4)
+    both = _fitchecks.failed_checks({"max_rhat": 1.02, "min_ess_bulk": 399.0, "divergences": 3}, 4)
     assert both == "max R-hat 1.020 >= 1.01, min bulk ESS 399 < 400, 3 divergences"
     # one chain: no R-hat, and the ESS threshold is not applied
-    assert pipeline._failed_checks({"max_rhat": np.nan, "min_ess_bulk": 50.0}, 1) == ""
+    assert _fitchecks.failed_checks({"max_rhat": np.nan, "min_ess_bulk": 50.0}, 1) == ""
 
 
 def test_mfm_check_reads_the_probabilities_the_report_shows():
@@ -221,9 +222,9 @@ def test_mfm_check_reads_the_probabilities_the_report_shows():
             "ess": [420.0, 380.0, 40.0],  # k = 4 (P < 0.05) is not read
         }
     )
-    assert pipeline._mfm_failed_checks(table, 4) == "min ESS of P(K = k) 380 < 400"
+    assert _fitchecks.mfm_failed_checks(table, 4) == "min ESS of P(K = k) 380 < 400"
     table.loc[1, "ess"] = 401.0
-    assert pipeline._mfm_failed_checks(table, 4) == ""
+    assert _fitchecks.mfm_failed_checks(table, 4) == ""
 
 
 def test_gibbs_fit_failing_its_diagnostics_is_sampled_again_with_more_draws(tmp_path, monkeypatch):
@@ -232,7 +233,7 @@ def test_gibbs_fit_failing_its_diagnostics_is_sampled_again_with_more_draws(tmp_
     seed, and the report's notes say so; the repeat is what the result holds."""
     monkeypatch.setattr(bspec, "GIBBS_DRAWS", 40)
     monkeypatch.setattr(bspec, "GIBBS_MFM_DRAWS", 60)
-    monkeypatch.setattr(pipeline, "ESS_PER_CHAIN", 10**9)
+    monkeypatch.setattr(_fitchecks, "ESS_PER_CHAIN", 10**9)
     spec = spec_from_dict(
         {
             "model": {"k": [1, 2], "em_n_init": 1},

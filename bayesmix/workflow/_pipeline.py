@@ -33,11 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from bayesmix.cluster._kmeans import kmeans
 from bayesmix.core._covariance import n_parameters
-from bayesmix.core._gaussian import responsibilities
 from bayesmix.core._priors import GMMPrior
 from bayesmix.core._validation import BayesmixWarning, check_degenerate
 from bayesmix.em import (
@@ -53,19 +51,21 @@ from bayesmix.mcmc._builders import (
     get_config,
 )
 from bayesmix.mcmc._choice import resolve_sampler
-from bayesmix.mcmc._relabel import diagnostics, relabel
+from bayesmix.mcmc._relabel import relabel
 from bayesmix.mcmc._sample import sample
-from bayesmix.mcmc._trace import get_observed, get_params
+from bayesmix.mcmc._trace import get_observed
 from bayesmix.posterior import _membership
 from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
 from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
+from bayesmix.workflow import _fitchecks as _fc
 from bayesmix.workflow import _preflight as pf
 from bayesmix.workflow._io import save_fit
 from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
+from bayesmix.workflow._recovery import recovery
 from bayesmix.workflow._report import run_length, write_report
 from bayesmix.workflow._spec import (
     Data,
@@ -524,11 +524,11 @@ def _mcmc_task(Xdf, rec, spec, seed, quiet, sample_weight=None):
     )
     t2 = time.perf_counter()
     out, t_sample = _sample_and_check(model, rec, spec, seed, quiet, notes, what)
-    failed = _failed_checks(out["diagnostics"], spec.chains)
+    failed = _fc.failed_checks(out["diagnostics"], spec.chains)
     gibbs = out["idata"].attrs.get("sampler") == "gibbs"
     retry = gibbs_retry_draws(spec, Xdf.shape[0]) if gibbs else None
     if failed and retry is not None:
-        seed2 = _retry_seed(seed)
+        seed2 = _fc.retry_seed(seed)
         notes.append(
             f"{what}: {failed} with {out['idata']['posterior'].sizes['draw']} draws per "
             f"chain; sampled again with {retry} (seed {seed2}): the report shows that run"
@@ -563,43 +563,8 @@ def _sample_and_check(model, rec, spec, seed, quiet, notes, what, draws=None):
     with _notes(notes, what):
         out["loo"] = loo(idata)
         out["waic"] = waic(idata)
-    out["diagnostics"] = _diag_summary(idata, relabelled=True)
+    out["diagnostics"] = _fc.diag_summary(idata, relabelled=True)
     return out, t_sample
-
-
-#: the report's thresholds (as :func:`bayesmix.diagnostics` and ``bm.sample`` warn)
-RHAT_MAX = 1.01
-ESS_PER_CHAIN = 100
-
-
-def _failed_checks(diag, chains):
-    """What a fit's diagnostics miss ('max R-hat 1.013 >= 1.01, ...'), '' when they pass
-    (or cannot be computed: one chain)."""
-    out = []
-    rhat, ess = diag.get("max_rhat", np.nan), diag.get("min_ess_bulk", np.nan)
-    if np.isfinite(rhat) and rhat >= RHAT_MAX:
-        out.append(f"max R-hat {rhat:.3f} >= {RHAT_MAX}")
-    if chains > 1 and np.isfinite(ess) and ess < ESS_PER_CHAIN * chains:
-        out.append(f"min bulk ESS {ess:.0f} < {ESS_PER_CHAIN * chains}")
-    if diag.get("divergences"):
-        out.append(f"{diag['divergences']} divergences")
-    return ", ".join(out)
-
-
-def _mfm_failed_checks(table, chains):
-    """The MFM's check: the ESS of every P(K = k) and P(K+ = k) of at least 0.05
-    (the probabilities the report reads) reaches 100 per chain; '' when it does."""
-    rows = table[(table["probability"] >= 0.05) & (table["probability"] <= 0.95)]
-    ess = rows["ess"].to_numpy(dtype=float)
-    ess = ess[np.isfinite(ess)]
-    if chains < 2 or not ess.size or ess.min() >= ESS_PER_CHAIN * chains:
-        return ""
-    return f"min ESS of P(K = k) {ess.min():.0f} < {ESS_PER_CHAIN * chains}"
-
-
-def _retry_seed(seed):
-    """The seed of a repeated run: derived from the first run's, so reruns agree."""
-    return int(np.random.default_rng([int(seed), 1]).integers(2**31 - 1))
 
 
 def _mcmc_columns(rec):
@@ -649,8 +614,8 @@ def _dp_stage(run):
     with _notes(result.notes, "DP"):
         rec.loo = loo(rec.idata)
         rec.waic = waic(rec.idata)
-    rec.diagnostics = _diag_summary(rec.idata, relabelled=False)
-    rec.diagnostics["occupied"] = _occupied(rec.idata)
+    rec.diagnostics = _fc.diag_summary(rec.idata, relabelled=False)
+    rec.diagnostics["occupied"] = _fc.occupied(rec.idata)
     rec.seconds = time.perf_counter() - t1
     rec.stage_seconds = {"build": t2 - t1, "sample": t3 - t2, "post": t1 + rec.seconds - t3}
     result.dp = rec
@@ -682,10 +647,10 @@ def _mfm_stage(run):
     seed = next(run.seeds)
     rec.idata = _mfm_sample(run, model, init, gibbs_draws(spec, run.X.shape[0], True), seed)
     table = n_clusters(rec.idata)
-    failed = _mfm_failed_checks(table, spec.chains)
+    failed = _fc.mfm_failed_checks(table, spec.chains)
     retry = gibbs_retry_draws(spec, run.X.shape[0], mfm=True)
     if failed and retry is not None:
-        seed2 = _retry_seed(seed)
+        seed2 = _fc.retry_seed(seed)
         result.notes.append(
             f"MFM: {failed} with {rec.idata['posterior'].sizes['draw']} draws per chain; "
             f"sampled again with {retry} (seed {seed2}): the report shows that run"
@@ -866,43 +831,6 @@ def _sample(model, *, init, spec, seed, quiet, notes=None, what="", draws=None):
         )
 
 
-def _diag_summary(idata, relabelled):
-    out = {}
-    ss = idata.children.get("sample_stats") if hasattr(idata, "children") else None
-    if ss is not None and "diverging" in ss.data_vars:
-        out["divergences"] = int(ss["diverging"].values.sum())
-    if relabelled:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                d = diagnostics(idata, var_names=("weights", "means"))
-            out["max_rhat"] = float(np.nanmax(d["rhat"])) if len(d) else float("nan")
-            out["min_ess_bulk"] = float(np.nanmin(d["ess_bulk"])) if len(d) else float("nan")
-        except Exception as exc:  # diagnostics are informative, never fatal
-            out["diagnostics_error"] = f"{type(exc).__name__}: {exc}"
-    return out
-
-
-def _occupied(idata, max_draws=400):
-    """Posterior distribution of the number of occupied components: the sampled
-    ``n_occupied`` when the posterior has it (bm.n_clusters), else hard allocations."""
-    if "n_occupied" in idata["posterior"].data_vars:
-        from bayesmix.posterior._nclusters import n_clusters
-
-        table = n_clusters(idata, var_names="n_occupied")
-        pairs = zip(table["k"], table["probability"], strict=True)
-        return {int(k): float(p) for k, p in pairs if p > 0}
-    w, m, c = get_params(idata)
-    C, S = w.shape[:2]
-    X = get_observed(idata)
-    flat = np.unique(np.linspace(0, C * S - 1, min(C * S, max_draws)).round().astype(int))
-    w, m, c = (a.reshape(C * S, *a.shape[2:])[flat] for a in (w, m, c))
-    lab = responsibilities(X, w, m, c).argmax(-1)
-    counts = np.array([np.unique(r).size for r in lab])
-    values, freq = np.unique(counts, return_counts=True)
-    return {int(v): float(f / counts.size) for v, f in zip(values, freq, strict=True)}
-
-
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -915,66 +843,3 @@ def _jsonable(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-# ---------------------------------------------------------------------------- recovery
-def _match_components(true_means, est_means):
-    cost = ((true_means[:, None, :] - est_means[None, :, :]) ** 2).sum(-1)
-    rows, cols = linear_sum_assignment(cost)
-    return cols[np.argsort(rows)]
-
-
-def recovery(truth, em_result=None, idata=None, labels=None):
-    """Recovery of a known truth: ARI and parameter errors after matching components.
-
-    Parameters
-    ----------
-    truth : dict
-        ``labels`` (N,), ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D, D).
-    em_result : EMResult-like, optional
-    idata : xarray.DataTree, optional
-        A posterior (its posterior means are compared).
-    labels : array_like of int, shape (N,), optional
-        Estimated labels (their ARI against the true labels).
-
-    Returns
-    -------
-    dict
-        ``ari`` (of ``labels`` against the truth) and, when the fitted K equals the true
-        K, per source (``em``, ``posterior mean``) the largest absolute error of the
-        weights and means and the largest Frobenius error of the covariances, after
-        matching components to the truth by their means (Hungarian algorithm).
-
-    Examples
-    --------
-    >>> truth = {"labels": [0, 0, 1], "weights": [0.5, 0.5], "means": np.zeros((2, 1))}
-    >>> recovery(truth, labels=[1, 1, 0])
-    {'ari': 1.0, 'parameter_errors': []}
-    """
-    out = {}
-    if labels is not None:
-        out["ari"] = adjusted_rand_index(truth["labels"], labels)
-    Kt = len(truth["weights"])
-    sources = []
-    if em_result is not None:
-        sources.append(("EM", em_result.weights, em_result.means, em_result.covariances))
-    if idata is not None:
-        w, m, c = get_params(idata)
-        sources.append(("posterior mean", w.mean((0, 1)), m.mean((0, 1)), c.mean((0, 1))))
-    errors = []
-    for name, w, m, c in sources:
-        if len(w) != Kt:
-            continue
-        perm = _match_components(truth["means"], m)
-        errors.append(
-            {
-                "estimate": name,
-                "max |weight error|": float(np.abs(w[perm] - truth["weights"]).max()),
-                "max |mean error|": float(np.abs(m[perm] - truth["means"]).max()),
-                "max covariance error (Frobenius)": float(
-                    np.linalg.norm(c[perm] - truth["covariances"], axis=(1, 2)).max()
-                ),
-            }
-        )
-    out["parameter_errors"] = errors
-    return out
