@@ -247,6 +247,11 @@ def main():
     ap.add_argument("--device", action="store_true", help="finite runs on the JAX Gibbs path")
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=200)
+    ap.add_argument(
+        "--section",
+        default="scale",
+        help="RESULTS.md section written (default %(default)s; e.g. scale-1e5 for a --n run)",
+    )
     args = ap.parse_args()
     kw = _sample_kwargs(args.device)
     n = int(args.n) if args.n else (20_000 if args.quick else 1_000_000)
@@ -266,7 +271,7 @@ def main():
     load1 = os.getloadavg()
     text = "\n\n".join(
         [
-            "## Gibbs at n = 1e6 end to end (`benchmarks/bench_scale.py`)",
+            f"## Gibbs at n = {n:,} end to end (`benchmarks/bench_scale.py`)",
             machine_info() + f" Run started {date}; load average (1, 5, 15 min) at the start "
             f"{load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}, at the end {load1[0]:.2f}, "
             f"{load1[1]:.2f}, {load1[2]:.2f}. `bm.sample` keywords added: {kw or 'none'}. "
@@ -276,7 +281,7 @@ def main():
     )
     print(text)
     if not args.quick:
-        write_section("scale", text)
+        write_section(args.section, text)
 
 
 if __name__ == "__main__":

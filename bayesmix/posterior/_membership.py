@@ -65,6 +65,16 @@ _CHUNK_BYTES = 64e6
 #: takes 8 N^2 bytes (200 MB at 5000, 80 GB at N = 1e5) and the hierarchical
 #: clustering of the point partition O(N^2) memory and time.
 COCLUSTERING_MAX_OBS = 5000
+#: :func:`membership` with ``max_draws="auto"`` uses every draw while draws x
+#: observations stay within this many (1000 draws up to N = 20,000), else this many
+#: values' worth of evenly spaced draws, at least ``MEMBERSHIP_MIN_DRAWS``. Each draw
+#: costs one pass of the densities over the data (about 8 s for 1000 draws at N = 1e5,
+#: D = 10, K = 8: the largest part of the post-processing there, benchmarks/RESULTS.md
+#: "scale"); at that size the membership probabilities barely move between draws, so
+#: 200 evenly spaced draws give the mean to well within its Monte-Carlo error and the
+#: 94 % interval from 6 draws in each tail.
+MEMBERSHIP_MAX_VALUES = 20_000_000
+MEMBERSHIP_MIN_DRAWS = 100
 _LOSSES = ("binder", "vi")
 
 
@@ -103,7 +113,22 @@ def _fused_summary(X, w, m, c, q):
     return membership_summary(X, w, m, P, q)
 
 
-def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
+def _draw_subset(S, N, max_draws):
+    """Indices of the flat draws ``membership`` uses (all, or evenly spaced)."""
+    if max_draws is None:
+        return np.arange(S)
+    if isinstance(max_draws, str):
+        if max_draws != "auto":
+            raise ValueError(f"max_draws must be 'auto', None or an int >= 1; got {max_draws!r}.")
+        max_draws = max(MEMBERSHIP_MIN_DRAWS, MEMBERSHIP_MAX_VALUES // max(N, 1))
+    else:
+        max_draws = check_int(max_draws, "max_draws", minimum=1)
+    if max_draws >= S:
+        return np.arange(S)
+    return np.unique(np.linspace(0, S - 1, max_draws).round().astype(np.int64))
+
+
+def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None, max_draws="auto"):
     """Posterior membership probabilities and their uncertainty.
 
     Parameters
@@ -121,6 +146,12 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         components. ``False``: use the labels as they are.
     chunk_size : int, optional
         Observations per chunk; default keeps the (draws, chunk, K) block near 64 MB.
+    max_draws : "auto", int or None, default "auto"
+        Posterior draws used, evenly spaced over the chains' draws: ``None`` all of
+        them; ``"auto"`` all while draws x observations <= ``MEMBERSHIP_MAX_VALUES``
+        (2e7: 1000 draws up to N = 20,000), else that many values' worth, at least
+        ``MEMBERSHIP_MIN_DRAWS`` (100): 200 draws at N = 1e5. attrs ``n_draws`` (used)
+        and ``n_draws_total`` say which.
 
     Returns
     -------
@@ -135,7 +166,8 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         - ``uncertainty`` (obs): ``1 - max_probability`` (mclust)
         - ``entropy`` (obs): ``-sum_k p_k log p_k`` of the mean probabilities (nats)
 
-        attrs: ``prob``, ``interval = "equal-tailed"``, ``n_draws``.
+        attrs: ``prob``, ``interval = "equal-tailed"``, ``n_draws`` (draws used),
+        ``n_draws_total``.
 
     Raises
     ------
@@ -171,8 +203,11 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
         idata = _relabel(idata)
     w, m, c = flat_params(idata)
     X = get_observed(idata)
+    S_total, N = w.shape[0], X.shape[0]
+    use = _draw_subset(S_total, N, max_draws)
+    if use.size < S_total:
+        w, m, c = w[use], m[use], c[use]
     S, K = w.shape
-    N = X.shape[0]
     if chunk_size is None:
         chunk_size = max(1, int(_CHUNK_BYTES // max(1, S * K * 8 * 3)))
     q = [(1 - prob) / 2, (1 + prob) / 2]
@@ -180,6 +215,8 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
     lower = np.empty((N, K))
     upper = np.empty((N, K))
     log_noise = _log_noise(idata)
+    if log_noise is not None and use.size < S_total:
+        log_noise = log_noise[use]
     noise = np.zeros((3, N))  # mean, lower, upper of p(noise) (a noise model only)
     fused = None if log_noise is not None else _fused_summary(X, w, m, c, q)
     if fused is not None:
@@ -226,7 +263,12 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None):
             "entropy": ("obs", ent),
         },
         coords={"obs": obs, "component": comp},
-        attrs={"prob": float(prob), "interval": "equal-tailed", "n_draws": int(S)},
+        attrs={
+            "prob": float(prob),
+            "interval": "equal-tailed",
+            "n_draws": int(S),
+            "n_draws_total": int(S_total),
+        },
     )
 
 
