@@ -53,6 +53,9 @@ NUMPY_LAYER = (
     "bayesmix.em._missing",
     "bayesmix.em._result",
     "bayesmix.em._starts",
+    "bayesmix.em._vi",
+    "bayesmix.em._vi_math",
+    "bayesmix.em._vi_result",
     "bayesmix.workflow",
     "bayesmix.workflow._datasets",
 )
