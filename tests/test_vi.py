@@ -201,7 +201,7 @@ def test_elbo_below_log_evidence_k1():
 
 
 # =========================================================================== scikit-learn
-def _sk_steps(X, resp, prior, kind, n_updates, covariance="full", alpha=None, cls=None):
+def _sk_steps(X, resp, prior, kind, n_updates, covariance="full", alpha=None, cls=None, reg=0.0):
     """scikit-learn's VI from a fixed responsibility matrix: its _initialize (an
     M-step) then (E-step, M-step) pairs, so that ``n_updates`` M-steps ran."""
     cls = cls or sklearn_mixture.BayesianGaussianMixture
@@ -214,7 +214,7 @@ def _sk_steps(X, resp, prior, kind, n_updates, covariance="full", alpha=None, cl
         mean_prior=prior.mean,
         degrees_of_freedom_prior=prior.dof,
         covariance_prior=prior.scale,
-        reg_covar=0.0,
+        reg_covar=reg,
     )
     g._check_parameters(X)
     g._initialize(X, resp)
@@ -277,6 +277,16 @@ def test_finite_full_matches_sklearn_step_by_step(sk_case, n_updates):
     fit = bm.fit_vi(X, resp.shape[1], prior=prior, init=resp, max_iter=n_updates, tol=0.0)
     g = _sk_steps(X, resp, prior, "dirichlet_distribution", n_updates)
     _assert_same_as_sklearn(fit, g, X)
+
+
+def test_reg_covar_matches_sklearn(sk_case):
+    # scikit-learn's default reg_covar=1e-6: N_k * reg_covar on the scatter's diagonal
+    X, resp, prior = sk_case
+    fit = bm.fit_vi(X, 4, prior=prior, init=resp, max_iter=10, tol=0.0, reg_covar=1e-6)
+    g = _sk_steps(X, resp, prior, "dirichlet_distribution", 10, reg=1e-6)
+    _assert_same_as_sklearn(fit, g, X)
+    exact = bm.fit_vi(X, 4, prior=prior, init=resp, max_iter=10, tol=0.0)
+    assert np.abs(exact.scale - fit.scale).max() > 1e-5  # the check sees reg_covar
 
 
 @pytest.mark.parametrize("n_updates", [1, 2, 30])

@@ -26,7 +26,7 @@ scikit-learn                       :class:`bayesmix.GMMPrior`
 and these differences: scikit-learn's ``covariances_`` is ``Psi_k / nu_k`` (ours is the
 posterior mean ``Psi_k / (nu_k - D - 1)``); its DP gives the last stick a Beta
 distribution (mass beyond the truncation that no component carries) where ours sets
-it to 1 (Blei & Jordan); its ``reg_covar`` (default 1e-6) is added to the scatter; its
+it to 1 (Blei & Jordan); its ``reg_covar`` defaults to 1e-6 (``fit_vi``'s to 0); its
 diag and spherical models use the Wishart's ``E[log|Lambda|]`` and ``nu_k = nu_0 + N_k``
 where the inverse-gamma posteriors of :mod:`bayesmix.core._priors` give
 ``D (psi(nu_k/2) - log(Psi_kj/2))`` and, for spherical, ``nu_k = nu_0 + D N_k``;
@@ -80,6 +80,7 @@ def fit_vi(
     random_seed=None,
     engine="auto",
     sample_weight=None,
+    reg_covar=0.0,
     progress=False,
 ):
     r"""Fit a Gaussian mixture by mean-field variational inference (CAVI).
@@ -128,6 +129,11 @@ def fit_vi(
         The E-step pass (EM's); ``"auto"``: numba when ``N * K >= 20000``.
     sample_weight : array_like, shape (N,), optional
         Non-negative frequency weights (as in :func:`bayesmix.fit_em`).
+    reg_covar : float, default 0
+        Added, times N_k, to the diagonal of every component's scatter in the update of
+        :math:`\Psi_k` (scikit-learn's ``reg_covar``, whose default is 1e-6). 0 is exact
+        CAVI; a positive value perturbs the update, so the ELBO may then decrease by
+        about that much between updates.
     progress : bool, default False
         Print the ELBO every 10 updates to stderr.
 
@@ -175,6 +181,7 @@ def fit_vi(
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_positive(tol, "tol", strict=False)
+    reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if dp_concentration is not None:
@@ -205,7 +212,9 @@ def fit_vi(
     best = None
     for r in range(n_init):
         resp, _ = _initial_resp(init_parsed, Xc, K, rng, covariance, w)
-        run = _cavi(Xc, resp, pr, covariance, dp, engine, w, max_iter, tol * n_eff, progress, r)
+        run = _cavi(
+            Xc, resp, pr, covariance, engine, w, max_iter, tol * n_eff, reg_covar, progress, r, dp
+        )
         if best is None or run["elbo"] > best["elbo"]:
             best = run
     return _result(
@@ -264,7 +273,7 @@ def _check_vi_prior(prior, D, covariance):
 
 
 # =========================================================================== CAVI
-def _cavi(X, resp, pr, covariance, dp, engine, w, max_iter, tol_total, progress, run_id):
+def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, progress, run_id, dp):
     """One CAVI run from responsibilities: q(theta) update, then q(z); ELBO after q(z)."""
     N = X.shape[0]
     K = resp.shape[1]
@@ -275,7 +284,7 @@ def _cavi(X, resp, pr, covariance, dp, engine, w, max_iter, tol_total, progress,
     history = []
     converged = False
     for it in range(1, max_iter + 1):
-        q = vm.update_components(nk, sx, sxx, pr, covariance)
+        q = vm.update_components(nk, sx, sxx, pr, covariance, reg_covar)
         wq = vm.update_weights(nk, pr, wq)
         prec, c = vm.estep_gaussian(q, covariance)
         logw = vm.e_log_weights(wq, K) + c

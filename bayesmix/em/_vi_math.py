@@ -103,9 +103,16 @@ class Components:
 
 
 # =========================================================================== M-step
-def update_components(nk, sx, sxx, pr, covariance):
-    """q(mu, Lambda) from the sufficient statistics (module docstring)."""
+def update_components(nk, sx, sxx, pr, covariance, reg_covar=0.0):
+    """q(mu, Lambda) from the sufficient statistics (module docstring); ``reg_covar > 0``
+    adds ``N_k reg_covar`` to the diagonal of the scatter (scikit-learn's ``reg_covar``)."""
     nk = np.maximum(nk, 0.0)
+    if reg_covar:
+        D = sx.shape[1]
+        if covariance == "full":
+            sxx = sxx + reg_covar * nk[:, None, None] * np.eye(D)
+        else:
+            sxx = sxx + reg_covar * nk[:, None]
     beta = pr.beta0 + nk
     m = (pr.beta0 * pr.m0 + sx) / beta[:, None]
     if covariance == "full":
