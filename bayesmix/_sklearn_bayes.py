@@ -260,24 +260,10 @@ class BayesianGaussianMixture(_DensityEstimator):
             return self.prior, None
         if self.inference == "mcmc" and not given:
             return None, None
-        D = X.shape[1]
-        alpha = self.weight_concentration_prior
-        alpha = 1.0 / K if alpha is None else float(alpha)
-        mean = X.mean(axis=0) if self.mean_prior is None else self.mean_prior
-        kappa = 1.0 if self.mean_precision_prior is None else self.mean_precision_prior
-        dof = float(D) if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior
-        scale = self.covariance_prior
-        if scale is None:
-            cov = np.atleast_2d(np.cov(X, rowvar=False))
-            if covariance == "diag":
-                scale = np.diag(cov).copy()
-            elif covariance == "spherical":
-                scale = float(np.diag(cov).mean())
-            else:
-                scale = cov
-        prior = GMMPrior(
-            mean=mean, scale=scale, dof=dof, mean_shrinkage=kappa, weight_concentration=alpha
+        prior = GMMPrior.from_sklearn(
+            X, K, covariance, **{p: getattr(self, p) for p in _SK_PRIOR_PARAMS}
         )
+        alpha = prior.weight_concentration
         return prior, (alpha if dp else None)
 
     # ------------------------------------------------------------------ fit

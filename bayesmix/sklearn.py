@@ -10,12 +10,14 @@ documented :data:`EXPECTED_FAILED_CHECKS`.
 * :class:`GaussianMixture`: :func:`bayesmix.fit_em`, maximum likelihood, or MAP when
   ``prior`` is a :class:`bayesmix.GMMPrior`; ``em_result_`` is the
   :class:`bayesmix.EMResult`.
-* :class:`BayesianGaussianMixture`: the PyMC model (:func:`bayesmix.build_gmm`, or
-  :func:`bayesmix.build_dpgmm` when ``truncation`` is set) sampled by
-  :func:`bayesmix.sample` from the EM MAP, relabelled against it
-  (:func:`bayesmix.relabel`); ``idata_`` is the posterior DataTree, so
-  ``bm.membership``, ``bm.loo`` ... apply to it. Predictions for new data average over
-  the posterior draws.
+* :class:`BayesianGaussianMixture`: variational inference by default
+  (:func:`bayesmix.fit_vi`, scikit-learn's method, parameters and fitted attributes;
+  ``vi_result_`` is the :class:`bayesmix.VIResult`), or with ``inference="mcmc"`` the
+  PyMC model (:func:`bayesmix.build_gmm`, or :func:`bayesmix.build_dpgmm` for the DP)
+  sampled by :func:`bayesmix.sample` from the EM MAP, relabelled against it
+  (:func:`bayesmix.relabel`); ``idata_`` is then the posterior DataTree, so
+  ``bm.membership``, ``bm.loo`` ... apply to it, and predictions for new data average
+  over the posterior draws.
 * :func:`bic_scorer`: ``-bic`` (greater is better) for ``GridSearchCV``.
 
 scikit-learn's checks (``tests/test_sklearn.py``, scikit-learn 1.9): every check passes
@@ -23,8 +25,9 @@ except, for :class:`KMeans`, the ``sample_weight`` checks while :func:`bayesmix.
 has no ``sample_weight`` (``fit`` then raises ``NotImplementedError`` for weights; see
 :func:`expected_failed_checks` for the reasons). The array-API check runs only with
 ``SCIPY_ARRAY_API=1`` set before scipy is imported (it passes then). The
-:class:`BayesianGaussianMixture` checks refit the PyMC model dozens of times; they run
-with ``draws=20, tune=20, chains=1`` and are marked slow.
+:class:`BayesianGaussianMixture` checks run for VI (fast) and, with
+``inference="mcmc"``, refit the PyMC model dozens of times; those run with ``draws=20,
+tune=20, chains=1`` and are marked slow.
 
 This module imports scikit-learn, which bayesmix itself does not need: install it with
 ``pip install 'bayesmix[sklearn]'`` and import it as ``bayesmix.sklearn``.
