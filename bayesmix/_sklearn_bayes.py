@@ -71,7 +71,8 @@ class BayesianGaussianMixture(_DensityEstimator):
     n_components : int, default 1
         K of the finite mixture, or the truncation of the DP.
     covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
-        ``"tied"`` with ``inference="mcmc"`` only.
+        VI tied: one covariance with ``nu_0 + N`` degrees of freedom (scikit-learn uses
+        ``nu_0 + N / K``).
     tol : float, default 1e-3
         VI: stop when the ELBO (a total over the rows, as scikit-learn's lower bound)
         changes by at most ``tol``.
@@ -353,8 +354,8 @@ class BayesianGaussianMixture(_DensityEstimator):
         self.vi_result_ = res
         self.weights_ = np.array(res.weights)
         self.means_ = np.array(res.means)
-        if cov == "full":
-            self.covariances_ = res.scale / nu[:, None, None]
+        if cov in ("full", "tied"):
+            self.covariances_ = res.scale / (nu[0] if cov == "tied" else nu[:, None, None])
             self.precisions_cholesky_ = precision_cholesky(self.covariances_)
             pc = self.precisions_cholesky_
             self.precisions_ = pc @ np.swapaxes(pc, -1, -2)
@@ -381,7 +382,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         self.mean_precision_ = np.array(res.mean_precision)
         self.mean_prior_ = prior.mean.copy()
         self.degrees_of_freedom_prior_ = prior.dof
-        self.degrees_of_freedom_ = np.array(nu)
+        self.degrees_of_freedom_ = float(nu[0]) if cov == "tied" else np.array(nu)
 
     def _fit_mcmc(self, X, covariance, dp, K, prior):
         import bayesmix as bm

@@ -76,7 +76,7 @@ def blobs():
         GaussianMixture(n_components=2, init_params="random_from_data", n_init=2),
         GaussianMixture(n_components=2, init_params="random", max_iter=20),
         BayesianGaussianMixture(),
-        *[BayesianGaussianMixture(n_components=3, covariance_type=t) for t in TYPES[::2]],
+        *[BayesianGaussianMixture(n_components=3, covariance_type=t) for t in TYPES],
         BayesianGaussianMixture(
             n_components=2,
             weight_concentration_prior_type="dirichlet_distribution",

@@ -14,7 +14,7 @@ import bayesmix as bm
 sk_mixture = pytest.importorskip("sklearn.mixture")
 from bayesmix.sklearn import BayesianGaussianMixture  # noqa: E402
 
-COVS = ("full", "diag", "spherical")
+COVS = ("full", "tied", "diag", "spherical")
 ATTRS = (
     "weights_",
     "means_",
@@ -110,10 +110,12 @@ def test_attributes_and_prior_defaults_as_sklearn(blobs, covariance, kind):
     ):
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-12)
     P = ours.precisions_cholesky_
-    if covariance == "full":
-        np.testing.assert_allclose(P @ np.swapaxes(P, 1, 2), ours.precisions_, rtol=1e-10)
+    if covariance in ("full", "tied"):
+        np.testing.assert_allclose(P @ np.swapaxes(P, -1, -2), ours.precisions_, rtol=1e-10)
         np.testing.assert_allclose(np.linalg.inv(ours.precisions_), ours.covariances_, rtol=1e-8)
         assert np.allclose(np.tril(P, -1), 0)  # upper triangular, as scikit-learn's
+        if covariance == "tied":
+            assert np.isscalar(ours.degrees_of_freedom_)
     else:
         np.testing.assert_allclose(P**2 * ours.covariances_, 1.0, rtol=1e-12)
     assert ours.vi_result_.covariance == covariance
@@ -173,8 +175,6 @@ def test_errors(blobs):
         BayesianGaussianMixture(
             prior=bm.GMMPrior.from_data(blobs, 2), mean_precision_prior=1.0
         ).fit(blobs)
-    with pytest.raises(NotImplementedError, match="tied"):
-        BayesianGaussianMixture(covariance_type="tied").fit(blobs)
     with pytest.raises(ValueError, match="init_params must be one of"):
         BayesianGaussianMixture(init_params="bogus").fit(blobs)
     est = BayesianGaussianMixture(n_components=2).fit(blobs)

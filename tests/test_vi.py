@@ -18,7 +18,7 @@ from bayesmix.core._validation import MissingValueError
 
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
-COVS = ("full", "diag", "spherical")
+COVS = ("full", "tied", "diag", "spherical")
 #: short runs on purpose (max_iter=1, tol=0) warn that they stopped at max_iter
 pytestmark = pytest.mark.filterwarnings("ignore::bayesmix.ConvergenceWarning")
 
@@ -78,7 +78,13 @@ def _draw_q(fit, S, rng):
     covs = np.zeros((S, K, D, D))
     logq = np.zeros(S)
     for k in range(K):
-        if cov == "full":
+        if cov == "tied" and k > 0:
+            Sig = covs[:, 0]  # one Sigma for every component; its density counted once
+        elif cov == "tied":
+            iw = stats.invwishart(df=nu[0], scale=psi)
+            Sig = iw.rvs(size=S, random_state=rng).reshape(S, D, D)
+            logq += iw.logpdf(np.moveaxis(Sig, 0, -1))
+        elif cov == "full":
             iw = stats.invwishart(df=nu[k], scale=psi[k])
             Sig = iw.rvs(size=S, random_state=rng).reshape(S, D, D)
             logq += iw.logpdf(np.moveaxis(Sig, 0, -1))
@@ -120,6 +126,16 @@ def _draw_q(fit, S, rng):
         logp = logp + stats.beta(1.0, alpha[:, None]).logpdf(v).sum(1)
         vv = np.concatenate([v, np.ones((S, 1))], 1)
         weights = vv * np.concatenate([np.ones((S, 1)), np.cumprod(1 - v, 1)], 1)
+    if cov == "tied":  # one inverse-Wishart, K normals given it (scipy.stats)
+        logp += stats.invwishart(df=prior.dof, scale=prior.scale).logpdf(
+            np.moveaxis(covs[:, 0], 0, -1)
+        )
+        for k in range(K):
+            L = np.linalg.cholesky(covs[:, 0] / prior.mean_shrinkage)
+            z = np.linalg.solve(L, (means[:, k] - prior.mean)[..., None])[..., 0]
+            logp += -0.5 * (z**2).sum(1) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
+            logp -= 0.5 * D * np.log(2 * np.pi)
+        return weights, means, covs, logq, logp
     for s in range(S):  # the normal-inverse-Wishart/-gamma part, closed form, per component
         logp[s] += sum(
             prior.log_prior(np.ones(1), means[s, k : k + 1], covs[s, k : k + 1], cov)
@@ -134,6 +150,8 @@ def _draw_q(fit, S, rng):
         ("full", dict(n_components=2)),
         ("diag", dict(n_components=2)),
         ("spherical", dict(n_components=3)),
+        ("tied", dict(n_components=3)),
+        ("tied", dict(truncation=3)),
         ("full", dict(truncation=3)),
         ("diag", dict(truncation=3, dp_concentration=0.8)),
     ],
@@ -167,6 +185,14 @@ def test_elbo_equals_monte_carlo(covariance, kw):
     est, se = vals.mean(), vals.std(ddof=1) / np.sqrt(S)
     assert se < 0.1
     assert abs(est - fit.elbo) < 4 * se, (est, se, fit.elbo)
+
+
+def test_tied_with_one_component_is_full():
+    X, _ = _blobs(12)
+    a = bm.fit_vi(X, 1, covariance="tied", tol=1e-12)
+    b = bm.fit_vi(X, 1, covariance="full", tol=1e-12)
+    np.testing.assert_allclose(a.elbo_history, b.elbo_history, rtol=1e-12)
+    np.testing.assert_allclose(a.scale, b.scale[0], rtol=1e-12)
 
 
 def test_elbo_below_log_evidence_k1():
@@ -350,7 +376,10 @@ def test_one_feature_full_diag_spherical_agree():
     # with D = 1 the three families are the same model (Wishart = Gamma, nu0 + D N_k)
     rng = np.random.default_rng(1)
     X = np.concatenate([rng.normal(size=80), rng.normal(size=60) * 0.5 + 4])[:, None]
-    fits = [bm.fit_vi(X, 2, covariance=c, random_seed=0, tol=1e-12) for c in COVS]
+    fits = [
+        bm.fit_vi(X, 2, covariance=c, random_seed=0, tol=1e-12)
+        for c in ("full", "diag", "spherical")
+    ]
     for f in fits[1:]:
         np.testing.assert_allclose(f.elbo_history, fits[0].elbo_history, rtol=1e-12)
         np.testing.assert_allclose(f.covariances, fits[0].covariances, rtol=1e-10)
@@ -459,8 +488,6 @@ def test_input_errors():
     Xn[3, 1] = np.nan
     with pytest.raises(MissingValueError, match="fit_vi does not handle missing values"):
         bm.fit_vi(Xn, 2)
-    with pytest.raises(NotImplementedError, match="tied"):
-        bm.fit_vi(X, 2, covariance="tied")
     with pytest.raises(ValueError, match="conjugate"):
         bm.fit_vi(X, 2, prior=bm.GMMPrior.from_data(X, 2, covariance_prior="lkj"))
     with pytest.raises(ValueError, match="dp_concentration is for the Dirichlet-process"):

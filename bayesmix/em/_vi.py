@@ -61,7 +61,6 @@ from bayesmix.em._vi_result import VIResult
 
 __all__ = ["fit_vi"]
 
-_COVARIANCES = ("full", "diag", "spherical")
 _ENGINES = ("auto", "numpy", "numba")
 
 
@@ -100,8 +99,10 @@ def fit_vi(
     n_components : int, optional
         K of a finite mixture, ``1 <= K <= N``. Leave it out with ``truncation`` (or give
         the same number).
-    covariance : {"full", "diag", "spherical"}, default "full"
-        Covariance type (mclust's VVV, VVI, VII are accepted).
+    covariance : {"full", "tied", "diag", "spherical"}, default "full"
+        Covariance type (``"diagonal"`` is accepted for ``"diag"``). ``"tied"``: one
+        :math:`\Sigma \sim \mathrm{InvWishart}` shared by the components, with
+        :math:`q(\Sigma)\prod_k q(\mu_k \mid \Sigma)`.
     prior : GMMPrior, optional
         Conjugate prior; default ``GMMPrior.from_data(X, K)`` with K the number of
         components (the truncation for the DP). ``weight_concentration`` is the
@@ -147,7 +148,7 @@ def fit_vi(
         Bad data (NaN, inf, 1-D), a number of components outside ``1..N``, neither or
         conflicting ``n_components`` and ``truncation``, an LKJ prior, unknown settings.
     NotImplementedError
-        Dask input, ``covariance="tied"``.
+        Dask input.
 
     Examples
     --------
@@ -173,7 +174,7 @@ def fit_vi(
             "bm.fit_em fit) or drop the rows; bm.fit_em fits NaN as missing at random."
         ) from None
     N, D = X.shape
-    covariance = _check_covariance(covariance)
+    covariance = check_covariance_type(covariance)
     K, dp = _check_components(n_components, truncation, N)
     w = check_sample_weight(sample_weight, N)
     if w is not None and np.count_nonzero(w) < K:
@@ -234,16 +235,6 @@ def fit_vi(
 
 
 # =========================================================================== checks
-def _check_covariance(covariance):
-    canonical = check_covariance_type(covariance)
-    if canonical not in _COVARIANCES:
-        raise NotImplementedError(
-            f"fit_vi supports covariance in {list(_COVARIANCES)}; got {covariance!r} "
-            f"({canonical}). Use fit_em for tied covariances."
-        )
-    return canonical
-
-
 def _check_components(n_components, truncation, N):
     if truncation is None:
         if n_components is None:
@@ -278,7 +269,8 @@ def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, pr
     N = X.shape[0]
     K = resp.shape[1]
     dens = gs.backend(engine)
-    nk, sx, sxx = _stats_from_resp(X, covariance, resp, sample_weight=w)
+    etype = vm.estep_type(covariance)
+    nk, sx, sxx = _stats_from_resp(X, etype, resp, sample_weight=w)
     wq = vm.initial_weights(pr, dp)
     labels = np.empty(N, dtype=np.int64)
     history = []
@@ -288,7 +280,7 @@ def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, pr
         wq = vm.update_weights(nk, pr, wq)
         prec, c = vm.estep_gaussian(q, covariance)
         logw = vm.e_log_weights(wq, K) + c
-        ll, nk, sx, sxx = dens.estep(X, covariance, np.exp(logw), q.m, prec, labels, w)
+        ll, nk, sx, sxx = dens.estep(X, etype, np.exp(logw), q.m, prec, labels, w)
         elbo = ll - vm.kl_components(q, pr, covariance) - vm.kl_weights(wq, pr, K)
         history.append(float(elbo))
         if progress and it % 10 == 0:
@@ -335,7 +327,7 @@ def _result(
         precisions=vm.mean_precisions(q, covariance),
         mean_precision=q.beta.copy(),
         degrees_of_freedom=q.nu.copy(),
-        scale=q.psi.copy(),
+        scale=(q.psi[0] if covariance == "tied" else q.psi).copy(),
         weight_concentration=conc,
         dp_concentration=dpc,
         elbo=run["elbo"],

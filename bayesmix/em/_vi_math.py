@@ -15,6 +15,10 @@ The mean-field family is
   :math:`\mu_{kj} \mid \lambda_{kj} \sim N(m_{kj}, (\beta_k\lambda_{kj})^{-1})`;
 * spherical: one :math:`\lambda_k \sim \mathrm{Gamma}(\nu_k/2, \Psi_k/2)` for all
   features, :math:`\mu_k \mid \lambda_k \sim N(m_k, (\beta_k\lambda_k)^{-1} I)`;
+* tied: one :math:`\Lambda \sim \mathrm{Wishart}(\Psi^{-1}, \nu)` and
+  :math:`\mu_k \mid \Lambda \sim N(m_k, (\beta_k\Lambda)^{-1})`, with
+  :math:`\nu = \nu_0 + N` and :math:`\Psi = \Psi_0 + \sum_k(S^{xx}_k + \beta_0 m_0 m_0^\top
+  - \beta_k m_k m_k^\top)` (the exact conditional posterior given the labels);
 
 the same families as the prior (the prior's diag and spherical forms are those of
 :mod:`bayesmix.core._priors`: :math:`\psi_j = (\Psi_0)_{jj}`, :math:`\psi =
@@ -103,13 +107,19 @@ class Components:
 
 
 # =========================================================================== M-step
+def estep_type(covariance):
+    """The covariance type of the E-step's Gaussian pass: tied components run as
+    ``"full"`` (K equal factors), so their statistics come per component."""
+    return "full" if covariance == "tied" else covariance
+
+
 def update_components(nk, sx, sxx, pr, covariance, reg_covar=0.0):
     """q(mu, Lambda) from the sufficient statistics (module docstring); ``reg_covar > 0``
     adds ``N_k reg_covar`` to the diagonal of the scatter (scikit-learn's ``reg_covar``)."""
     nk = np.maximum(nk, 0.0)
     if reg_covar:
         D = sx.shape[1]
-        if covariance == "full":
+        if covariance in ("full", "tied"):
             sxx = sxx + reg_covar * nk[:, None, None] * np.eye(D)
         else:
             sxx = sxx + reg_covar * nk[:, None]
@@ -125,6 +135,15 @@ def update_components(nk, sx, sxx, pr, covariance, reg_covar=0.0):
         psi = 0.5 * (psi + np.swapaxes(psi, 1, 2))
         chol = gs.cholesky_or_raise(psi, name="the variational scale matrices")
         return Components(beta, m, pr.nu0 + nk, psi, chol)
+    if covariance == "tied":  # one Sigma: psi and chol (1, D, D), nu_k = nu0 + N for all k
+        psi = (
+            pr.psi0
+            + (sxx + pr.beta0 * np.outer(pr.m0, pr.m0)).sum(0)
+            - np.einsum("k,ki,kj->ij", beta, m, m)
+        )
+        psi = 0.5 * (psi + psi.T)[None]
+        chol = gs.cholesky_or_raise(psi, name="the variational scale matrix")
+        return Components(beta, m, np.full(nk.shape, pr.nu0 + nk.sum()), psi, chol)
     scatter = sxx + pr.beta0 * pr.m0**2 - beta[:, None] * m**2  # (K, D)
     if covariance == "diag":
         return Components(beta, m, pr.nu0 + nk, np.maximum(pr.psi0 + scatter, 1e-300))
@@ -134,7 +153,7 @@ def update_components(nk, sx, sxx, pr, covariance, reg_covar=0.0):
 
 def logdet_psi(q, covariance):
     """``log |Psi_k|`` (K,): the full determinant, the diag product, ``D log psi``."""
-    if covariance == "full":
+    if covariance in ("full", "tied"):  # tied: shape (1,)
         return 2.0 * np.log(np.diagonal(q.chol, axis1=1, axis2=2)).sum(1)
     if covariance == "diag":
         return np.log(q.psi).sum(1)
@@ -144,7 +163,7 @@ def logdet_psi(q, covariance):
 def e_log_det_precision(q, covariance):
     """``E[log |Lambda_k|]`` (K,)."""
     D = q.m.shape[1]
-    if covariance == "full":
+    if covariance in ("full", "tied"):
         i = np.arange(1, D + 1)
         dig = digamma(0.5 * (q.nu[:, None] + 1.0 - i)).sum(1)
     else:
@@ -156,7 +175,7 @@ def estep_gaussian(q, covariance):
     """``(prec_chol, c)``: the native precision Cholesky factor of ``Psi_k / nu_k`` for
     EM's E-step and the per-component constant ``c_k`` of the module docstring."""
     D = q.m.shape[1]
-    if covariance == "full":
+    if covariance in ("full", "tied"):  # tied: K equal full factors (see estep_type)
         i = np.arange(1, D + 1)
         half = 0.5 * (digamma(0.5 * (q.nu[:, None] + 1.0 - i)) - np.log(0.5 * q.nu)[:, None]).sum(1)
         prec = np.swapaxes(gs.tri_inv(q.chol), 1, 2) * np.sqrt(q.nu)[:, None, None]
@@ -169,7 +188,7 @@ def estep_gaussian(q, covariance):
 
 def expected_precision_maha(q, covariance, dev):
     """``E[dev_k^T Lambda_k dev_k]`` (K,) for a (K, D) array of deviations."""
-    if covariance == "full":
+    if covariance in ("full", "tied"):
         z = np.linalg.solve(q.chol, dev[:, :, None])[:, :, 0]
         return q.nu * (z * z).sum(1)
     if covariance == "diag":
@@ -184,14 +203,14 @@ def kl_components(q, pr, covariance):
     kl = 0.5 * (
         D * (r - 1.0 - np.log(r)) + pr.beta0 * expected_precision_maha(q, covariance, q.m - pr.m0)
     )
-    if covariance == "full":
-        nu, nu0 = q.nu, pr.nu0
+    if covariance in ("full", "tied"):
+        nu, nu0 = (q.nu[:1] if covariance == "tied" else q.nu), pr.nu0  # tied: one Sigma
         ld = logdet_psi(q, covariance)
         ld0 = np.linalg.slogdet(pr.psi0)[1]
         c0 = np.linalg.cholesky(pr.psi0)
         z = np.linalg.solve(q.chol, np.broadcast_to(c0, q.chol.shape))
         tr = (z * z).sum((1, 2))  # tr(Psi0 Psi_k^{-1})
-        e_ld = e_log_det_precision(q, covariance)
+        e_ld = e_log_det_precision(q, covariance)[: nu.size]
         wish = (
             0.5 * nu * ld
             - 0.5 * nu0 * ld0
@@ -202,7 +221,7 @@ def kl_components(q, pr, covariance):
             - 0.5 * nu * D
             + 0.5 * nu * tr
         )
-        return float((kl + wish).sum())
+        return float(kl.sum() + wish.sum())
     a, a0 = 0.5 * q.nu, 0.5 * pr.nu0
     if covariance == "diag":
         a, b, b0 = a[:, None], 0.5 * q.psi, 0.5 * np.asarray(pr.psi0)[None, :]
@@ -329,10 +348,9 @@ def mean_covariances(q, covariance):
     """Posterior means ``E[Sigma_k]`` as full (K, D, D) matrices; NaN where the mean does
     not exist (``nu_k <= D + 1`` full, ``nu_k <= 2`` diag and spherical)."""
     K, D = q.m.shape
-    if covariance == "full":
+    if covariance in ("full", "tied"):
         den = q.nu - D - 1.0
-        out = q.psi / np.where(den > 0, den, np.nan)[:, None, None]
-        return out
+        return np.broadcast_to(q.psi, (K, D, D)) / np.where(den > 0, den, np.nan)[:, None, None]
     den = q.nu - 2.0
     den = np.where(den > 0, den, np.nan)
     if covariance == "diag":
@@ -347,9 +365,9 @@ def mean_covariances(q, covariance):
 def mean_precisions(q, covariance):
     """``E[Lambda_k]`` as full (K, D, D) matrices."""
     K, D = q.m.shape
-    if covariance == "full":
+    if covariance in ("full", "tied"):
         Linv = gs.tri_inv(q.chol)
-        return q.nu[:, None, None] * np.swapaxes(Linv, 1, 2) @ Linv
+        return q.nu[:, None, None] * (np.swapaxes(Linv, 1, 2) @ Linv)
     lam = (
         q.nu[:, None] / q.psi if covariance == "diag" else np.repeat((q.nu / q.psi)[:, None], D, 1)
     )
@@ -371,7 +389,7 @@ def log_predictive_components(X, q, covariance, shift):
     K = q.m.shape[0]
     means = q.m + shift
     out = np.empty((N, K))
-    if covariance == "full":
+    if covariance in ("full", "tied"):  # tied: the shared chol broadcasts over k
         df = q.nu + 1.0 - D
         c = (1.0 + q.beta) / (q.beta * df)  # shape = c * Psi
         logdet = logdet_psi(q, covariance) + D * np.log(c)

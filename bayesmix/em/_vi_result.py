@@ -126,7 +126,8 @@ class VIResult:
         """(N, K) ``E[log pi_k] + E[log N(x_n | mu_k, Lambda_k)]`` (the E-step's terms)."""
         prec, c = vm.estep_gaussian(self._q, self.covariance)
         lw = vm.e_log_weights(self._w, self.n_components) + c
-        lg = gs.log_gaussian_prob(X - self._shift, self._q.m, prec, self.covariance, gs.FAR_ORDER)
+        cov = vm.estep_type(self.covariance)
+        lg = gs.log_gaussian_prob(X - self._shift, self._q.m, prec, cov, gs.FAR_ORDER)
         return lg + lw
 
     def predict_proba(self, X):
