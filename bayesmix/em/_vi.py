@@ -29,7 +29,8 @@ distribution (mass beyond the truncation that no component carries) where ours s
 it to 1 (Blei & Jordan); its ``reg_covar`` defaults to 1e-6 (``fit_vi``'s to 0); its
 diag and spherical models use the Wishart's ``E[log|Lambda|]`` and ``nu_k = nu_0 + N_k``
 where the inverse-gamma posteriors of :mod:`bayesmix.core._priors` give
-``D (psi(nu_k/2) - log(Psi_kj/2))`` and, for spherical, ``nu_k = nu_0 + D N_k``;
+``D (psi(nu_k/2) - log(Psi_kj/2))`` and, for spherical, ``nu_k = nu_0 + D N_k``; its
+tied model has ``nu = nu_0 + N / K`` (ours: ``nu_0 + N``, one inverse-Wishart);
 scikit-learn's lower bound leaves out constants.
 """
 
