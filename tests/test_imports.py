@@ -61,6 +61,8 @@ NUMPY_LAYER = (
     "bayesmix.em._result",
     "bayesmix.em._starts",
     "bayesmix.em._vi",
+    "bayesmix.em._vi_dask",
+    "bayesmix.em._vi_loop",
     "bayesmix.em._vi_math",
     "bayesmix.em._vi_result",
     "bayesmix.workflow",

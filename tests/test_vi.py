@@ -510,3 +510,42 @@ def test_max_iter_warns():
     with pytest.warns(bm.ConvergenceWarning, match="max_iter=2"):
         fit = bm.fit_vi(X, 3, max_iter=2, random_seed=0)
     assert not fit.converged and fit.n_iter == 2
+
+
+# =========================================================================== Dask
+@pytest.mark.parametrize("covariance", COVS)
+@pytest.mark.parametrize("kw", [dict(n_components=3), dict(truncation=4)], ids=["finite", "dp"])
+def test_dask_equals_in_memory(covariance, kw):
+    # one Dask pass per update with EM's chunk E-step and a tree reduction: the same
+    # arithmetic as in memory up to the order of the sums (1e-10 relative on the ELBO)
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    X, rng = _blobs(13)
+    resp = rng.dirichlet(np.ones(kw.get("n_components", kw.get("truncation"))), size=len(X))
+    Xd = da.from_array(X, chunks=(40, 2))
+    with dask.config.set(scheduler="synchronous"):
+        a = bm.fit_vi(X, covariance=covariance, init=resp, max_iter=12, tol=0.0, **kw)
+        b = bm.fit_vi(Xd, covariance=covariance, init=resp, max_iter=12, tol=0.0, **kw)
+        np.testing.assert_allclose(b.elbo_history, a.elbo_history, rtol=1e-10)
+        np.testing.assert_allclose(b.means, a.means, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b.prior.scale, a.prior.scale, rtol=1e-12)  # default prior
+        np.testing.assert_array_equal(np.asarray(b.labels.compute()), a.labels)
+        np.testing.assert_allclose(b.predict_proba(Xd).compute(), a.predict_proba(X), atol=1e-12)
+        np.testing.assert_allclose(b.score_samples(Xd).compute(), a.score_samples(X), rtol=1e-12)
+
+
+def test_dask_kmeans_start_and_errors():
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    X, _ = _blobs(14, spread=6.0)
+    with dask.config.set(scheduler="synchronous"):
+        fit = bm.fit_vi(da.from_array(X, chunks=(50, 2)), 3, random_seed=0)
+        ref = bm.fit_vi(X, 3, random_seed=0)
+        # k-means|| on chunks and k-means in memory find the same three clusters
+        np.testing.assert_allclose(np.sort(fit.weights), np.sort(ref.weights), atol=1e-6)
+        Xn = X.copy()
+        Xn[5, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            bm.fit_vi(da.from_array(Xn, chunks=(50, 2)), 2)

@@ -36,15 +36,12 @@ scikit-learn's lower bound leaves out constants.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from bayesmix.core import _gaussian as gs
 from bayesmix.core._dask import is_dask
-from bayesmix.core._priors import GMMPrior, check_prior
+from bayesmix.core._priors import GMMPrior
 from bayesmix.core._validation import (
-    ConvergenceWarning,
     MissingValueError,
     check_covariance_type,
     check_data,
@@ -53,12 +50,11 @@ from bayesmix.core._validation import (
     check_positive,
     check_random_state,
     check_sample_weight,
-    warn,
 )
 from bayesmix.em import _vi_math as vm
-from bayesmix.em._checks import _parse_init, _seed_record
+from bayesmix.em._checks import _parse_init
 from bayesmix.em._loop import _NUMBA_MIN_WORK, _initial_resp, _numba_available, _stats_from_resp
-from bayesmix.em._vi_result import VIResult
+from bayesmix.em._vi_loop import cavi_loop, check_components, check_vi_prior, vi_result
 
 __all__ = ["fit_vi"]
 
@@ -95,8 +91,11 @@ def fit_vi(
 
     Parameters
     ----------
-    X : array_like or pandas.DataFrame, shape (N, D)
-        Data; NaN is refused (missing values are not handled by VI yet).
+    X : array_like, pandas.DataFrame or dask.array.Array, shape (N, D)
+        Data; NaN is refused (missing values are not handled by VI yet). A Dask array is
+        fitted chunk by chunk (:mod:`bayesmix.em._vi_dask`: one pass per update, EM's
+        E-step on every chunk, the statistics summed by a tree reduction); the result's
+        ``labels`` are then a lazy Dask array.
     n_components : int, optional
         K of a finite mixture, ``1 <= K <= N``. Leave it out with ``truncation`` (or give
         the same number).
@@ -148,8 +147,6 @@ def fit_vi(
     ValueError
         Bad data (NaN, inf, 1-D), a number of components outside ``1..N``, neither or
         conflicting ``n_components`` and ``truncation``, an LKJ prior, unknown settings.
-    NotImplementedError
-        Dask input.
 
     Examples
     --------
@@ -163,10 +160,10 @@ def fit_vi(
     2
     """
     if is_dask(X):
-        raise NotImplementedError(
-            "fit_vi does not take Dask arrays yet; fit an in-memory array (X.compute()), or "
-            "use bm.fit_em, which fits Dask arrays chunk by chunk."
-        )
+        settings = {k: v for k, v in locals().items() if k not in ("X", "n_components")}
+        from bayesmix.em._vi_dask import fit_vi_dask
+
+        return fit_vi_dask(X, n_components, **settings)
     try:
         X, feature_names = check_data(X, return_names=True, missing="error")
     except MissingValueError as err:
@@ -176,7 +173,7 @@ def fit_vi(
         ) from None
     N, D = X.shape
     covariance = check_covariance_type(covariance)
-    K, dp = _check_components(n_components, truncation, N)
+    K, dp = check_components(n_components, truncation, N)
     w = check_sample_weight(sample_weight, N)
     if w is not None and np.count_nonzero(w) < K:
         check_n_components(K, int(np.count_nonzero(w)), name="truncation" if dp else "n_components")
@@ -203,7 +200,7 @@ def fit_vi(
     rng = check_random_state(random_seed)
     if prior is None:
         prior = GMMPrior.from_data(X, K)
-    prior = _check_vi_prior(prior, D, covariance)
+    prior = check_vi_prior(prior, D, covariance)
     if engine == "auto":
         engine = "numba" if N * K >= _NUMBA_MIN_WORK and _numba_available() else "numpy"
 
@@ -219,7 +216,7 @@ def fit_vi(
         )
         if best is None or run["elbo"] > best["elbo"]:
             best = run
-    return _result(
+    return vi_result(
         best,
         pr,
         prior,
@@ -235,117 +232,19 @@ def fit_vi(
     )
 
 
-# =========================================================================== checks
-def _check_components(n_components, truncation, N):
-    if truncation is None:
-        if n_components is None:
-            raise ValueError(
-                "fit_vi needs n_components=K for a finite mixture or truncation=T for a "
-                "Dirichlet-process mixture; got neither."
-            )
-        return check_n_components(n_components, N), False
-    T = check_n_components(truncation, N, name="truncation")
-    if n_components is not None and check_int(n_components, "n_components", minimum=1) != T:
-        raise ValueError(
-            f"n_components={n_components} and truncation={truncation} disagree: the DP "
-            "mixture has as many components as its truncation; give truncation only."
-        )
-    return T, True
-
-
-def _check_vi_prior(prior, D, covariance):
-    check_prior(prior, D, covariance)
-    if prior.covariance_prior != "conjugate":
-        raise ValueError(
-            f"fit_vi needs prior.covariance_prior='conjugate'; got {prior.covariance_prior!r}. "
-            "Use prior.with_(covariance_prior='conjugate') (the LKJ prior has no conjugate "
-            "variational update)."
-        )
-    return prior
-
-
 # =========================================================================== CAVI
 def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, progress, run_id, dp):
-    """One CAVI run from responsibilities: q(theta) update, then q(z); ELBO after q(z)."""
-    N = X.shape[0]
-    K = resp.shape[1]
+    """One CAVI run on in-memory data from responsibilities (EM's E-step pass)."""
     dens = gs.backend(engine)
     etype = vm.estep_type(covariance)
-    nk, sx, sxx = _stats_from_resp(X, etype, resp, sample_weight=w)
-    wq = vm.initial_weights(pr, dp)
-    labels = np.empty(N, dtype=np.int64)
-    history = []
-    converged = False
-    for it in range(1, max_iter + 1):
-        q = vm.update_components(nk, sx, sxx, pr, covariance, reg_covar)
-        wq = vm.update_weights(nk, pr, wq)
-        prec, c = vm.estep_gaussian(q, covariance)
-        logw = vm.e_log_weights(wq, K) + c
-        ll, nk, sx, sxx = dens.estep(X, etype, np.exp(logw), q.m, prec, labels, w)
-        elbo = ll - vm.kl_components(q, pr, covariance) - vm.kl_weights(wq, pr, K)
-        history.append(float(elbo))
-        if progress and it % 10 == 0:
-            print(f"fit_vi run {run_id}: update {it}, ELBO {elbo:.6f}", file=sys.stderr)
-        if it > 1 and abs(history[-1] - history[-2]) <= tol_total:
-            converged = True
-            break
-    return dict(
-        q=q,
-        w=wq,
-        elbo=history[-1],
-        history=tuple(history),
-        n_iter=it,
-        converged=converged,
-        labels=labels,
-    )
+    labels = np.empty(X.shape[0], dtype=np.int64)
 
+    def estep(weights, means, prec):
+        return dens.estep(X, etype, weights, means, prec, labels, w)
 
-def _result(
-    run, pr, prior, covariance, dp, shift, N, feature_names, tol, max_iter, init, random_seed
-):
-    q, wq = run["q"], run["w"]
-    K = q.m.shape[0]
-    if not run["converged"]:
-        warn(
-            f"fit_vi stopped at max_iter={max_iter} before the ELBO changed by less than "
-            f"tol={tol} per observation; increase max_iter or tol.",
-            ConvergenceWarning,
-        )
-    if not dp:
-        dpc = None
-        conc = wq.dirichlet
-    else:
-        dpc = (
-            ("fixed", wq.alpha)
-            if wq.alpha is not None
-            else ("gamma", wq.alpha_shape, wq.alpha_rate)
-        )
-        conc = wq.sticks
-    return VIResult(
-        weights=vm.mean_weights(wq, K),
-        means=q.m + shift,
-        covariances=vm.mean_covariances(q, covariance),
-        precisions=vm.mean_precisions(q, covariance),
-        mean_precision=q.beta.copy(),
-        degrees_of_freedom=q.nu.copy(),
-        scale=(q.psi[0] if covariance == "tied" else q.psi).copy(),
-        weight_concentration=conc,
-        dp_concentration=dpc,
-        elbo=run["elbo"],
-        elbo_history=run["history"],
-        n_iter=run["n_iter"],
-        converged=run["converged"],
-        covariance=covariance,
-        truncation=K if dp else None,
-        prior=prior,
-        labels=run["labels"],
-        n_obs=N,
-        feature_names=feature_names,
-        tol=tol,
-        max_iter=max_iter,
-        init=init,
-        random_seed=_seed_record(random_seed),
-        _q=q,
-        _w=wq,
-        _shift=shift,
+    stats = _stats_from_resp(X, etype, resp, sample_weight=w)
+    run = cavi_loop(
+        stats, estep, pr, covariance, dp, max_iter, tol_total, reg_covar, progress, run_id
     )
+    run["labels"] = labels
+    return run

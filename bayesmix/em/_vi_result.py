@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayesmix.core import _dask
 from bayesmix.core import _gaussian as gs
 from bayesmix.core._priors import GMMPrior
 from bayesmix.core._validation import MissingValueError, check_data
@@ -138,13 +139,16 @@ class VIResult:
 
         Parameters
         ----------
-        X : array_like, shape (N, D)
+        X : array_like or dask.array.Array, shape (N, D)
+            A Dask array gives a lazy Dask array.
 
         Returns
         -------
         ndarray, shape (N, K)
             Rows sum to 1.
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict_proba")
         lr = self._log_rho(self._check_X(X))
         return np.exp(lr - gs.logsumexp_rows(lr)[:, None])
 
@@ -159,6 +163,8 @@ class VIResult:
         -------
         ndarray of int, shape (N,)
         """
+        if _dask.is_dask(X):
+            return _dask.lazy_predict(self, X, "predict")
         return np.argmax(self._log_rho(self._check_X(X)), axis=1)
 
     def score_samples(self, X, kind="predictive"):
@@ -193,6 +199,8 @@ class VIResult:
         """
         if kind not in _SCORE_KINDS:
             raise ValueError(f"kind must be one of {list(_SCORE_KINDS)}; got {kind!r}.")
+        if _dask.is_dask(X) and kind == "predictive":
+            return _dask.lazy_predict(self, X, "score_samples")
         X = self._check_X(X)
         if kind == "expected":
             return gs.logsumexp_rows(self._log_rho(X))
