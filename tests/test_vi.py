@@ -549,3 +549,21 @@ def test_dask_kmeans_start_and_errors():
         Xn[5, 0] = np.nan
         with pytest.raises(ValueError, match="NaN"):
             bm.fit_vi(da.from_array(Xn, chunks=(50, 2)), 2)
+
+
+def test_compare_fits_takes_a_vi_result():
+    # compare_fits reads weights, means, covariances, predict and score_samples: a
+    # VIResult has them (posterior means; the predictive density)
+    pytest.importorskip("arviz_stats")
+    from bayesmix.mcmc._trace import from_arrays
+
+    X, _ = bm.simulate(100, [0.5, 0.5], [[0, 0], [6, 0]], [np.eye(2)] * 2, random_seed=0)
+    vi = bm.fit_vi(X, 2, random_seed=0)
+    rng = np.random.default_rng(1)
+    w = np.broadcast_to(vi.weights, (2, 50, 2)) + rng.normal(0, 0.02, (2, 50, 1)) * [1, -1]
+    mu = vi.means + rng.normal(0, 0.1, (2, 50, 2, 2))
+    cov = np.broadcast_to(vi.covariances, (2, 50, 2, 2, 2))
+    cmp = bm.compare_fits(vi, from_arrays(w, mu, cov, X))
+    assert cmp.ari == 1.0
+    assert cmp.log_predictive["em"] == pytest.approx(vi.score_samples(X).sum(), rel=1e-12)
+    assert cmp.table["inside"].mean() > 0.9
