@@ -567,3 +567,18 @@ def test_compare_fits_takes_a_vi_result():
     assert cmp.ari == 1.0
     assert cmp.log_predictive["em"] == pytest.approx(vi.score_samples(X).sum(), rel=1e-12)
     assert cmp.table["inside"].mean() > 0.9
+
+
+def test_means_init_is_in_data_coordinates():
+    # init=(K, D) means: rows go to the nearest mean, in the data's own coordinates
+    X, _ = _blobs(15, spread=8.0)
+    X = X + 100.0  # far from the origin: a frame mix-up would put every row in one group
+    ref = bm.fit_vi(X, 3, random_seed=0, tol=1e-10)
+    fit = bm.fit_vi(X, 3, init=ref.means, tol=1e-10)
+    np.testing.assert_allclose(np.sort(fit.weights), np.sort(ref.weights), atol=1e-6)
+    # the labels start: the same as one-hot responsibilities of the nearest mean
+    d = ((X[:, None, :] - ref.means[None]) ** 2).sum(-1)
+    resp = np.eye(3)[d.argmin(1)]
+    a = bm.fit_vi(X, 3, init=ref.means, max_iter=1)
+    b = bm.fit_vi(X, 3, init=resp, max_iter=1)
+    np.testing.assert_allclose(a.elbo, b.elbo, rtol=1e-12)

@@ -54,6 +54,7 @@ from bayesmix.core._validation import (
 from bayesmix.em import _vi_math as vm
 from bayesmix.em._checks import _parse_init
 from bayesmix.em._loop import _NUMBA_MIN_WORK, _initial_resp, _numba_available, _stats_from_resp
+from bayesmix.em._starts import initial_labels, nearest, stats_from_labels
 from bayesmix.em._vi_loop import cavi_loop, check_components, check_vi_prior, vi_result
 
 __all__ = ["fit_vi"]
@@ -207,12 +208,14 @@ def fit_vi(
     shift = X.mean(axis=0) if w is None else np.average(X, axis=0, weights=w)
     Xc = np.ascontiguousarray(X - shift)
     pr = vm.VIPrior.from_prior(prior, covariance, shift, dp_concentration)
+    if isinstance(init_parsed, tuple) and init_parsed[0] == "means":  # the fitting frame
+        init_parsed = ("means", init_parsed[1] - shift)
     n_eff = float(N if w is None else w.sum())
     best = None
     for r in range(n_init):
-        resp, _ = _initial_resp(init_parsed, Xc, K, rng, covariance, w)
+        stats = _initial_stats(init_parsed, Xc, K, rng, covariance, w)
         run = _cavi(
-            Xc, resp, pr, covariance, engine, w, max_iter, tol * n_eff, reg_covar, progress, r, dp
+            Xc, stats, pr, covariance, engine, w, max_iter, tol * n_eff, reg_covar, progress, r, dp
         )
         if best is None or run["elbo"] > best["elbo"]:
             best = run
@@ -233,8 +236,25 @@ def fit_vi(
 
 
 # =========================================================================== CAVI
-def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, progress, run_id, dp):
-    """One CAVI run on in-memory data from responsibilities (EM's E-step pass)."""
+def _initial_stats(init, X, K, rng, covariance, w):
+    """Sufficient statistics of the start: by groups for a hard partition without
+    weights (O(N D^2), :func:`bayesmix.em._starts.stats_from_labels`), else from the
+    responsibilities; the same draws from ``rng`` either way."""
+    etype = vm.estep_type(covariance)
+    if w is None and ((isinstance(init, str) and init != "random") or init[0] == "means"):
+        if isinstance(init, str):
+            labels = initial_labels(init, X, K, rng, covariance)
+        else:
+            labels = nearest(X, init[1])
+        return stats_from_labels(X, etype, labels, K)
+    resp, _ = _initial_resp(init, X, K, rng, covariance, w)
+    return _stats_from_resp(X, etype, resp, sample_weight=w)
+
+
+def _cavi(
+    X, stats, pr, covariance, engine, w, max_iter, tol_total, reg_covar, progress, run_id, dp
+):
+    """One CAVI run on in-memory data from the start's statistics (EM's E-step pass)."""
     dens = gs.backend(engine)
     etype = vm.estep_type(covariance)
     labels = np.empty(X.shape[0], dtype=np.int64)
@@ -242,7 +262,6 @@ def _cavi(X, resp, pr, covariance, engine, w, max_iter, tol_total, reg_covar, pr
     def estep(weights, means, prec):
         return dens.estep(X, etype, weights, means, prec, labels, w)
 
-    stats = _stats_from_resp(X, etype, resp, sample_weight=w)
     run = cavi_loop(
         stats, estep, pr, covariance, dp, max_iter, tol_total, reg_covar, progress, run_id
     )
