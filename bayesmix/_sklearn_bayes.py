@@ -147,7 +147,8 @@ class BayesianGaussianMixture(_DensityEstimator):
     weight_concentration_prior_, weight_concentration_ :
         VI: the prior and posterior Dirichlet parameters (K,), or for the DP the fixed
         concentration (or the Gamma prior's (shape, rate)) and the sticks' Beta
-        parameters as a tuple of two arrays of length K - 1 (the last stick is 1).
+        parameters as a tuple of two arrays of length K, the last stick
+        ``Beta(1 + N_K, 0)`` (the point mass at 1 of the truncation).
     mean_precision_prior_, mean_precision_, mean_prior_, degrees_of_freedom_prior_,
     degrees_of_freedom_, covariance_prior_ :
         VI: the prior and the variational parameters, as scikit-learn names them.
@@ -261,6 +262,12 @@ class BayesianGaussianMixture(_DensityEstimator):
             return self.prior, None
         if self.inference == "mcmc" and not given:
             return None, None
+        dof, D = self.degrees_of_freedom_prior, X.shape[1]
+        if dof is not None and not dof > D - 1:  # scikit-learn's check and message
+            raise ValueError(
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {D - 1}, "
+                f"but got {dof:.3f}."
+            )
         prior = GMMPrior.from_sklearn(
             X, K, covariance, **{p: getattr(self, p) for p in _SK_PRIOR_PARAMS}
         )
@@ -287,6 +294,11 @@ class BayesianGaussianMixture(_DensityEstimator):
         X = _validate(self, X, reset=True, min_samples=2)
         covariance = _check_covariance_type(self.covariance_type)
         dp, K = self._model_kind()
+        if K > X.shape[0]:  # scikit-learn's check and message
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {K}, "
+                f"n_samples = {X.shape[0]}"
+            )
         prior, alpha = self._prior(X, K, covariance, dp)
         if self.inference == "vi":
             self._fit_vi(X, covariance, dp, K, prior, alpha)
@@ -328,8 +340,9 @@ class BayesianGaussianMixture(_DensityEstimator):
         kw.update(dict(truncation=K, dp_concentration=alpha) if dp else dict(n_components=K))
         seed = _seed(self.random_state)
         old = getattr(self, "vi_result_", None)
-        if self.warm_start and old is not None and old.n_components == K:
-            res = fit_vi(X, init=old.predict_proba(X), **kw)
+        same = old is not None and (old.n_components, old.covariance) == (K, covariance)
+        if self.warm_start and same and (old.truncation is not None) == dp:
+            res = fit_vi(X, warm_start=old, **kw)
         elif self.init_params != "random_from_data":
             res = fit_vi(X, init=self.init_params, n_init=self.n_init, random_seed=seed, **kw)
         else:
@@ -376,8 +389,13 @@ class BayesianGaussianMixture(_DensityEstimator):
             self.weight_concentration_prior_ = (
                 alpha if alpha is not None else tuple(prior.dp_concentration)
             )
+            # scikit-learn's K sticks: ours and the last one, Beta(1 + N_K, 0), i.e. 1
             sticks = res.weight_concentration
-            self.weight_concentration_ = (sticks[:, 0].copy(), sticks[:, 1].copy())
+            n_last = float(res.mean_precision[-1] - prior.mean_shrinkage)
+            self.weight_concentration_ = (
+                np.append(sticks[:, 0], 1.0 + n_last),
+                np.append(sticks[:, 1], 0.0),
+            )
         self.mean_precision_prior_ = prior.mean_shrinkage
         self.mean_precision_ = np.array(res.mean_precision)
         self.mean_prior_ = prior.mean.copy()

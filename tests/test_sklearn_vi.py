@@ -154,7 +154,12 @@ def test_bayesmix_prior_and_fixed_dp_concentration(blobs):
     assert fixed.vi_result_.dp_concentration == ("fixed", 0.3)
     assert fixed.weight_concentration_prior_ == 0.3
     a, b = fixed.weight_concentration_
-    assert a.shape == b.shape == (3,)  # K - 1 sticks: the last one is 1
+    assert a.shape == b.shape == (4,) and b[-1] == 0.0  # the last stick is 1
+    # scikit-learn's formula for weights_ from the sticks gives ours
+    ev = a / (a + b)
+    np.testing.assert_allclose(
+        ev * np.hstack((1, np.cumprod(1 - ev[:-1]))), fixed.weights_, rtol=1e-12
+    )
 
 
 def test_sample_and_fit_predict(blobs):

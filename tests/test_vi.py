@@ -582,3 +582,24 @@ def test_means_init_is_in_data_coordinates():
     a = bm.fit_vi(X, 3, init=ref.means, max_iter=1)
     b = bm.fit_vi(X, 3, init=resp, max_iter=1)
     np.testing.assert_allclose(a.elbo, b.elbo, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(n_components=3), dict(truncation=5)], ids=["finite", "dp"])
+def test_warm_start_continues_the_run_exactly(kw):
+    # 5 updates, then 5 more from the stored last E-step (and q(pi), q(alpha)): the same
+    # ELBOs as 10 updates in one run
+    X, _ = _blobs(16)
+    a = bm.fit_vi(X, random_seed=0, max_iter=5, tol=0.0, **kw)
+    b = bm.fit_vi(X, warm_start=a, max_iter=5, tol=0.0, **kw)
+    c = bm.fit_vi(X, random_seed=0, max_iter=10, tol=0.0, **kw)
+    np.testing.assert_allclose(a.elbo_history + b.elbo_history, c.elbo_history, rtol=1e-13)
+    np.testing.assert_allclose(b.means, c.means, rtol=1e-12)
+    assert b.prior is a.prior and b.init == "warm_start"
+    # a converged fit warm-started converges in one update (its last ELBO is the reference)
+    d = bm.fit_vi(X, random_seed=0, tol=1e-8, **kw)
+    e = bm.fit_vi(X, warm_start=d, tol=1e-6, **kw)
+    assert e.converged and e.n_iter == 1
+    with pytest.raises(ValueError, match="give the same settings"):
+        bm.fit_vi(X, 4, warm_start=a)
+    with pytest.raises(TypeError, match="VIResult"):
+        bm.fit_vi(X, 3, warm_start="a")

@@ -56,6 +56,7 @@ from bayesmix.em._checks import _parse_init
 from bayesmix.em._loop import _NUMBA_MIN_WORK, _initial_resp, _numba_available, _stats_from_resp
 from bayesmix.em._starts import initial_labels, nearest, stats_from_labels
 from bayesmix.em._vi_loop import cavi_loop, check_components, check_vi_prior, vi_result
+from bayesmix.em._vi_result import VIResult
 
 __all__ = ["fit_vi"]
 
@@ -79,6 +80,7 @@ def fit_vi(
     sample_weight=None,
     reg_covar=0.0,
     progress=False,
+    warm_start=None,
 ):
     r"""Fit a Gaussian mixture by mean-field variational inference (CAVI).
 
@@ -138,6 +140,13 @@ def fit_vi(
         about that much between updates.
     progress : bool, default False
         Print the ELBO every 10 updates to stderr.
+    warm_start : VIResult, optional
+        Continue an earlier ``fit_vi`` run (same K, covariance, finite or DP; its prior
+        when ``prior`` is None; ``init`` and ``n_init`` are ignored). On the same data
+        (same rows: the same N and mean) the run goes on from its last E-step exactly
+        as if ``max_iter`` had been larger, with its last ELBO as the reference of the
+        first tolerance test; on other data it starts from its responsibilities
+        ``warm_start.predict_proba(X)``.
 
     Returns
     -------
@@ -197,6 +206,10 @@ def fit_vi(
             "'kmeans', 'kmeans-standardized', 'k-means++', 'random', 'hierarchical' or an "
             "array, and n_init for restarts."
         )
+    if warm_start is not None:
+        _check_warm_start(warm_start, K, covariance, dp)
+        init, n_init = warm_start.predict_proba(X), 1
+        prior = warm_start.prior if prior is None else prior
     init_parsed, init_name = _parse_init(init, X, K, n_init)
     rng = check_random_state(random_seed)
     if prior is None:
@@ -212,11 +225,19 @@ def fit_vi(
         init_parsed = ("means", init_parsed[1] - shift)
     n_eff = float(N if w is None else w.sum())
     best = None
+    same = (
+        warm_start is not None
+        and warm_start.n_obs == N
+        and np.allclose(warm_start._shift, shift, rtol=1e-12, atol=0)
+    )
     for r in range(n_init):
-        stats = _initial_stats(init_parsed, Xc, K, rng, covariance, w)
-        run = _cavi(
-            Xc, stats, pr, covariance, engine, w, max_iter, tol * n_eff, reg_covar, progress, r, dp
-        )
+        if same:  # continue the run from its last E-step
+            stats, wq, prev = warm_start._stats, warm_start._w, warm_start.elbo
+            init_name = "warm_start"
+        else:
+            stats, wq, prev = _initial_stats(init_parsed, Xc, K, rng, covariance, w), None, None
+        args = (pr, covariance, engine, w, max_iter, tol * n_eff, reg_covar, progress, r, dp)
+        run = _cavi(Xc, stats, *args, wq=wq, prev=prev)
         if best is None or run["elbo"] > best["elbo"]:
             best = run
     return vi_result(
@@ -251,8 +272,36 @@ def _initial_stats(init, X, K, rng, covariance, w):
     return _stats_from_resp(X, etype, resp, sample_weight=w)
 
 
+def _check_warm_start(previous, K, covariance, dp):
+    if not isinstance(previous, VIResult):
+        raise TypeError(
+            f"warm_start must be a VIResult of bm.fit_vi; got {type(previous).__name__}."
+        )
+    got = (previous.n_components, previous.covariance, previous.truncation is not None)
+    if got != (K, covariance, dp):
+        raise ValueError(
+            f"warm_start was fitted with K={previous.n_components}, "
+            f"covariance={previous.covariance!r}, truncation={previous.truncation}; this fit "
+            f"asks for K={K}, covariance={covariance!r}, "
+            f"{'truncation=' + str(K) if dp else 'a finite mixture'}: give the same settings."
+        )
+
+
 def _cavi(
-    X, stats, pr, covariance, engine, w, max_iter, tol_total, reg_covar, progress, run_id, dp
+    X,
+    stats,
+    pr,
+    covariance,
+    engine,
+    w,
+    max_iter,
+    tol_total,
+    reg_covar,
+    progress,
+    run_id,
+    dp,
+    wq=None,
+    prev=None,
 ):
     """One CAVI run on in-memory data from the start's statistics (EM's E-step pass)."""
     dens = gs.backend(engine)
@@ -263,7 +312,18 @@ def _cavi(
         return dens.estep(X, etype, weights, means, prec, labels, w)
 
     run = cavi_loop(
-        stats, estep, pr, covariance, dp, max_iter, tol_total, reg_covar, progress, run_id
+        stats,
+        estep,
+        pr,
+        covariance,
+        dp,
+        max_iter,
+        tol_total,
+        reg_covar,
+        progress,
+        run_id,
+        wq=wq,
+        prev_elbo=prev,
     )
     run["labels"] = labels
     return run

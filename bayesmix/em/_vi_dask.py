@@ -51,6 +51,7 @@ _KEYWORDS = frozenset(
         "sample_weight",
         "reg_covar",
         "progress",
+        "warm_start",
     }
 )
 
@@ -75,6 +76,11 @@ def fit_vi_dask(X, n_components=None, **kw):
     unsupported = sorted(k for k in kw if k not in _KEYWORDS)
     if unsupported:
         raise TypeError(f"fit_vi got unexpected keyword(s) {unsupported}.")
+    if kw.get("warm_start") is not None:
+        raise NotImplementedError(
+            "fit_vi(warm_start=...) on a Dask array is not supported; fit again with more "
+            "max_iter, or warm-start an in-memory fit."
+        )
     X_in, names = cd.as_dask_array(X)
     N, D = X_in.shape
     covariance = check_covariance_type(kw.get("covariance", "full"))

@@ -45,13 +45,28 @@ def check_vi_prior(prior, D, covariance):
     return prior
 
 
-def cavi_loop(stats, estep, pr, covariance, dp, max_iter, tol_total, reg_covar, progress, run_id):
+def cavi_loop(
+    stats,
+    estep,
+    pr,
+    covariance,
+    dp,
+    max_iter,
+    tol_total,
+    reg_covar,
+    progress,
+    run_id,
+    wq=None,
+    prev_elbo=None,
+):
     """CAVI from sufficient statistics ``(nk, sx, sxx)``: the q(theta) update, then
     q(z) by ``estep(weights, means, prec_chol) -> (sum log Z, nk, sx, sxx)``; the ELBO
-    after every q(z). Shared by the in-memory and the Dask paths."""
+    after every q(z). Shared by the in-memory and the Dask paths. A continued run
+    passes its q(pi) ``wq`` and last ELBO ``prev_elbo`` (the tolerance test of the
+    first update)."""
     nk, sx, sxx = stats
     K = sx.shape[0]
-    wq = vm.initial_weights(pr, dp)
+    wq = vm.initial_weights(pr, dp) if wq is None else wq
     history = []
     converged = False
     for it in range(1, max_iter + 1):
@@ -64,10 +79,19 @@ def cavi_loop(stats, estep, pr, covariance, dp, max_iter, tol_total, reg_covar, 
         history.append(float(elbo))
         if progress and it % 10 == 0:
             print(f"fit_vi run {run_id}: update {it}, ELBO {elbo:.6f}", file=sys.stderr)
-        if it > 1 and abs(history[-1] - history[-2]) <= tol_total:
+        last = history[-2] if it > 1 else prev_elbo
+        if last is not None and abs(history[-1] - last) <= tol_total:
             converged = True
             break
-    return dict(q=q, w=wq, elbo=history[-1], history=tuple(history), n_iter=it, converged=converged)
+    return dict(
+        q=q,
+        w=wq,
+        elbo=history[-1],
+        history=tuple(history),
+        n_iter=it,
+        converged=converged,
+        stats=(nk, sx, sxx),
+    )
 
 
 def vi_result(
@@ -118,4 +142,5 @@ def vi_result(
         _q=q,
         _w=wq,
         _shift=shift,
+        _stats=run.get("stats"),
     )

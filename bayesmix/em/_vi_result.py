@@ -96,6 +96,7 @@ class VIResult:
     _q: object = field(default=None, repr=False)  # the Components in the fitting frame
     _w: object = field(default=None, repr=False)  # the Weights
     _shift: np.ndarray = field(default=None, repr=False)
+    _stats: tuple = field(default=None, repr=False)  # the last E-step's (nk, sx, sxx)
 
     @property
     def n_components(self):
