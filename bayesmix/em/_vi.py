@@ -55,7 +55,13 @@ from bayesmix.em import _vi_math as vm
 from bayesmix.em._checks import _parse_init
 from bayesmix.em._loop import _NUMBA_MIN_WORK, _initial_resp, _numba_available, _stats_from_resp
 from bayesmix.em._starts import initial_labels, nearest, stats_from_labels
-from bayesmix.em._vi_loop import cavi_loop, check_components, check_vi_prior, vi_result
+from bayesmix.em._vi_loop import (
+    VI_COVARIANCES,
+    cavi_loop,
+    check_components,
+    check_vi_prior,
+    vi_result,
+)
 from bayesmix.em._vi_result import VIResult
 
 __all__ = ["fit_vi"]
@@ -182,7 +188,7 @@ def fit_vi(
             "bm.fit_em fit) or drop the rows; bm.fit_em fits NaN as missing at random."
         ) from None
     N, D = X.shape
-    covariance = check_covariance_type(covariance)
+    covariance = check_covariance_type(covariance, allowed=VI_COVARIANCES)
     K, dp = check_components(n_components, truncation, N)
     w = check_sample_weight(sample_weight, N)
     if w is not None and np.count_nonzero(w) < K:

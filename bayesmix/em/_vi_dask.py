@@ -83,7 +83,7 @@ def fit_vi_dask(X, n_components=None, **kw):
         )
     X_in, names = cd.as_dask_array(X)
     N, D = X_in.shape
-    covariance = check_covariance_type(kw.get("covariance", "full"))
+    covariance = check_covariance_type(kw.get("covariance", "full"), allowed=vl.VI_COVARIANCES)
     K, dp = vl.check_components(n_components, kw.get("truncation"), N)
     w = cd.as_dask_weights(kw.get("sample_weight"), X_in)
     n_init = check_int(kw.get("n_init", 1), "n_init", minimum=1)

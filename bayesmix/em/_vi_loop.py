@@ -13,7 +13,10 @@ from bayesmix.em import _vi_math as vm
 from bayesmix.em._checks import _seed_record
 from bayesmix.em._vi_result import VIResult
 
-__all__ = ["cavi_loop", "check_components", "check_vi_prior", "vi_result"]
+__all__ = ["VI_COVARIANCES", "cavi_loop", "check_components", "check_vi_prior", "vi_result"]
+
+#: the covariance types with a variational family (mclust's other models have none yet)
+VI_COVARIANCES = ("full", "tied", "diag", "spherical")
 
 
 # =========================================================================== checks
