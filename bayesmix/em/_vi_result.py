@@ -32,8 +32,9 @@ class VIResult:
         Posterior means :math:`E_q[\mu_k] = m_k`.
     covariances : ndarray, shape (K, D, D)
         Posterior means :math:`E_q[\Sigma_k]` as full matrices: ``Psi_k / (nu_k - D - 1)``
-        (full), ``Psi_kj / (nu_k - 2)`` on the diagonal (diag, spherical). NaN for a
-        component whose posterior mean does not exist (``nu_k <= D + 1`` full,
+        (full, tied: the shared matrix repeated), ``Psi_kj / (nu_k - 2)`` on the diagonal
+        (diag, spherical). NaN for a component whose posterior mean does not exist
+        (``nu_k <= D + 1`` full and tied,
         ``nu_k <= 2`` otherwise; only with a prior ``dof`` below the default and an
         empty component). scikit-learn's ``covariances_`` is instead
         ``E[Lambda_k]^{-1} = Psi_k / nu_k`` (:attr:`precisions` inverted).
@@ -43,11 +44,12 @@ class VIResult:
     mean_precision : ndarray, shape (K,)
         :math:`\beta_k` (scikit-learn's ``mean_precision_``).
     degrees_of_freedom : ndarray, shape (K,)
-        :math:`\nu_k`: inverse-Wishart degrees of freedom (full), twice the inverse-gamma
-        shape (diag, spherical; ``nu_0 + D N_k`` for spherical).
+        :math:`\nu_k`: inverse-Wishart degrees of freedom (full; tied: ``nu_0 + N`` for
+        every k), twice the inverse-gamma shape (diag, spherical; ``nu_0 + D N_k`` for
+        spherical).
     scale : ndarray
-        :math:`\Psi_k`: the inverse-Wishart scales (K, D, D) (full), twice the inverse-gamma
-        scales (K, D) (diag) or (K,) (spherical).
+        :math:`\Psi_k`: the inverse-Wishart scales (K, D, D) (full) or the shared (D, D)
+        (tied), twice the inverse-gamma scales (K, D) (diag) or (K,) (spherical).
     weight_concentration : ndarray
         The Dirichlet parameters (K,) of a finite mixture, or the Beta parameters
         (K - 1, 2) of the sticks of the truncated DP.
