@@ -603,3 +603,20 @@ def test_warm_start_continues_the_run_exactly(kw):
         bm.fit_vi(X, 4, warm_start=a)
     with pytest.raises(TypeError, match="VIResult"):
         bm.fit_vi(X, 3, warm_start="a")
+
+
+@pytest.mark.parametrize("covariance", COVS)
+@pytest.mark.parametrize("kw", [dict(n_components=3), dict(truncation=4)], ids=["finite", "dp"])
+def test_draws_have_the_posterior_means(covariance, kw):
+    # 20,000 draws from q: their means are the posterior means to Monte-Carlo error
+    # (checked at 5 standard errors of each entry; fixed seeds; an empty DP component's
+    # inverse-Wishart with nu <= D + 3 has no variance, so its check is a loose one)
+    X, _ = _blobs(17)
+    fit = bm.fit_vi(X, covariance=covariance, random_seed=0, **kw)
+    w, m, c = fit.draws(20_000, random_seed=3)
+    np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-12)
+    for draws, mean in ((w, fit.weights), (m, fit.means), (c, fit.covariances)):
+        se = draws.std(0) / np.sqrt(draws.shape[0])
+        assert np.all(np.abs(draws.mean(0) - mean) <= 5 * se + 1e-12)
+    if covariance == "tied":
+        np.testing.assert_array_equal(c[:, 0], c[:, -1])

@@ -229,6 +229,69 @@ class VIResult:
         """
         return float(self.score_samples(X, kind).mean())
 
+    def draws(self, n_draws=1000, random_seed=None):
+        """Draws of (weights, means, covariances) from the variational posterior q.
+
+        For intervals and comparisons with an MCMC posterior: ``bm.from_arrays(w[None],
+        m[None], c[None], X)`` makes them a one-chain DataTree for ``bm.membership``,
+        ``bm.compare_fits`` ... (mean-field q is narrower than the posterior: it
+        ignores the dependence between labels and parameters).
+
+        Parameters
+        ----------
+        n_draws : int, default 1000
+        random_seed : int or numpy.random.Generator, optional
+
+        Returns
+        -------
+        weights : ndarray, shape (n_draws, K)
+        means : ndarray, shape (n_draws, K, D)
+        covariances : ndarray, shape (n_draws, K, D, D)
+
+        Examples
+        --------
+        >>> import numpy as np, bayesmix as bm
+        >>> X = np.random.default_rng(0).normal(size=(200, 2))
+        >>> w, m, c = bm.fit_vi(X, 2, random_seed=0).draws(10, random_seed=1)
+        >>> w.shape, m.shape, c.shape
+        ((10, 2), (10, 2, 2), (10, 2, 2, 2))
+        """
+        from scipy import stats
+
+        from bayesmix.core._validation import check_int, check_random_state
+
+        S = check_int(n_draws, "n_draws", minimum=1)
+        rng = check_random_state(random_seed)
+        q, cov = self._q, self.covariance
+        K, D = q.m.shape
+        covs = np.zeros((S, K, D, D))
+        for k in range(1 if cov == "tied" else K):
+            if cov in ("full", "tied"):
+                iw = stats.invwishart(df=q.nu[k], scale=q.psi[k])
+                covs[:, k] = iw.rvs(size=S, random_state=rng).reshape(S, D, D)
+            else:
+                b = 0.5 * (q.psi[k] if cov == "diag" else np.full(D, q.psi[k]))
+                size = (S, D) if cov == "diag" else (S, 1)
+                var = b[: size[1]] / rng.gamma(0.5 * q.nu[k], size=size)
+                covs[:, k, np.arange(D), np.arange(D)] = np.broadcast_to(var, (S, D))
+        if cov == "tied":
+            covs[:] = covs[:, :1]
+        L = np.linalg.cholesky(covs / q.beta[None, :, None, None])
+        z = rng.standard_normal((S, K, D))
+        means = q.m + self._shift + np.einsum("skij,skj->ski", L, z)
+        w = self._w
+        if w.dirichlet is not None:
+            weights = rng.dirichlet(w.dirichlet, size=S)
+        elif K == 1:
+            weights = np.ones((S, 1))
+        else:
+            v = rng.beta(w.sticks[:, 0], w.sticks[:, 1], size=(S, K - 1))
+            rest = np.cumprod(1.0 - v, axis=1)
+            weights = np.concatenate([v, np.ones((S, 1))], 1) * np.concatenate(
+                [np.ones((S, 1)), rest], 1
+            )
+        return weights, means, covs
+
     def __repr__(self):
         kind = "finite" if self.truncation is None else f"DP(truncation={self.truncation})"
         return (
