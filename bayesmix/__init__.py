@@ -40,6 +40,8 @@ __getattr__, __dir__, _public = attach(
         "fit_em": "bayesmix.em._fit",
         "EMResult": "bayesmix.em._result",
         "bootstrap_lrt": "bayesmix.em._lrt",
+        "fit_vi": "bayesmix.em._vi",
+        "VIResult": "bayesmix.em._vi_result",
         # mcmc
         "build_gmm": "bayesmix.mcmc._builders",
         "build_dpgmm": "bayesmix.mcmc._builders",

@@ -10,12 +10,14 @@ documented :data:`EXPECTED_FAILED_CHECKS`.
 * :class:`GaussianMixture`: :func:`bayesmix.fit_em`, maximum likelihood, or MAP when
   ``prior`` is a :class:`bayesmix.GMMPrior`; ``em_result_`` is the
   :class:`bayesmix.EMResult`.
-* :class:`BayesianGaussianMixture`: the PyMC model (:func:`bayesmix.build_gmm`, or
-  :func:`bayesmix.build_dpgmm` when ``truncation`` is set) sampled by
-  :func:`bayesmix.sample` from the EM MAP, relabelled against it
-  (:func:`bayesmix.relabel`); ``idata_`` is the posterior DataTree, so
-  ``bm.membership``, ``bm.loo`` ... apply to it. Predictions for new data average over
-  the posterior draws.
+* :class:`BayesianGaussianMixture`: variational inference by default
+  (:func:`bayesmix.fit_vi`, scikit-learn's method, parameters and fitted attributes;
+  ``vi_result_`` is the :class:`bayesmix.VIResult`), or with ``inference="mcmc"`` the
+  PyMC model (:func:`bayesmix.build_gmm`, or :func:`bayesmix.build_dpgmm` for the DP)
+  sampled by :func:`bayesmix.sample` from the EM MAP, relabelled against it
+  (:func:`bayesmix.relabel`); ``idata_`` is then the posterior DataTree, so
+  ``bm.membership``, ``bm.loo`` ... apply to it, and predictions for new data average
+  over the posterior draws.
 * :func:`bic_scorer`: ``-bic`` (greater is better) for ``GridSearchCV``.
 
 scikit-learn's checks (``tests/test_sklearn.py``, scikit-learn 1.9): every check passes
@@ -23,8 +25,9 @@ except, for :class:`KMeans`, the ``sample_weight`` checks while :func:`bayesmix.
 has no ``sample_weight`` (``fit`` then raises ``NotImplementedError`` for weights; see
 :func:`expected_failed_checks` for the reasons). The array-API check runs only with
 ``SCIPY_ARRAY_API=1`` set before scipy is imported (it passes then). The
-:class:`BayesianGaussianMixture` checks refit the PyMC model dozens of times; they run
-with ``draws=20, tune=20, chains=1`` and are marked slow.
+:class:`BayesianGaussianMixture` checks run for VI (fast) and, with
+``inference="mcmc"``, refit the PyMC model dozens of times; those run with ``draws=20,
+tune=20, chains=1`` and are marked slow.
 
 This module imports scikit-learn, which bayesmix itself does not need: install it with
 ``pip install 'bayesmix[sklearn]'`` and import it as ``bayesmix.sklearn``.
@@ -39,26 +42,25 @@ bayesmix functions (``TypeError``/``ValueError`` naming the parameter) run at ``
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from bayesmix.core._validation import check_frame_dtypes
-
-try:
-    from sklearn.base import (
-        BaseEstimator,
-        ClassNamePrefixFeaturesOutMixin,
-        ClusterMixin,
-        DensityMixin,
-        TransformerMixin,
-    )
-    from sklearn.utils.validation import check_is_fitted, validate_data
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "bayesmix.sklearn needs scikit-learn >= 1.6, which is not installed. Install it with "
-        "pip install 'bayesmix[sklearn]' (or pip install scikit-learn)."
-    ) from exc
+from bayesmix._sklearn_base import (
+    _INIT_PARAMS,
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _AllowNaN,
+    _check_covariance_type,
+    _DensityEstimator,
+    _native_covariances,
+    _native_precisions,
+    _seed,
+    _validate,
+    _validate_fitted,
+    check_is_fitted,
+)
+from bayesmix._sklearn_bayes import BayesianGaussianMixture
 
 __all__ = [
     "EXPECTED_FAILED_CHECKS",
@@ -68,103 +70,6 @@ __all__ = [
     "bic_scorer",
     "expected_failed_checks",
 ]
-
-#: observations per block when averaging densities over posterior draws
-_CHUNK_BYTES = 64e6
-
-
-# =========================================================================== helpers
-def _validate(estimator, X, *, reset, min_samples=1):
-    # estimators whose tags allow NaN (missing values, fitted by the observed-data
-    # likelihood) keep it; infinite values are refused either way
-    """scikit-learn's validation, once: float64 C-ordered (no copy for such input).
-
-    A DataFrame's columns are checked first as :func:`bayesmix.fit_em` checks them
-    (datetime, complex and text columns named, with the fix), not left to numpy's
-    dtype promotion errors.
-    """
-    check_frame_dtypes(X)
-    nan = getattr(estimator, "_allow_nan", False)
-    return validate_data(
-        estimator,
-        X,
-        reset=reset,
-        dtype=np.float64,
-        order="C",
-        ensure_min_samples=min_samples,
-        ensure_all_finite="allow-nan" if nan else True,
-    )
-
-
-class _AllowNaN:
-    """Mixin: NaN entries are missing values (scikit-learn's ``allow_nan`` input tag)."""
-
-    _allow_nan = True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-
-def _validate_fitted(estimator, X):
-    """``X`` validated against a fitted estimator (its features), for predict/score."""
-    check_is_fitted(estimator)
-    return _validate(estimator, X, reset=False)
-
-
-def _seed(random_state):
-    """scikit-learn's ``random_state`` as a bayesmix ``random_seed``.
-
-    ``None``, an int and a ``numpy.random.Generator`` pass through; a legacy
-    ``RandomState`` gives an int drawn from it (as scikit-learn does for its own
-    sub-estimators).
-    """
-    if random_state is None or isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.RandomState or a "
-        f"numpy.random.Generator; got {type(random_state).__name__} {random_state!r}."
-    )
-
-
-_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-
-
-def _check_covariance_type(value):
-    """The canonical covariance type, with errors naming ``covariance_type``."""
-    from bayesmix.core._validation import check_covariance_type
-
-    return check_covariance_type(value, name="covariance_type")
-
-
-def _native_covariances(cov_full, covariance_type):
-    """scikit-learn's per-type covariance shapes from (K, D, D) full matrices."""
-    if covariance_type == "full":
-        return np.array(cov_full)
-    if covariance_type == "tied":
-        return np.array(cov_full[0])
-    var = np.diagonal(cov_full, axis1=-2, axis2=-1)
-    return var.copy() if covariance_type == "diag" else var.mean(-1)
-
-
-def _native_precisions(em, covariance_type):
-    """``(precisions_, precisions_cholesky_)`` in scikit-learn's per-type shapes."""
-    if covariance_type in ("full", "tied"):
-        pc = np.array(em.precisions_cholesky)
-        if covariance_type == "tied":
-            pc = pc[0]
-        return pc @ np.swapaxes(pc, -1, -2), pc
-    var = _native_covariances(em.covariances, covariance_type)
-    return 1.0 / var, 1.0 / np.sqrt(var)
-
-
-def _rows_per_chunk(n_draws, n_components):
-    return max(1, int(_CHUNK_BYTES // max(1, 8 * 3 * n_draws * n_components)))
 
 
 # =========================================================================== KMeans
@@ -323,25 +228,6 @@ def _em_method(name, summary, returns):
         f"Returns\n-------\n{returns}\n"
     )
     return method
-
-
-class _DensityEstimator(DensityMixin, BaseEstimator):
-    """What :class:`GaussianMixture` and :class:`BayesianGaussianMixture` share."""
-
-    def score(self, X, y=None):
-        """Mean of :meth:`score_samples` over the rows (scikit-learn's ``score``).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-        y : None
-            Ignored (scikit-learn's API).
-
-        Returns
-        -------
-        float
-        """
-        return float(self.score_samples(X).mean())
 
 
 # =========================================================================== GaussianMixture
@@ -575,232 +461,6 @@ class GaussianMixture(_AllowNaN, _DensityEstimator):
             ]
         )
         return X, np.repeat(np.arange(em.n_components), counts)
-
-
-# =========================================================================== Bayesian
-class BayesianGaussianMixture(_DensityEstimator):
-    """MCMC-fitted Bayesian Gaussian mixture with scikit-learn's interface.
-
-    ``fit`` builds :func:`bayesmix.build_gmm` (or :func:`bayesmix.build_dpgmm` when
-    ``truncation`` is set), fits the EM MAP under the model's prior
-    (:func:`bayesmix.fit_em`), samples from it with :func:`bayesmix.sample`, and
-    relabels the draws against the EM fit (:func:`bayesmix.relabel`). Predictions
-    average over the posterior draws; ``idata_`` is the relabelled posterior DataTree.
-
-    Parameters
-    ----------
-    n_components : int, default 3
-        K of the finite mixture (unused when ``truncation`` is set).
-    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
-    prior : GMMPrior, optional
-        Default: the builders' data-scaled prior (:meth:`bayesmix.GMMPrior.from_data`).
-    draws, tune, chains : int, default 1000, 1000, 4
-        As in :func:`bayesmix.sample`.
-    sampler : str, optional
-        Passed to :func:`bayesmix.sample` as ``sampler`` (``None``: its default for the
-        model).
-    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
-        Seeds the EM start and the sampler (the same seed gives the same draws).
-    truncation : int, optional
-        Fit the Dirichlet-process mixture with this many stick-breaking components.
-        Its labels are not relabelled (stick order; :func:`bayesmix.relabel` and
-        :func:`bayesmix.membership` refuse DP fits): ``predict_proba`` then averages
-        the per-draw memberships as they are, and the label-invariant
-        :func:`bayesmix.coclustering` (``idata_``) is the sound summary. The EM start
-        is :func:`bayesmix.sample`'s own (``em_result_`` is ``None``).
-    progressbar : bool, default False
-
-    Attributes
-    ----------
-    idata_ : xarray.DataTree
-        The posterior (relabelled against ``em_result_`` for a finite mixture).
-    em_result_ : EMResult or None
-        The EM MAP start.
-    weights_, means_ : ndarray, shape (K,), (K, D)
-        Posterior means.
-    covariances_ : ndarray
-        Posterior mean covariances in scikit-learn's per-type shapes.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str, shape (D,)
-        Only when ``X`` had string column names.
-
-    Examples
-    --------
-    >>> import bayesmix as bm
-    >>> from bayesmix.sklearn import BayesianGaussianMixture
-    >>> X = bm.load_old_faithful().to_numpy()
-    >>> bgm = BayesianGaussianMixture(2, draws=100, tune=100, chains=2, random_state=0)
-    >>> bgm.fit(X).predict_proba(X).shape  # doctest: +SKIP
-    (272, 2)
-    """
-
-    def __init__(
-        self,
-        n_components=3,
-        *,
-        covariance_type="full",
-        prior=None,
-        draws=1000,
-        tune=1000,
-        chains=4,
-        sampler=None,
-        random_state=None,
-        truncation=None,
-        progressbar=False,
-    ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.prior = prior
-        self.draws = draws
-        self.tune = tune
-        self.chains = chains
-        self.sampler = sampler
-        self.random_state = random_state
-        self.truncation = truncation
-        self.progressbar = progressbar
-
-    def _sampler_kwargs(self):
-        return {} if self.sampler is None else {"sampler": self.sampler}
-
-    def fit(self, X, y=None):
-        """Sample the posterior of the mixture given ``X``.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        import bayesmix as bm
-        from bayesmix.core._priors import _em_compatible
-
-        X = _validate(self, X, reset=True, min_samples=2)
-        covariance = _check_covariance_type(self.covariance_type)
-        seed = _seed(self.random_state)
-        kwargs = self._sampler_kwargs()
-        if self.truncation is None:
-            model = bm.build_gmm(X, self.n_components, covariance=covariance, prior=self.prior)
-            cfg = model.bayesmix_config
-            em = bm.fit_em(
-                X,
-                cfg.n_components,
-                covariance=cfg.covariance,
-                prior=_em_compatible(cfg.prior),
-                random_seed=seed,
-            )
-        else:
-            model = bm.build_dpgmm(
-                X, truncation=self.truncation, covariance=covariance, prior=self.prior
-            )
-            cfg, em = model.bayesmix_config, None
-        idata = bm.sample(
-            model,
-            init=em,
-            draws=self.draws,
-            tune=self.tune,
-            chains=self.chains,
-            random_seed=seed,
-            progressbar=self.progressbar,
-            **kwargs,
-        )
-        if em is not None:
-            idata = bm.relabel(idata, reference=em)
-        self._set_fitted(idata, em, cfg.covariance)
-        return self
-
-    def _set_fitted(self, idata, em, covariance):
-        from bayesmix.mcmc._trace import get_params
-
-        w, m, c = get_params(idata)
-        self.idata_ = idata
-        self.em_result_ = em
-        self.weights_ = w.mean(axis=(0, 1))
-        self.means_ = m.mean(axis=(0, 1))
-        self.covariances_ = _native_covariances(c.mean(axis=(0, 1)), covariance)
-
-    def _per_draw(self, X, fn, reduce):
-        """Apply ``fn(X_chunk, w, m, c)`` -> (S, n, ...) over row chunks and reduce."""
-        X = _validate_fitted(self, X)
-        from bayesmix.mcmc._trace import flat_params
-
-        w, m, c = flat_params(self.idata_)
-        step = _rows_per_chunk(*w.shape)
-        parts = [reduce(fn(X[i : i + step], w, m, c)) for i in range(0, X.shape[0], step)]
-        return np.concatenate(parts, axis=-2 if parts[0].ndim > 1 else 0)
-
-    def predict_proba(self, X):
-        """Posterior mean membership ``E[p(z_n = k | x_n, theta)]`` over draws, (N, K).
-
-        For the training data this is ``bm.membership(idata_)["probability"]``.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray, shape (N, K)
-        """
-        from bayesmix.core._gaussian import responsibilities
-
-        return self._per_draw(X, responsibilities, lambda P: P.mean(axis=0))
-
-    def predict_proba_interval(self, X, prob=0.94):
-        """Equal-tailed credible interval of the membership probabilities over draws.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-        prob : float, default 0.94
-            Mass of the interval (quantiles ``(1 - prob)/2`` and ``(1 + prob)/2``).
-
-        Returns
-        -------
-        lower, upper : ndarray, shape (N, K)
-        """
-        from bayesmix.core._gaussian import responsibilities
-
-        if not (isinstance(prob, float | int) and 0 < prob < 1):
-            raise ValueError(f"prob must be a number in (0, 1); got {prob!r}.")
-        q = [(1 - prob) / 2, (1 + prob) / 2]
-        out = self._per_draw(X, responsibilities, lambda P: np.quantile(P, q, axis=0))
-        return out[0], out[1]
-
-    def predict(self, X):
-        """Component with the highest posterior mean membership, shape (N,).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray of int, shape (N,)
-        """
-        return np.argmax(self.predict_proba(X), axis=1)
-
-    def score_samples(self, X):
-        """Log posterior predictive density ``log (1/S) sum_s p(x_n | theta_s)``, (N,).
-
-        Parameters
-        ----------
-        X : array_like, shape (N, D)
-
-        Returns
-        -------
-        ndarray, shape (N,)
-        """
-        from scipy.special import logsumexp
-
-        from bayesmix.core._gaussian import log_mixture_density
-
-        def reduce(L):
-            return logsumexp(L, axis=0) - np.log(L.shape[0])
-
-        return self._per_draw(X, log_mixture_density, reduce)
 
 
 # =========================================================================== scorer

@@ -23,7 +23,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayesmix"
 STAGES = ("core", "cluster", "em", "mcmc", "posterior", "workflow")
 #: modules at the top of the package: the adapters and public namespaces, which may
 #: import every stage and which no stage imports
-TOP = ("bayesmix", "bayesmix._compat", "bayesmix.plots", "bayesmix.sklearn")
+TOP = (
+    "bayesmix",
+    "bayesmix._compat",
+    "bayesmix.plots",
+    "bayesmix.sklearn",
+    "bayesmix._sklearn_base",
+    "bayesmix._sklearn_bayes",
+)
 
 #: modules that must import without PyMC, PyTensor or ArviZ (the numpy layer); the
 #: package __init__ files are lazy, so importing a module of a stage loads none of them
@@ -53,6 +60,11 @@ NUMPY_LAYER = (
     "bayesmix.em._missing",
     "bayesmix.em._result",
     "bayesmix.em._starts",
+    "bayesmix.em._vi",
+    "bayesmix.em._vi_dask",
+    "bayesmix.em._vi_loop",
+    "bayesmix.em._vi_math",
+    "bayesmix.em._vi_result",
     "bayesmix.workflow",
     "bayesmix.workflow._datasets",
 )

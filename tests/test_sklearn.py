@@ -32,8 +32,16 @@ from bayesmix.sklearn import (
 )
 
 TYPES = ["full", "tied", "diag", "spherical"]
-#: tiny MCMC settings for the estimator checks (each check refits several times)
-TINY = dict(draws=20, tune=20, chains=1)
+#: tiny MCMC settings for the estimator checks (each check refits several times); VI is
+#: the estimator's default, the finite mixture is what these MCMC tests fit
+TINY = dict(
+    inference="mcmc",
+    weight_concentration_prior_type="dirichlet_distribution",
+    draws=20,
+    tune=20,
+    chains=1,
+)
+MCMC = dict(inference="mcmc", weight_concentration_prior_type="dirichlet_distribution")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,6 +75,14 @@ def blobs():
         *[GaussianMixture(n_components=2, covariance_type=t, max_iter=30) for t in TYPES],
         GaussianMixture(n_components=2, init_params="random_from_data", n_init=2),
         GaussianMixture(n_components=2, init_params="random", max_iter=20),
+        BayesianGaussianMixture(),
+        *[BayesianGaussianMixture(n_components=3, covariance_type=t) for t in TYPES],
+        BayesianGaussianMixture(
+            n_components=2,
+            weight_concentration_prior_type="dirichlet_distribution",
+            init_params="random_from_data",
+            n_init=2,
+        ),
     ],
     expected_failed_checks=expected_failed_checks,
 )
@@ -354,7 +370,9 @@ def bayes_fit(blobs):
     kw = dict(draws=40, tune=40, chains=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 2 x 40 draws: ESS/R-hat warnings are expected
-        est = BayesianGaussianMixture(3, covariance_type="diag", random_state=11, **kw).fit(X)
+        est = BayesianGaussianMixture(3, covariance_type="diag", random_state=11, **kw, **MCMC).fit(
+            X
+        )
         model = bm.build_gmm(X, 3, covariance="diag")
         em = bm.fit_em(X, 3, covariance="diag", prior=model.bayesmix_config.prior, random_seed=11)
         idata = bm.sample(model, init=em, random_seed=11, progressbar=False, **kw)

@@ -208,6 +208,82 @@ class GMMPrior:
         params.update(overrides)
         return cls(**params)
 
+    @classmethod
+    def from_sklearn(
+        cls,
+        X,
+        n_components,
+        covariance="full",
+        *,
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+    ):
+        """scikit-learn's ``BayesianGaussianMixture`` prior, its defaults included.
+
+        ===============================  ==========================================
+        scikit-learn (default)           GMMPrior
+        ===============================  ==========================================
+        ``weight_concentration_prior``   ``weight_concentration`` (``1 / K``); for the
+                                         DP, :func:`bayesmix.fit_vi`'s fixed
+                                         ``dp_concentration``
+        ``mean_precision_prior`` (1)     ``mean_shrinkage``
+        ``mean_prior`` (data mean)       ``mean``
+        ``degrees_of_freedom_prior`` (D) ``dof``
+        ``covariance_prior``             ``scale``: (D, D) full/tied, (D,) diag, a float
+        (``cov(X)``; its diagonal for    spherical (``scale * I``, whose mean diagonal
+        diag, mean for spherical)        is the spherical prior's ``psi``)
+        ===============================  ==========================================
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+            The data, for the defaults.
+        n_components : int
+            K (the default weight concentration is ``1 / K``).
+        covariance : {"full", "tied", "diag", "spherical"}, default "full"
+            Sets the shape of the default ``covariance_prior``.
+        weight_concentration_prior, mean_precision_prior, mean_prior, \
+degrees_of_freedom_prior, covariance_prior : optional
+            scikit-learn's parameters (``None``: scikit-learn's default).
+
+        Returns
+        -------
+        GMMPrior
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(50, 3))
+        >>> p = GMMPrior.from_sklearn(X, 4)
+        >>> p.dof, p.mean_shrinkage, p.weight_concentration
+        (3.0, 1.0, 0.25)
+        """
+        X = check_data(X)
+        D = X.shape[1]
+        K = check_n_components(n_components)
+        covariance = check_covariance_type(covariance)
+        scale = covariance_prior
+        if scale is None:
+            cov = np.atleast_2d(np.cov(X, rowvar=False))
+            if covariance == "diag":
+                scale = np.diag(cov).copy()
+            elif covariance == "spherical":
+                scale = float(np.diag(cov).mean())
+            else:
+                scale = cov
+        return cls(
+            mean=X.mean(axis=0) if mean_prior is None else mean_prior,
+            scale=scale,
+            dof=float(D) if degrees_of_freedom_prior is None else degrees_of_freedom_prior,
+            mean_shrinkage=1.0 if mean_precision_prior is None else mean_precision_prior,
+            weight_concentration=(
+                1.0 / K if weight_concentration_prior is None else weight_concentration_prior
+            ),
+        )
+
     def with_(self, **changes):
         """Return a copy with some fields changed.
 

@@ -171,7 +171,8 @@ def compare_fits(em_result, idata, *, prob=0.94):
     em_result : EMResult-like
         ``bayesmix.fit_em(X, K, ...)`` on the data of ``idata`` (anything with
         ``weights``, ``means``, ``covariances``, ``predict(X)`` and
-        ``score_samples(X)``).
+        ``score_samples(X)``), or a :class:`bayesmix.VIResult` of ``bayesmix.fit_vi``
+        (its posterior means, and its posterior predictive density as ``"em"``).
     idata : xarray.DataTree
         A finite-mixture posterior with the same K (``bayesmix.sample``).
     prob : float
