@@ -18,6 +18,7 @@ from bayesmix.core._missing import check_gaps, check_missing
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "EM_COVARIANCE_TYPES",
     "BayesmixWarning",
     "ConvergenceWarning",
     "DataFormatWarning",
@@ -41,7 +42,30 @@ _COVARIANCE_ALIASES = {
     "diagonal": "diag",
     "full": "full",
     "tied": "tied",
+    # mclust's names (Celeux & Govaert 1995): its four models bayesmix had map to their
+    # bayesmix names, the other ten are canonical themselves (EM only: EM_COVARIANCE_TYPES)
+    "vii": "spherical",
+    "vvi": "diag",
+    "vvv": "full",
+    "eee": "tied",
+    **{
+        m.lower(): m for m in ("EII", "EEI", "VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV")
+    },
 }
+#: the covariance types fit_em accepts: the four above and mclust's ten other models
+EM_COVARIANCE_TYPES = (
+    *COVARIANCE_TYPES,
+    "EII",
+    "EEI",
+    "VEI",
+    "EVI",
+    "VEE",
+    "EVE",
+    "VVE",
+    "EEV",
+    "VEV",
+    "EVV",
+)
 
 
 class BayesmixWarning(UserWarning):
@@ -66,7 +90,10 @@ def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covaria
     Parameters
     ----------
     covariance : str
-        ``"spherical"``, ``"diag"`` (alias ``"diagonal"``), ``"full"`` or ``"tied"``.
+        ``"spherical"``, ``"diag"`` (alias ``"diagonal"``), ``"full"`` or ``"tied"``; or
+        one of mclust's 14 model names (any case): ``VII``, ``VVI``, ``VVV`` and ``EEE``
+        are these four, the ten others (``EII`` ... ``EVV``) are canonical themselves and
+        accepted where ``allowed`` lists them (:data:`EM_COVARIANCE_TYPES`).
     allowed : tuple of str
         The canonical names the caller supports.
     name : str
@@ -81,6 +108,8 @@ def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covaria
     --------
     >>> check_covariance_type("diagonal")
     'diag'
+    >>> check_covariance_type("vev", allowed=EM_COVARIANCE_TYPES)
+    'VEV'
     """
     if not isinstance(covariance, str):
         raise TypeError(

@@ -41,6 +41,7 @@ from bayesmix.em._checks import (
     _dask_keywords,
     _em_result,
     _map_prior,
+    _model_settings,
     _noise_volume,
     _singular_under_prior,
     _warn_fit_problems,
@@ -290,7 +291,7 @@ def fit_em(
         shift = _nan_average(X, w)
     Xc = np.ascontiguousarray(X - shift)
     cfg = _RunSettings(
-        covariance=covariance,
+        **_model_settings(covariance),
         n_components=K,
         max_iter=max_iter,
         tol=tol,
