@@ -201,3 +201,30 @@ def test_prior_with_a_new_model_is_refused():
         bm.fit_em(X, 2, covariance="VEV", prior=bm.GMMPrior.from_data(X, 2))
     with pytest.raises(ValueError, match="covariance must be one of"):
         bm.fit_em(X, 2, covariance="VXV")
+
+
+def test_select_k_and_the_sklearn_estimator_take_the_names():
+    from sklearn.model_selection import GridSearchCV
+
+    from bayesmix.sklearn import GaussianMixture, bic_scorer
+
+    X = _data("old_faithful")
+    table = bm.select_k(X, [1, 2, 3], covariance="vev", mcmc=False, n_init=2, random_seed=0)
+    assert set(table["covariance"]) == {"VEV"}
+    assert table["n_params"].tolist() == [
+        mm.n_var_params("VEV", k, 2) + 3 * k - 1 for k in (1, 2, 3)
+    ]
+    with pytest.raises(ValueError, match="mcmc=False"):
+        bm.select_k(X, [1, 2], covariance="VEV", progress=False)
+    grid = GridSearchCV(
+        GaussianMixture(2, random_state=0),
+        {"covariance_type": ["EII", "EVE", "VEV", "full"]},
+        scoring=bic_scorer,
+        cv=[(np.arange(len(X)), np.arange(len(X)))],
+    ).fit(X)
+    scores = grid.cv_results_["mean_test_score"]
+    for name, score in zip(["EII", "EVE", "VEV", "full"], scores, strict=True):
+        gm = GaussianMixture(2, covariance_type=name, random_state=0).fit(X)
+        assert gm.em_result_.model_name == mm.MODEL_OF_TYPE.get(name, name)
+        assert score == pytest.approx(-gm.bic(X), rel=1e-12)
+    assert grid.best_params_["covariance_type"] == ["EII", "EVE", "VEV", "full"][scores.argmax()]
