@@ -51,6 +51,7 @@ __all__ = [
     "BASE_TYPE",
     "INNER_MAX",
     "INNER_TOL",
+    "MCLUST_ALIASES",
     "MCLUST_MODELS",
     "MODEL_M_STEP",
     "MODEL_OF_TYPE",
@@ -91,6 +92,13 @@ BASE_TYPE = {
 #: the ten models with an M-step of this module
 NEW_MODELS = tuple(m for m in MCLUST_MODELS if m not in MODEL_OF_TYPE.values())
 
+#: lower-case mclust names -> the canonical covariance names (the native type for the
+#: four models bayesmix had, else the model name itself)
+MCLUST_ALIASES = {
+    **{m.lower(): m for m in NEW_MODELS},
+    **{m.lower(): t for t, m in MODEL_OF_TYPE.items()},
+}
+
 #: mclust's inner tolerance (``emControl()$tol[2]``) and this module's inner iteration cap
 INNER_TOL = float(np.sqrt(np.finfo(float).eps))
 INNER_MAX = 10_000
@@ -114,7 +122,7 @@ def n_var_params(model, n_components, n_features):
     Examples
     --------
     >>> n_var_params("VEV", 3, 2)
-    6
+    7
     """
     G, d = n_components, n_features
     rot = d * (d - 1) // 2

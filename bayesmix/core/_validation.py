@@ -14,11 +14,11 @@ import warnings
 
 import numpy as np
 
+from bayesmix.core._mclust_models import MCLUST_ALIASES, NEW_MODELS
 from bayesmix.core._missing import check_gaps, check_missing
 
 __all__ = [
     "COVARIANCE_TYPES",
-    "EM_COVARIANCE_TYPES",
     "BayesmixWarning",
     "ConvergenceWarning",
     "DataFormatWarning",
@@ -36,36 +36,15 @@ __all__ = [
 
 #: Canonical covariance type names, and the aliases accepted for them.
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
+EM_COVARIANCE_TYPES = (*COVARIANCE_TYPES, *NEW_MODELS)  # what fit_em takes
 _COVARIANCE_ALIASES = {
     "spherical": "spherical",
     "diag": "diag",
     "diagonal": "diag",
     "full": "full",
     "tied": "tied",
-    # mclust's names (Celeux & Govaert 1995): its four models bayesmix had map to their
-    # bayesmix names, the other ten are canonical themselves (EM only: EM_COVARIANCE_TYPES)
-    "vii": "spherical",
-    "vvi": "diag",
-    "vvv": "full",
-    "eee": "tied",
-    **{
-        m.lower(): m for m in ("EII", "EEI", "VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV")
-    },
+    **MCLUST_ALIASES,  # mclust's 14 names (EM takes the ten others: EM_COVARIANCE_TYPES)
 }
-#: the covariance types fit_em accepts: the four above and mclust's ten other models
-EM_COVARIANCE_TYPES = (
-    *COVARIANCE_TYPES,
-    "EII",
-    "EEI",
-    "VEI",
-    "EVI",
-    "VEE",
-    "EVE",
-    "VVE",
-    "EEV",
-    "VEV",
-    "EVV",
-)
 
 
 class BayesmixWarning(UserWarning):
@@ -90,10 +69,7 @@ def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covaria
     Parameters
     ----------
     covariance : str
-        ``"spherical"``, ``"diag"`` (alias ``"diagonal"``), ``"full"`` or ``"tied"``; or
-        one of mclust's 14 model names (any case): ``VII``, ``VVI``, ``VVV`` and ``EEE``
-        are these four, the ten others (``EII`` ... ``EVV``) are canonical themselves and
-        accepted where ``allowed`` lists them (:data:`EM_COVARIANCE_TYPES`).
+        ``"spherical"``, ``"diag"`` (``"diagonal"``), ``"full"``, ``"tied"``, an mclust name.
     allowed : tuple of str
         The canonical names the caller supports.
     name : str
@@ -108,8 +84,6 @@ def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covaria
     --------
     >>> check_covariance_type("diagonal")
     'diag'
-    >>> check_covariance_type("vev", allowed=EM_COVARIANCE_TYPES)
-    'VEV'
     """
     if not isinstance(covariance, str):
         raise TypeError(
