@@ -228,3 +228,34 @@ def test_select_k_and_the_sklearn_estimator_take_the_names():
         assert gm.em_result_.model_name == mm.MODEL_OF_TYPE.get(name, name)
         assert score == pytest.approx(-gm.bic(X), rel=1e-12)
     assert grid.best_params_["covariance_type"] == ["EII", "EVE", "VEV", "full"][scores.argmax()]
+
+
+@pytest.mark.parametrize("model", mm.NEW_MODELS)
+def test_new_models_with_weights_noise_gaps_and_dask(model):
+    X = _data("old_faithful")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = bm.fit_em(X, 2, covariance=model, init="kmeans", random_seed=0, reg_covar=0.0)
+        resp = a.predict_proba(X)
+        kw = dict(covariance=model, reg_covar=0.0, tol=1e-10)
+        # frequency weights 2 are the data with every row twice (same start)
+        dup = bm.fit_em(np.vstack([X, X]), 2, init=np.vstack([resp, resp]), **kw)
+        w = bm.fit_em(X, 2, init=resp, sample_weight=np.full(len(X), 2.0), **kw)
+        np.testing.assert_allclose(w.log_likelihood, dup.log_likelihood, rtol=1e-10)
+        np.testing.assert_allclose(w.covariances, dup.covariances, rtol=1e-7, atol=1e-9)
+        # a noise component adds one parameter (its weight), as mclust
+        nz = bm.fit_em(X, 2, covariance=model, noise=True, random_seed=0)
+        assert nz.model_name == model and nz.n_parameters == a.n_parameters + 1
+        # gaps: the observed-data EM with the same M-step, monotone
+        Xm = X.copy()
+        Xm[::7, 0] = np.nan
+        gaps = bm.fit_em(Xm, 2, covariance=model, random_seed=0, reg_covar=0.0)
+        h = np.asarray(gaps.history)
+        assert np.diff(h).min() >= -1e-10 * abs(h[-1])
+    da = pytest.importorskip("dask.array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = bm.fit_em(da.from_array(X, chunks=(100, 2)), 2, init=resp, **kw)
+        m = bm.fit_em(X, 2, init=resp, **kw)
+    assert d.model_name == model
+    np.testing.assert_allclose(d.log_likelihood, m.log_likelihood, rtol=1e-10)
