@@ -36,6 +36,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.core import _mclust_models as mm
+from bayesmix.core._gaussian import SingularCovarianceError
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 REF = pd.read_csv(BENCH / "mclust14_reference.csv")
@@ -287,3 +288,21 @@ def test_cli_takes_the_names_and_all(tmp_path, capsys):
     assert "fits/mfm_diag" in _planned_fits(spec) and "fits/mfm_VEV" not in _planned_fits(spec)
     with pytest.raises(SpecError, match="must be one of"):
         spec_from_dict({"model": {"covariance": ["VXV"], "estimate": "ml"}})
+
+
+@pytest.mark.parametrize("model", mm.NEW_MODELS)
+def test_collapsing_components_warn_or_raise_clearly(model):
+    # iris with K = 15: components on a few (duplicated) points; with the default
+    # reg_covar the fit ends with collapsed components flagged, never with a numpy
+    # RuntimeWarning or a LinAlgError; with reg_covar=0 a singular component is the
+    # usual SingularCovarianceError (mclust returns NA for such fits)
+    X = _data("iris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", bm.DegenerateDataWarning)
+        fit = bm.fit_em(X, 15, covariance=model, random_seed=0)
+        assert np.isfinite(fit.log_likelihood) and np.all(np.isfinite(fit.covariances))
+        try:
+            bm.fit_em(X, 15, covariance=model, init="kmeans", random_seed=0, reg_covar=0.0)
+        except SingularCovarianceError as err:
+            assert "reg_covar" in str(err)

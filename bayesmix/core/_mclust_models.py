@@ -39,7 +39,10 @@ values (volumes and shapes 1, orientation the identity, carried from one EM iter
 the next where mclust carries them: VEI, VEV, EVE, VVE), mclust's inner tolerance
 ``sqrt(eps)`` on the same quantity, and a cap of :data:`INNER_MAX` inner iterations.
 Each function takes the statistics ``(nk, sx, sxx)`` of its native type, the
-regularisation added to the diagonal, and the state of the previous M-step (``None`` at
+regularisation ``reg_covar`` (added to the diagonal of the covariances; for EVI, EVV and
+EVE, which divide each scatter matrix by its own determinant, ``n_k reg_covar`` is added
+to the diagonal of the scatter matrix W_k instead, so a collapsed component stays
+finite), and the state of the previous M-step (``None`` at
 the first), and returns ``(native covariances, state)``.
 """
 
@@ -163,7 +166,8 @@ def _geomean(a, axis=-1):
 
 
 def _add_diag(cov, reg):
-    if reg:
+    """``cov`` with ``reg`` (a scalar, or one value per matrix (K, 1)) on the diagonals."""
+    if np.any(reg):
         D = cov.shape[-1]
         cov[..., np.arange(D), np.arange(D)] += reg
     return cov
@@ -188,10 +192,13 @@ def _m_eei(nk, sx, sxx, reg, state):
 
 
 def _m_evi(nk, sx, sxx, reg, state):
-    W = _diag_w(nk, sx, sxx)
+    # EV* models normalise each W_k by its own determinant, which a component on a few
+    # (or on duplicated) points makes 0: reg_covar enters as n_k reg_covar added to the
+    # diagonal of W_k (a covariance of order reg_covar in a collapsed direction)
+    W = _diag_w(nk, sx, sxx) + reg * (nk + _NK_EPS)[:, None]
     det = _geomean(W)  # det(diag W_k)^(1/D)
     lam = det.sum() / nk.sum()
-    return lam * W / det[:, None] + reg, None
+    return lam * W / det[:, None], None
 
 
 def _fixed_point_scale_shape(Om, nk, scale, shape):
@@ -241,10 +248,10 @@ def _m_vev(nk, sx, sxx, reg, state):
 
 
 def _m_evv(nk, sx, sxx, reg, state):
-    W = _full_w(nk, sx, sxx)
+    W = _add_diag(_full_w(nk, sx, sxx), reg * (nk + _NK_EPS)[:, None])  # as in _m_evi
     det = _geomean(np.linalg.eigvalsh(W).clip(0.0))  # det(W_k)^(1/D)
     lam = det.sum() / nk.sum()
-    return _add_diag(lam * W / det[:, None, None], reg), None
+    return lam * W / det[:, None, None], None
 
 
 def _m_vee(nk, sx, sxx, reg, state):
@@ -319,11 +326,11 @@ def _mm_loop(W, nk, state, variable_volume):
 
 
 def _m_eve(nk, sx, sxx, reg, state):
-    W = _full_w(nk, sx, sxx)
+    W = _add_diag(_full_w(nk, sx, sxx), reg * (nk + _NK_EPS)[:, None])  # as in _m_evi
     O, shape, diag = _mm_loop(W, nk, state, variable_volume=False)
     scale = float((diag / shape).sum()) / (nk.sum() * W.shape[1])
     cov = scale * np.einsum("ji,jk,jl->kil", O, shape, O)
-    return _add_diag(cov, reg), (O, shape)
+    return cov, (O, shape)
 
 
 def _m_vve(nk, sx, sxx, reg, state):

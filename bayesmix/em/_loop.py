@@ -84,7 +84,15 @@ def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior, state=None):
     if nk.shape[0] > K:  # a noise component: K + 1 weights (a Dirichlet over K + 1 for MAP)
         weights = cv.m_step_weights_means(nk, np.zeros((K + 1, sx.shape[1])), n_obs, map_prior)[0]
     if covariance in mm.MODEL_M_STEP:
-        cov, state = mm.MODEL_M_STEP[covariance](nk[:K], sx, sxx, reg_covar, state)
+        # a collapsed component (zero determinant) gives inf/NaN covariances, which the
+        # precision factor below turns into the usual SingularCovarianceError
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            try:
+                cov, state = mm.MODEL_M_STEP[covariance](nk[:K], sx, sxx, reg_covar, state)
+            except np.linalg.LinAlgError:  # an SVD / eigen-decomposition of NaN
+                cov = np.nan
+        if not np.all(np.isfinite(cov)):
+            raise gs.singular_covariance_error("covariances", reg_covar)
         covariance = mm.BASE_TYPE[covariance]
     else:
         cov = cv.M_STEP[covariance](nk[:K], sx, sxx, n_obs, reg_covar, map_prior)
