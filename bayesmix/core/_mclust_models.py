@@ -33,6 +33,13 @@ The *native type* is the representation the densities and sufficient statistics 
 variances, an ``EVE`` fit a ``full`` one, and so on. The four models bayesmix had before
 (VII, VVI, EEE, VVV) keep their own M-steps there; this module holds the other ten.
 
+Under a conjugate prior (:class:`bayesmix.core._covariance.MapPrior`) EII, EEI, VEI,
+EVI, EEV and VEV have mclust 6.0's MAP M-steps (``meeiip``, ``meeeip``, ``meveip``,
+``meevip``, ``meeevp``, ``mevevp``): the scatter matrices become mclust's posterior
+scatter (prior scale + W_k + the mean-shrinkage term) with mclust's denominators;
+:data:`MAP_MODELS` lists them, :data:`UNSHRUNK_MEANS` the model whose means mclust does
+not shrink.
+
 The iterative M-steps follow mclust 6.0's Fortran (``mclust.f``: ``mevei``, ``mevev``;
 ``mclustaddson.f``: ``mevee``, ``meeve``, ``mevve``): the same updates, the same starting
 values (volumes and shapes 1, orientation the identity, carried from one EM iteration to
@@ -54,11 +61,13 @@ __all__ = [
     "BASE_TYPE",
     "INNER_MAX",
     "INNER_TOL",
+    "MAP_MODELS",
     "MCLUST_ALIASES",
     "MCLUST_MODELS",
     "MODEL_M_STEP",
     "MODEL_OF_TYPE",
     "NEW_MODELS",
+    "UNSHRUNK_MEANS",
     "n_var_params",
 ]
 
@@ -94,6 +103,12 @@ BASE_TYPE = {
 }
 #: the ten models with an M-step of this module
 NEW_MODELS = tuple(m for m in MCLUST_MODELS if m not in MODEL_OF_TYPE.values())
+
+#: the new models with a MAP M-step under the conjugate prior (mclust's own M-steps)
+MAP_MODELS = ("EII", "EEI", "VEI", "EVI", "EEV", "VEV")
+#: mclust 6.0's EEI MAP (``meeeip``) keeps the plain weighted means (its prior shrinks
+#: the shape, not the means); bayesmix reproduces it
+UNSHRUNK_MEANS = ("EEI",)
 
 #: lower-case mclust names -> the canonical covariance names (the native type for the
 #: four models bayesmix had, else the model name itself)
@@ -180,34 +195,58 @@ def _eig_desc(W):
 
 
 # --------------------------------------------------------------------------- diagonal family
-def _m_eii(nk, sx, sxx, reg, state):
+def _shrinkage(nk, sx, prior):
+    """``kappa n_k / (kappa + n_k) (xbar_k - m0)^2`` per feature (K, D), and the count of
+    the mean's prior (1 when kappa > 0) in mclust's denominators."""
+    nke = nk + _NK_EPS
+    c = prior.kappa0 * nke / (prior.kappa0 + nke)
+    return c[:, None] * (sx / nke[:, None] - prior.m0) ** 2, (1.0 if prior.kappa0 > 0 else 0.0)
+
+
+def _m_eii(nk, sx, sxx, reg, state, prior=None):
     W = _diag_w(nk, sx, sxx)
-    var = W.sum() / (nk.sum() * W.shape[1])
-    return np.full(nk.shape[0], var) + reg, None
+    K, D = W.shape
+    if prior is None:
+        var = W.sum() / (nk.sum() * D)
+    else:  # mclust's meeiip (its sigma^2 has no prior scale term)
+        var = (W.sum() + _shrinkage(nk, sx, prior)[0].sum()) / (
+            prior.nu0 + (nk.sum() + K) * D + 2.0
+        )
+    return np.full(K, var) + reg, None
 
 
-def _m_eei(nk, sx, sxx, reg, state):
+def _m_eei(nk, sx, sxx, reg, state, prior=None):
     W = _diag_w(nk, sx, sxx)
-    return np.broadcast_to(W.sum(0) / nk.sum(), W.shape).copy() + reg, None
+    if prior is None:
+        return np.broadcast_to(W.sum(0) / nk.sum(), W.shape).copy() + reg, None
+    shrink, one = _shrinkage(nk, sx, prior)  # mclust's meeeip
+    num = np.asarray(prior.scale) + (W + shrink).sum(0)
+    return np.broadcast_to(num / (nk.sum() + prior.nu0 + 1.0 + one), W.shape).copy() + reg, None
 
 
-def _m_evi(nk, sx, sxx, reg, state):
+def _m_evi(nk, sx, sxx, reg, state, prior=None):
     # EV* models normalise each W_k by its own determinant, which a component on a few
     # (or on duplicated) points makes 0: reg_covar enters as n_k reg_covar added to the
     # diagonal of W_k (a covariance of order reg_covar in a collapsed direction)
     W = _diag_w(nk, sx, sxx) + reg * (nk + _NK_EPS)[:, None]
+    denom = nk.sum()
+    if prior is not None:  # mclust's meevip
+        shrink, one = _shrinkage(nk, sx, prior)
+        W = W + np.asarray(prior.scale)[None] + shrink
+        denom += prior.nu0 + 1.0 + one
     det = _geomean(W)  # det(diag W_k)^(1/D)
-    lam = det.sum() / nk.sum()
+    lam = det.sum() / denom
     return lam * W / det[:, None], None
 
 
-def _fixed_point_scale_shape(Om, nk, scale, shape):
+def _fixed_point_scale_shape(Om, nk, scale, shape, extra=0.0):
     """mclust's VEI / VEV inner loop: volumes ``scale`` (K,) and a common shape (D,)
-    (determinant 1) for the eigenvalue (or diagonal) matrix ``Om`` (K, D)."""
+    (determinant 1) for the eigenvalue (or diagonal) matrix ``Om`` (K, D); ``extra`` is
+    added to the volumes' denominators ``D n_k`` (a prior's degrees of freedom)."""
     D = Om.shape[1]
     for _ in range(INNER_MAX):
         old_scale, old_shape = scale, shape
-        scale = (Om / shape[None]).sum(1) / (D * nk)
+        scale = (Om / shape[None]).sum(1) / (D * nk + extra)
         shape = (Om / scale[:, None]).sum(0)
         shape = shape / _geomean(shape)
         err = max(
@@ -219,24 +258,45 @@ def _fixed_point_scale_shape(Om, nk, scale, shape):
     return scale, shape
 
 
-def _m_vei(nk, sx, sxx, reg, state):
+def _m_vei(nk, sx, sxx, reg, state, prior=None):
     W = _diag_w(nk, sx, sxx)
     K, D = W.shape
     scale, shape = (np.ones(K), np.ones(D)) if state is None else state
-    scale, shape = _fixed_point_scale_shape(W, nk + _NK_EPS, scale, shape)
+    extra = 0.0
+    if prior is not None:  # mclust's meveip
+        shrink, one = _shrinkage(nk, sx, prior)
+        W = W + np.asarray(prior.scale)[None] + shrink
+        extra = prior.nu0 + 2.0 + one
+    scale, shape = _fixed_point_scale_shape(W, nk + _NK_EPS, scale, shape, extra)
     return scale[:, None] * shape[None] + reg, (scale, shape)
 
 
 # --------------------------------------------------------------------------- ellipsoidal family
-def _m_eev(nk, sx, sxx, reg, state):
-    Om, L = _eig_desc(_full_w(nk, sx, sxx))
-    common = Om.sum(0) / nk.sum()  # lambda * A
+def _posterior_w(nk, sx, sxx, prior):
+    """W_k, or under a conjugate prior mclust's posterior scatter
+    ``Psi + W_k + kappa n_k / (kappa + n_k) (xbar_k - m0)(xbar_k - m0)^T``."""
+    W = _full_w(nk, sx, sxx)
+    if prior is None:
+        return W
+    nke = nk + _NK_EPS
+    dev = sx / nke[:, None] - prior.m0
+    c = prior.kappa0 * nke / (prior.kappa0 + nke)
+    return W + np.asarray(prior.scale)[None] + c[:, None, None] * np.einsum("ki,kj->kij", dev, dev)
+
+
+def _m_eev(nk, sx, sxx, reg, state, prior=None):
+    Om, L = _eig_desc(_posterior_w(nk, sx, sxx, prior))
+    denom = nk.sum()
+    if prior is not None:  # mclust's meeevp: one prior's worth of degrees of freedom
+        denom += prior.nu0 + Om.shape[1] + 1.0 + (1.0 if prior.kappa0 > 0 else 0.0)
+    common = Om.sum(0) / denom  # lambda * A
     cov = np.einsum("kij,j,klj->kil", L, common, L)
     return _add_diag(cov, reg), None
 
 
-def _m_vev(nk, sx, sxx, reg, state):
-    Om, L = _eig_desc(_full_w(nk, sx, sxx))
+def _m_vev(nk, sx, sxx, reg, state, prior=None):
+    # under a prior, mclust's mevevp: the posterior scatter, the volumes still over n_k
+    Om, L = _eig_desc(_posterior_w(nk, sx, sxx, prior))
     K = Om.shape[0]
     if state is None:  # mclust's first iteration: the EEV solution
         tot = Om.sum(0)
@@ -247,14 +307,14 @@ def _m_vev(nk, sx, sxx, reg, state):
     return _add_diag(cov, reg), (scale, shape)
 
 
-def _m_evv(nk, sx, sxx, reg, state):
+def _m_evv(nk, sx, sxx, reg, state, prior=None):
     W = _add_diag(_full_w(nk, sx, sxx), reg * (nk + _NK_EPS)[:, None])  # as in _m_evi
     det = _geomean(np.linalg.eigvalsh(W).clip(0.0))  # det(W_k)^(1/D)
     lam = det.sum() / nk.sum()
     return lam * W / det[:, None, None], None
 
 
-def _m_vee(nk, sx, sxx, reg, state):
+def _m_vee(nk, sx, sxx, reg, state, prior=None):
     W = _full_w(nk, sx, sxx)
     nke = nk + _NK_EPS
     D = W.shape[1]
@@ -325,7 +385,7 @@ def _mm_loop(W, nk, state, variable_volume):
     return O, shape, diag
 
 
-def _m_eve(nk, sx, sxx, reg, state):
+def _m_eve(nk, sx, sxx, reg, state, prior=None):
     W = _add_diag(_full_w(nk, sx, sxx), reg * (nk + _NK_EPS)[:, None])  # as in _m_evi
     O, shape, diag = _mm_loop(W, nk, state, variable_volume=False)
     scale = float((diag / shape).sum()) / (nk.sum() * W.shape[1])
@@ -333,14 +393,15 @@ def _m_eve(nk, sx, sxx, reg, state):
     return cov, (O, shape)
 
 
-def _m_vve(nk, sx, sxx, reg, state):
+def _m_vve(nk, sx, sxx, reg, state, prior=None):
     W = _full_w(nk, sx, sxx)
     O, eig, _ = _mm_loop(W, nk, state, variable_volume=True)
     cov = np.einsum("ji,jk,jl->kil", O, eig, O)
     return _add_diag(cov, reg), (O, eig)
 
 
-#: ``MODEL_M_STEP[model](nk, sx, sxx, reg_covar, state) -> (native covariances, state)``
+#: ``MODEL_M_STEP[model](nk, sx, sxx, reg_covar, state, prior=None) -> (covariances, state)``
+#: (``prior``: a ``bayesmix.core._covariance.MapPrior``, for the models of MAP_MODELS)
 MODEL_M_STEP = {
     "EII": _m_eii,
     "EEI": _m_eei,

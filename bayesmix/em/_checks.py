@@ -91,11 +91,12 @@ def _check_arguments(
     1e-6 for maximum likelihood and 0 for MAP.
     """
     covariance = check_covariance_type(covariance, allowed=EM_COVARIANCE_TYPES)
-    if prior is not None and covariance in mm.NEW_MODELS:
+    if prior is not None and covariance in mm.NEW_MODELS and covariance not in mm.MAP_MODELS:
         raise NotImplementedError(
             f"covariance={covariance!r} with a prior (MAP) is not implemented yet; the MAP "
-            f"fit covers {list(cv.M_STEP)} (mclust's VII, VVI, VVV, EEE). Use prior=None "
-            f"for the maximum-likelihood {covariance} fit."
+            f"fit covers {list(cv.M_STEP)} (mclust's VII, VVI, VVV, EEE) and "
+            f"{list(mm.MAP_MODELS)}. Use prior=None for the maximum-likelihood "
+            f"{covariance} fit."
         )
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=0)
@@ -103,7 +104,8 @@ def _check_arguments(
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if prior is not None:
-        check_prior(prior, X.shape[1], covariance, n_components=K, method="em")
+        base = _model_settings(covariance)["covariance"]
+        check_prior(prior, X.shape[1], base, n_components=K, method="em")
     if reg_covar is None:
         reg_covar = 1e-6 if prior is None else 0.0
     reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
@@ -175,6 +177,7 @@ def _map_prior(prior, shift, covariance):
     """The conjugate prior's M-step constants in the fitting frame (None for ML)."""
     if prior is None:
         return None
+    covariance = _model_settings(covariance)["covariance"]  # the scale of the native type
     return cv.MapPrior(
         prior.mean - shift,
         prior.mean_shrinkage,

@@ -97,9 +97,10 @@ def fit_em(
         ``"EII"``, ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``, ``"VVI"``, ``"EEE"``,
         ``"VEE"``, ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``, ``"EVV"``, ``"VVV"`` (volume,
         shape, orientation: Equal, Variable or Identity). ``VII``, ``VVI``, ``VVV`` and
-        ``EEE`` are ``spherical``, ``diag``, ``full`` and ``tied``; the ten others are
-        maximum likelihood only (``prior=None``), with the M-steps of
-        :mod:`bayesmix.core._mclust_models`. ``EMResult.model_name`` records the model.
+        ``EEE`` are ``spherical``, ``diag``, ``full`` and ``tied``; the ten others have
+        the M-steps of :mod:`bayesmix.core._mclust_models`, by maximum likelihood, and
+        with a prior (mclust's MAP M-steps) for EII, EEI, VEI, EVI, EEV and VEV (mclust
+        has no prior for EVE, VEE, VVE, EVV). ``EMResult.model_name`` records the model.
     prior : GMMPrior, optional
         ``None`` (default): maximum likelihood. A :class:`bayesmix.GMMPrior` with
         ``covariance_prior="conjugate"`` and ``weight_concentration >= 1``: the MAP

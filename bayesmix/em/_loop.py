@@ -88,9 +88,12 @@ def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior, state=None):
         # precision factor below turns into the usual SingularCovarianceError
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             try:
-                cov, state = mm.MODEL_M_STEP[covariance](nk[:K], sx, sxx, reg_covar, state)
+                step = mm.MODEL_M_STEP[covariance]
+                cov, state = step(nk[:K], sx, sxx, reg_covar, state, map_prior)
             except np.linalg.LinAlgError:  # an SVD / eigen-decomposition of NaN
                 cov = np.nan
+        if map_prior is not None and covariance in mm.UNSHRUNK_MEANS:
+            means = sx / (nk[:K] + cv.NK_EPS)[:, None]  # mclust's meeeip shrinks no mean
         if not np.all(np.isfinite(cov)):
             raise gs.singular_covariance_error("covariances", reg_covar)
         covariance = mm.BASE_TYPE[covariance]
