@@ -39,7 +39,7 @@ from bayesmix.cluster._kmeans import kmeans
 from bayesmix.core._covariance import n_parameters
 from bayesmix.core._gaussian import responsibilities
 from bayesmix.core._priors import GMMPrior
-from bayesmix.core._validation import COVARIANCE_TYPES, BayesmixWarning, check_degenerate
+from bayesmix.core._validation import BayesmixWarning, check_degenerate
 from bayesmix.em import (
     _dask,  # imports no Dask itself (only with a [cluster])
     fit_em,
@@ -258,17 +258,14 @@ def _run_stages(run, t_start, report):
         with _timer(timings, "em"):
             _em_stage(run)
         with _timer(timings, "mcmc"):
-            sampled = _mcmc_covariances(spec)
-            if spec.mcmc and len(sampled) < len(spec.covariance):
-                result.notes.append(
-                    f"MCMC skipped for {[c for c in spec.covariance if c not in sampled]}: "
-                    f"mclust's models other than {list(COVARIANCE_TYPES)} are fitted by EM only."
-                )
+            em_only = [c for c in spec.covariance if c not in spec.mcmc_covariance]
+            if spec.mcmc and em_only:
+                result.notes.append(f"MCMC skipped for {em_only}: mclust's models, EM only.")
             if spec.mcmc and spec.kind in ("finite", "both"):
                 _mcmc_stage(run)
-            if spec.mcmc and spec.kind in ("dp", "both") and sampled:
+            if spec.mcmc and spec.kind in ("dp", "both") and spec.mcmc_covariance:
                 _dp_stage(run)
-            if spec.mcmc and spec.mfm and sampled:
+            if spec.mcmc and spec.mfm and spec.mcmc_covariance:
                 _mfm_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
@@ -355,15 +352,10 @@ def _check_before_fitting(spec, data, folder):
         raise SpecError(str(exc)) from None
 
 
-def _mcmc_covariances(spec):
-    """The spec's covariance types the samplers cover (mclust's ten others are EM only)."""
-    return [c for c in spec.covariance if c in COVARIANCE_TYPES]
-
-
 def _planned_fits(spec):
     """The ``fits/NAME`` folders a run of ``spec`` may save (:func:`_save_fits`)."""
     names = [f"{cov}_K{K}" for cov in spec.covariance for K in spec.k]
-    first = (_mcmc_covariances(spec) or [None])[0]
+    first = (spec.mcmc_covariance or [None])[0]
     if spec.mcmc and spec.kind in ("dp", "both") and first:
         names.append(f"dp_{first}")
     if spec.mcmc and spec.mfm and first:
@@ -485,7 +477,7 @@ def _mcmc_stage(run):
         result.table[col] = np.nan
     todo = [
         (cov, K)
-        for cov in _mcmc_covariances(spec)
+        for cov in spec.mcmc_covariance
         for K in mcmc_k
         if result.records[(cov, K)].em is not None
     ]
@@ -566,7 +558,7 @@ def _mcmc_columns(rec):
 def _dp_stage(run):
     """One Dirichlet-process mixture (first covariance type of the spec)."""
     spec, result = run.spec, run.result
-    cov = _mcmc_covariances(spec)[0]
+    cov = spec.mcmc_covariance[0]
     T = min(spec.truncation, run.X.shape[0])
     run.log(f"MCMC: Dirichlet-process mixture, {cov} covariance, truncation {T}")
     t1 = time.perf_counter()
@@ -610,7 +602,7 @@ def _dp_stage(run):
 def _mfm_stage(run):
     """One mixture of finite mixtures (first covariance type): the posterior on K."""
     spec, result = run.spec, run.result
-    cov = _mcmc_covariances(spec)[0]
+    cov = spec.mcmc_covariance[0]
     run.log(
         f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs, {spec.chains} chains x "
         f"{gibbs_draws(spec, run.X.shape[0])} draws after {gibbs_tune(spec)})"

@@ -303,6 +303,11 @@ class ExperimentSpec:
     #: ... or on the dask.distributed scheduler at this address
     scheduler: str | None = None
 
+    @property
+    def mcmc_covariance(self):
+        """The covariance types the samplers cover (mclust's ten others are EM only)."""
+        return [c for c in self.covariance if c in COVARIANCE_TYPES]
+
     def to_dict(self):
         """JSON-ready dict (stored with saved fits)."""
         return asdict(self)
