@@ -277,12 +277,16 @@ def test_cli_takes_the_names_and_all(tmp_path, capsys):
         fit = bm.load_fit(out / "fits" / f"{name}_K2").em_result
         assert fit.model_name == model
     assert "| VEV | 2 |" in (out / "report.md").read_text()
-    # MAP is not there yet for the ten: a one-line error naming the fix
-    rc = main(
-        ["fit", "--no-mcmc", "--covariance", "VEV,full", "--quiet", "--out", str(tmp_path / "b")]
-    )
+    # MAP (the default estimate) for a model mclust has no prior for: a one-line error
+    # naming the fix; for one with a prior, the MAP fit
+    argv = ["fit", "--no-mcmc", "--k", "2", "--quiet", "--covariance"]
+    rc = main([*argv, "EVE,full", "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err
-    assert rc != 0 and "--estimate ml" in err and "VEV" in err and "Traceback" not in err
+    assert rc != 0 and "--estimate ml" in err and "EVE" in err and "Traceback" not in err
+    rc = main([*argv, "VEV", "--out", str(tmp_path / "c")])
+    assert rc == 0, capsys.readouterr().err
+    fit = bm.load_fit(tmp_path / "c" / "fits" / "VEV_K2").em_result
+    assert fit.model_name == "VEV" and fit.log_posterior is not None
     # with MCMC, only the native types are sampled (and saved as DP/MFM fits)
     spec = spec_from_dict({"model": {"covariance": ["VEV", "diag"], "estimate": "ml", "k": [1, 2]}})
     assert spec.covariance == ["VEV", "diag"]

@@ -134,7 +134,8 @@ def _build_parser():
         action="append",
         help="covariance type(s): full, diag, spherical, tied, or mclust's model names "
         "(EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; 'all': the "
-        "14; the ten beyond the first four need --estimate ml and are fitted by EM only); "
+        "14; the ten beyond the first four are fitted by EM only, and EVE, VEE, VVE, EVV "
+        "need --estimate ml); "
         "comma list or repeated (default full)",
     )
     f.add_argument("--columns", help="comma-separated columns to use (default: all)")

@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayesmix.core._mclust_models import MCLUST_MODELS
+from bayesmix.core._mclust_models import MAP_MODELS, MCLUST_MODELS
 from bayesmix.core._validation import (
     COVARIANCE_TYPES,
     EM_COVARIANCE_TYPES,
@@ -379,11 +379,12 @@ def _check_map(s):
     """A MAP estimate (``model.estimate = 'map'``) must exist under the spec's prior."""
     if s.estimate != "map":
         return
-    em_only = [c for c in s.covariance if c not in COVARIANCE_TYPES]
-    if em_only:
+    with_map = (*COVARIANCE_TYPES, *MAP_MODELS)
+    no_map = [c for c in s.covariance if c not in with_map]
+    if no_map:
         raise SpecError(
-            f"model.covariance {em_only} has no MAP fit yet (EM under a prior covers "
-            f"{list(COVARIANCE_TYPES)}, mclust's VII, VVI, VVV and EEE); set model.estimate = "
+            f"model.covariance {no_map} has no MAP fit (mclust has no prior for EVE, VEE, "
+            f"VVE, EVV; EM under a prior covers {list(with_map)}); set model.estimate = "
             "'ml' (--estimate ml) for their maximum-likelihood fits."
         )
     if s.prior.get("covariance_prior") == "lkj":
