@@ -334,15 +334,17 @@ def _m_vee(nk, sx, sxx, reg, state, prior=None):
     return _add_diag(scale[:, None, None] * C[None], reg), None
 
 
-def _mm_orientation(W, omega, O, shape):
+def _mm_orientation(W, Wm, O, shape):
     """One MM 1 + MM 2 update (Browne & McNicholas 2014, as mclust's ``meeve``) of the
-    common orientation. ``O`` is ``D^T`` (rows the axes); ``shape`` (D, K)."""
-    Ok = O[None] / shape.T[:, :, None]  # inv(A_k) D^T, (K, D, D)
-    F = np.einsum("kij,kjl->il", Ok, W) - np.einsum("k,kij->ij", omega, Ok)
+    common orientation. ``O`` is ``D^T`` (rows the axes); ``shape`` (D, K); ``Wm`` the
+    W_k less their largest eigenvalue times the identity."""
+    inv = 1.0 / shape.T  # (K, D)
+    # MM 1: F = sum_k inv(A_k) D^T (W_k - omega_k I)
+    F = ((O @ Wm) * inv[:, :, None]).sum(0)
     P, _, Rt = np.linalg.svd(F)
-    Dm = (P @ Rt).T  # D
-    WD = W @ Dm  # (K, D, D)
-    F = (WD / shape.T[:, None, :]).sum(0) - np.einsum("k,kij->ij", (1.0 / shape).max(0), WD)
+    WD = W @ (P @ Rt).T  # W_k D, (K, D, D)
+    # MM 2: F = sum_k W_k D (inv(A_k) - max(inv(A_k)) I)
+    F = (WD * (inv - inv.max(1, keepdims=True))[:, None, :]).sum(0)
     P, _, Rt = np.linalg.svd(F)
     return (P @ Rt).T  # D^T
 
@@ -366,11 +368,12 @@ def _mm_loop(W, nk, state, variable_volume):
         O, diag = vecs[0].T, vals.T
         return O, (diag / nke if variable_volume else diag / _geomean(diag, axis=0)), diag
     omega = np.linalg.eigvalsh(W)[:, -1]
+    Wm = W - omega[:, None, None] * np.eye(D)[None]
     O, shape = (np.eye(D), np.ones((D, K))) if state is None else state
     prev = _FLMAX / 2
     for _ in range(INNER_MAX):
-        O = _mm_orientation(W, omega, O, shape)
-        diag = np.einsum("ij,kjl,il->ik", O, W, O)  # (D^T W_k D)_jj, (D, K)
+        O = _mm_orientation(W, Wm, O, shape)
+        diag = ((O @ W) * O[None]).sum(-1).T  # (D^T W_k D)_jj, (D, K)
         if variable_volume:
             shape = diag / nke[None]
             with np.errstate(divide="ignore"):
