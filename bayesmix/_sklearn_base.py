@@ -101,11 +101,17 @@ def _seed(random_state):
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def _check_covariance_type(value):
-    """The canonical covariance type, with errors naming ``covariance_type``."""
-    from bayesmix.core._validation import check_covariance_type
+def _check_covariance_type(value, em=False):
+    """The canonical covariance type, with errors naming ``covariance_type``; ``em``: also
+    mclust's models that only EM fits (``"VEV"`` ...)."""
+    from bayesmix.core._validation import (
+        COVARIANCE_TYPES,
+        EM_COVARIANCE_TYPES,
+        check_covariance_type,
+    )
 
-    return check_covariance_type(value, name="covariance_type")
+    allowed = EM_COVARIANCE_TYPES if em else COVARIANCE_TYPES
+    return check_covariance_type(value, allowed=allowed, name="covariance_type")
 
 
 def _native_covariances(cov_full, covariance_type):

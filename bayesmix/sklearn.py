@@ -241,7 +241,11 @@ class GaussianMixture(_AllowNaN, _DensityEstimator):
     Parameters
     ----------
     n_components : int, default 1
-    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    covariance_type : {"full", "tied", "diag", "spherical"} or an mclust name, default "full"
+        Also any of mclust's 14 models (``"EII"`` ... ``"VVV"``, see
+        :func:`bayesmix.fit_em`); ``covariances_`` then has the shape of the model's native
+        type (``"EVE"``: full, ``"EEI"``: diag), so ``GridSearchCV`` with
+        :func:`bic_scorer` can search over the models.
     tol : float, default 1e-3
         A run stops when the objective per observation changes by at most ``tol``
         between EM iterations: for maximum likelihood this is scikit-learn's rule (the
@@ -331,7 +335,7 @@ class GaussianMixture(_AllowNaN, _DensityEstimator):
                 f"init_params must be one of {list(_INIT_PARAMS)}; got {self.init_params!r}."
             )
         kwargs = dict(
-            covariance=_check_covariance_type(self.covariance_type),
+            covariance=_check_covariance_type(self.covariance_type, em=True),
             prior=self.prior,
             max_iter=self.max_iter,
             tol=self.tol,

@@ -38,6 +38,7 @@ NUMPY_LAYER = (
     "bayesmix.core",
     "bayesmix.core._constants",
     "bayesmix.core._covariance",
+    "bayesmix.core._mclust_models",
     "bayesmix.core._dask",
     "bayesmix.core._estep_kernels",
     "bayesmix.core._gaussian",

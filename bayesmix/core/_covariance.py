@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayesmix.core import _mclust_models as mm
+
 # the density side of the dispatch tables lives in the Gaussian-density layer
 from bayesmix.core._gaussian import (
     LOG_DET_CHOLESKY,
@@ -239,6 +241,13 @@ N_COVARIANCE_PARAMETERS = {
 
 
 def n_parameters(covariance, n_components, n_features):
-    """Free parameters of a mixture: covariances + means + (K - 1) weights (as scikit-learn)."""
+    """Free parameters of a mixture: covariances + means + (K - 1) weights (as scikit-learn).
+
+    ``covariance`` is one of the four native types or one of mclust's 14 model names, whose
+    covariance count is mclust's ``nVarParams`` (the same for VII/VVI/VVV/EEE and their
+    native types), so the total is mclust's ``df``.
+    """
     K, D = n_components, n_features
-    return N_COVARIANCE_PARAMETERS[covariance](K, D) + K * D + K - 1
+    if covariance in N_COVARIANCE_PARAMETERS:
+        return N_COVARIANCE_PARAMETERS[covariance](K, D) + K * D + K - 1
+    return mm.n_var_params(covariance, K, D) + K * D + K - 1

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from bayesmix.core._mclust_models import MCLUST_ALIASES, NEW_MODELS
 from bayesmix.core._missing import check_gaps, check_missing
 
 __all__ = [
@@ -35,12 +36,14 @@ __all__ = [
 
 #: Canonical covariance type names, and the aliases accepted for them.
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
+EM_COVARIANCE_TYPES = (*COVARIANCE_TYPES, *NEW_MODELS)  # what fit_em takes
 _COVARIANCE_ALIASES = {
     "spherical": "spherical",
     "diag": "diag",
     "diagonal": "diag",
     "full": "full",
     "tied": "tied",
+    **MCLUST_ALIASES,  # mclust's 14 names (EM takes the ten others: EM_COVARIANCE_TYPES)
 }
 
 
@@ -66,7 +69,7 @@ def check_covariance_type(covariance, *, allowed=COVARIANCE_TYPES, name="covaria
     Parameters
     ----------
     covariance : str
-        ``"spherical"``, ``"diag"`` (alias ``"diagonal"``), ``"full"`` or ``"tied"``.
+        ``"spherical"``, ``"diag"`` (``"diagonal"``), ``"full"``, ``"tied"``, an mclust name.
     allowed : tuple of str
         The canonical names the caller supports.
     name : str

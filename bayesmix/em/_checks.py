@@ -13,8 +13,10 @@ import numpy as np
 
 from bayesmix.core import _covariance as cv
 from bayesmix.core import _gaussian as gs
+from bayesmix.core import _mclust_models as mm
 from bayesmix.core._priors import check_prior
 from bayesmix.core._validation import (
+    EM_COVARIANCE_TYPES,
     ConvergenceWarning,
     DegenerateDataWarning,
     check_covariance_type,
@@ -88,20 +90,37 @@ def _check_arguments(
     max_iter, tol, reg_covar, parsed init, init name, rng)``: ``reg_covar`` defaults to
     1e-6 for maximum likelihood and 0 for MAP.
     """
-    covariance = check_covariance_type(covariance)
+    covariance = check_covariance_type(covariance, allowed=EM_COVARIANCE_TYPES)
+    if prior is not None and covariance in mm.NEW_MODELS and covariance not in mm.MAP_MODELS:
+        raise NotImplementedError(
+            f"covariance={covariance!r} with a prior (MAP) is not implemented yet; the MAP "
+            f"fit covers {list(cv.M_STEP)} (mclust's VII, VVI, VVV, EEE) and "
+            f"{list(mm.MAP_MODELS)}. Use prior=None for the maximum-likelihood "
+            f"{covariance} fit."
+        )
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=0)
     tol = check_positive(tol, "tol", strict=False)
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if prior is not None:
-        check_prior(prior, X.shape[1], covariance, n_components=K, method="em")
+        base = _model_settings(covariance)["covariance"]
+        check_prior(prior, X.shape[1], base, n_components=K, method="em")
     if reg_covar is None:
         reg_covar = 1e-6 if prior is None else 0.0
     reg_covar = check_positive(reg_covar, "reg_covar", strict=False)
     init_parsed, init_name = _parse_init(init, X, K, n_init)
     rng = check_random_state(random_seed)
     return covariance, n_init, max_iter, tol, reg_covar, init_parsed, init_name, rng
+
+
+def _model_settings(covariance):
+    """The ``_RunSettings`` fields of a checked covariance name: the native (density)
+    type and mclust's model name (``"full"`` -> ``("full", "VVV")``, ``"VEV"`` ->
+    ``("full", "VEV")``)."""
+    if covariance in mm.MODEL_OF_TYPE:
+        return {"covariance": covariance, "model_name": mm.MODEL_OF_TYPE[covariance]}
+    return {"covariance": mm.BASE_TYPE[covariance], "model_name": covariance}
 
 
 def _dask_keywords(arguments):
@@ -158,6 +177,7 @@ def _map_prior(prior, shift, covariance):
     """The conjugate prior's M-step constants in the fitting frame (None for ML)."""
     if prior is None:
         return None
+    covariance = _model_settings(covariance)["covariance"]  # the scale of the native type
     return cv.MapPrior(
         prior.mean - shift,
         prior.mean_shrinkage,
@@ -228,6 +248,7 @@ def _em_result(
         covariances=cov_full,
         precisions_cholesky=cv.precision_cholesky_full(cov_full),
         covariance=cfg.covariance,
+        model_name=cfg.model_name,
         prior=cfg.prior,
         log_likelihood=float(best.log_likelihood),
         log_posterior=None if cfg.prior is None else float(best.objective),

@@ -76,7 +76,7 @@ def _initial_stats(ctx, cfg, init, rng):
 def _run_em_dask(ctx, stats0, means_init, cfg, label=""):
     """One EM run, as ``bayesmix.em._loop._run_em`` with the E-step as a Dask reduction."""
     N = cfg.n_obs(ctx.X)  # the sum of the weights with sample_weight
-    model = _loop._m_step(*stats0, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+    model = _loop._m_step(*stats0, cfg.m_key, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
     return _loop._iterate(lambda m: ctx.estep(cfg, m), model, cfg, N, [], cfg.max_iter, label)
@@ -118,7 +118,7 @@ def _checked_settings(kw, X, K):
         _checks._check_arguments(X, K, **kw)
     )
     settings = dict(
-        covariance=covariance,
+        **_checks._model_settings(covariance),
         n_components=K,
         max_iter=max_iter,
         tol=tol,

@@ -41,6 +41,7 @@ from bayesmix.em._checks import (
     _dask_keywords,
     _em_result,
     _map_prior,
+    _model_settings,
     _noise_volume,
     _singular_under_prior,
     _warn_fit_problems,
@@ -90,8 +91,16 @@ def fit_em(
         is the same :class:`EMResult`, with ``labels`` a lazy Dask array.
     n_components : int
         Number of components K, ``1 <= K <= N``.
-    covariance : {"full", "diag", "spherical", "tied"}, default "full"
-        Covariance type (``"diagonal"`` is accepted for ``"diag"``).
+    covariance : {"full", "diag", "spherical", "tied"} or an mclust model name, default "full"
+        Covariance type (``"diagonal"`` is accepted for ``"diag"``), or one of mclust's 14
+        models ``Sigma_k = lambda_k D_k A_k D_k^T`` (Celeux & Govaert 1995; any case):
+        ``"EII"``, ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``, ``"VVI"``, ``"EEE"``,
+        ``"VEE"``, ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``, ``"EVV"``, ``"VVV"`` (volume,
+        shape, orientation: Equal, Variable or Identity). ``VII``, ``VVI``, ``VVV`` and
+        ``EEE`` are ``spherical``, ``diag``, ``full`` and ``tied``; the ten others have
+        the M-steps of :mod:`bayesmix.core._mclust_models`, by maximum likelihood, and
+        with a prior (mclust's MAP M-steps) for EII, EEI, VEI, EVI, EEV and VEV (mclust
+        has no prior for EVE, VEE, VVE, EVV). ``EMResult.model_name`` records the model.
     prior : GMMPrior, optional
         ``None`` (default): maximum likelihood. A :class:`bayesmix.GMMPrior` with
         ``covariance_prior="conjugate"`` and ``weight_concentration >= 1``: the MAP
@@ -251,6 +260,9 @@ def fit_em(
     >>> wt = bm.fit_em(X, 2, sample_weight=np.full(len(X), 2.0), random_seed=0)
     >>> round(wt.log_likelihood / ml.log_likelihood, 6)
     2.0
+    >>> vev = bm.fit_em(X, 2, covariance="VEV", random_seed=0)
+    >>> vev.model_name, vev.covariance, vev.n_parameters
+    ('VEV', 'full', 10)
     >>> nz = bm.fit_em(X, 2, noise=True, random_seed=0)
     >>> nz.predict_proba(X).shape
     (272, 3)
@@ -290,7 +302,7 @@ def fit_em(
         shift = _nan_average(X, w)
     Xc = np.ascontiguousarray(X - shift)
     cfg = _RunSettings(
-        covariance=covariance,
+        **_model_settings(covariance),
         n_components=K,
         max_iter=max_iter,
         tol=tol,

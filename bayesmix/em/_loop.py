@@ -18,6 +18,7 @@ import numpy as np
 
 from bayesmix.core import _covariance as cv
 from bayesmix.core import _gaussian as gs
+from bayesmix.core import _mclust_models as mm
 from bayesmix.em import _missing
 from bayesmix.em._starts import (
     initial_labels,
@@ -68,20 +69,38 @@ def _stats_from_resp(X, covariance, resp, n_gauss=None, sample_weight=None):
 class _Model:
     """Parameters in the fitting frame (data centred at the data mean)."""
 
-    __slots__ = ("cov", "means", "prec_chol", "weights")
+    __slots__ = ("cov", "means", "prec_chol", "state", "weights")
 
-    def __init__(self, weights, means, cov, prec_chol):
+    def __init__(self, weights, means, cov, prec_chol, state=None):
         self.weights, self.means, self.cov, self.prec_chol = weights, means, cov, prec_chol
+        self.state = state  # what an iterative mclust M-step carries to the next one
 
 
-def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior):
+def _m_step(nk, sx, sxx, covariance, n_obs, reg_covar, map_prior, state=None):
+    """The M-step; ``covariance`` is a native type or one of mclust's ten other models
+    (``_RunSettings.m_key``), whose M-step may start from the previous one's ``state``."""
     K = sx.shape[0]
     weights, means = cv.m_step_weights_means(nk[:K], sx, n_obs, map_prior)
     if nk.shape[0] > K:  # a noise component: K + 1 weights (a Dirichlet over K + 1 for MAP)
         weights = cv.m_step_weights_means(nk, np.zeros((K + 1, sx.shape[1])), n_obs, map_prior)[0]
-    cov = cv.M_STEP[covariance](nk[:K], sx, sxx, n_obs, reg_covar, map_prior)
+    if covariance in mm.MODEL_M_STEP:
+        # a collapsed component (zero determinant) gives inf/NaN covariances, which the
+        # precision factor below turns into the usual SingularCovarianceError
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            try:
+                step = mm.MODEL_M_STEP[covariance]
+                cov, state = step(nk[:K], sx, sxx, reg_covar, state, map_prior)
+            except np.linalg.LinAlgError:  # an SVD / eigen-decomposition of NaN
+                cov = np.nan
+        if map_prior is not None and covariance in mm.UNSHRUNK_MEANS:
+            means = sx / (nk[:K] + cv.NK_EPS)[:, None]  # mclust's meeeip shrinks no mean
+        if not np.all(np.isfinite(cov)):
+            raise gs.singular_covariance_error("covariances", reg_covar)
+        covariance = mm.BASE_TYPE[covariance]
+    else:
+        cov = cv.M_STEP[covariance](nk[:K], sx, sxx, n_obs, reg_covar, map_prior)
     prec = cv.PRECISION_CHOLESKY[covariance](cov, reg_covar)
-    return _Model(weights, means, cov, prec)
+    return _Model(weights, means, cov, prec, state)
 
 
 def _init_array(init, X, n_components):
@@ -144,6 +163,15 @@ class _RunSettings:
     log_noise: float | None = None  # -log(noise volume) with a noise component, else None
     missing: object = None  # MissingPatterns when X has NaN (bayesmix.em._missing), else None
     noise_log_sides: np.ndarray | None = None  # the noise box's log sides (D,), with gaps
+    model_name: str | None = None  # mclust's name of the model ("VVV" for "full", "VEV"...)
+
+    @property
+    def m_key(self):
+        """The M-step's key: the native type, or the mclust model it stands for when that
+        is not the type's own model (``covariance="full"``, ``model_name="VEV"``)."""
+        if self.model_name is None or mm.MODEL_OF_TYPE.get(self.covariance) == self.model_name:
+            return self.covariance
+        return self.model_name
 
     def start_data(self, X):
         """The data the starts and the first M-step see: gaps filled by 0 (the observed
@@ -213,7 +241,7 @@ def _run_em(X, resp, means_init, cfg, label="", max_iter=None, stats=None):
             resp = np.column_stack([(1.0 - _NOISE_INIT) * resp, np.full(X.shape[0], _NOISE_INIT)])
         stats = _stats_from_resp(cfg.start_data(X), cfg.covariance, resp, K, cfg.sample_weight)
     nk, sx, sxx = stats
-    model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+    model = _m_step(nk, sx, sxx, cfg.m_key, N, cfg.reg_covar, cfg.map_prior)
     if means_init is not None:
         model.means = np.array(means_init, dtype=float)
     return _em_loop(X, model, cfg, [], cfg.max_iter if max_iter is None else max_iter, label)
@@ -223,7 +251,9 @@ def _continue_em(X, run, cfg, label=""):
     """Continue a run stopped before convergence, up to ``cfg.max_iter`` updates in all."""
     if run.converged or run.n_iter >= cfg.max_iter:
         return run
-    model = _m_step(*run.stats, cfg.covariance, cfg.n_obs(X), cfg.reg_covar, cfg.map_prior)
+    model = _m_step(
+        *run.stats, cfg.m_key, cfg.n_obs(X), cfg.reg_covar, cfg.map_prior, run.model.state
+    )
     out = _em_loop(X, model, cfg, list(run.history), cfg.max_iter - run.n_iter - 1, label)
     return dataclasses.replace(out, strategy=run.strategy)
 
@@ -269,7 +299,7 @@ def _iterate(e_step, model, cfg, N, history, max_iter, label, labels=None):
             break
         if it == max_iter:
             break
-        model = _m_step(nk, sx, sxx, cfg.covariance, N, cfg.reg_covar, cfg.map_prior)
+        model = _m_step(nk, sx, sxx, cfg.m_key, N, cfg.reg_covar, cfg.map_prior, model.state)
     return _RunResult(
         model=model,
         log_likelihood=ll,

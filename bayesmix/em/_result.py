@@ -15,6 +15,7 @@ from bayesmix.core import (
     _missing,
 )
 from bayesmix.core import _gaussian as gs
+from bayesmix.core import _mclust_models as mm
 from bayesmix.core._priors import GMMPrior
 from bayesmix.core._validation import (
     check_data,
@@ -44,7 +45,15 @@ class EMResult:
     precisions_cholesky : ndarray, shape (K, D, D)
         Upper-triangular ``P_k`` with ``P_k @ P_k.T = inv(covariances[k])``.
     covariance : str
-        Canonical covariance type: ``"spherical"``, ``"diag"``, ``"full"`` or ``"tied"``.
+        The native covariance type of the fit, the representation its densities use:
+        ``"spherical"``, ``"diag"``, ``"full"`` or ``"tied"`` (an ``EVE`` fit is
+        ``"full"``, an ``EEI`` one ``"diag"``; see ``model_name``).
+    model_name : str
+        mclust's name of the covariance model (Celeux & Govaert 1995,
+        :mod:`bayesmix.core._mclust_models`): ``"VII"``, ``"VVI"``, ``"VVV"`` or ``"EEE"``
+        for ``covariance="spherical"``, ``"diag"``, ``"full"`` or ``"tied"``, or the name
+        given to :func:`fit_em` (``"VEV"``, ...). It sets :attr:`n_parameters`. Filled in
+        from ``covariance`` when not given (results saved before it existed).
     prior : GMMPrior or None
         The prior of a MAP fit; ``None`` for maximum likelihood.
     log_likelihood : float
@@ -137,8 +146,11 @@ class EMResult:
     total_weight: float | None = None
     n_missing: int = 0
     noise_sides: tuple | None = None
+    model_name: str | None = None
 
     def __post_init__(self):
+        if self.model_name is None:
+            object.__setattr__(self, "model_name", mm.MODEL_OF_TYPE[self.covariance])
         for name in ("weights", "means", "covariances", "precisions_cholesky", "labels"):
             value = getattr(self, name)
             if value is not None and not _dask.is_dask(value):  # Dask labels stay lazy
@@ -159,12 +171,14 @@ class EMResult:
 
     @property
     def n_parameters(self):
-        """Number of free parameters (covariances + means + K - 1 weights), as scikit-learn.
+        """Number of free parameters: mclust's ``nVarParams`` of ``model_name`` + means +
+        K - 1 weights (mclust's ``df``; for the four native types also scikit-learn's count).
 
         A noise component adds one (its weight; the volume is fixed), as mclust.
         """
         extra = 0 if self.noise_weight is None else 1
-        return cv.n_parameters(self.covariance, self.n_components, self.n_features) + extra
+        K, D = self.n_components, self.n_features
+        return mm.n_var_params(self.model_name, K, D) + K * D + K - 1 + extra
 
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X):
@@ -375,6 +389,7 @@ class EMResult:
             "means": self.means.tolist(),
             "covariances": self.covariances.tolist(),
             "covariance": self.covariance,
+            "model_name": self.model_name,
             "prior": None if self.prior is None else self.prior.to_dict(),
             "log_likelihood": float(self.log_likelihood),
             "log_posterior": None if self.log_posterior is None else float(self.log_posterior),
@@ -445,8 +460,10 @@ class EMResult:
         extra += f", collapsed={list(self.collapsed)}" if self.collapsed else ""
         if self.noise_weight is not None:
             extra += f", noise_weight={self.noise_weight:.3g}"
+        own = mm.MODEL_OF_TYPE.get(self.covariance) == self.model_name
+        model = "" if own else f", model_name={self.model_name!r}"
         return (
-            f"EMResult({kind}, covariance={self.covariance!r}, K={self.n_components}, "
+            f"EMResult({kind}, covariance={self.covariance!r}{model}, K={self.n_components}, "
             f"D={self.n_features}, N={self.n_obs}, {obj}, weights={w}, n_iter={self.n_iter}, "
             f"converged={self.converged}{extra})"
         )

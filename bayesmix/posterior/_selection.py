@@ -39,6 +39,8 @@ from arviz_stats import ELPDData
 
 from bayesmix.core._covariance import n_parameters
 from bayesmix.core._validation import (
+    COVARIANCE_TYPES,
+    EM_COVARIANCE_TYPES,
     BayesmixWarning,
     check_covariance_type,
     check_data,
@@ -296,7 +298,9 @@ def select_k(
     X : array_like or pandas.DataFrame, shape (N, D)
     ks : iterable of int
         The K grid, e.g. ``range(1, 7)``.
-    covariance : {"full", "diag", "spherical", "tied"}
+    covariance : {"full", "diag", "spherical", "tied"} or one of mclust's model names
+        mclust's names (``"EII"`` ... ``"VVV"``, :func:`bayesmix.fit_em`) other than the
+        four these types are need ``mcmc=False`` (EM only).
     prior : None, GMMPrior or callable K -> GMMPrior
         ``None``: EM is maximum likelihood and the PyMC model uses its default prior
         (``GMMPrior.from_data(X, K)``). A prior (or a function giving one per K):
@@ -380,7 +384,13 @@ def select_k(
     """
     data = X  # fits get the user's data as given (a DataFrame keeps its feature names)
     X = check_data(X)
-    covariance = check_covariance_type(covariance)
+    covariance = check_covariance_type(covariance, allowed=EM_COVARIANCE_TYPES)
+    if mcmc and covariance not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance={covariance!r} is one of mclust's models that only EM fits; the "
+            f"MCMC samplers cover {list(COVARIANCE_TYPES)}. Pass mcmc=False for the BIC/ICL "
+            "table of EM fits, or one of those covariance types."
+        )
     ks = _check_ks(ks, X.shape[0])
     if rule not in _RULES:
         raise ValueError(f"rule must be one of {list(_RULES)}; got {rule!r}.")

@@ -132,8 +132,11 @@ def _build_parser():
     f.add_argument(
         "--covariance",
         action="append",
-        help="covariance type(s): full, diag, spherical, tied; comma list or repeated "
-        "(default full)",
+        help="covariance type(s): full, diag, spherical, tied, or mclust's model names "
+        "(EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; 'all': the "
+        "14; the ten beyond the first four are fitted by EM only, and EVE, VEE, VVE, EVV "
+        "need --estimate ml); "
+        "comma list or repeated (default full)",
     )
     f.add_argument("--columns", help="comma-separated columns to use (default: all)")
     f.add_argument("--sep", help="CSV delimiter, e.g. ';' (default: sniffed among , ; tab |)")

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bayesmix.core._mclust_models import MCLUST_MODELS
 from bayesmix.core._validation import COVARIANCE_TYPES
 from bayesmix.workflow._lock import LOCK_FILE, check_not_held, lock_folder
 
@@ -553,6 +554,10 @@ def _load_em(file):
     if d["covariance"] not in COVARIANCE_TYPES:
         raise _unreadable(
             file, f"'em.covariance' is {d['covariance']!r}, not one of {COVARIANCE_TYPES}"
+        )
+    if d.get("model_name") is not None and d["model_name"] not in MCLUST_MODELS:
+        raise _unreadable(
+            file, f"'em.model_name' is {d['model_name']!r:.40}, not one of {MCLUST_MODELS}"
         )
     if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-6:
         raise _unreadable(file, f"the weights {w.tolist()} are not a probability vector")

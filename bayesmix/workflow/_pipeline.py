@@ -259,11 +259,14 @@ def _run_stages(run, t_start, report):
         with _timer(timings, "em"):
             _em_stage(run)
         with _timer(timings, "mcmc"):
+            em_only = [c for c in spec.covariance if c not in spec.mcmc_covariance]
+            if spec.mcmc and em_only:
+                result.notes.append(f"MCMC skipped for {em_only}: mclust's models, EM only.")
             if spec.mcmc and spec.kind in ("finite", "both"):
                 _mcmc_stage(run)
-            if spec.mcmc and spec.kind in ("dp", "both"):
+            if spec.mcmc and spec.kind in ("dp", "both") and spec.mcmc_covariance:
                 _dp_stage(run)
-            if spec.mcmc and spec.mfm:
+            if spec.mcmc and spec.mfm and spec.mcmc_covariance:
                 _mfm_stage(run)
     with _timer(timings, "analysis"):
         _analysis_stage(run)
@@ -353,10 +356,11 @@ def _check_before_fitting(spec, data, folder):
 def _planned_fits(spec):
     """The ``fits/NAME`` folders a run of ``spec`` may save (:func:`_save_fits`)."""
     names = [f"{cov}_K{K}" for cov in spec.covariance for K in spec.k]
-    if spec.mcmc and spec.kind in ("dp", "both"):
-        names.append(f"dp_{spec.covariance[0]}")
-    if spec.mcmc and spec.mfm:
-        names.append(f"mfm_{spec.covariance[0]}")
+    first = (spec.mcmc_covariance or [None])[0]
+    if spec.mcmc and spec.kind in ("dp", "both") and first:
+        names.append(f"dp_{first}")
+    if spec.mcmc and spec.mfm and first:
+        names.append(f"mfm_{first}")
     return [f"fits/{n}" for n in names]
 
 
@@ -474,7 +478,7 @@ def _mcmc_stage(run):
         result.table[col] = np.nan
     todo = [
         (cov, K)
-        for cov in spec.covariance
+        for cov in spec.mcmc_covariance
         for K in mcmc_k
         if result.records[(cov, K)].em is not None
     ]
@@ -584,7 +588,7 @@ def _mcmc_columns(rec):
 def _dp_stage(run):
     """One Dirichlet-process mixture (first covariance type of the spec)."""
     spec, result = run.spec, run.result
-    cov = spec.covariance[0]
+    cov = spec.mcmc_covariance[0]
     T = min(spec.truncation, run.X.shape[0])
     run.log(f"MCMC: Dirichlet-process mixture, {cov} covariance, truncation {T}")
     t1 = time.perf_counter()
@@ -628,7 +632,7 @@ def _dp_stage(run):
 def _mfm_stage(run):
     """One mixture of finite mixtures (first covariance type): the posterior on K."""
     spec, result = run.spec, run.result
-    cov = spec.covariance[0]
+    cov = spec.mcmc_covariance[0]
     run.log(
         f"MCMC: mixture of finite mixtures, {cov} covariance (Gibbs, {spec.chains} chains x "
         f"{gibbs_draws(spec, run.X.shape[0], mfm=True)} draws after {gibbs_tune(spec)})"

@@ -68,8 +68,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayesmix.core._mclust_models import MAP_MODELS, MCLUST_MODELS
 from bayesmix.core._validation import (
     COVARIANCE_TYPES,
+    EM_COVARIANCE_TYPES,
     check_covariance_type,
     check_data,
     check_int,
@@ -237,14 +239,18 @@ def _check_k_limit(k, name):
 
 
 def _covariances(value, name="model.covariance"):
+    """The covariance types of a spec: native types, mclust's names, ``"all"`` (the 14)."""
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
     if not isinstance(value, (list, tuple)) or not value:
         raise SpecError(f"{name} must be one or more of {list(COVARIANCE_TYPES)}; got {value!r}.")
+    if any(isinstance(v, str) and v.lower() == "all" for v in value):
+        value = [v for v in value if not (isinstance(v, str) and v.lower() == "all")]
+        value += list(MCLUST_MODELS)  # mclust's 14 models, in mclust's order
     out = []
     for v in value:
         try:
-            c = check_covariance_type(v, name=name)
+            c = check_covariance_type(v, allowed=EM_COVARIANCE_TYPES, name=name)
         except (TypeError, ValueError) as exc:
             raise SpecError(str(exc)) from None
         if c not in out:
@@ -322,6 +328,11 @@ class ExperimentSpec:
     #: ... or on the dask.distributed scheduler at this address
     scheduler: str | None = None
 
+    @property
+    def mcmc_covariance(self):
+        """The covariance types the samplers cover (mclust's ten others are EM only)."""
+        return [c for c in self.covariance if c in COVARIANCE_TYPES]
+
     def to_dict(self):
         """JSON-ready dict (stored with saved fits)."""
         return asdict(self)
@@ -393,6 +404,14 @@ def _check_map(s):
     """A MAP estimate (``model.estimate = 'map'``) must exist under the spec's prior."""
     if s.estimate != "map":
         return
+    with_map = (*COVARIANCE_TYPES, *MAP_MODELS)
+    no_map = [c for c in s.covariance if c not in with_map]
+    if no_map:
+        raise SpecError(
+            f"model.covariance {no_map} has no MAP fit (mclust has no prior for EVE, VEE, "
+            f"VVE, EVV; EM under a prior covers {list(with_map)}); set model.estimate = "
+            "'ml' (--estimate ml) for their maximum-likelihood fits."
+        )
     if s.prior.get("covariance_prior") == "lkj":
         raise SpecError(
             "prior.covariance_prior = 'lkj' has no closed-form MAP; set model.estimate = 'ml' "
