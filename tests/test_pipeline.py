@@ -13,7 +13,7 @@ import bayesmix as bm
 from bayesmix.core._validation import BayesmixWarning
 from bayesmix.mcmc._trace import from_arrays
 from bayesmix.posterior import _compare as compare
-from bayesmix.workflow import _fitchecks
+from bayesmix.workflow import _fitchecks, _gibbs_length
 from bayesmix.workflow import _pipeline as pipeline
 from bayesmix.workflow import _spec as bspec
 from bayesmix.workflow._spec import load_spec, spec_from_dict
@@ -231,8 +231,8 @@ def test_gibbs_fit_failing_its_diagnostics_is_sampled_again_with_more_draws(tmp_
     """Real Gibbs runs (Old Faithful, K = 2 and the MFM): with thresholds no run can meet,
     each fit is sampled exactly once more, with gibbs_retry_draws draws and a derived
     seed, and the report's notes say so; the repeat is what the result holds."""
-    monkeypatch.setattr(bspec, "GIBBS_DRAWS", 40)
-    monkeypatch.setattr(bspec, "GIBBS_MFM_DRAWS", 60)
+    monkeypatch.setattr(_gibbs_length, "GIBBS_DRAWS", 40)
+    monkeypatch.setattr(_gibbs_length, "GIBBS_MFM_DRAWS", 60)
     monkeypatch.setattr(_fitchecks, "ESS_PER_CHAIN", 10**9)
     spec = spec_from_dict(
         {
