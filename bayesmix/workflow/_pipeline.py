@@ -58,6 +58,7 @@ from bayesmix.posterior import _membership
 from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
 from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
+from bayesmix.posterior._modelcompare import compare_models
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
 from bayesmix.workflow import _fitchecks as _fc
@@ -134,6 +135,8 @@ class ExperimentResult:
     #: positions (M,) of the observations of the co-clustering and partition, or None (all)
     coclustering_subset: object = None
     comparison: object = None
+    #: arviz_stats.compare over the MCMC fits' LOO (bayesmix.posterior._modelcompare)
+    model_comparison: object = None
     recovery: dict | None = None
     out_dir: Path | None = None
     report_path: Path | None = None
@@ -691,6 +694,8 @@ def _analysis_stage(run):
     result, X = run.result, run.X
     loos = {key: rec.loo for key, rec in result.records.items() if rec.loo is not None}
     result.chosen, result.choice_reason = choose_model(result.table, loos, X.shape[1])
+    if loos:
+        result.model_comparison = compare_models(loos)
     run.log(f"chosen: {result.choice_reason}")
     rec = result.chosen_record
     if rec.idata is not None and rec.K != 1:
