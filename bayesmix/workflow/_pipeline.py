@@ -68,6 +68,7 @@ from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._recovery import recovery
 from bayesmix.workflow._report import run_length, write_report
+from bayesmix.workflow._report_ppc import ppc_check
 from bayesmix.workflow._spec import (
     Data,
     ExperimentSpec,
@@ -137,6 +138,8 @@ class ExperimentResult:
     comparison: object = None
     #: arviz_stats.compare over the MCMC fits' LOO (bayesmix.posterior._modelcompare)
     model_comparison: object = None
+    #: the chosen fit's posterior predictive check (bayesmix.workflow._report_ppc.PPCCheck)
+    ppc: object = None
     recovery: dict | None = None
     out_dir: Path | None = None
     report_path: Path | None = None
@@ -712,6 +715,8 @@ def _analysis_stage(run):
         result.coclustering, result.coclustering_subset = _coclustering_of(tree, run.spec.seed)
         result.partition = point_partition(result.coclustering)
     if rec.idata is not None:
+        with _notes(result.notes, "posterior predictive check"):
+            result.ppc = ppc_check(rec.idata, run.spec.seed)
         try:
             result.comparison = compare_fits(rec.em, rec.idata)
         except (AttributeError, ImportError) as exc:

@@ -26,6 +26,7 @@ from bayesmix.posterior._modelcompare import with_criteria
 from bayesmix.posterior._selection import CHOICE_RULE
 from bayesmix.workflow import _plots as plots
 from bayesmix.workflow._outdir import FIG_DIR, FIGURES, ReportFolder
+from bayesmix.workflow._report_ppc import ppc_section
 from bayesmix.workflow._spec import gibbs_tune
 
 __all__ = ["df_to_markdown", "write_report"]
@@ -603,6 +604,10 @@ def _diagnostics(doc, result, out_dir):
     doc.fig(_save(doc, fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
 
 
+def _ppc(doc, result, out_dir):
+    ppc_section(doc, result, out_dir, _save)
+
+
 def _em_vs_mcmc(doc, result, out_dir):
     if result.comparison is not None:
         doc.h(2, "EM against MCMC")
@@ -761,6 +766,7 @@ _SECTIONS = (
     _chosen_fit,
     _membership,
     _diagnostics,
+    _ppc,
     _em_vs_mcmc,
     _dp,
     _n_clusters,
