@@ -97,3 +97,27 @@ def test_ppc_check_bounded_and_fast_on_old_faithful(faithful_df):
     assert check.n_draws == PPC_DRAWS
     assert check.idata["posterior_predictive"]["X"].shape == (4, 50, 272, 2)
     assert ppc_draws(100_000, 5) == 40 and ppc_draws(10**7, 10) == 20
+
+
+def test_k1_misfit_loo_pit_is_not_uniform(tmp_path):
+    # the K=1 fit to two clusters 8 sd apart: the LOO-PIT of x0 piles up near
+    # Phi(-+4 / 4.1) = 0.16 and 0.84 (KS p-value ~1e-10 or smaller); the K=2 fit's is
+    # uniform (p > 0.01; the threshold LOO_PIT_ALPHA of the report)
+    from scipy import stats
+
+    from bayesmix.workflow._report_ppc import loo_pit_sentence
+
+    bad, out = _run(tmp_path / "k1", _simulated([[0.0, 0.0], [8.0, 0.0]], [1]))
+    good, _ = _run(tmp_path / "k2", _simulated([[0.0, 0.0], [8.0, 0.0]], [2]))
+    t_bad = bad.ppc.loo_pit_table.set_index("feature")
+    t_good = good.ppc.loo_pit_table.set_index("feature")
+    assert t_bad.loc["x0", "ks_p_value"] < 1e-6
+    assert t_good.loc["x0", "ks_p_value"] > 0.01
+    pit = bad.ppc.loo_pit["x0"].values
+    assert pit.shape == (300,) and np.all((pit >= 0) & (pit <= 1))
+    assert t_bad.loc["x0", "ks_p_value"] == pytest.approx(stats.kstest(pit, "uniform").pvalue)
+    # few LOO-PIT values in the middle of (0, 1): between the two clusters
+    assert np.mean((pit > 0.4) & (pit < 0.6)) < 0.05
+    text = (out / "report.md").read_text()
+    assert "LOO-PIT is not uniform for: x0" in text
+    assert loo_pit_sentence(bad.ppc.loo_pit_table) in text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bayesmix.posterior._loopit import loo_pit_features
 from bayesmix.posterior._ppc import posterior_predictive, ppc_statistics
 
 __all__ = ["PPC_DRAWS", "PPC_MAX_VALUES", "PPCCheck", "failure_sentence", "ppc_check"]
@@ -48,6 +49,9 @@ class PPCCheck:
     idata: object
     n_draws: int
     seconds: float
+    #: LOO-PIT values per feature (xarray.Dataset) and their KS table, or None
+    loo_pit: object = None
+    loo_pit_table: object = None
 
 
 def ppc_draws(n_obs, n_features):
@@ -87,7 +91,11 @@ def ppc_check(idata, seed, *, n_draws=None):
     pp = posterior_predictive(idata, n_draws=per_chain, random_seed=seed)
     table = ppc_statistics(pp)
     kept = pp["posterior_predictive"].sizes
-    return PPCCheck(table, pp, kept["chain"] * kept["draw"], time.perf_counter() - t0)
+    n_kept = kept["chain"] * kept["draw"]
+    pit = pit_table = None
+    if n_kept >= 25:  # PSIS needs 25 draws
+        pit, pit_table = loo_pit_features(pp)
+    return PPCCheck(table, pp, n_kept, time.perf_counter() - t0, pit, pit_table)
 
 
 def _describe(row):
@@ -145,9 +153,52 @@ def ppc_section(doc, result, out_dir, save):
         doc.table(show.reset_index(drop=True))
     else:
         doc.p("No statistic is extreme: the replicates reproduce every statistic checked.")
+    _loo_pit_blocks(doc, check)
     fig = plot_ppc(check.idata, table=table, random_seed=result.spec.seed)
     doc.fig(
         save(doc, fig, out_dir, "ppc.png"),
         "Kernel density of each feature: the data (black), replicates (blue) and their "
         "mean (dashed), with the p-values of sd, min, max and the number of modes",
     )
+
+
+#: a feature's LOO-PIT is reported as not uniform below this KS p-value
+LOO_PIT_ALPHA = 0.01
+
+
+def loo_pit_sentence(pit_table):
+    """One sentence naming the features whose LOO-PIT is not uniform, or ``""``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> loo_pit_sentence(pd.DataFrame({"feature": ["x0", "x1"], "ks_distance": [0.2, 0.03],
+    ...                                "ks_p_value": [1e-9, 0.6], "n": [300, 300]}))
+    'LOO-PIT is not uniform for: x0 (KS distance 0.20, p = 1e-09).'
+    """
+    bad = pit_table[pit_table["ks_p_value"] < LOO_PIT_ALPHA]
+    if bad.empty:
+        return ""
+    return (
+        "LOO-PIT is not uniform for: "
+        + "; ".join(
+            f"{r.feature} (KS distance {r.ks_distance:.2f}, p = {r.ks_p_value:.2g})"
+            for r in bad.itertuples()
+        )
+        + "."
+    )
+
+
+def _loo_pit_blocks(doc, check):
+    if check.loo_pit_table is None:
+        return
+    doc.p(
+        "LOO-PIT per feature (`arviz_stats.loo_pit` on the same replicates, importance "
+        "weights from each row's joint log-likelihood: the leave-one-out predictive of the "
+        "row, read on one feature): uniform on (0, 1) when the model predicts well. "
+        "Kolmogorov-Smirnov distance to the uniform and its (approximate) p-value:"
+    )
+    doc.table(check.loo_pit_table)
+    sentence = loo_pit_sentence(check.loo_pit_table)
+    if sentence:
+        doc.p(f"**{sentence}**")
