@@ -23,7 +23,7 @@ import numpy as np
 from bayesmix.mcmc._pointwise import pointwise_log_likelihood
 from bayesmix.posterior._ppc import posterior_predictive
 
-__all__ = ["loo_pit_features"]
+__all__ = ["loo_pit_features", "loo_pit_tree"]
 
 
 def loo_pit_features(idata, *, n_draws=None, random_seed=None):
@@ -65,6 +65,41 @@ def loo_pit_features(idata, *, n_draws=None, random_seed=None):
     import xarray as xr
     from scipy import stats
 
+    tree = loo_pit_tree(idata, n_draws=n_draws, random_seed=random_seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pareto k: bayesmix.loo reports it
+        values = arviz_stats.loo_pit(tree, random_state=0)
+    X = idata["observed_data"]["X"].transpose("obs", "feature")
+    out, rows = {}, []
+    for j, name in enumerate(tree["observed_data"].data_vars):
+        x = X.isel(feature=j).values
+        keep = np.isfinite(x)
+        v = values[name].values
+        full = np.full(x.shape, np.nan)
+        full[keep] = v[keep]
+        out[name] = (("obs",), full)
+        ks = stats.kstest(v[keep], "uniform")
+        rows.append(
+            {
+                "feature": name,
+                "ks_distance": float(ks.statistic),
+                "ks_p_value": float(ks.pvalue),
+                "n": int(keep.sum()),
+            }
+        )
+    pit = xr.Dataset(out, coords={"obs": X["obs"].values})
+    return pit, pd.DataFrame(rows)
+
+
+def loo_pit_tree(idata, *, n_draws=None, random_seed=None):
+    """The DataTree :func:`arviz_stats.loo_pit` and ``arviz_plots.plot_loo_pit`` read:
+    one variable per feature (named after it, dims (obs,)) in ``observed_data``,
+    ``posterior_predictive`` and ``log_likelihood`` (the row's joint log-likelihood,
+    the same for every feature), and the replicated draws' ``posterior``. A missing
+    entry is replaced by its replicates' median (its PIT is then set to NaN by
+    :func:`loo_pit_features`)."""
+    import xarray as xr
+
     if "posterior_predictive" not in idata.children:
         idata = posterior_predictive(idata, n_draws=n_draws, random_seed=random_seed)
     pp = idata["posterior_predictive"]["X"].transpose("chain", "draw", "obs", "feature")
@@ -80,36 +115,22 @@ def loo_pit_features(idata, *, n_draws=None, random_seed=None):
     ll = pointwise_log_likelihood(thin).transpose("chain", "draw", "obs")
     X = obs_ds["X"].transpose("obs", "feature")
     names = [str(f) for f in X["feature"].values]
-    out, rows = {}, []
+    coords = {"chain": pp["chain"].values, "draw": pp["draw"].values, "obs": X["obs"].values}
+    obs, rep, logl = {}, {}, {}
     for j, name in enumerate(names):
         x = X.isel(feature=j).values
-        keep = np.isfinite(x)
-        sub = {
+        r = pp.isel(feature=j).values
+        gap = ~np.isfinite(x)
+        if gap.any():
+            x = np.where(gap, np.median(r, axis=(0, 1)), x)
+        obs[name] = (("obs",), x)
+        rep[name] = (("chain", "draw", "obs"), r)
+        logl[name] = (("chain", "draw", "obs"), ll.values)
+    return xr.DataTree.from_dict(
+        {
             "posterior": post,
-            "observed_data": xr.Dataset({"y": (("obs",), x[keep])}),
-            "posterior_predictive": xr.Dataset(
-                {"y": (("chain", "draw", "obs"), pp.isel(feature=j).values[..., keep])},
-                coords={"chain": pp["chain"].values, "draw": pp["draw"].values},
-            ),
-            "log_likelihood": xr.Dataset(
-                {"y": (("chain", "draw", "obs"), ll.values[..., keep])},
-                coords={"chain": pp["chain"].values, "draw": pp["draw"].values},
-            ),
+            "observed_data": xr.Dataset(obs, coords={"obs": coords["obs"]}),
+            "posterior_predictive": xr.Dataset(rep, coords=coords),
+            "log_likelihood": xr.Dataset(logl, coords=coords),
         }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pareto k: bayesmix.loo reports it
-            values = arviz_stats.loo_pit(xr.DataTree.from_dict(sub), random_state=0)["y"].values
-        full = np.full(x.shape, np.nan)
-        full[keep] = values
-        out[name] = (("obs",), full)
-        ks = stats.kstest(values, "uniform")
-        rows.append(
-            {
-                "feature": name,
-                "ks_distance": float(ks.statistic),
-                "ks_p_value": float(ks.pvalue),
-                "n": int(keep.sum()),
-            }
-        )
-    pit = xr.Dataset(out, coords={"obs": X["obs"].values})
-    return pit, pd.DataFrame(rows)
+    )
