@@ -121,3 +121,17 @@ def test_k1_misfit_loo_pit_is_not_uniform(tmp_path):
     text = (out / "report.md").read_text()
     assert "LOO-PIT is not uniform for: x0" in text
     assert loo_pit_sentence(bad.ppc.loo_pit_table) in text
+
+
+def test_ppc_too_large_is_a_note_not_a_failure(monkeypatch):
+    # a replicate over the memory bound even at the minimum number of draws: the report
+    # skips the check with a note instead of failing the run
+    from bayesmix.posterior import _ppc
+    from bayesmix.workflow._report_ppc import ppc_for_report
+
+    monkeypatch.setattr(_ppc, "MAX_PPC_VALUES", 10)
+    X = np.random.default_rng(0).normal(size=(50, 1))
+    dt = bm.from_arrays(np.ones((2, 30, 1)), np.zeros((2, 30, 1, 1)), np.ones((2, 30, 1, 1, 1)), X)
+    notes = []
+    assert ppc_for_report(dt, 0, notes) is None
+    assert len(notes) == 1 and notes[0].startswith("posterior predictive check skipped:")

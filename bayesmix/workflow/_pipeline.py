@@ -68,7 +68,7 @@ from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._recovery import recovery
 from bayesmix.workflow._report import run_length, write_report
-from bayesmix.workflow._report_ppc import ppc_check
+from bayesmix.workflow._report_ppc import ppc_for_report
 from bayesmix.workflow._spec import (
     Data,
     ExperimentSpec,
@@ -697,8 +697,10 @@ def _analysis_stage(run):
     result, X = run.result, run.X
     loos = {key: rec.loo for key, rec in result.records.items() if rec.loo is not None}
     result.chosen, result.choice_reason = choose_model(result.table, loos, X.shape[1])
-    if loos:
-        result.model_comparison = compare_models(loos)
+    try:
+        result.model_comparison = compare_models(loos) if loos else None
+    except ValueError as exc:  # e.g. pointwise values of different lengths
+        result.notes.append(f"arviz_stats.compare unavailable: {exc}")
     run.log(f"chosen: {result.choice_reason}")
     rec = result.chosen_record
     if rec.idata is not None and rec.K != 1:
@@ -716,7 +718,7 @@ def _analysis_stage(run):
         result.partition = point_partition(result.coclustering)
     if rec.idata is not None:
         with _notes(result.notes, "posterior predictive check"):
-            result.ppc = ppc_check(rec.idata, run.spec.seed)
+            result.ppc = ppc_for_report(rec.idata, run.spec.seed, result.notes)
         try:
             result.comparison = compare_fits(rec.em, rec.idata)
         except (AttributeError, ImportError) as exc:

@@ -98,6 +98,17 @@ def ppc_check(idata, seed, *, n_draws=None):
     return PPCCheck(table, pp, n_kept, time.perf_counter() - t0, pit, pit_table)
 
 
+def ppc_for_report(idata, seed, notes):
+    """:func:`ppc_check`, or None with a note when it cannot run (e.g. a replicate
+    above :data:`bayesmix.posterior._ppc.MAX_PPC_VALUES` even at
+    :data:`PPC_MIN_DRAWS` draws, or a posterior whose log-likelihood PSIS rejects)."""
+    try:
+        return ppc_check(idata, seed)
+    except (ValueError, MemoryError) as exc:
+        notes.append(f"posterior predictive check skipped: {exc}")
+        return None
+
+
 def _describe(row):
     what = _WORDS.get(row.statistic, row.statistic)
     of = "" if row.statistic == "deviance" else f" of {row.feature}"
