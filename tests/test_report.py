@@ -175,6 +175,7 @@ def test_mcmc_report_sections_and_figures(mcmc_report):
         f"The chosen fit: {cov} covariance, K={K}",
         "Membership uncertainty",
         "MCMC diagnostics (after relabelling)",
+        "Posterior predictive check",
         "EM against MCMC",
         "Number of clusters",
         "Recovery of the simulated truth",
@@ -184,7 +185,7 @@ def test_mcmc_report_sections_and_figures(mcmc_report):
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert sorted(figures) == [
         f"figures/{f}.png"
-        for f in ("coclustering", "fit", "n_clusters", "rank", "selection", "uncertainty")
+        for f in ("coclustering", "fit", "n_clusters", "ppc", "rank", "selection", "uncertainty")
     ]
     for rel in figures:
         assert (out / rel).stat().st_size > 1000, rel

@@ -16,9 +16,11 @@ predictive p-values ``P(T(x_rep) >= T(x) | x)``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from bayesmix.core._gaussian import log_mixture_density
+from bayesmix.core._gaussian import log_mixture_density, numba_available
 from bayesmix.core._validation import check_int, check_random_state
 from bayesmix.mcmc._pointwise import _noise
 from bayesmix.mcmc._trace import get_observed, get_params
@@ -522,6 +524,29 @@ def ppc_statistics(
     return (table, draws) if return_draws else table
 
 
+#: below this much work per draw (2 N K D^2) the deviances run the density kernels on
+#: one thread: a threaded call per draw of Old Faithful costs more in thread start-up
+#: than it computes, and on a loaded machine (load 8 on 2 cores) 200 such calls took 4 s
+#: against 0.1 s on one thread
+_THREADED_MIN_WORK = 2_000_000
+
+
+@contextlib.contextmanager
+def _few_threads(work):
+    """One numba thread while the per-call ``work`` is below :data:`_THREADED_MIN_WORK`."""
+    if work >= _THREADED_MIN_WORK or not numba_available():
+        yield
+        return
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
 def _deviances(idata, pp, rep, Xobs):
     """``-2 sum_n log p(x_n | theta_s)`` of each replicate and of the data, per draw."""
     post = idata["posterior"].sel(chain=pp.coords["chain"], draw=pp.coords["draw"])
@@ -540,7 +565,7 @@ def _deviances(idata, pp, rep, Xobs):
     rows = ~np.isnan(Xobs).any(axis=1)
     dev_rep = np.empty(w.shape[0])
     dev_obs = np.empty(w.shape[0])
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore"), _few_threads(2 * int(rows.sum()) * K * D * D):
         for s in range(w.shape[0]):
             live = w[s] > 0  # an MFM's zero-weight padding
             both = np.concatenate([rep[s][rows], Xobs[rows]])

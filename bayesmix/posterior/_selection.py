@@ -364,12 +364,24 @@ def select_k(
         better), ``elpd_loo_diff`` / ``elpd_loo_diff_se`` (and the WAIC pair) relative
         to the best K, ``max_rhat``, ``min_ess_bulk`` (weights and means, after
         relabelling to the EM fit), ``divergences``, ``label_switching`` (chains sat
-        in different labellings), ``mcmc_seconds``; finally ``recommended_by``
-        (criteria recommending that K).
+        in different labellings), ``mcmc_seconds``; :func:`arviz_stats.compare`'s
+        ``rank`` (0 = highest ELPD-LOO), ``elpd_diff``, ``dse`` and ``weight``
+        (stacking weights over the K, summing to 1; see
+        :func:`bayesmix.posterior._modelcompare.compare_models`); finally
+        ``recommended_by`` (criteria recommending that K).
+
+        The ELPD-LOO choice in terms of compare's table: the K of rank 0 is the best;
+        the recommended K is the smallest among those with ``elpd_diff >=
+        -max(dse * sqrt(N / (N - 1)), 4)`` (the rule's SE, ``elpd_loo_diff_se``, has
+        divisor N - 1 and compare's ``dse`` divisor N). The stacking weights are shown
+        beside it, not used by the rule.
 
         ``attrs``: ``recommended`` (criterion -> K), ``rules`` (criterion -> the
         rule in words), ``fits`` (K -> :class:`SelectKFit` with ``em``, ``idata``,
-        ``loo``, ``waic``). BIC/ICL recommendations skip fits with collapsed
+        ``loo``, ``waic``), with ``mcmc`` ``compare``: the table of
+        ``arviz_stats.compare`` over the fits' LOO results (``method="stacking"``,
+        unrounded, best first, index ``"K=k"``) with ``n_params``, ``bic``, ``icl``
+        (and ``p_mfm``) beside it. BIC/ICL recommendations skip fits with collapsed
         components (reported in ``collapsed``) unless all collapsed.
 
     Examples
@@ -444,6 +456,8 @@ def select_k(
     if mfm:
         mfm_settings = dict(draws=draws, tune=tune, chains=chains, progress=progress)
         _add_mfm(df, data, covariance, prior, mfm, rng, mfm_settings, recommended, rules)
+    if mcmc:
+        _add_compare(df, fits, ks)
     df["recommended_by"] = [",".join(c for c, k in recommended.items() if k == K) for K in df["K"]]
     df.attrs["recommended"] = recommended
     df.attrs["rules"] = rules
@@ -452,6 +466,15 @@ def select_k(
         chosen = ", ".join(f"{c.upper()}: K={k}" for c, k in recommended.items())
         _say(f"select_k: recommended {chosen} ({time.perf_counter() - t_grid:.1f} s)")
     return df
+
+
+def _add_compare(df, fits, ks):
+    """compare's rank, elpd_diff, dse and stacking weight as columns; its table in attrs."""
+    from bayesmix.posterior._modelcompare import compare_columns, compare_models, with_criteria
+
+    cmp = compare_models({K: fits[K].loo for K in ks})
+    compare_columns(df, cmp, lambda row: int(row["K"]))
+    df.attrs["compare"] = with_criteria(cmp, df, lambda row: int(row["K"]))
 
 
 def _add_mfm(df, data, covariance, prior, mfm, rng, settings, recommended, rules):

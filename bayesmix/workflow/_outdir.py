@@ -50,6 +50,7 @@ FIGURES = (
     "uncertainty.png",
     "coclustering.png",
     "rank.png",
+    "ppc.png",
     "dp_fit.png",
     "n_clusters.png",
 )

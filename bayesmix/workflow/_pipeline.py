@@ -58,6 +58,7 @@ from bayesmix.posterior import _membership
 from bayesmix.posterior._compare import adjusted_rand_index, compare_fits
 from bayesmix.posterior._loo import subsample_note
 from bayesmix.posterior._membership import coclustering, membership, point_partition
+from bayesmix.posterior._modelcompare import compare_models
 from bayesmix.posterior._nclusters import n_clusters
 from bayesmix.posterior._selection import choose_model, loo, waic
 from bayesmix.workflow import _fitchecks as _fc
@@ -67,6 +68,7 @@ from bayesmix.workflow._outdir import REPORT_MARKER, ReportFolder, lock_folder
 from bayesmix.workflow._plot_points import subsample
 from bayesmix.workflow._recovery import recovery
 from bayesmix.workflow._report import run_length, write_report
+from bayesmix.workflow._report_ppc import ppc_for_report
 from bayesmix.workflow._spec import (
     Data,
     ExperimentSpec,
@@ -134,6 +136,10 @@ class ExperimentResult:
     #: positions (M,) of the observations of the co-clustering and partition, or None (all)
     coclustering_subset: object = None
     comparison: object = None
+    #: arviz_stats.compare over the MCMC fits' LOO (bayesmix.posterior._modelcompare)
+    model_comparison: object = None
+    #: the chosen fit's posterior predictive check (bayesmix.workflow._report_ppc.PPCCheck)
+    ppc: object = None
     recovery: dict | None = None
     out_dir: Path | None = None
     report_path: Path | None = None
@@ -695,6 +701,10 @@ def _analysis_stage(run):
     result, X = run.result, run.X
     loos = {key: rec.loo for key, rec in result.records.items() if rec.loo is not None}
     result.chosen, result.choice_reason = choose_model(result.table, loos, X.shape[1])
+    try:
+        result.model_comparison = compare_models(loos) if loos else None
+    except ValueError as exc:  # e.g. pointwise values of different lengths
+        result.notes.append(f"arviz_stats.compare unavailable: {exc}")
     run.log(f"chosen: {result.choice_reason}")
     rec = result.chosen_record
     if rec.idata is not None and rec.K != 1:
@@ -711,6 +721,8 @@ def _analysis_stage(run):
         result.coclustering, result.coclustering_subset = _coclustering_of(tree, run.spec.seed)
         result.partition = point_partition(result.coclustering)
     if rec.idata is not None:
+        with _notes(result.notes, "posterior predictive check"):
+            result.ppc = ppc_for_report(rec.idata, run.spec.seed, result.notes)
         try:
             result.comparison = compare_fits(rec.em, rec.idata)
         except (AttributeError, ImportError) as exc:

@@ -22,9 +22,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from bayesmix import __version__
 from bayesmix.mcmc._trace import get_params
 from bayesmix.posterior._loo import subsample_note
+from bayesmix.posterior._modelcompare import with_criteria
 from bayesmix.posterior._selection import CHOICE_RULE
 from bayesmix.workflow import _plots as plots
 from bayesmix.workflow._outdir import FIG_DIR, FIGURES, ReportFolder
+from bayesmix.workflow._report_ppc import ppc_section
 from bayesmix.workflow._spec import gibbs_tune
 
 __all__ = ["df_to_markdown", "write_report"]
@@ -454,11 +456,31 @@ def _choosing_k(doc, result, out_dir):
         show.remove("error")
     doc.p("BIC and ICL: lower is better (`-2 log L + p log n`). ELPD: higher is better.")
     doc.table(t[show])
+    _compare_table(doc, result)
     fig = plots.plot_selection(t[t["error"].isna()] if "error" in t else t, chosen=result.chosen[1])
     doc.fig(
         _save(doc, fig, out_dir, "selection.png"),
         "BIC/ICL (EM) and ELPD-LOO/WAIC ± SE (MCMC) against K",
     )
+
+
+def _compare_table(doc, result):
+    """arviz_stats.compare's table over the MCMC fits, with BIC/ICL/P(K) beside it."""
+    cmp = getattr(result, "model_comparison", None)
+    if cmp is None:
+        return
+    t = with_criteria(cmp, result.table, lambda r: (r["covariance"], int(r["K"])))
+    doc.p(
+        "Model comparison of the MCMC fits by `arviz_stats.compare` (PSIS-LOO; "
+        f"weights: {cmp.attrs.get('weights', 'stacking')}): `elpd` is ELPD-LOO, `p` is "
+        "p_loo, `elpd_diff` the difference with the best fit (rank 0) and `dse` its "
+        "standard error; `weight` the stacking weight (the sum is 1). In this table the "
+        "rule picks, among the fits with `elpd_diff >= -max(dse, 4)` (dse times "
+        "sqrt(N/(N-1))), the one with the fewest parameters; the weights are not used."
+    )
+    doc.table(t.drop(columns="key").reset_index(names="model"))
+    for w in cmp.attrs.get("warnings", ()):
+        doc.p(f"arviz_stats.compare: {w}")
 
 
 def _chosen_fit(doc, result, out_dir):
@@ -580,6 +602,10 @@ def _diagnostics(doc, result, out_dir):
     )
     fig = plots.plot_rank(rec.idata)
     doc.fig(_save(doc, fig, out_dir, "rank.png"), "Trace and rank plots per chain, relabelled")
+
+
+def _ppc(doc, result, out_dir):
+    ppc_section(doc, result, out_dir, _save)
 
 
 def _em_vs_mcmc(doc, result, out_dir):
@@ -740,6 +766,7 @@ _SECTIONS = (
     _chosen_fit,
     _membership,
     _diagnostics,
+    _ppc,
     _em_vs_mcmc,
     _dp,
     _n_clusters,
