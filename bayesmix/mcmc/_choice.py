@@ -44,6 +44,8 @@ NUTS was kept up to ``FINITE_GIBBS_MIN_PARAMS`` = 60 free parameters; setting
 
 from __future__ import annotations
 
+import numpy as np
+
 from bayesmix.mcmc._common import NUTS_STEP_KWARGS
 
 __all__ = ["SAMPLERS", "resolve_sampler"]
@@ -111,6 +113,9 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
             "sampler allocates whole, unweighted observations to Gaussian components); "
             "sample this model with sampler='nuts'."
         )
+    _check_gaps(cfg, sampler, lkj or weighted or noise)
+    if sampler is None and np.isnan(cfg.X).any():
+        sampler = "gibbs"  # the one sampler of data with gaps
     if sampler is None:
         if lkj or nuts_options or weighted or noise:
             sampler = "nuts"
@@ -122,6 +127,27 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
         else:
             sampler = FINITE_DEFAULT
     return sampler
+
+
+def _check_gaps(cfg, sampler, nuts_only):
+    """Data with missing (NaN) entries: only the Gibbs sampler draws them (data
+    augmentation, :mod:`bayesmix.mcmc._gibbs_missing`); NUTS is refused, naming it."""
+    if not np.isnan(cfg.X).any():
+        return
+    n = int(np.isnan(cfg.X).sum())
+    if sampler == "nuts" or (sampler is None and nuts_only):
+        why = (
+            "sampler='nuts' was asked for"
+            if sampler == "nuts"
+            else "the model needs NUTS (an LKJ prior, sample weights or a noise component)"
+        )
+        raise NotImplementedError(
+            f"The model's data have {n} missing (NaN) entries and {why}, but NUTS does "
+            "not handle missing values yet. Use sampler='gibbs' (the conjugate Gibbs "
+            "sampler draws the missing coordinates each sweep; it needs the conjugate "
+            "prior, no sample weights and no noise component), or fit the observed-data "
+            "likelihood by EM: bm.fit_em(X, K)."
+        )
 
 
 def _n_params(covariance, K, D):

@@ -121,6 +121,7 @@ from bayesmix.mcmc import _collapsed_kernels
 from bayesmix.mcmc import _gibbs_kernels as _gk
 from bayesmix.mcmc._choice import _NUTS_ONLY, resolve_sampler
 from bayesmix.mcmc._conjugate import _Conj
+from bayesmix.mcmc._gibbs_missing import GapLayout, chain_spec, impute_missing
 from bayesmix.mcmc._gibbs_sweeps import (
     _SM_TYPES,
     _SWEEPS,
@@ -179,6 +180,7 @@ def _store(out, s, st):
 def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     """Run one chain from a copy of ``init``; returns the recorded arrays."""
     rng = np.random.default_rng(seed)
+    spec = chain_spec(spec)  # gaps: the chain's own filled data
     st = dataclasses.replace(init, z=init.z.copy(), counts=init.counts.copy(), own=dict(init.own))
     sweep = _SWEEPS[spec.kind]
     if _use_collapsed(spec):
@@ -190,6 +192,8 @@ def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     done = 0
     for it in range(tune + draws):
         sweep(spec, st, rng)
+        if spec.gaps is not None:  # x_mis | x_obs, z, parameters (_gibbs_missing)
+            impute_missing(spec, st, rng)
         if it >= tune:
             _store(out, it - tune, st)
         if loglik is not None and it > tune:  # this sweep allocated at draw it - 1's parameters
@@ -320,9 +324,17 @@ def _mfm_start(cfg, w, m, c):
     return w, m, c, k
 
 
-def _spec(cfg):
+def _spec(cfg, start=None):
+    """The sampler's spec; with gaps in ``cfg.X``, ``Xc`` is the starting fill: the
+    conditional means under ``start`` = (w, m, c) (``_gibbs_missing``)."""
     conj = _Conj.from_prior(cfg.prior, cfg.covariance)
-    Xc = np.ascontiguousarray(cfg.X - cfg.prior.mean)
+    gaps = GapLayout.from_data(cfg.X)
+    X = cfg.X
+    if gaps is not None:
+        from bayesmix.core._missing import MissingPatterns, conditional_impute
+
+        X = conditional_impute(cfg.X, MissingPatterns(cfg.X), *start)
+    Xc = np.ascontiguousarray(X - cfg.prior.mean)
     a, b = cfg.prior.dp_concentration
     extra = {}
     if cfg.model == "mfm":
@@ -353,6 +365,7 @@ def _spec(cfg):
         weight_concentration=cfg.prior.weight_concentration,
         dp_shape=a,
         dp_rate=b,
+        gaps=gaps,
         **extra,
     )
 
@@ -561,7 +574,7 @@ def sample_gibbs(
     cores = _check_count(cores, "cores", 1)
     rng = check_random_state(random_seed)
     init, w, m, c = _init_point(cfg, init, rng)
-    spec = _spec(cfg)
+    spec = _spec(cfg, (w, m, c))
     start = _initial_state(cfg, spec, w, m, c)
     seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(chains)
     store_z = _check_allocations(allocations)
