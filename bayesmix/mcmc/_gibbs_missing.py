@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 __all__ = ["GapLayout", "chain_spec", "impute_missing"]
 
@@ -101,19 +100,16 @@ def impute_missing(spec, st, rng):
         order = np.argsort(zr, kind="stable")
         ks, starts = np.unique(zr[order], return_index=True)
         bounds = np.append(starts, rows.size)
-        for k, a, b in zip(ks, bounds[:-1], bounds[1:], strict=True):
+        # the (pattern, component) factorisations, batched over the components present
+        S = st.cov[ks]
+        Soo = S[:, o[:, None], o[None, :]]
+        Som = S[:, o[:, None], m[None, :]]
+        A = np.swapaxes(np.linalg.solve(Soo, Som), -1, -2)  # Sigma_mo Sigma_oo^-1 (k, |m|, |o|)
+        ccov = S[:, m[:, None], m[None, :]] - A @ Som
+        Lc = np.linalg.cholesky(0.5 * (ccov + np.swapaxes(ccov, -1, -2)))
+        Xo = X[rows][:, o]
+        for j, (k, a, b) in enumerate(zip(ks, bounds[:-1], bounds[1:], strict=True)):
             idx = order[a:b]
-            r = rows[idx]
-            S = st.cov[k]
             mu = st.means[k]
-            if o.size:
-                L = np.linalg.cholesky(S[np.ix_(o, o)])
-                W = solve_triangular(L, S[np.ix_(o, m)], lower=True)  # L^{-1} Sigma_om: (|o|, |m|)
-                y = solve_triangular(L, (X[np.ix_(r, o)] - mu[o]).T, lower=True)  # (|o|, n)
-                cmean = mu[m] + y.T @ W
-                ccov = S[np.ix_(m, m)] - W.T @ W
-            else:  # pragma: no cover - rows with no observed entry are refused
-                cmean = np.broadcast_to(mu[m], (r.size, m.size))
-                ccov = S[np.ix_(m, m)]
-            Lc = np.linalg.cholesky(0.5 * (ccov + ccov.T))
-            X[np.ix_(r, m)] = cmean + eps[idx] @ Lc.T
+            vals = mu[m] + (Xo[idx] - mu[o]) @ A[j].T + eps[idx] @ Lc[j].T
+            X[rows[idx][:, None], m[None, :]] = vals
