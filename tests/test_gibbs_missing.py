@@ -171,3 +171,29 @@ def test_gibbs_with_gaps_near_em_map(builder, cov):
     sd = mm.std(0)
     assert np.all(np.abs(mm.mean(0) - em) < 0.5 * sd + 0.05), (mm.mean(0), em, sd)
     assert np.isfinite(dt["sample_stats"]["loglik"].values).all()
+
+
+def test_membership_and_relabel_on_gaps_use_observed_coordinates():
+    """membership (relabelled by Stephens' algorithm) on a posterior with gaps equals the
+    mean over draws of each row's responsibilities on its observed coordinates (scipy)."""
+    _, Xm = _two_clusters(n=40, seed=2)
+    dt = _quiet_sample(bm.build_gmm(Xm, 2), draws=6, tune=6, chains=2, random_seed=1)
+    dt = bm.relabel(dt)
+    mem = bm.membership(dt)
+    post = dt["posterior"]
+    W = post["weights"].values.reshape(-1, 2)
+    M = post["means"].values.reshape(-1, 2, 2)
+    C = post["covariances"].values.reshape(-1, 2, 2, 2)
+    ref = np.zeros((Xm.shape[0], 2))
+    for s in range(W.shape[0]):
+        for n, x in enumerate(Xm):
+            o = ~np.isnan(x)
+            d = np.array(
+                [
+                    W[s, k] * stats.multivariate_normal(M[s, k, o], C[s, k][np.ix_(o, o)]).pdf(x[o])
+                    for k in range(2)
+                ]
+            )
+            ref[n] += d / d.sum()
+    np.testing.assert_allclose(mem["probability"].values, ref / W.shape[0], rtol=1e-9, atol=1e-12)
+    assert np.isnan(Xm).any(axis=1).sum() > 5  # the check covers rows with gaps

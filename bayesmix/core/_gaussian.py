@@ -645,6 +645,9 @@ def responsibilities_skn(X, weights, means, covariances):
     """
     X = np.ascontiguousarray(X, dtype=float)
     weights = np.asarray(weights, dtype=float)
+    if np.isnan(X).any():  # rows with gaps: the observed coordinates' marginal
+        resp = _dispatch_missing(X, weights, np.asarray(means, dtype=float), covariances, True)
+        return np.ascontiguousarray(np.swapaxes(resp, 1, 2))
     P = precision_cholesky(covariances)
     return backend("numba").mixture_draws(
         X, weights, np.asarray(means, dtype=float), P, True, layout="skn"
