@@ -370,7 +370,11 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
     Parameters
     ----------
     X : array_like or pandas.DataFrame, shape (N, D)
-        Data; DataFrame column names become the ``feature`` coordinate.
+        Data; DataFrame column names become the ``feature`` coordinate. NaN entries
+        are missing at random: such a model is sampled by the Gibbs sampler, which
+        draws them each sweep (``sampler="nuts"`` is refused; the same holds for
+        :func:`build_dpgmm` and :func:`build_mfm`). Infinite values, rows with no
+        observed entry and features with no observed value are errors.
     n_components : int
         K, at least 1 and at most N.
     covariance : {"full", "diag", "spherical", "tied"}

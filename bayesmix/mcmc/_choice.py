@@ -6,7 +6,9 @@ models (NUTS cannot sample their discrete parts), and for a finite mixture with 
 conjugate prior (``FINITE_DEFAULT``); NUTS wherever the model is not one the Gibbs
 sampler can draw: an LKJ covariance prior (not conditionally conjugate), sample
 weights, a noise component, or NUTS options passed to ``bm.sample``.
-``sampler="nuts"`` forces NUTS on any finite model.
+``sampler="nuts"`` forces NUTS on any finite model. A model whose data have missing
+(NaN) entries is sampled by Gibbs (which draws them each sweep); NUTS is refused on it
+with a ``NotImplementedError`` naming ``sampler="gibbs"``.
 
 The finite-mixture rule is the sampler with the higher min bulk ESS (weights and means,
 after ``bm.relabel`` against the EM fit) per second of wall time of a first fit of that

@@ -99,6 +99,11 @@ One sweep
 The inverse-Wishart draws use Bartlett's decomposition on batches of components. The
 data are centred at the prior mean inside the sampler (the means are shifted back).
 
+Data with missing (NaN) entries: each sweep ends by drawing the missing coordinates
+given the observed ones, the allocations and the new parameters, on a per-chain copy of
+the data (:mod:`bayesmix.mcmc._gibbs_missing`); the recorded log-likelihoods are the
+observed-data ones.
+
 Chains start at the EM fit (as for NUTS, :func:`bayesmix.mcmc._common._em_init`), each
 with its own random stream spawned from ``random_seed``: the draws do not depend on
 ``cores`` (chains run in threads when ``cores > 1``; the numba kernels release the
