@@ -135,7 +135,7 @@ def test_dropna_reports_count_and_fits(capsys, csv, tmp_path):
 def test_gaps_kept_and_reported(capsys, tmp_path):
     """Without --dropna a CSV with empty cells keeps its rows (EM by the observed-data
     likelihood); the report gives the missing entries per column, the excluded empty
-    rows and that MCMC was skipped (the samplers do not take NaN yet)."""
+    rows and that MCMC ran the Gibbs sampler, drawing the missing entries each sweep."""
     df = bm.load_old_faithful()
     df.loc[[3, 10], "waiting"] = float("nan")
     df.loc[[7], ["eruptions", "waiting"]] = float("nan")  # no observed value: excluded
@@ -149,8 +149,8 @@ def test_gaps_kept_and_reported(capsys, tmp_path):
     # counted over the rows used (the excluded empty row's gaps are not among them)
     assert "Missing values: `waiting` 2 missing entries (2 in all)" in text
     assert "1 row(s) with no observed value were excluded" in text
-    assert "MCMC: skipped: the samplers do not handle missing values yet" in text
-    assert "MCMC stages were skipped" in text
+    assert "MCMC stages use the Gibbs sampler, which draws the missing entries" in text
+    assert "MCMC: skipped" not in text
     cfg = json.loads((out / "fits" / "full_K2" / "config.json").read_text())
     assert cfg["data"]["n_obs"] == 271
 

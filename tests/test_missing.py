@@ -14,7 +14,6 @@ from scipy import optimize, stats
 import bayesmix as bm
 from bayesmix.core import _covariance as cv
 from bayesmix.core import _missing as ms
-from bayesmix.core._validation import MissingValueError
 
 COVS = ("full", "diag", "spherical", "tied")
 
@@ -398,12 +397,19 @@ def test_prior_from_data_with_gaps_uses_pairwise_moments():
 
 
 @pytest.mark.parametrize("builder", ["build_gmm", "build_dpgmm", "build_mfm"])
-def test_pymc_builders_refuse_gaps_naming_the_fixes(builder):
+def test_pymc_builders_keep_gaps_for_gibbs_and_refuse_nuts(builder):
+    """The builders keep NaN (sampled by Gibbs with data augmentation,
+    tests/test_gibbs_missing.py); NUTS is refused naming sampler='gibbs'."""
+    from bayesmix.mcmc._choice import resolve_sampler
+
     _, X = _gappy(60, 0.1)
     args = (X, 2) if builder == "build_gmm" else (X,)
-    with pytest.raises(MissingValueError) as e:
-        getattr(bm, builder)(*args)
-    msg = str(e.value)
-    assert "NaN" in msg and "do not handle missing values yet" in msg
-    assert "bm.fit_em(X, K)" in msg and "bm.impute(fit, X)" in msg
-    assert "X[~np.isnan(X).any(axis=1)]" in msg
+    model = getattr(bm, builder)(*args)
+    cfg = model.bayesmix_config
+    np.testing.assert_array_equal(np.isnan(cfg.X), np.isnan(X))
+    assert resolve_sampler(model, None) == "gibbs"
+    if builder != "build_mfm":
+        with pytest.raises(NotImplementedError) as e:
+            resolve_sampler(model, "nuts")
+        msg = str(e.value)
+        assert "missing (NaN)" in msg and "sampler='gibbs'" in msg and "bm.fit_em(X, K)" in msg

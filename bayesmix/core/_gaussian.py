@@ -645,6 +645,9 @@ def responsibilities_skn(X, weights, means, covariances):
     """
     X = np.ascontiguousarray(X, dtype=float)
     weights = np.asarray(weights, dtype=float)
+    if np.isnan(X).any():  # rows with gaps: the observed coordinates' marginal
+        resp = _dispatch_missing(X, weights, np.asarray(means, dtype=float), covariances, True)
+        return np.ascontiguousarray(np.swapaxes(resp, 1, 2))
     P = precision_cholesky(covariances)
     return backend("numba").mixture_draws(
         X, weights, np.asarray(means, dtype=float), P, True, layout="skn"
@@ -652,13 +655,32 @@ def responsibilities_skn(X, weights, means, covariances):
 
 
 def _dispatch(X, weights, means, covariances, want_resp):
-    """One parameter set: numpy; a batch (leading sample axis): the numba backend."""
+    """One parameter set: numpy; a batch (leading sample axis): the numba backend. Rows
+    with missing (NaN) entries: the observed-data density (marginal Gaussian of the
+    observed coordinates, :func:`bayesmix.core._missing.log_joint_missing_draws`)."""
     X = np.ascontiguousarray(X, dtype=float)
     weights = np.asarray(weights, dtype=float)
     means = np.asarray(means, dtype=float)
+    if np.isnan(X).any():
+        return _dispatch_missing(X, weights, means, covariances, want_resp)
     P = precision_cholesky(covariances)
     if weights.ndim == 1:
         lj = _BACKENDS["numpy"].log_joint(X, weights, means, P)
         lse = logsumexp_rows(lj)
         return np.exp(lj - lse[:, None]) if want_resp else lse
     return backend("numba").mixture_draws(X, weights, means, P, want_resp)
+
+
+def _dispatch_missing(X, weights, means, covariances, want_resp):
+    from bayesmix.core._missing import log_joint_missing_draws
+
+    one = weights.ndim == 1
+    cov = np.asarray(covariances, dtype=float)
+    if one:
+        weights, means, cov = weights[None], means[None], cov[None]
+    lj = log_joint_missing_draws(X, weights, means, cov)  # (S, N, K)
+    mx = lj.max(-1, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    lse = mx[..., 0] + np.log(np.exp(lj - mx).sum(-1))
+    out = np.exp(lj - lse[..., None]) if want_resp else lse
+    return out[0] if one else out

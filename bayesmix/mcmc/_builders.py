@@ -68,7 +68,6 @@ from pymc.distributions.transforms import CholeskyCovPacked
 
 from bayesmix.core._priors import GMMPrior, check_prior
 from bayesmix.core._validation import (
-    MissingValueError,
     check_covariance_type,
     check_data,
     check_degenerate,
@@ -371,7 +370,11 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
     Parameters
     ----------
     X : array_like or pandas.DataFrame, shape (N, D)
-        Data; DataFrame column names become the ``feature`` coordinate.
+        Data; DataFrame column names become the ``feature`` coordinate. NaN entries
+        are missing at random: such a model is sampled by the Gibbs sampler, which
+        draws them each sweep (``sampler="nuts"`` is refused; the same holds for
+        :func:`build_dpgmm` and :func:`build_mfm`). Infinite values, rows with no
+        observed entry and features with no observed value are errors.
     n_components : int
         K, at least 1 and at most N.
     covariance : {"full", "diag", "spherical", "tied"}
@@ -425,7 +428,9 @@ def build_gmm(X, n_components, *, covariance="full", prior=None, sample_weight=N
     K = check_n_components(n_components, N if sw is None else int(np.count_nonzero(sw)))
     covariance = check_covariance_type(covariance)
     # degenerate data are refused before the default prior (derived from them) is built
-    check_degenerate(X, K, names, covariance=covariance, prior_given=prior is not None)
+    check_degenerate(
+        _mean_filled(X), K, names, covariance=covariance, prior_given=prior is not None
+    )
     prior = _prior_or_default(prior, X, K, covariance, sw)
     volume, box = _noise_box(noise, X if sw is None else X[sw > 0])
     coords = _coords(K, names, N)
@@ -545,7 +550,9 @@ def build_dpgmm(X, *, truncation=20, covariance="full", prior=None, sample_weigh
             f"truncation <= {N}."
         )
     covariance = check_covariance_type(covariance)
-    check_degenerate(X, 1, names, covariance=covariance, prior_given=prior is not None)
+    check_degenerate(
+        _mean_filled(X), 1, names, covariance=covariance, prior_given=prior is not None
+    )
     if prior is None:  # mclust's scale at K0 = DP_DEFAULT_K0 (weighted data covariance)
         base = _prior_or_default(None, X, 1, covariance, sw)
         prior = base.with_(scale=base.scale / DP_DEFAULT_K0 ** (2.0 / X.shape[1]))
@@ -742,7 +749,9 @@ def build_mfm(X, *, covariance="full", prior=None, k_prior=None, max_components=
     )
     covariance = check_covariance_type(covariance)
     p = _mfm_k_prior(k_prior, max_components)
-    check_degenerate(X, 1, names, covariance=covariance, prior_given=prior is not None)
+    check_degenerate(
+        _mean_filled(X), 1, names, covariance=covariance, prior_given=prior is not None
+    )
     if prior is None:
         prior = default_cluster_prior(X, float(p @ np.arange(1, p.size + 1)))
     prior = _prior_or_default(prior, X, 1, covariance)
@@ -760,16 +769,24 @@ def build_mfm(X, *, covariance="full", prior=None, k_prior=None, max_components=
 
 
 def _model_data(X):
-    """``check_data`` for the PyMC builders: NaN is refused with the fixes named (the
-    models and the samplers have no missing-value likelihood yet)."""
-    try:
-        return check_data(X, return_names=True)
-    except MissingValueError as err:
-        raise MissingValueError(
-            f"{err} The PyMC models (build_gmm, build_dpgmm, build_mfm) and their samplers "
-            "(NUTS and Gibbs) do not handle missing values yet. Fixes: bm.fit_em(X, K) fits "
-            "the observed-data likelihood with NaN kept (missing at random) and "
-            "bm.impute(fit, X) fills the gaps; or sample the complete rows, "
-            "X[~np.isnan(X).any(axis=1)] (a complete-case analysis, biased unless the "
-            "gaps are missing completely at random)."
-        ) from None
+    """``check_data`` for the PyMC builders: NaN entries are kept as missing at random
+    (``missing="mar"``; inf, empty rows and empty features are refused). Such a model
+    is sampled by the Gibbs sampler, which draws the missing coordinates each sweep
+    (:mod:`bayesmix.mcmc._gibbs_missing`); :func:`bayesmix.mcmc._choice.resolve_sampler`
+    refuses NUTS on it."""
+    return check_data(X, return_names=True, missing="mar")
+
+
+def _mean_filled(X):
+    """``X`` with its gaps filled by the column means, for the degeneracy checks only
+    (constant features and distinct points are judged as on the observed values;
+    collinearity among the complete rows is then not detected)."""
+    gaps = np.isnan(X)
+    if not gaps.any():
+        return X
+    return np.where(gaps, np.nanmean(X, axis=0), X)
+
+
+def has_gaps(cfg):
+    """Whether the model's data hold missing (NaN) entries."""
+    return bool(np.isnan(cfg.X).any())

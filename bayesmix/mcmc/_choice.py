@@ -6,7 +6,9 @@ models (NUTS cannot sample their discrete parts), and for a finite mixture with 
 conjugate prior (``FINITE_DEFAULT``); NUTS wherever the model is not one the Gibbs
 sampler can draw: an LKJ covariance prior (not conditionally conjugate), sample
 weights, a noise component, or NUTS options passed to ``bm.sample``.
-``sampler="nuts"`` forces NUTS on any finite model.
+``sampler="nuts"`` forces NUTS on any finite model. A model whose data have missing
+(NaN) entries is sampled by Gibbs (which draws them each sweep); NUTS is refused on it
+with a ``NotImplementedError`` naming ``sampler="gibbs"``.
 
 The finite-mixture rule is the sampler with the higher min bulk ESS (weights and means,
 after ``bm.relabel`` against the EM fit) per second of wall time of a first fit of that
@@ -43,6 +45,8 @@ NUTS was kept up to ``FINITE_GIBBS_MIN_PARAMS`` = 60 free parameters; setting
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from bayesmix.mcmc._common import NUTS_STEP_KWARGS
 
@@ -111,6 +115,9 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
             "sampler allocates whole, unweighted observations to Gaussian components); "
             "sample this model with sampler='nuts'."
         )
+    _check_gaps(cfg, sampler, lkj or weighted or noise)
+    if sampler is None and np.isnan(cfg.X).any():
+        sampler = "gibbs"  # the one sampler of data with gaps
     if sampler is None:
         if lkj or nuts_options or weighted or noise:
             sampler = "nuts"
@@ -122,6 +129,27 @@ def resolve_sampler(model, sampler, *, nuts_options=False):
         else:
             sampler = FINITE_DEFAULT
     return sampler
+
+
+def _check_gaps(cfg, sampler, nuts_only):
+    """Data with missing (NaN) entries: only the Gibbs sampler draws them (data
+    augmentation, :mod:`bayesmix.mcmc._gibbs_missing`); NUTS is refused, naming it."""
+    if not np.isnan(cfg.X).any():
+        return
+    n = int(np.isnan(cfg.X).sum())
+    if sampler == "nuts" or (sampler is None and nuts_only):
+        why = (
+            "sampler='nuts' was asked for"
+            if sampler == "nuts"
+            else "the model needs NUTS (an LKJ prior, sample weights or a noise component)"
+        )
+        raise NotImplementedError(
+            f"The model's data have {n} missing (NaN) entries and {why}, but NUTS does "
+            "not handle missing values yet. Use sampler='gibbs' (the conjugate Gibbs "
+            "sampler draws the missing coordinates each sweep; it needs the conjugate "
+            "prior, no sample weights and no noise component), or fit the observed-data "
+            "likelihood by EM: bm.fit_em(X, K)."
+        )
 
 
 def _n_params(covariance, K, D):

@@ -99,6 +99,11 @@ One sweep
 The inverse-Wishart draws use Bartlett's decomposition on batches of components. The
 data are centred at the prior mean inside the sampler (the means are shifted back).
 
+Data with missing (NaN) entries: each sweep ends by drawing the missing coordinates
+given the observed ones, the allocations and the new parameters, on a per-chain copy of
+the data (:mod:`bayesmix.mcmc._gibbs_missing`); the recorded log-likelihoods are the
+observed-data ones.
+
 Chains start at the EM fit (as for NUTS, :func:`bayesmix.mcmc._common._em_init`), each
 with its own random stream spawned from ``random_seed``: the draws do not depend on
 ``cores`` (chains run in threads when ``cores > 1``; the numba kernels release the
@@ -121,6 +126,7 @@ from bayesmix.mcmc import _collapsed_kernels
 from bayesmix.mcmc import _gibbs_kernels as _gk
 from bayesmix.mcmc._choice import _NUTS_ONLY, resolve_sampler
 from bayesmix.mcmc._conjugate import _Conj
+from bayesmix.mcmc._gibbs_missing import GapLayout, chain_spec, impute_missing
 from bayesmix.mcmc._gibbs_sweeps import (
     _SM_TYPES,
     _SWEEPS,
@@ -179,6 +185,7 @@ def _store(out, s, st):
 def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     """Run one chain from a copy of ``init``; returns the recorded arrays."""
     rng = np.random.default_rng(seed)
+    spec = chain_spec(spec)  # gaps: the chain's own filled data
     st = dataclasses.replace(init, z=init.z.copy(), counts=init.counts.copy(), own=dict(init.own))
     sweep = _SWEEPS[spec.kind]
     if _use_collapsed(spec):
@@ -190,6 +197,8 @@ def _run_chain(spec, init, seed, draws, tune, store_z, tick):
     done = 0
     for it in range(tune + draws):
         sweep(spec, st, rng)
+        if spec.gaps is not None:  # x_mis | x_obs, z, parameters (_gibbs_missing)
+            impute_missing(spec, st, rng)
         if it >= tune:
             _store(out, it - tune, st)
         if loglik is not None and it > tune:  # this sweep allocated at draw it - 1's parameters
@@ -320,9 +329,17 @@ def _mfm_start(cfg, w, m, c):
     return w, m, c, k
 
 
-def _spec(cfg):
+def _spec(cfg, start=None):
+    """The sampler's spec; with gaps in ``cfg.X``, ``Xc`` is the starting fill: the
+    conditional means under ``start`` = (w, m, c) (``_gibbs_missing``)."""
     conj = _Conj.from_prior(cfg.prior, cfg.covariance)
-    Xc = np.ascontiguousarray(cfg.X - cfg.prior.mean)
+    gaps = GapLayout.from_data(cfg.X)
+    X = cfg.X
+    if gaps is not None:
+        from bayesmix.core._missing import MissingPatterns, conditional_impute
+
+        X = conditional_impute(cfg.X, MissingPatterns(cfg.X), *start)
+    Xc = np.ascontiguousarray(X - cfg.prior.mean)
     a, b = cfg.prior.dp_concentration
     extra = {}
     if cfg.model == "mfm":
@@ -353,6 +370,7 @@ def _spec(cfg):
         weight_concentration=cfg.prior.weight_concentration,
         dp_shape=a,
         dp_rate=b,
+        gaps=gaps,
         **extra,
     )
 
@@ -561,7 +579,7 @@ def sample_gibbs(
     cores = _check_count(cores, "cores", 1)
     rng = check_random_state(random_seed)
     init, w, m, c = _init_point(cfg, init, rng)
-    spec = _spec(cfg)
+    spec = _spec(cfg, (w, m, c))
     start = _initial_state(cfg, spec, w, m, c)
     seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(chains)
     store_z = _check_allocations(allocations)

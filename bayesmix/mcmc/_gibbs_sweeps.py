@@ -42,6 +42,9 @@ class _Spec:
     sm_launch: np.ndarray | None = None  # (N,) cumulative launch probabilities of i
     #: numba threads of one chain's fused allocation pass (the draws do not depend on it)
     threads: int = 1
+    #: the missing entries (``_gibbs_missing.GapLayout``), or None: then ``Xc`` is the
+    #: starting fill, copied per chain and redrawn each sweep (``_gibbs_missing``)
+    gaps: object = None
 
 
 @dataclasses.dataclass
@@ -191,7 +194,7 @@ def tracks_loglik(spec):
     previous draw's parameters is then that draw's ``sample_stats/loglik``, free: the
     label swaps and the MFM's reordering permute components with their weights, which
     leaves the mixture density unchanged, and the split-merge moves change z only."""
-    return not _use_collapsed(spec)
+    return not _use_collapsed(spec) and spec.gaps is None  # gaps: the filled data's is not it
 
 
 def log_likelihood(spec, st):

@@ -375,6 +375,12 @@ def sample_gibbs_jax(
 
     cfg = get_config(model)
     _check_model(cfg)
+    if np.isnan(cfg.X).any():
+        raise NotImplementedError(
+            f"sample_gibbs_jax does not handle missing values: the model's data have "
+            f"{int(np.isnan(cfg.X).sum())} NaN entries. Use bm.sample(model, "
+            "sampler='gibbs') (the numba Gibbs sampler draws the missing entries each sweep)."
+        )
     draws = check_int(draws, "draws", minimum=1)
     tune = check_int(tune, "tune", minimum=0)
     chains = check_int(chains, "chains", minimum=1)

@@ -321,7 +321,7 @@ def _permutations(X, flat, method, reference, start, max_iter, chunk_size):
             return step(responsibilities(X, *_reference_params(reference, K, D)))[0], 1
         q0 = responsibilities(X, wf[start], mf[start], cf[start])
         return _fixed_point(step, q0, max_iter, "Stephens' algorithm")
-    scale = X.std(axis=0)
+    scale = np.nanstd(X, axis=0) if np.isnan(X).any() else X.std(axis=0)  # gaps: observed
     scale[scale == 0] = 1.0
 
     def step(ref):

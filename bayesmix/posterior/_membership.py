@@ -218,7 +218,10 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None, max_draws="
     if log_noise is not None and use.size < S_total:
         log_noise = log_noise[use]
     noise = np.zeros((3, N))  # mean, lower, upper of p(noise) (a noise model only)
-    fused = None if log_noise is not None else _fused_summary(X, w, m, c, q)
+    # the fused kernel needs complete rows; rows with gaps go through responsibilities_skn,
+    # on each row's observed coordinates
+    gaps = bool(np.isnan(X).any())
+    fused = None if log_noise is not None or gaps else _fused_summary(X, w, m, c, q)
     if fused is not None:
         mean, (lower, upper) = fused
     for start in range(0, 0 if fused is not None else N, chunk_size):

@@ -297,7 +297,7 @@ def _prepare(spec, out_dir, quiet, log, folder):
     notes = []
     with _notes(notes, "data"):
         data = load_data(spec)
-    spec = pf.spec_for_gaps(spec, data.X, notes)  # MCMC off when the data have gaps
+    spec = pf.spec_for_gaps(spec, data.X, notes, data.sample_weight)  # gaps: Gibbs or no MCMC
     for note in notes:  # what was done to the data is said even with quiet=True
         print(f"bayesmix: note: {note}", file=log.stream, flush=True)
     X = data.X

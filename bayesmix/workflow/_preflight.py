@@ -147,10 +147,13 @@ def check_mcmc_draws(draws, chains, *, names=("--draws", "--chains")):
         )
 
 
-def spec_for_gaps(spec, X, notes):
-    """The spec to run on data ``X`` (N, D): with NaN entries (missing values, fitted by
-    k-means and EM over the observed coordinates) the MCMC stages are switched off, with
-    a note appended to ``notes``: the samplers have no missing-value likelihood yet.
+def spec_for_gaps(spec, X, notes, sample_weight=None):
+    """The spec to run on data ``X`` (N, D). With NaN entries (missing values, fitted by
+    k-means and EM over the observed coordinates) the MCMC stages run the Gibbs sampler,
+    which draws the missing entries each sweep (:mod:`bayesmix.mcmc._gibbs_missing`),
+    with a note appended to ``notes``; where the models need NUTS (an LKJ prior, a noise
+    component or sample weights) the MCMC stages are switched off, with a note: NUTS has
+    no missing-value likelihood yet.
 
     Examples
     --------
@@ -161,11 +164,28 @@ def spec_for_gaps(spec, X, notes):
     """
     if not (spec.mcmc and np.isnan(X).any()):
         return spec
+    nuts = [
+        why
+        for why, needed in (
+            ("an LKJ covariance prior", spec.prior.get("covariance_prior") == "lkj"),
+            ("a noise component", bool(spec.noise)),
+            ("sample weights", sample_weight is not None),
+        )
+        if needed
+    ]
+    if not nuts:
+        notes.append(
+            "data: the MCMC stages use the Gibbs sampler, which draws the missing entries "
+            "from their conditional distribution each sweep (data augmentation); "
+            "log-likelihoods, LOO and WAIC are those of the observed entries."
+        )
+        return spec
     notes.append(
-        "data: the MCMC stages were skipped: the PyMC and Gibbs samplers do not handle "
-        "missing values yet (k-means and EM use every row, by the observed-data "
-        "likelihood). Pass --dropna (spec: data.dropna = true) for the complete-case "
-        "analysis with MCMC."
+        f"data: the MCMC stages were skipped: the models need NUTS ({', '.join(nuts)}), "
+        "which does not handle missing values yet (k-means and EM use every row, by the "
+        "observed-data likelihood; the Gibbs sampler, which does, needs the conjugate prior, "
+        "no noise component and no weights). Pass --dropna (spec: data.dropna = true) for "
+        "the complete-case analysis with MCMC."
     )
     return dataclasses.replace(spec, mcmc=False)
 

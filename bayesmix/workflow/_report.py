@@ -388,8 +388,9 @@ def _mcmc_settings(spec, result):
     if not spec.mcmc:
         if np.isnan(result.data.X).any():
             return (
-                "skipped: the samplers do not handle missing values yet; --dropna gives the "
-                "complete-case analysis with MCMC."
+                "skipped: the models need NUTS, which does not handle missing values yet "
+                "(the Gibbs sampler does: conjugate prior, no noise component, no weights); "
+                "--dropna gives the complete-case analysis with MCMC."
             )
         return "not run (--no-mcmc)."
     parts = []
