@@ -29,6 +29,7 @@ from bayesmix.core._validation import (
     ConvergenceWarning,
     DataFormatWarning,
     DegenerateDataWarning,
+    MissingValueError,
     check_data,
     check_degenerate,
 )
@@ -378,14 +379,16 @@ def test_csv_missing_file_and_folder(tmp_path):
 R_GAPS = row(
     "gaps",
     "NaN or pandas' `pd.NA` entries (missing values) in `fit_em`, `kmeans` (default "
-    '`missing="mar"`); a row with every entry missing, a feature with no observed value',
-    "fitted by the observed-data likelihood (EM) or the observed coordinates (k-means), "
-    "nothing dropped; `ValueError` naming the empty rows or features",
+    '`missing="mar"`) and the PyMC builders; a row with every entry missing, a feature '
+    "with no observed value",
+    "fitted by the observed-data likelihood (EM; Gibbs, drawing the gaps each sweep) or "
+    "the observed coordinates (k-means), nothing dropped; NUTS refuses gaps naming "
+    '`sampler="gibbs"`; `ValueError` naming the empty rows or features',
 )
 R_NAN = row(
     "nan",
     "NaN, inf or pandas' `pd.NA` (nullable `Int64` / `Float64` / `boolean` columns) where "
-    'refused (`missing="error"`, the PyMC builders); inf everywhere',
+    'refused (`missing="error"`); inf everywhere',
     "`ValueError`: how many NaN / infinite values, in how many rows, the first row; "
     '"remove or impute" (rows are never dropped)',
 )
@@ -696,6 +699,14 @@ def test_gap_arrays(entry, cid, X, key, exc, fragments):
 )
 def test_bad_arrays_builders(builder, cid, X, key, exc, fragments):
     build = {"build_gmm": lambda: bm.build_gmm(X, 2), "build_dpgmm": lambda: bm.build_dpgmm(X)}
+    if key is R_NAN and cid != "inf":
+        # gaps are kept by the builders (sampled by Gibbs: tests/test_gibbs_missing.py);
+        # these tiny arrays may fail other checks, but never for their NaN
+        try:
+            build[builder]()
+        except ValueError as err:
+            assert not isinstance(err, MissingValueError) and "NaN" not in str(err), err
+        return
     Err(exc, *fragments).check(build[builder])
 
 
