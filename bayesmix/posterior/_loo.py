@@ -71,8 +71,10 @@ LOO_EXACT_MAX_N = 20_000
 #: then typically well below the ELPD's own SE (Magnusson et al. 2019 use 100-1000).
 LOO_SUBSAMPLE_SIZE = 2000
 #: Draws (evenly spaced) used for the lpd approximation of all N observations in
-#: ``loo_subsample``.
-LOO_APPROX_DRAWS = 200
+#: ``loo_subsample``: it only steers the difference estimator (the exact subsample
+#: corrects it; its error shows in the subsampling SE), and each draw is one density
+#: pass over the data (1.5 s for 200 draws at N = 1e5, D = 10, K = 8)
+LOO_APPROX_DRAWS = 100
 
 
 @dataclass(kw_only=True)
