@@ -113,6 +113,29 @@ def _fused_summary(X, w, m, c, q):
     return membership_summary(X, w, m, P, q)
 
 
+def _checked_and_relabelled(idata, prob, relabel):
+    """``membership``'s argument checks; ``idata`` relabelled first (with a warning) when
+    ``relabel="auto"`` and it has not been."""
+    _check_tree(idata)
+    check_labels_usable(idata, what="membership")
+    if not (isinstance(prob, float | int) and 0 < prob < 1):
+        raise ValueError(f"prob must be a number in (0, 1); got {prob!r}.")
+    if relabel not in ("auto", False):
+        raise ValueError(f"relabel must be 'auto' or False; got {relabel!r}.")
+    K = get_params(idata)[0].shape[-1]
+    if relabel == "auto" and K > 1 and not idata.attrs.get("relabelled"):
+        warnings.warn(
+            "membership: idata has not been relabelled; relabelling it now with "
+            "bayesmix.relabel(idata) (Stephens' algorithm, reference-free). Call "
+            "bayesmix.relabel(idata, reference=em_result) yourself to line the components up "
+            "with the EM fit, or pass relabel=False to use the labels as they are.",
+            BayesmixWarning,
+            stacklevel=3,
+        )
+        idata = _relabel(idata)
+    return idata
+
+
 def _draw_subset(S, N, max_draws):
     """Indices of the flat draws ``membership`` uses (all, or evenly spaced)."""
     if max_draws is None:
@@ -184,23 +207,7 @@ def membership(idata, *, prob=0.94, relabel="auto", chunk_size=None, max_draws="
     >>> membership(dt, relabel=False)["label"].values
     array([0, 1])
     """
-    _check_tree(idata)
-    check_labels_usable(idata, what="membership")
-    if not (isinstance(prob, float | int) and 0 < prob < 1):
-        raise ValueError(f"prob must be a number in (0, 1); got {prob!r}.")
-    if relabel not in ("auto", False):
-        raise ValueError(f"relabel must be 'auto' or False; got {relabel!r}.")
-    K = get_params(idata)[0].shape[-1]
-    if relabel == "auto" and K > 1 and not idata.attrs.get("relabelled"):
-        warnings.warn(
-            "membership: idata has not been relabelled; relabelling it now with "
-            "bayesmix.relabel(idata) (Stephens' algorithm, reference-free). Call "
-            "bayesmix.relabel(idata, reference=em_result) yourself to line the components up "
-            "with the EM fit, or pass relabel=False to use the labels as they are.",
-            BayesmixWarning,
-            stacklevel=2,
-        )
-        idata = _relabel(idata)
+    idata = _checked_and_relabelled(idata, prob, relabel)
     w, m, c = flat_params(idata)
     X = get_observed(idata)
     S_total, N = w.shape[0], X.shape[0]
