@@ -68,11 +68,18 @@ def diag_summary(idata, relabelled):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 d = diagnostics(idata, var_names=("weights", "means"))
-            out["max_rhat"] = float(np.nanmax(d["rhat"])) if len(d) else float("nan")
-            out["min_ess_bulk"] = float(np.nanmin(d["ess_bulk"])) if len(d) else float("nan")
+            out["max_rhat"] = _nan_extreme(np.nanmax, d["rhat"])  # NaN with one chain
+            out["min_ess_bulk"] = _nan_extreme(np.nanmin, d["ess_bulk"])
         except Exception as exc:  # diagnostics are informative, never fatal
             out["diagnostics_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _nan_extreme(fn, values):
+    """``fn`` (nanmax / nanmin) of ``values``; NaN, without a RuntimeWarning, when every
+    value is NaN or there are none."""
+    values = np.asarray(values, dtype=float)
+    return float(fn(values)) if (~np.isnan(values)).any() else float("nan")
 
 
 def occupied(idata, max_draws=400):
