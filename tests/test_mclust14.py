@@ -401,3 +401,36 @@ def test_map_fit_em_runs_and_is_near_mclust(model):
     assert fit.model_name == model and fit.log_posterior is not None
     assert fit.n_parameters == r["df"]
     np.testing.assert_allclose(fit.log_likelihood, r["loglik"], rtol=1e-2)
+
+
+# ------------------------------------------------------------- GMMPrior.mclust_default
+DEFAULT_PRIOR_REF = pd.read_csv(BENCH / "mclust_default_prior.csv")
+
+
+@pytest.mark.parametrize("row", range(len(DEFAULT_PRIOR_REF)))
+def test_mclust_default_prior_equals_r(row):
+    # R mclust 6.0.0's defaultPrior(X, G, modelName) for six data sets and VII / VVI /
+    # VVV (spherical, diagonal, ellipsoidal scales); R printed 15 significant digits
+    r = DEFAULT_PRIOR_REF.iloc[row]
+    X = _data(r["dataset"])
+    prior = bm.GMMPrior.mclust_default(X, int(r["G"]), covariance=r["model"])
+    D = X.shape[1]
+    assert prior.dof == r["dof"] and prior.mean_shrinkage == r["shrinkage"]
+    np.testing.assert_allclose(prior.mean, np.array(r["mean"].split(";"), float), rtol=1e-13)
+    scale = np.array(r["scale"].split(";"), float)
+    expect = scale[0] * np.eye(D) if r["scale_nrow"] == 1 else scale.reshape(D, D)
+    np.testing.assert_allclose(prior.scale, expect, rtol=1e-13)
+
+
+def test_mclust_default_prior_aliases_and_errors():
+    X = _data("old_faithful")
+    for alias, name in (("full", "VVV"), ("spherical", "VII"), ("diag", "VVI"), ("tied", "EEE")):
+        a, b = bm.GMMPrior.mclust_default(X, 3, alias), bm.GMMPrior.mclust_default(X, 3, name)
+        np.testing.assert_array_equal(a.scale, b.scale)
+    # EEI is diagonal, EVE ellipsoidal: the scale types follow the model's family
+    assert np.count_nonzero(bm.GMMPrior.mclust_default(X, 3, "EEI").scale) == 2
+    assert np.count_nonzero(bm.GMMPrior.mclust_default(X, 3, "EVE").scale) == 4
+    with pytest.raises(ValueError, match="covariance"):
+        bm.GMMPrior.mclust_default(X, 3, "XYZ")
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        bm.GMMPrior.mclust_default(X[:1], 1)

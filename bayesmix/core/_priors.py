@@ -68,6 +68,7 @@ from scipy.special import gammaln, multigammaln
 
 from bayesmix.core._constants import LOG_2PI
 from bayesmix.core._validation import (
+    EM_COVARIANCE_TYPES,
     check_covariance_type,
     check_data,
     check_n_components,
@@ -170,6 +171,56 @@ class GMMPrior:
         )
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def mclust_default(cls, X, n_components, covariance="VVV"):
+        """R mclust's ``defaultPrior(X, G, modelName)`` (``priorControl()``) as a prior.
+
+        Shrinkage 0.01, the column means, ``dof = D + 2`` and the scale
+        ``(1 / G)^(2 / D)`` times the data covariance (ellipsoidal models: EEE, VEE,
+        EVE, VVE, EEV, VEV, EVV, VVV) or times the mean of the column variances times the
+        identity (spherical and diagonal models), with R's ``var`` (``n - 1``); no prior
+        on the weights (``weight_concentration = 1``). Checked against mclust 6.0.0's
+        values (benchmarks/mclust_default_prior.csv).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+            Complete data (mclust has no missing values), N >= 2.
+        n_components : int
+            G, the number of components.
+        covariance : str, default "VVV"
+            One of mclust's 14 model names or bayesmix's aliases ("full" is VVV).
+
+        Returns
+        -------
+        GMMPrior
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0]])
+        >>> GMMPrior.mclust_default(X, 2, "VII").scale
+        array([[4.25, 0.  ],
+               [0.  , 4.25]])
+        """
+        from bayesmix.core._mclust_models import BASE_TYPE, MODEL_OF_TYPE
+
+        name = check_covariance_type(covariance, allowed=EM_COVARIANCE_TYPES)
+        model = MODEL_OF_TYPE.get(name, name)
+        X = check_data(X)
+        N, D = X.shape
+        K = check_n_components(n_components)
+        if N < 2:
+            raise ValueError(
+                f"GMMPrior.mclust_default needs at least 2 rows of X for its covariance; got {N}."
+            )
+        fac = (1.0 / K) ** (2.0 / D)
+        if BASE_TYPE[model] in ("spherical", "diag"):
+            scale = fac * float(X.var(axis=0, ddof=1).mean()) * np.eye(D)
+        else:
+            scale = fac * np.atleast_2d(np.cov(X, rowvar=False))
+        return cls(mean=X.mean(axis=0), scale=scale, dof=D + 2.0, mean_shrinkage=0.01)
+
     @classmethod
     def from_data(cls, X, n_components, **overrides):
         """Data-scaled default prior (after mclust's ``priorControl``).
