@@ -157,3 +157,15 @@ class _DensityEstimator(DensityMixin, BaseEstimator):
         float
         """
         return float(self.score_samples(X).mean())
+
+
+def _draw_mixture(rng, n_samples, weights, means, covariances):
+    """``(X (n, D), y (n,))``: ``n_samples`` draws of a Gaussian mixture, grouped by
+    component as scikit-learn's ``sample`` (multinomial counts, then each component's)."""
+    counts = rng.multinomial(n_samples, weights)
+    chol = np.linalg.cholesky(covariances)
+    D = means.shape[1]
+    X = np.concatenate(
+        [means[k] + rng.standard_normal((n, D)) @ chol[k].T for k, n in enumerate(counts)]
+    )
+    return X, np.repeat(np.arange(means.shape[0]), counts)

@@ -10,6 +10,7 @@ from bayesmix._sklearn_base import (
     _INIT_PARAMS,
     _check_covariance_type,
     _DensityEstimator,
+    _draw_mixture,
     _native_covariances,
     _rows_per_chunk,
     _seed,
@@ -573,12 +574,7 @@ class BayesianGaussianMixture(_DensityEstimator):
         cov = _full_covariances(
             self.covariances_, _check_covariance_type(self.covariance_type), K, D
         )
-        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        chol = np.linalg.cholesky(cov)
-        X = np.concatenate(
-            [self.means_[k] + rng.standard_normal((n, D)) @ chol[k].T for k, n in enumerate(counts)]
-        )
-        return X, np.repeat(np.arange(K), counts)
+        return _draw_mixture(rng, n_samples, self.weights_ / self.weights_.sum(), self.means_, cov)
 
 
 def _full_covariances(native, covariance, K, D):

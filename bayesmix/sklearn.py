@@ -53,6 +53,7 @@ from bayesmix._sklearn_base import (
     _AllowNaN,
     _check_covariance_type,
     _DensityEstimator,
+    _draw_mixture,
     _native_covariances,
     _native_precisions,
     _seed,
@@ -456,15 +457,7 @@ class GaussianMixture(_AllowNaN, _DensityEstimator):
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         rng = np.random.default_rng(_seed(self.random_state))
         em = self.em_result_
-        counts = rng.multinomial(n_samples, em.weights)
-        chol = np.linalg.cholesky(em.covariances)
-        X = np.concatenate(
-            [
-                em.means[k] + rng.standard_normal((n, em.n_features)) @ chol[k].T
-                for k, n in enumerate(counts)
-            ]
-        )
-        return X, np.repeat(np.arange(em.n_components), counts)
+        return _draw_mixture(rng, n_samples, em.weights, em.means, em.covariances)
 
 
 # =========================================================================== scorer
